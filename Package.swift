@@ -1,0 +1,47 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Veer",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "veerd", targets: ["veerd"]),
+        .executable(name: "veerctl", targets: ["veerctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+    ],
+    targets: [
+        // veer_maps.h (a symlink to bpf/include/veer_maps.h) and the few libbpf shims Swift can't call.
+        .target(name: "CVeer", linkerSettings: [.linkedLibrary("bpf")]),
+        // Pure: Kubernetes types, store, selector, planner. No I/O.
+        .target(name: "VeerModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // Everything that touches the kernel.
+        .target(name: "VeerDatapath", dependencies: [
+            "CVeer", "VeerModel",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Everything that touches the network or the file system for input: API server, manifests.
+        .target(name: "VeerKube", dependencies: [
+            "VeerModel",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "veerd", dependencies: [
+            "VeerDatapath", "VeerModel", "VeerKube",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "veerctl", dependencies: [
+            "VeerDatapath", "VeerModel",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VeerKubeTests", dependencies: ["VeerKube", "VeerModel"]),
+        // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
+        .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer"]),
+    ]
+)

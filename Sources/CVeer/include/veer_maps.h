@@ -1,0 +1,1 @@
+../../../bpf/include/veer_maps.h

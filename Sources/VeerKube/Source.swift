@@ -1,0 +1,1 @@
+// The Kubernetes API and manifest-directory sources (issue 4) live here.

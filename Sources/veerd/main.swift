@@ -1,0 +1,1 @@
+print("veerd: coming with the agent issue")

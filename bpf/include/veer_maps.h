@@ -1,0 +1,151 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * veer_maps.h: THE definition of every BPF map key, value, flag and size in Veer.
+ *
+ * Included by bpf/veer_sock.bpf.c and imported by Swift through the CVeer target
+ * (Sources/CVeer/include/veer_maps.h is a symlink to this file). Nothing here is
+ * restated anywhere else: Swift reads these structs directly, and the datapath checks
+ * at load time that every Swift size equals the key and value size in the object's BTF.
+ *
+ * Byte order: fields typed __be32/__be16 hold network byte order (as in struct
+ * bpf_sock_addr's user_ip4 / user_port); every other field is host order.
+ * Padding is explicit and always zero, so keys hash the same from C and Swift.
+ *
+ * Changing any struct or max_entries here is a schema change: bump VEER_PIN_VERSION so a
+ * new datapath pins beside the old one instead of failing to reuse its maps.
+ */
+#ifndef VEER_MAPS_H
+#define VEER_MAPS_H
+
+#include <linux/types.h>
+
+#define VEER_PIN_VERSION "v1"
+
+/* Default capacities (max_entries). The agent may override them before the first load. */
+#define VEER_SERVICES_MAX   65536   /* master + slot entries, all frontends */
+#define VEER_BACKENDS_MAX   65536
+#define VEER_REV_NAT_MAX    65536   /* one per frontend */
+#define VEER_MEMBERS_MAX    131072  /* one per (frontend, backend) pair */
+#define VEER_SOCK_REV_MAX   262144  /* LRU: translated sockets */
+#define VEER_AFFINITY_MAX   65536   /* LRU: (client netns, frontend) pairs */
+
+/* ---- services: frontend (+ slot) -> master or slot ------------------------------ */
+
+struct veer_svc_key {
+	__be32 addr;        /* frontend IPv4 address */
+	__be16 port;        /* frontend port */
+	__u8   proto;       /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
+	__u8   pad0;
+	__u16  slot;        /* 0 = master entry; 1..count = backend slots */
+	__u16  pad1;
+};
+
+/* veer_svc_val.flags (master entry only) */
+#define VEER_SVC_F_AFFINITY     0x1  /* sessionAffinity ClientIP, per client netns */
+#define VEER_SVC_F_EMPTY_DROP   0x2  /* count == 0: endpoints exist but none in this set
+                                      * (traffic policy Local) -> kube-proxy DROPs;
+                                      * without it count == 0 means REJECT */
+
+struct veer_svc_val {
+	__u32 count_or_backend; /* master: number of slots; slot: backend id */
+	__u32 rev_nat_id;       /* id of this frontend in rev_nat, members, hits */
+	__u32 affinity_timeout; /* seconds; master only, with VEER_SVC_F_AFFINITY */
+	__u16 flags;            /* VEER_SVC_F_*; master only */
+	__u16 pad0;
+};
+
+/* ---- backends: backend id -> address ---------------------------------------------- */
+
+#define VEER_BE_F_TERMINATING 0x1 /* serving+terminating fallback; informational */
+
+struct veer_backend {
+	__be32 addr;
+	__be16 port;
+	__u8   proto;
+	__u8   flags;           /* VEER_BE_F_* */
+};
+
+/* ---- rev_nat: frontend id -> frontend address, for reverse translation ------------ */
+
+struct veer_rev_nat {
+	__be32 addr;
+	__be16 port;
+	__u8   proto;
+	__u8   pad0;
+};
+
+/*
+ * ---- members: (frontend, backend) -> per-CPU hit counter ---------------------------
+ * Written by the agent: an entry exists exactly while the backend is in the frontend's
+ * set. BPF only increments existing entries (it never inserts, so it can never fill the
+ * map), and checks membership here before reusing a sticky UDP or affinity pick.
+ */
+struct veer_member_key {
+	__u32 rev_nat_id;
+	__u32 backend_id;
+};
+
+struct veer_member_val {
+	__u64 hits;             /* per CPU; sum over CPUs for the total */
+};
+
+/* ---- sock_rev: (socket, backend) -> frontend; written by BPF --------------------- */
+
+struct veer_sock_rev_key {
+	__u64  cookie;          /* bpf_get_socket_cookie() */
+	__be32 addr;            /* backend address the socket was sent to */
+	__be16 port;
+	__u8   proto;
+	__u8   pad0;
+};
+
+struct veer_sock_rev_val {
+	__be32 addr;            /* frontend the application asked for */
+	__be16 port;
+	__u8   proto;
+	__u8   pad0;
+	__u32  rev_nat_id;
+};
+
+/*
+ * ---- sock_state: socket local storage; written by BPF ----------------------------
+ * Dies with its socket. It keeps a UDP socket on its backend while that backend stays a
+ * member, and lets sock_release find the sock_rev key of an unconnected UDP socket,
+ * whose destination is 0.0.0.0:0 by then.
+ */
+struct veer_sock_state {
+	__u32  rev_nat_id;
+	__u32  backend_id;
+	__be32 be_addr;
+	__be16 be_port;
+	__u8   proto;
+	__u8   pad0;
+};
+
+/* ---- affinity: (client netns, frontend) -> backend; written by BPF --------------- */
+
+struct veer_affinity_key {
+	__u64 netns_cookie;     /* bpf_get_netns_cookie(): the client's network namespace */
+	__u32 rev_nat_id;
+	__u32 pad0;
+};
+
+struct veer_affinity_val {
+	__u64 last_used_ns;     /* bpf_ktime_get_ns() of the last connect */
+	__u32 backend_id;
+	__u32 pad0;
+};
+
+/* ---- stats: per-CPU datapath event counters, indexed by enum veer_stat ----------- */
+
+enum veer_stat {
+	VEER_STAT_TRANSLATED = 0,   /* connect/sendmsg rewritten to a backend */
+	VEER_STAT_REFUSED,          /* no endpoints anywhere: ECONNREFUSED */
+	VEER_STAT_DROPPED,          /* no endpoint in the Local set: ETIMEDOUT */
+	VEER_STAT_SLOT_MISSING,     /* a slot or backend lookup failed: left untranslated */
+	VEER_STAT_SOCK_REV_FAILED,  /* reverse entry not written: replies not reversed */
+	VEER_STAT_REVERSED,         /* recvmsg/getpeername rewritten to the frontend */
+	VEER_STAT_MAX,
+};
+
+#endif /* VEER_MAPS_H */

@@ -28,6 +28,7 @@ let package = Package(
         .target(name: "VeerKube", dependencies: [
             "VeerModel",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "veerd", dependencies: [

@@ -1,1 +1,311 @@
-// Datapath
+import CVeer
+import Glibc
+import VeerModel
+
+/// Where a datapath's pins live: `<root>/<version>/maps/<map>` and `.../links/<program>`.
+/// The version changes with any map layout change, so an upgrade never reuses maps of
+/// another shape.
+public struct PinLayout: Sendable, Hashable {
+    public var root: String
+
+    public init(root: String = "/sys/fs/bpf/veer") { self.root = root }
+
+    public static var version: String { VEER_PIN_VERSION }
+    public var directory: String { "\(root)/\(Self.version)" }
+    public var maps: String { "\(directory)/maps" }
+    public var links: String { "\(directory)/links" }
+}
+
+/// The five attached programs, by their names in bpf/veer_sock.bpf.c.
+public let datapathPrograms = ["veer_connect4", "veer_sendmsg4", "veer_recvmsg4", "veer_getpeername4", "veer_sock_release"]
+
+/// The pinned BPF datapath: typed access to every map, and the operations that load,
+/// attach, adopt and remove it. Opening an instance only opens pins, so veerctl works
+/// while the agent is down.
+public final class Datapath: @unchecked Sendable {
+    public let pins: PinLayout
+    let services: BPFMap<veer_svc_key, veer_svc_val>
+    let backends: BPFMap<UInt32, veer_backend>
+    let revNat: BPFMap<UInt32, veer_rev_nat>
+    let members: BPFMap<veer_member_key, veer_member_val>
+    let sockRev: BPFMap<veer_sock_rev_key, veer_sock_rev_val>
+    let affinity: BPFMap<veer_affinity_key, veer_affinity_val>
+    let statsMap: BPFMap<UInt32, UInt64>
+
+    /// Opens an installed datapath's maps.
+    public init(pins: PinLayout = PinLayout()) throws {
+        self.pins = pins
+        guard access(pins.maps, F_OK) == 0 else { throw DatapathError.notInstalled(pinDirectory: pins.directory) }
+        func path(_ name: String) -> String { "\(pins.maps)/\(name)" }
+        services = try BPFMap(pinned: path("veer_services"), name: "veer_services")
+        backends = try BPFMap(pinned: path("veer_backends"), name: "veer_backends")
+        revNat = try BPFMap(pinned: path("veer_rev_nat"), name: "veer_rev_nat")
+        members = try BPFMap(pinned: path("veer_members"), name: "veer_members")
+        sockRev = try BPFMap(pinned: path("veer_sock_rev"), name: "veer_sock_rev")
+        affinity = try BPFMap(pinned: path("veer_affinity"), name: "veer_affinity")
+        statsMap = try BPFMap(pinned: path("veer_stats"), name: "veer_stats")
+    }
+
+    /// Loads the object, pins its maps (reusing pinned ones: contents survive), and
+    /// attaches every program to `cgroup` through pinned links. Links already pinned are
+    /// adopted: their program is swapped in place, so there is no moment without one.
+    public static func install(object: String, cgroup: String, pins: PinLayout = PinLayout(),
+                               capacities: MapCapacities? = nil) throws -> Datapath {
+        try SystemCheck.requireRoot()
+        try SystemCheck.requireCgroup2(cgroup)
+        try SystemCheck.prepareBPFFS(for: pins.root)
+        guard access(object, R_OK) == 0 else { throw DatapathError.objectNotFound(path: object) }
+        for dir in [pins.root, pins.directory, pins.maps, pins.links] {
+            guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {
+                throw DatapathError.syscall(operation: "create pin directory \(dir)", errno: errno)
+            }
+        }
+
+        veer_libbpf_log_capture(0)
+        veer_libbpf_log_clear()
+        guard let obj = bpf_object__open_file(object, nil) else {
+            throw DatapathError.objectInvalid(path: object, detail: String(cString: strerror(errno)))
+        }
+        defer { bpf_object__close(obj) }
+
+        var map = bpf_object__next_map(obj, nil)
+        while let m = map {
+            let name = String(cString: bpf_map__name(m))
+            guard bpf_map__set_pin_path(m, "\(pins.maps)/\(name)") == 0 else {
+                throw DatapathError.syscall(operation: "set pin path of \(name)", errno: errno)
+            }
+            if let size = capacities?.maxEntries(forMap: name) {
+                bpf_map__set_max_entries(m, UInt32(size))
+            }
+            map = bpf_object__next_map(obj, m)
+        }
+
+        if bpf_object__load(obj) != 0 {
+            let log = capturedLog()
+            if log.contains("couldn't reuse pinned map") {
+                throw DatapathError.schemaMismatch(pinDirectory: pins.directory, log: log)
+            }
+            throw DatapathError.verifierRejected(log: log)
+        }
+
+        let cgroupFD = open(cgroup, O_RDONLY | O_DIRECTORY)
+        guard cgroupFD >= 0 else { throw DatapathError.noCgroup2(path: cgroup) }
+        defer { close(cgroupFD) }
+        let cgroupID = SystemCheck.cgroupID(cgroup)
+
+        for name in datapathPrograms {
+            guard let prog = bpf_object__find_program_by_name(obj, name) else {
+                throw DatapathError.objectInvalid(path: object, detail: "program \(name) is missing")
+            }
+            let linkPin = "\(pins.links)/\(name)"
+            if access(linkPin, F_OK) == 0, let link = bpf_link__open(linkPin) {
+                defer { bpf_link__destroy(link) }
+                let attachedTo = linkCgroupID(fd: bpf_link__fd(link))
+                if attachedTo == cgroupID {
+                    guard bpf_link__update_program(link, prog) == 0 else {
+                        throw DatapathError.syscall(operation: "replace program in link \(linkPin)", errno: errno)
+                    }
+                    continue
+                }
+                if attachedTo != 0 {
+                    throw DatapathError.attachedElsewhere(pinDirectory: pins.directory, cgroupID: attachedTo ?? 0,
+                                                          requested: cgroup)
+                }
+                // The link's cgroup is gone (defunct link): replace it.
+                _ = bpf_link__unpin(link)
+            }
+            guard let link = bpf_program__attach_cgroup(prog, cgroupFD) else {
+                throw DatapathError.attachFailed(program: name, cgroup: cgroup, errno: errno)
+            }
+            defer { bpf_link__destroy(link) } // closes our fd only: the pin keeps it attached
+            guard bpf_link__pin(link, linkPin) == 0 else {
+                let err = errno
+                _ = bpf_link__detach(link)
+                throw DatapathError.syscall(operation: "pin link \(linkPin)", errno: err)
+            }
+        }
+        return try Datapath(pins: pins)
+    }
+
+    /// Detaches every program, removes every pin and directory. Returns false if nothing
+    /// was installed.
+    @discardableResult
+    public static func uninstall(pins: PinLayout = PinLayout()) throws -> Bool {
+        guard access(pins.directory, F_OK) == 0 else { return false }
+        for name in (try? listDirectory(pins.links)) ?? [] {
+            let path = "\(pins.links)/\(name)"
+            if let link = bpf_link__open(path) {
+                _ = bpf_link__detach(link)
+                bpf_link__destroy(link)
+            }
+            guard unlink(path) == 0 || errno == ENOENT else {
+                throw DatapathError.syscall(operation: "unpin \(path)", errno: errno)
+            }
+        }
+        for name in (try? listDirectory(pins.maps)) ?? [] {
+            let path = "\(pins.maps)/\(name)"
+            guard unlink(path) == 0 || errno == ENOENT else {
+                throw DatapathError.syscall(operation: "unpin \(path)", errno: errno)
+            }
+        }
+        for dir in [pins.links, pins.maps, pins.directory] where rmdir(dir) != 0 && errno != ENOENT {
+            throw DatapathError.syscall(operation: "remove \(dir)", errno: errno)
+        }
+        _ = rmdir(pins.root) // only if empty: another version may still live there
+        return true
+    }
+
+    // MARK: - State
+
+    /// What the agent-written maps hold now.
+    public func readState() throws -> MapState {
+        var state = MapState()
+        for (key, value) in try services.entries() {
+            if key.slot == 0 {
+                state.masters[key.frontend] = value.master
+            } else {
+                state.slots[key.frontend, default: [:]][key.slot] = value.count_or_backend
+            }
+        }
+        for (id, value) in try backends.entries() { state.backends[id] = value.entry }
+        for (id, value) in try revNat.entries() { state.revNat[id] = value.frontend }
+        state.members = Set(try members.keys().map(\.member))
+        return state
+    }
+
+    public var capacities: MapCapacities {
+        MapCapacities(services: services.capacity, backends: backends.capacity,
+                      revNat: revNat.capacity, members: members.capacity)
+    }
+
+    /// Applies operations in order. On a failure it stops and throws: the maps then hold
+    /// a consistent prefix of the plan, and the next plan starts from what they hold.
+    public func apply(_ operations: [MapOperation]) throws {
+        for op in operations {
+            switch op {
+            case let .upsertBackend(id, entry):
+                try backends.update(id, veer_backend(entry))
+            case let .upsertRevNat(id, address):
+                try revNat.update(id, veer_rev_nat(address))
+            case let .upsertMember(key):
+                try members.insertZeroPerCPU(veer_member_key(key))
+            case let .upsertSlot(address, slot, backendID, revNatID):
+                try services.update(veer_svc_key(address, slot: slot), veer_svc_val(backendID: backendID, revNatID: revNatID))
+            case let .upsertMaster(address, master):
+                try services.update(veer_svc_key(address, slot: 0), veer_svc_val(master))
+            case let .deleteSlot(address, slot):
+                try services.delete(veer_svc_key(address, slot: slot))
+            case let .deleteMaster(address):
+                try services.delete(veer_svc_key(address, slot: 0))
+            case let .deleteMember(key):
+                try members.delete(veer_member_key(key))
+            case let .deleteRevNat(id):
+                try revNat.delete(id)
+            case let .deleteBackend(id):
+                try backends.delete(id)
+            }
+        }
+    }
+
+    /// Reads the maps, plans against them and applies the plan.
+    @discardableResult
+    public func sync(_ desired: [DesiredFrontend]) throws -> Plan {
+        let plan = Planner.plan(desired: desired, actual: try readState(), capacities: capacities)
+        try apply(plan.operations)
+        return plan
+    }
+
+    // MARK: - Counters and sockets
+
+    /// Selections per (frontend, backend), summed over CPUs.
+    public func hits() throws -> [MemberKey: UInt64] {
+        var result: [MemberKey: UInt64] = [:]
+        for key in try members.keys() {
+            if let sum = try members.perCPUSum(key) { result[key.member] = sum }
+        }
+        return result
+    }
+
+    public func stats() throws -> [DatapathStat: UInt64] {
+        var result: [DatapathStat: UInt64] = [:]
+        for stat in DatapathStat.allCases {
+            result[stat] = try statsMap.perCPUSum(stat.index) ?? 0
+        }
+        return result
+    }
+
+    /// Sockets the datapath has translated and not yet seen released.
+    public func sockets() throws -> [TranslatedSocket] {
+        try sockRev.entries().map { key, value in
+            TranslatedSocket(cookie: key.cookie,
+                             backend: L4Address(be: key.addr, port: key.port, proto: key.proto),
+                             frontend: L4Address(be: value.addr, port: value.port, proto: value.proto),
+                             revNatID: value.rev_nat_id)
+        }
+    }
+
+    /// How full each map is: (name, entries, capacity).
+    public func fill() throws -> [(map: String, entries: Int, capacity: Int)] {
+        [
+            ("veer_services", try services.keys().count, services.capacity),
+            ("veer_backends", try backends.keys().count, backends.capacity),
+            ("veer_rev_nat", try revNat.keys().count, revNat.capacity),
+            ("veer_members", try members.keys().count, members.capacity),
+            ("veer_sock_rev", try sockRev.keys().count, sockRev.capacity),
+            ("veer_affinity", try affinity.keys().count, affinity.capacity),
+        ]
+    }
+
+    // MARK: - Helpers
+
+    private static func capturedLog() -> String {
+        var buffer = [CChar](repeating: 0, count: 16 * 1024)
+        _ = veer_libbpf_log_copy(&buffer, buffer.count)
+        return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    /// The cgroup id a pinned link is attached to; 0 for a defunct link.
+    private static func linkCgroupID(fd: Int32) -> UInt64? {
+        var info = bpf_link_info()
+        var len = UInt32(MemoryLayout<bpf_link_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else { return nil }
+        return info.cgroup.cgroup_id
+    }
+}
+
+public struct TranslatedSocket: Hashable, Sendable {
+    public var cookie: UInt64
+    public var backend: L4Address
+    public var frontend: L4Address
+    public var revNatID: UInt32
+}
+
+extension MapCapacities {
+    /// The default sizes compiled into the object (veer_maps.h).
+    public static let compiledDefaults = MapCapacities(
+        services: Int(VEER_SERVICES_MAX), backends: Int(VEER_BACKENDS_MAX),
+        revNat: Int(VEER_REV_NAT_MAX), members: Int(VEER_MEMBERS_MAX))
+
+    func maxEntries(forMap name: String) -> Int? {
+        switch name {
+        case "veer_services": services
+        case "veer_backends": backends
+        case "veer_rev_nat": revNat
+        case "veer_members": members
+        default: nil
+        }
+    }
+}
+
+func listDirectory(_ path: String) throws -> [String] {
+    guard let dir = opendir(path) else { throw DatapathError.syscall(operation: "list \(path)", errno: errno) }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) {
+            $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}

@@ -3,6 +3,8 @@
 
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
+#include <sys/vfs.h>
+#include <sys/mount.h>
 #include "veer_maps.h"
 
 /* libbpf's print callback takes a va_list, which Swift cannot format portably; this

@@ -1,0 +1,66 @@
+# Veer: `make demo` shows it working; `make test` proves it. Both install what they need.
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+.DEFAULT_GOAL := build
+
+export PATH := $(PATH):/usr/sbin:/sbin
+
+SWIFT     ?= swift
+# The Swift toolchain's clang has the BPF target; Debian's clang-14 would need -mcpu=v3 too.
+CLANG     ?= $(dir $(realpath $(shell command -v $(SWIFT))))clang
+CC        ?= gcc
+# -target bpf does not search the multiarch dir, where <asm/types.h> lives.
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_HOST_MULTIARCH)
+OUT       := .build/veer
+BPF_OBJ   := $(OUT)/veer_sock.bpf.o
+PROBE     := $(OUT)/veer-probe
+APT_PKGS  := libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl
+SWIFT_BUILD_FLAGS ?=
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+.PHONY: build deps bpf test demo clean uninstall-test-leftovers
+
+# Installs the packages a fresh Debian machine lacks (needs root, as the datapath does).
+deps:
+	$(Q)missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "  APT  $$missing"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+bpf: $(BPF_OBJ)
+
+$(BPF_OBJ): bpf/veer_sock.bpf.c bpf/include/veer_maps.h | deps
+	@mkdir -p $(OUT)
+	@echo "  BPF  $@"
+	$(Q)$(CLANG) -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
+		-I/usr/include/$(MULTIARCH) -Ibpf/include -c $< -o $@
+
+$(PROBE): Tests/tools/veer-probe.c | deps
+	@mkdir -p $(OUT)
+	@echo "  CC   $@"
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+build: $(BPF_OBJ) $(PROBE) | deps
+	@echo "  SWIFT build"
+	$(Q)$(SWIFT) build $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+	$(Q)cp $(BPF_OBJ) "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/"
+
+# Kernel tests need root, bpffs and cgroup2; they create and remove their own sandboxes.
+test: build
+	@echo "  SWIFT test"
+	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
+		$(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+
+demo: build
+	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
+		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" ./examples/demo/run.sh $(DEMO_ARGS)
+
+clean:
+	rm -rf .build/veer
+	$(SWIFT) package clean

@@ -1,0 +1,117 @@
+import CVeer
+import Glibc
+
+/// A BPF map opened by fd, with keys and values typed by the structs in veer_maps.h.
+/// Sizes are checked against the kernel's map info when opened, so a Swift struct that
+/// drifted from the header fails loudly instead of corrupting entries.
+final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sendable {
+    let name: String
+    let fd: Int32
+    let info: bpf_map_info
+    let perCPU: Bool
+    private let cpus: Int
+
+    init(pinned path: String, name: String) throws {
+        let fd = bpf_obj_get(path)
+        guard fd >= 0 else { throw DatapathError.syscall(operation: "open pinned map \(path)", errno: errno) }
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else {
+            let err = errno
+            close(fd)
+            throw DatapathError.syscall(operation: "read info of map \(path)", errno: err)
+        }
+        self.name = name
+        self.fd = fd
+        self.info = info
+        let type = bpf_map_type(rawValue: info.type)
+        perCPU = type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY
+        cpus = Int(libbpf_num_possible_cpus())
+        // A per-CPU value is read as one 8-byte-aligned copy per possible CPU.
+        let valueSize = perCPU ? MemoryLayout<UInt64>.size : MemoryLayout<Value>.size
+        guard info.key_size == MemoryLayout<Key>.size, info.value_size == valueSize else {
+            close(fd)
+            throw DatapathError.layoutMismatch(
+                map: name,
+                detail: "kernel key/value \(info.key_size)/\(info.value_size) bytes, Swift \(MemoryLayout<Key>.size)/\(valueSize)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    var capacity: Int { Int(info.max_entries) }
+
+    func lookup(_ key: Key) throws -> Value? {
+        var key = key
+        var value = unsafeBitCast0(Value.self)
+        if bpf_map_lookup_elem(fd, &key, &value) == 0 { return value }
+        if errno == ENOENT { return nil }
+        throw DatapathError.syscall(operation: "lookup in \(name)", errno: errno)
+    }
+
+    func update(_ key: Key, _ value: Value, flags: Int = Int(BPF_ANY)) throws {
+        var key = key
+        var value = value
+        guard bpf_map_update_elem(fd, &key, &value, UInt64(flags)) == 0 else { throw mapError("update", errno) }
+    }
+
+    /// Returns false when the key was not there.
+    @discardableResult
+    func delete(_ key: Key) throws -> Bool {
+        var key = key
+        if bpf_map_delete_elem(fd, &key) == 0 { return true }
+        if errno == ENOENT { return false }
+        throw DatapathError.syscall(operation: "delete from \(name)", errno: errno)
+    }
+
+    func keys() throws -> [Key] {
+        var keys: [Key] = []
+        var next = unsafeBitCast0(Key.self)
+        var rc = bpf_map_get_next_key(fd, nil, &next)
+        while rc == 0 {
+            keys.append(next)
+            var current = next
+            rc = bpf_map_get_next_key(fd, &current, &next)
+        }
+        guard errno == ENOENT else { throw DatapathError.syscall(operation: "iterate \(name)", errno: errno) }
+        return keys
+    }
+
+    /// Entries deleted between listing and lookup are skipped.
+    func entries() throws -> [(Key, Value)] {
+        try keys().compactMap { key in try lookup(key).map { (key, $0) } }
+    }
+
+    // MARK: per-CPU maps holding one UInt64 per CPU
+
+    func perCPUSum(_ key: Key) throws -> UInt64? {
+        var key = key
+        var values = [UInt64](repeating: 0, count: cpus)
+        if bpf_map_lookup_elem(fd, &key, &values) == 0 { return values.reduce(0, &+) }
+        if errno == ENOENT { return nil }
+        throw DatapathError.syscall(operation: "lookup in \(name)", errno: errno)
+    }
+
+    /// Creates the entry with zero on every CPU; an existing entry keeps its counts.
+    func insertZeroPerCPU(_ key: Key) throws {
+        var key = key
+        var values = [UInt64](repeating: 0, count: cpus)
+        if bpf_map_update_elem(fd, &key, &values, UInt64(BPF_NOEXIST)) == 0 || errno == EEXIST { return }
+        throw mapError("insert into", errno)
+    }
+
+    private func mapError(_ what: String, _ err: Int32) -> DatapathError {
+        // A full hash map answers E2BIG on insert.
+        err == E2BIG ? .mapFull(map: name) : .syscall(operation: "\(what) \(name)", errno: err)
+    }
+}
+
+/// A zero value of a plain C struct (all of veer_maps.h's types are).
+@inline(__always)
+func unsafeBitCast0<T: BitwiseCopyable>(_: T.Type) -> T {
+    withUnsafeTemporaryAllocation(of: T.self, capacity: 1) { buffer in
+        let raw = UnsafeMutableRawPointer(buffer.baseAddress!)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: MemoryLayout<T>.size)
+        return raw.load(as: T.self)
+    }
+}

@@ -1,0 +1,107 @@
+import CVeer
+import VeerModel
+
+// Conversions between the model's types and the C structs of veer_maps.h.
+// __be32/__be16 fields hold network byte order; the model holds host order.
+
+extension L4Address {
+    init(be addr: UInt32, port: UInt16, proto: UInt8) {
+        self.init(ip: IPv4Address(UInt32(bigEndian: addr)), port: UInt16(bigEndian: port),
+                  proto: L4Protocol(rawValue: proto) ?? .tcp)
+    }
+
+    var beAddr: UInt32 { ip.value.bigEndian }
+    var bePort: UInt16 { port.bigEndian }
+}
+
+extension veer_svc_key {
+    init(_ frontend: L4Address, slot: UInt16) {
+        self.init()
+        addr = frontend.beAddr
+        port = frontend.bePort
+        proto = frontend.proto.rawValue
+        self.slot = slot
+    }
+
+    var frontend: L4Address { L4Address(be: addr, port: port, proto: proto) }
+}
+
+extension veer_svc_val {
+    init(_ master: MasterEntry) {
+        self.init()
+        count_or_backend = master.count
+        rev_nat_id = master.revNatID
+        affinity_timeout = master.affinityTimeout
+        flags = master.flags
+    }
+
+    init(backendID: UInt32, revNatID: UInt32) {
+        self.init()
+        count_or_backend = backendID
+        rev_nat_id = revNatID
+    }
+
+    var master: MasterEntry {
+        MasterEntry(count: count_or_backend, revNatID: rev_nat_id, affinityTimeout: affinity_timeout, flags: flags)
+    }
+}
+
+extension veer_backend {
+    init(_ entry: BackendEntry) {
+        self.init()
+        addr = entry.address.beAddr
+        port = entry.address.bePort
+        proto = entry.address.proto.rawValue
+        flags = entry.flags
+    }
+
+    var entry: BackendEntry { BackendEntry(address: L4Address(be: addr, port: port, proto: proto), flags: flags) }
+}
+
+extension veer_rev_nat {
+    init(_ frontend: L4Address) {
+        self.init()
+        addr = frontend.beAddr
+        port = frontend.bePort
+        proto = frontend.proto.rawValue
+    }
+
+    var frontend: L4Address { L4Address(be: addr, port: port, proto: proto) }
+}
+
+extension veer_member_key {
+    init(_ key: MemberKey) {
+        self.init()
+        rev_nat_id = key.revNatID
+        backend_id = key.backendID
+    }
+
+    var member: MemberKey { MemberKey(revNatID: rev_nat_id, backendID: backend_id) }
+}
+
+/// The datapath's own event counters (enum veer_stat), by name.
+public enum DatapathStat: UInt32, CaseIterable, Sendable {
+    case translated, refused, dropped, slotMissing, sockRevFailed, reversed
+
+    var index: UInt32 {
+        switch self {
+        case .translated: VEER_STAT_TRANSLATED.rawValue
+        case .refused: VEER_STAT_REFUSED.rawValue
+        case .dropped: VEER_STAT_DROPPED.rawValue
+        case .slotMissing: VEER_STAT_SLOT_MISSING.rawValue
+        case .sockRevFailed: VEER_STAT_SOCK_REV_FAILED.rawValue
+        case .reversed: VEER_STAT_REVERSED.rawValue
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .translated: "translated"
+        case .refused: "refused"
+        case .dropped: "dropped"
+        case .slotMissing: "slot_missing"
+        case .sockRevFailed: "sock_rev_failed"
+        case .reversed: "reversed"
+        }
+    }
+}

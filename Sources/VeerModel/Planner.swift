@@ -1,0 +1,248 @@
+/// Turns the frontends this node should serve and the state the maps actually hold into
+/// the minimal, ordered list of map writes.
+///
+/// Order (bpf/veer_sock.bpf.c reads concurrently, so every prefix of a plan is a state it
+/// can use): backends → rev_nat → members → slots → masters → surplus slots → removed
+/// frontends (master, then slots) → members → rev_nat → orphan backends. A master never
+/// counts past written slots, and a slot never names a missing backend or member.
+public enum Planner {
+    public static func plan(desired: [DesiredFrontend], actual: MapState, capacities: MapCapacities) -> Plan {
+        var builder = TargetBuilder(actual: actual, capacities: capacities)
+        var rejected: [PlanRejection] = []
+
+        // One frontend address, one owner: the first service in name order keeps it.
+        var owner: [L4Address: ServicePortName] = [:]
+        var byService: [String: [DesiredFrontend]] = [:]
+        for frontend in desired.sorted(by: { ($0.service, $0.address) < ($1.service, $1.address) }) {
+            if let first = owner[frontend.address] {
+                rejected.append(PlanRejection(
+                    service: frontend.service.serviceKey,
+                    reason: "frontend \(frontend.address) is already served by \(first)"))
+                continue
+            }
+            owner[frontend.address] = frontend.service
+            byService[frontend.service.serviceKey, default: []].append(frontend)
+        }
+
+        for service in byService.keys.sorted() {
+            let frontends = byService[service]!
+            if let shortage = builder.add(frontends) {
+                // Rejected whole: whatever it had stays programmed; nothing half-written.
+                builder.keepActual(frontends.map(\.address))
+                rejected.append(PlanRejection(service: service, reason: shortage))
+            }
+        }
+        return Plan(operations: builder.operations(), rejected: rejected, target: builder.target)
+    }
+}
+
+public struct Plan: Hashable, Sendable {
+    public var operations: [MapOperation]
+    public var rejected: [PlanRejection]
+    /// The state the maps hold once every operation is applied.
+    public var target: MapState
+
+    public var isEmpty: Bool { operations.isEmpty }
+}
+
+public struct PlanRejection: Hashable, Sendable, CustomStringConvertible {
+    /// namespace/name
+    public var service: String
+    public var reason: String
+
+    public var description: String { "\(service): \(reason)" }
+}
+
+/// Accumulates the target state service by service, within the capacities, reusing the
+/// ids the maps already hold.
+private struct TargetBuilder {
+    let actual: MapState
+    let capacities: MapCapacities
+    var target = MapState()
+
+    private var backendIDs: [L4Address: UInt32] = [:]
+    private var revNatIDs: [L4Address: UInt32] = [:]
+    private var usedBackendIDs: Set<UInt32>
+    private var usedRevNatIDs: Set<UInt32>
+    private var nextBackendID: UInt32 = 1
+    private var nextRevNatID: UInt32 = 1
+    // Peak usage: old entries are deleted only at the end, so the peak is actual ∪ target.
+    private var servicesUsed: Int
+    private var backendsUsed: Int
+    private var revNatUsed: Int
+    private var membersUsed: Int
+
+    init(actual: MapState, capacities: MapCapacities) {
+        self.actual = actual
+        self.capacities = capacities
+        for (id, entry) in actual.backends.sorted(by: { $0.key < $1.key }) where backendIDs[entry.address] == nil {
+            backendIDs[entry.address] = id
+        }
+        for (address, master) in actual.masters where actual.revNat[master.revNatID] == address {
+            revNatIDs[address] = master.revNatID
+        }
+        usedBackendIDs = Set(actual.backends.keys)
+        usedRevNatIDs = Set(actual.revNat.keys).union(actual.masters.values.map(\.revNatID))
+        servicesUsed = actual.serviceEntryCount
+        backendsUsed = actual.backends.count
+        revNatUsed = actual.revNat.count
+        membersUsed = actual.members.count
+    }
+
+    /// Adds one service's frontends, or returns why they do not fit.
+    mutating func add(_ frontends: [DesiredFrontend]) -> String? {
+        var trial = self
+        for frontend in frontends { trial.addFrontend(frontend) }
+        let checks: [(String, Int, Int)] = [
+            ("services", trial.servicesUsed, capacities.services),
+            ("backends", trial.backendsUsed, capacities.backends),
+            ("rev_nat", trial.revNatUsed, capacities.revNat),
+            ("members", trial.membersUsed, capacities.members),
+        ]
+        for (map, used, capacity) in checks where used > capacity {
+            let already = [servicesUsed, backendsUsed, revNatUsed, membersUsed][checks.firstIndex { $0.0 == map }!]
+            return "map veer_\(map) is full: the service needs \(used - already) more entries, " +
+                "\(max(0, capacity - already)) of \(capacity) are free"
+        }
+        self = trial
+        return nil
+    }
+
+    /// Keeps the actual entries of these frontends (a rejected service stays as it was).
+    mutating func keepActual(_ addresses: [L4Address]) {
+        for address in addresses {
+            guard let master = actual.masters[address] else { continue }
+            target.masters[address] = master
+            if let rn = actual.revNat[master.revNatID] { target.revNat[master.revNatID] = rn }
+            for (slot, backendID) in actual.slots[address] ?? [:] {
+                target.slots[address, default: [:]][slot] = backendID
+                if let be = actual.backends[backendID] { target.backends[backendID] = be }
+                let member = MemberKey(revNatID: master.revNatID, backendID: backendID)
+                if actual.members.contains(member) { target.members.insert(member) }
+            }
+        }
+    }
+
+    private mutating func addFrontend(_ frontend: DesiredFrontend) {
+        let address = frontend.address
+        let revNatID = revNatID(for: address)
+        if target.revNat[revNatID] == nil {
+            target.revNat[revNatID] = address
+            if actual.revNat[revNatID] == nil { revNatUsed += 1 }
+        }
+
+        // Backends, deduplicated by address; terminating only if every mention says so.
+        var wanted: [UInt32: BackendEntry] = [:]
+        for backend in frontend.backends {
+            let id = backendID(for: backend.address)
+            let flags: UInt8 = backend.terminating ? BackendEntry.flagTerminating : 0
+            if let seen = wanted[id] {
+                wanted[id] = BackendEntry(address: backend.address, flags: seen.flags & flags)
+            } else {
+                wanted[id] = BackendEntry(address: backend.address, flags: flags)
+            }
+        }
+        for (id, entry) in wanted {
+            if let existing = target.backends[id] {
+                target.backends[id] = BackendEntry(address: entry.address, flags: existing.flags & entry.flags)
+            } else {
+                target.backends[id] = entry
+                if actual.backends[id] == nil { backendsUsed += 1 }
+            }
+            let member = MemberKey(revNatID: revNatID, backendID: id)
+            if target.members.insert(member).inserted, !actual.members.contains(member) { membersUsed += 1 }
+        }
+
+        // Slots: keep every backend that already sits in a slot within the new count,
+        // fill the holes with the rest. Minimal writes; existing sockets see no change.
+        let count = wanted.count
+        let oldSlots = actual.slots[address] ?? [:]
+        var slots: [UInt16: UInt32] = [:]
+        var placed: Set<UInt32> = []
+        for (slot, id) in oldSlots where Int(slot) <= count && wanted[id] != nil && !placed.contains(id) {
+            slots[slot] = id
+            placed.insert(id)
+        }
+        var holes = (1...max(count, 1)).lazy.map { UInt16($0) }.filter { slots[$0] == nil }.makeIterator()
+        for id in wanted.keys.sorted() where !placed.contains(id) {
+            guard count > 0, let hole = holes.next() else { break }
+            slots[hole] = id
+        }
+        if !slots.isEmpty { target.slots[address] = slots }
+        servicesUsed += slots.keys.filter { oldSlots[$0] == nil }.count
+        if actual.masters[address] == nil { servicesUsed += 1 }
+
+        var flags: UInt16 = 0
+        if frontend.affinityTimeout != nil { flags |= MasterEntry.flagAffinity }
+        if count == 0, frontend.whenEmpty == .drop { flags |= MasterEntry.flagEmptyDrop }
+        target.masters[address] = MasterEntry(count: UInt32(count), revNatID: revNatID,
+                                              affinityTimeout: frontend.affinityTimeout ?? 0, flags: flags)
+    }
+
+    private mutating func backendID(for address: L4Address) -> UInt32 {
+        if let id = backendIDs[address] { return id }
+        while usedBackendIDs.contains(nextBackendID) { nextBackendID += 1 }
+        let id = nextBackendID
+        usedBackendIDs.insert(id)
+        backendIDs[address] = id
+        return id
+    }
+
+    private mutating func revNatID(for address: L4Address) -> UInt32 {
+        if let id = revNatIDs[address] { return id }
+        while usedRevNatIDs.contains(nextRevNatID) { nextRevNatID += 1 }
+        let id = nextRevNatID
+        usedRevNatIDs.insert(id)
+        revNatIDs[address] = id
+        return id
+    }
+
+    func operations() -> [MapOperation] {
+        var ops: [MapOperation] = []
+        for (id, entry) in target.backends.sorted(by: { $0.key < $1.key }) where actual.backends[id] != entry {
+            ops.append(.upsertBackend(id: id, entry))
+        }
+        for (id, address) in target.revNat.sorted(by: { $0.key < $1.key }) where actual.revNat[id] != address {
+            ops.append(.upsertRevNat(id: id, address))
+        }
+        for member in target.members.sorted() where !actual.members.contains(member) {
+            ops.append(.upsertMember(member))
+        }
+        let frontends = target.masters.keys.sorted()
+        for address in frontends {
+            let revNatID = target.masters[address]!.revNatID
+            let old = actual.slots[address] ?? [:]
+            for (slot, id) in (target.slots[address] ?? [:]).sorted(by: { $0.key < $1.key })
+            where old[slot] != id || actual.masters[address]?.revNatID != revNatID {
+                ops.append(.upsertSlot(address, slot: slot, backendID: id, revNatID: revNatID))
+            }
+        }
+        for address in frontends where actual.masters[address] != target.masters[address] {
+            ops.append(.upsertMaster(address, target.masters[address]!))
+        }
+        for address in frontends {
+            let keep = target.slots[address] ?? [:]
+            for slot in (actual.slots[address] ?? [:]).keys.sorted() where keep[slot] == nil {
+                ops.append(.deleteSlot(address, slot: slot))
+            }
+        }
+        // Removed frontends (and slots left without a master): master first, then slots.
+        let removed = Set(actual.masters.keys).union(actual.slots.keys).subtracting(frontends)
+        for address in removed.sorted() {
+            if actual.masters[address] != nil { ops.append(.deleteMaster(address)) }
+            for slot in (actual.slots[address] ?? [:]).keys.sorted() {
+                ops.append(.deleteSlot(address, slot: slot))
+            }
+        }
+        for member in actual.members.sorted() where !target.members.contains(member) {
+            ops.append(.deleteMember(member))
+        }
+        for id in actual.revNat.keys.sorted() where target.revNat[id] == nil {
+            ops.append(.deleteRevNat(id: id))
+        }
+        for id in actual.backends.keys.sorted() where target.backends[id] == nil {
+            ops.append(.deleteBackend(id: id))
+        }
+        return ops
+    }
+}

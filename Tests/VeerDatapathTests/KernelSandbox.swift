@@ -1,0 +1,195 @@
+import Foundation
+import Glibc
+import VeerDatapath
+import VeerModel
+
+/// One kernel test's world: its own network namespace (no link to the host), its own
+/// child cgroup under the cgroup2 mount, its own pin directory, and the processes it
+/// started. `KernelSandbox.run` tears all of it down even when the test fails.
+final class KernelSandbox: @unchecked Sendable {
+    let name: String
+    let netnsPath: String
+    let cgroup: String
+    let pins: PinLayout
+    private var servers: [Process] = []
+
+    nonisolated(unsafe) private static var counter = 0
+    private static let lock = NSLock()
+
+    /// Why kernel tests cannot run here, or nil when they can.
+    static let unavailableReason: String? = {
+        if geteuid() != 0 { return "kernel tests need root" }
+        guard SystemCheck.cgroup2Mount() != nil else { return "kernel tests need a cgroup2 mount" }
+        guard access("/sys/fs/bpf", F_OK) == 0 else { return "kernel tests need /sys/fs/bpf (bpffs)" }
+        guard access(bpfObject, R_OK) == 0 else { return "BPF object \(bpfObject) missing: run `make test`" }
+        guard access(probe, X_OK) == 0 else { return "test probe \(probe) missing: run `make test`" }
+        guard run(["ip", "-V"]).status == 0 else { return "kernel tests need iproute2 (ip)" }
+        return nil
+    }()
+
+    static var repoRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }
+    static var bpfObject: String {
+        ProcessInfo.processInfo.environment["VEER_BPF_OBJECT"] ?? "\(repoRoot)/.build/veer/veer_sock.bpf.o"
+    }
+    static var probe: String {
+        ProcessInfo.processInfo.environment["VEER_PROBE"] ?? "\(repoRoot)/.build/veer/veer-probe"
+    }
+
+    private init() throws {
+        let n = Self.lock.withLock { Self.counter += 1; return Self.counter }
+        name = "veer-t\(getpid())-\(n)"
+        netnsPath = "/run/netns/\(name)"
+        cgroup = "\(SystemCheck.cgroup2Mount()!)/\(name)"
+        pins = PinLayout(root: "/sys/fs/bpf/\(name)")
+        try sh(["ip", "netns", "add", name])
+        try sh(["ip", "-n", name, "link", "set", "lo", "up"])
+        guard mkdir(cgroup, 0o755) == 0 else { throw SandboxError("mkdir \(cgroup): \(String(cString: strerror(errno)))") }
+    }
+
+    /// Runs `body` in a fresh sandbox and always tears it down.
+    static func run<T>(_ body: (KernelSandbox) throws -> T) throws -> T {
+        let sandbox = try KernelSandbox()
+        defer { sandbox.teardown() }
+        return try body(sandbox)
+    }
+
+    @discardableResult
+    func install() throws -> Datapath {
+        try Datapath.install(object: Self.bpfObject, cgroup: cgroup, pins: pins)
+    }
+
+    /// Puts `ips` on the namespace's loopback, where the servers listen.
+    func addAddresses(_ ips: [String]) throws {
+        for ip in ips { try sh(["ip", "-n", name, "addr", "add", "\(ip)/32", "dev", "lo"]) }
+    }
+
+    /// A server in the namespace (outside the cgroup) answering with `reply`.
+    func startServer(_ proto: L4Protocol, _ ip: String, _ port: UInt16, reply: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.probe)
+        p.arguments = ["--netns", netnsPath, proto == .udp ? "serve-udp" : "serve-tcp", ip, "\(port)", reply]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        servers.append(p)
+        let ready = out.fileHandleForReading.readLine()
+        guard ready == "ready" else { throw SandboxError("server \(reply) on \(ip):\(port) did not start") }
+    }
+
+    func stopServer(at index: Int) {
+        let p = servers[index]
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    /// Runs a probe client inside the cgroup and namespace; returns its result lines.
+    func client(_ args: [String]) throws -> [ProbeResult] {
+        let result = Self.run([Self.probe, "--cgroup", cgroup, "--netns", netnsPath] + args)
+        guard result.status == 0 else { throw SandboxError("probe \(args) exited \(result.status): \(result.stderr)") }
+        return result.stdout.split(separator: "\n").map { ProbeResult(String($0)) }
+    }
+
+    /// Starts a probe client without waiting; collect it with `finish`.
+    func startClient(_ args: [String]) throws -> (Process, Pipe) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.probe)
+        p.arguments = ["--cgroup", cgroup, "--netns", netnsPath] + args
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        return (p, out)
+    }
+
+    func finish(_ client: (Process, Pipe)) -> [ProbeResult] {
+        let data = client.1.fileHandleForReading.readDataToEndOfFile()
+        client.0.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: "\n").map { ProbeResult(String($0)) }
+    }
+
+    func teardown() {
+        for p in servers where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
+        _ = try? Datapath.uninstall(pins: pins)
+        _ = rmdir(pins.root)
+        if rmdir(cgroup) != 0 && errno != ENOENT {
+            // A client still exiting keeps the cgroup busy for a moment.
+            for _ in 0..<50 where rmdir(cgroup) != 0 { usleep(20_000) }
+        }
+        _ = Self.run(["ip", "netns", "del", name])
+    }
+
+    private func sh(_ args: [String]) throws {
+        let r = Self.run(args)
+        guard r.status == 0 else { throw SandboxError("\(args.joined(separator: " ")): \(r.stderr)") }
+    }
+
+    static func run(_ args: [String]) -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = (env["PATH"] ?? "/usr/bin:/bin") + ":/usr/sbin:/sbin"
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        do { try p.run() } catch { return (127, "", "\(error)") }
+        // Read stderr on another thread so neither pipe can fill and block the child.
+        nonisolated(unsafe) var errData = Data()
+        let group = DispatchGroup()
+        group.enter()
+        DispatchQueue.global().async {
+            errData = err.fileHandleForReading.readDataToEndOfFile()
+            group.leave()
+        }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        group.wait()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+}
+
+struct SandboxError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// One line of probe output: "ok NAME PEER T_NS" or "err ERRNO T_NS".
+struct ProbeResult: Hashable {
+    var ok: Bool
+    var reply: String   // server name, or errno name
+    var peer: String
+    var startNS: UInt64
+
+    init(_ line: String) {
+        let f = line.split(separator: " ").map(String.init)
+        ok = f.first == "ok"
+        reply = f.count > 1 ? f[1] : ""
+        peer = ok && f.count > 2 ? f[2] : ""
+        startNS = UInt64(f.last ?? "") ?? 0
+    }
+}
+
+extension FileHandle {
+    /// Reads one line byte by byte (the server keeps the pipe open).
+    func readLine() -> String? {
+        var bytes: [UInt8] = []
+        while true {
+            let d = readData(ofLength: 1)
+            guard let b = d.first else { return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self) }
+            if b == UInt8(ascii: "\n") { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(b)
+        }
+    }
+}
+
+func monotonicNow() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

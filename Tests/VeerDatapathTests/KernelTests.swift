@@ -1,0 +1,311 @@
+import Foundation
+import Glibc
+import Testing
+import VeerDatapath
+import VeerModel
+
+// Kernel tests: real programs attached to a child cgroup, real sockets in a private
+// network namespace. The VIP range has no route there, so a missed rewrite fails with
+// ENETUNREACH inside the sandbox and never reaches a network.
+
+private let vip = "10.96.0.10"
+private let backendIPs = ["10.244.1.11", "10.244.1.12", "10.244.1.13"]
+private let podNames = ["pod-a", "pod-b", "pod-c"]
+
+private func frontend(_ ip: String = vip, _ port: UInt16 = 80, _ proto: L4Protocol = .tcp,
+                      backends: [String], backendPort: UInt16 = 8080, affinity: UInt32? = nil,
+                      whenEmpty: EmptyBehavior = .reject) -> DesiredFrontend {
+    DesiredFrontend(
+        address: L4Address(ip: IPv4Address(ip)!, port: port, proto: proto), kind: .clusterIP,
+        service: ServicePortName(namespace: "default", name: "web", port: "http", proto: proto),
+        backends: backends.map { DesiredBackend(address: L4Address(ip: IPv4Address($0)!, port: backendPort, proto: proto)) },
+        whenEmpty: whenEmpty, affinityTimeout: affinity)
+}
+
+/// A sandbox with three backends serving `proto` on :8080, answering with their pod names.
+private func withBackends<T>(_ protos: [L4Protocol] = [.tcp], _ body: (KernelSandbox, Datapath) throws -> T) throws -> T {
+    try KernelSandbox.run { sb in
+        try sb.addAddresses(backendIPs)
+        for proto in protos {
+            for (ip, name) in zip(backendIPs, podNames) { try sb.startServer(proto, ip, 8080, reply: name) }
+        }
+        return try body(sb, try sb.install())
+    }
+}
+
+private func counts(_ results: [ProbeResult]) -> [String: Int] {
+    results.filter(\.ok).reduce(into: [:]) { $0[$1.reply, default: 0] += 1 }
+}
+
+@Suite("Datapath in the kernel", .serialized,
+       .disabled(if: KernelSandbox.unavailableReason != nil,
+                 Comment(rawValue: "skipped: \(KernelSandbox.unavailableReason ?? "")")))
+struct KernelTests {
+    @Test("TCP through a frontend reaches every backend, and getpeername shows the frontend")
+    func tcpSpreadsOverBackends() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs)])
+            let results = try sb.client(["tcp", vip, "80", "300"])
+            #expect(results.count == 300)
+            #expect(results.allSatisfy { $0.ok }, "failures: \(results.filter { !$0.ok }.prefix(3))")
+            #expect(results.allSatisfy { $0.peer == "\(vip):80" })
+            let perPod = counts(results)
+            for pod in podNames {
+                // 100 expected each; 50 is > 7 standard deviations away.
+                #expect((perPod[pod] ?? 0) >= 50, "\(pod) got \(perPod[pod] ?? 0) of 300: \(perPod)")
+            }
+        }
+    }
+
+    @Test("Counters equal the connections each backend accepted")
+    func countersMatchAccepted() throws {
+        try withBackends { sb, dp in
+            let plan = try dp.sync([frontend(backends: backendIPs)])
+            let results = try sb.client(["tcp", vip, "80", "120"])
+            #expect(results.allSatisfy { $0.ok })
+            let hits = try dp.hits()
+            let perPod = counts(results)
+            for (i, ip) in backendIPs.enumerated() {
+                let id = plan.target.backends.first { $0.value.address.ip == IPv4Address(ip)! }!.key
+                let revNat = plan.target.masters.values.first!.revNatID
+                #expect(hits[MemberKey(revNatID: revNat, backendID: id)] == UInt64(perPod[podNames[i]] ?? 0))
+            }
+            #expect(try dp.stats()[.translated] == 120)
+        }
+    }
+
+    @Test("Unconnected UDP: recvfrom reports the frontend; connected UDP: getpeername does")
+    func udpReverseTranslation() throws {
+        try withBackends([.udp]) { sb, dp in
+            try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
+            let unconnected = try sb.client(["udp-sendto", vip, "53", "20"])
+            #expect(unconnected.count == 20)
+            #expect(unconnected.allSatisfy { $0.ok && $0.peer == "\(vip):53" }, "\(unconnected.prefix(3))")
+            // One socket stays on one backend.
+            #expect(Set(unconnected.map(\.reply)).count == 1)
+
+            let connected = try sb.client(["udp-connect", vip, "53", "60"])
+            #expect(connected.allSatisfy { $0.ok && $0.peer == "\(vip):53" }, "\(connected.prefix(3))")
+            #expect(Set(connected.map(\.reply)).count == 3, "new sockets spread: \(counts(connected))")
+        }
+    }
+
+    @Test("A UDP socket keeps its backend while the service grows and shrinks around it")
+    func udpStickiness() throws {
+        try withBackends([.udp]) { sb, dp in
+            try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
+            // Probe runs 3 rounds on one socket with pauses, so we can change the set between them.
+            let client = try sb.startClient(["udp-sendto", vip, "53", "3000"])
+            usleep(100_000)
+            try dp.sync([frontend(vip, 53, .udp, backends: Array(backendIPs.prefix(2)) + backendIPs.suffix(1))])
+            try dp.sync([frontend(vip, 53, .udp, backends: backendIPs + ["10.244.1.99"])])
+            let results = sb.finish(client)
+            #expect(results.count == 3000)
+            #expect(results.allSatisfy { $0.ok })
+            #expect(Set(results.map(\.reply)).count == 1, "\(counts(results))")
+        }
+    }
+
+    @Test("No backends: connect and sendto fail at once with ECONNREFUSED; Local-only drop gives ETIMEDOUT")
+    func emptyFrontends() throws {
+        try withBackends { sb, dp in
+            try dp.sync([
+                frontend(backends: []),
+                frontend(vip, 53, .udp, backends: []),
+                frontend("10.96.0.11", 80, .tcp, backends: [], whenEmpty: .drop),
+            ])
+            let start = monotonicNow()
+            let tcp = try sb.client(["tcp", vip, "80", "3"])
+            let udpConnect = try sb.client(["udp-connect", vip, "53", "3"])
+            let udpSendto = try sb.client(["udp-sendto", vip, "53", "3"])
+            for r in tcp + udpConnect + udpSendto {
+                #expect(!r.ok && r.reply == "ECONNREFUSED", "\(r)")
+            }
+            let dropped = try sb.client(["tcp", "10.96.0.11", "80", "2"])
+            #expect(dropped.allSatisfy { !$0.ok && $0.reply == "ETIMEDOUT" }, "\(dropped)")
+            #expect(monotonicNow() - start < 2_000_000_000, "refusals must be immediate")
+            let stats = try dp.stats()
+            #expect(stats[.refused] == 9)
+            #expect(stats[.dropped] == 2)
+        }
+    }
+
+    @Test("A destination that is not a frontend passes untouched")
+    func nonFrontendUntouched() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: [backendIPs[0]])])
+            // Direct to a backend: reaches exactly it, peer is itself.
+            let direct = try sb.client(["tcp", backendIPs[1], "8080", "5"])
+            #expect(direct.allSatisfy { $0.ok && $0.reply == "pod-b" && $0.peer == "\(backendIPs[1]):8080" })
+            // The VIP on another port is not a frontend: no route in the sandbox.
+            let otherPort = try sb.client(["tcp", vip, "81", "1"])
+            #expect(otherPort.first?.reply == "ENETUNREACH")
+            #expect(try dp.stats()[.translated] == 0)
+        }
+    }
+
+    @Test("Shrinking 3 → 2 and growing back under load: no failed connect, no new connection to a removed backend")
+    func shrinkAndGrowUnderLoad() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs)])
+            let client = try sb.startClient(["tcp", vip, "80", "4000", "200"])
+            usleep(300_000)
+            try dp.sync([frontend(backends: Array(backendIPs.prefix(2)))])
+            let shrunk = monotonicNow()
+            usleep(300_000)
+            try dp.sync([frontend(backends: backendIPs)])
+            let grown = monotonicNow()
+            let results = sb.finish(client)
+            #expect(results.count == 4000)
+            #expect(results.filter { !$0.ok }.isEmpty, "failed: \(results.filter { !$0.ok }.prefix(5))")
+            let late = results.filter { $0.reply == "pod-c" && $0.startNS > shrunk && $0.startNS < grown }
+            #expect(late.isEmpty, "\(late.count) connections reached the removed backend after the update")
+            #expect(results.contains { $0.reply == "pod-c" && $0.startNS > grown }, "pod-c is back after growing")
+            #expect(results.contains { $0.startNS > shrunk && $0.startNS < grown }, "the client ran during the shrink")
+        }
+    }
+
+    @Test("Session affinity: one client namespace sticks to one backend until the timeout")
+    func sessionAffinity() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs, affinity: 1)])
+            let first = try sb.client(["tcp", vip, "80", "40"])
+            #expect(first.allSatisfy { $0.ok })
+            #expect(Set(first.map(\.reply)).count == 1, "\(counts(first))")
+            // After the timeout the pick is free again: within a few expiries it moves.
+            var seen = Set(first.map(\.reply))
+            for _ in 0..<10 where seen.count == 1 {
+                usleep(1_200_000)
+                let next = try sb.client(["tcp", vip, "80", "10"])
+                #expect(Set(next.map(\.reply)).count == 1, "sticks within a period: \(counts(next))")
+                seen.formUnion(next.map(\.reply))
+            }
+            #expect(seen.count > 1, "affinity never expired")
+        }
+    }
+
+    @Test("Released sockets leave no reverse entries, connected or not")
+    func sockReleaseCleansUp() throws {
+        try withBackends([.tcp, .udp]) { sb, dp in
+            try dp.sync([frontend(backends: backendIPs), frontend(vip, 53, .udp, backends: backendIPs)])
+            _ = try sb.client(["tcp", vip, "80", "20"])
+            _ = try sb.client(["udp-connect", vip, "53", "20"])
+            _ = try sb.client(["udp-sendto", vip, "53", "20"])
+            #expect(try dp.stats()[.translated] == 60)
+            let left = try dp.sockets()
+            #expect(left.isEmpty, "left: \(left.prefix(3))")
+        }
+    }
+
+    @Test("A restart adopts the pins: same links and maps, no failed connect while it reloads")
+    func adoptWhileServing() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs)])
+            let linksBefore = try linkIDs(sb)
+            let client = try sb.startClient(["tcp", vip, "80", "3000", "100"])
+            for _ in 0..<5 {
+                usleep(60_000)
+                let again = try sb.install()
+                #expect(try again.readState() == dp.readState())
+            }
+            let results = sb.finish(client)
+            #expect(results.count == 3000)
+            #expect(results.allSatisfy { $0.ok }, "failed: \(results.filter { !$0.ok }.prefix(3))")
+            #expect(try linkIDs(sb) == linksBefore)
+        }
+    }
+
+    @Test("Uninstall leaves none of our programs, maps or links in the kernel")
+    func uninstallLeavesNothing() throws {
+        try KernelSandbox.run { sb in
+            // Our own map fds would keep the maps alive: hold them only in this scope.
+            let (links, ourProgs, mapIDs) = try {
+                let dp = try sb.install()
+                try dp.sync([frontend(backends: backendIPs)])
+                let links = try linkIDs(sb)
+                let progs = try bpftoolIDs(["prog", "show"]).filter { $0.name.hasPrefix("veer_") }
+                let ourProgs = Set(try links.map { try programOfLink($0) })
+                #expect(links.count == 5)
+                #expect(ourProgs.isSubset(of: Set(progs.map(\.id))))
+                let pinned = try pinnedMapIDs(sb)
+                #expect(pinned.count == 8)
+                #expect(try mapIDsOfPrograms(ourProgs).isSubset(of: pinned))
+                return (links, ourProgs, pinned)
+            }()
+            #expect(try Datapath.uninstall(pins: sb.pins))
+            #expect(access(sb.pins.directory, F_OK) != 0)
+            // The kernel frees them asynchronously; poll.
+            var gone = false
+            for _ in 0..<100 where !gone {
+                let liveLinks = Set(try bpftoolIDs(["link", "show"]).map(\.id))
+                let liveProgs = Set(try bpftoolIDs(["prog", "show"]).map(\.id))
+                let liveMaps = Set(try bpftoolIDs(["map", "show"]).map(\.id))
+                gone = liveLinks.isDisjoint(with: links) && liveProgs.isDisjoint(with: ourProgs)
+                    && liveMaps.isDisjoint(with: mapIDs)
+                if !gone { usleep(50_000) }
+            }
+            #expect(gone, "programs, maps or links survived uninstall")
+            let cgroupProgs = KernelSandbox.run(["bpftool", "cgroup", "show", sb.cgroup]).stdout
+            #expect(!cgroupProgs.contains("veer_"))
+        }
+    }
+
+    @Test("Errors name what failed: missing object, a directory that is not cgroup2")
+    func clearErrors() throws {
+        try KernelSandbox.run { sb in
+            #expect(throws: DatapathError.objectNotFound(path: "/nonexistent/veer.o")) {
+                try Datapath.install(object: "/nonexistent/veer.o", cgroup: sb.cgroup, pins: sb.pins)
+            }
+            #expect(throws: DatapathError.noCgroup2(path: "/tmp")) {
+                try Datapath.install(object: KernelSandbox.bpfObject, cgroup: "/tmp", pins: sb.pins)
+            }
+        }
+    }
+}
+
+// MARK: - bpftool views, to check from outside our own code
+
+private struct BPFObjectID: Hashable { var id: UInt32; var name: String }
+
+private func bpftoolIDs(_ args: [String]) throws -> [BPFObjectID] {
+    let r = KernelSandbox.run(["bpftool", "-j"] + args)
+    guard r.status == 0, let array = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] else {
+        throw SandboxError("bpftool \(args): \(r.stderr)")
+    }
+    return array.compactMap { o in (o["id"] as? Int).map { BPFObjectID(id: UInt32($0), name: o["name"] as? String ?? "") } }
+}
+
+private func linkIDs(_ sb: KernelSandbox) throws -> Set<UInt32> {
+    let r = KernelSandbox.run(["bpftool", "-j", "link", "show"])
+    let links = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]] ?? []
+    let cgid = try FileManager.default.attributesOfItem(atPath: sb.cgroup)[.systemFileNumber] as? UInt64
+    return Set(links.filter { ($0["cgroup_id"] as? UInt64) == cgid || ($0["cgroup_id"] as? Int).map(UInt64.init) == cgid }
+        .compactMap { ($0["id"] as? Int).map(UInt32.init) })
+}
+
+private func programOfLink(_ id: UInt32) throws -> UInt32 {
+    let r = KernelSandbox.run(["bpftool", "-j", "link", "show", "id", "\(id)"])
+    let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+    guard let prog = o?["prog_id"] as? Int else { throw SandboxError("link \(id) has no program") }
+    return UInt32(prog)
+}
+
+private func pinnedMapIDs(_ sb: KernelSandbox) throws -> Set<UInt32> {
+    var ids = Set<UInt32>()
+    for name in try FileManager.default.contentsOfDirectory(atPath: sb.pins.maps) {
+        let r = KernelSandbox.run(["bpftool", "-j", "map", "show", "pinned", "\(sb.pins.maps)/\(name)"])
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        if let id = o?["id"] as? Int { ids.insert(UInt32(id)) }
+    }
+    return ids
+}
+
+private func mapIDsOfPrograms(_ progs: Set<UInt32>) throws -> Set<UInt32> {
+    var ids = Set<UInt32>()
+    for p in progs {
+        let r = KernelSandbox.run(["bpftool", "-j", "prog", "show", "id", "\(p)"])
+        let o = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        for m in o?["map_ids"] as? [Int] ?? [] { ids.insert(UInt32(m)) }
+    }
+    return ids
+}

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * veer-probe: the client and server the kernel tests and the demo run inside their
+ * sandbox. It joins a cgroup and a network namespace *before* creating any socket (a
+ * socket stays bound to its creator's cgroup), then:
+ *
+ *   serve-tcp IP PORT NAME       accept loop; every connection gets "NAME\n"
+ *   serve-udp IP PORT NAME       every datagram is answered with "NAME\n"
+ *   tcp IP PORT COUNT [GAP_US]   COUNT connects, each on a new socket
+ *   udp-connect IP PORT COUNT    COUNT connected UDP sockets, one query each
+ *   udp-sendto IP PORT COUNT     one unconnected UDP socket, COUNT queries
+ *
+ * Clients print one line per attempt: "ok NAME PEER T_NS" (PEER from getpeername for
+ * connected sockets, from recvfrom otherwise; T_NS the CLOCK_MONOTONIC start of the
+ * attempt) or "err ERRNO_NAME T_NS". Servers print "ready" once bound.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static unsigned long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ULL + (unsigned long long)ts.tv_nsec;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "veer-probe: %s: %s\n", what, strerror(errno));
+	exit(2);
+}
+
+static struct sockaddr_in addr_of(const char *ip, const char *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(port)) };
+	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1) {
+		fprintf(stderr, "veer-probe: bad address %s\n", ip);
+		exit(2);
+	}
+	return sa;
+}
+
+static const char *fmt_addr(const struct sockaddr_in *sa, char *buf, size_t len)
+{
+	char ip[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
+	snprintf(buf, len, "%s:%u", ip, ntohs(sa->sin_port));
+	return buf;
+}
+
+static void set_timeout(int fd, int seconds)
+{
+	struct timeval tv = { .tv_sec = seconds };
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static void print_err(int err, unsigned long long t)
+{
+	const char *name = strerrorname_np(err);
+	printf("err %s %llu\n", name ? name : "unknown", t);
+}
+
+static void trim(char *s)
+{
+	s[strcspn(s, "\r\n")] = 0;
+}
+
+static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char *name)
+{
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0) die("socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
+	if (listen(fd, 4096)) die("listen");
+	printf("ready\n");
+	fflush(stdout);
+	char reply[256];
+	int n = snprintf(reply, sizeof(reply), "%s\n", name);
+	for (;;) {
+		int c = accept(fd, NULL, NULL);
+		if (c < 0) {
+			if (errno == EINTR) continue;
+			die("accept");
+		}
+		if (write(c, reply, (size_t)n) < 0) { /* client gone: nothing to do */ }
+		close(c);
+	}
+}
+
+static __attribute__((noreturn)) int serve_udp(struct sockaddr_in sa, const char *name)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0) die("socket");
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
+	printf("ready\n");
+	fflush(stdout);
+	char buf[512], reply[256];
+	int n = snprintf(reply, sizeof(reply), "%s\n", name);
+	for (;;) {
+		struct sockaddr_in from;
+		socklen_t len = sizeof(from);
+		if (recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len) < 0) {
+			if (errno == EINTR) continue;
+			die("recvfrom");
+		}
+		sendto(fd, reply, (size_t)n, 0, (struct sockaddr *)&from, len);
+	}
+}
+
+/* One connected attempt: TCP reads the greeting, UDP sends a query and reads the reply. */
+static void connected_once(struct sockaddr_in sa, int type)
+{
+	unsigned long long t = now_ns();
+	int fd = socket(AF_INET, type, 0);
+	if (fd < 0) die("socket");
+	set_timeout(fd, 3);
+	char buf[256] = { 0 }, peer[64];
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+		print_err(errno, t);
+		close(fd);
+		return;
+	}
+	if (type == SOCK_DGRAM && send(fd, "q", 1, 0) < 0) {
+		print_err(errno, t);
+		close(fd);
+		return;
+	}
+	ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0) {
+		print_err(n == 0 ? ECONNRESET : errno, t);
+		close(fd);
+		return;
+	}
+	trim(buf);
+	struct sockaddr_in pa;
+	socklen_t len = sizeof(pa);
+	if (getpeername(fd, (struct sockaddr *)&pa, &len)) die("getpeername");
+	printf("ok %s %s %llu\n", buf, fmt_addr(&pa, peer, sizeof(peer)), t);
+	close(fd);
+}
+
+static void sendto_loop(struct sockaddr_in sa, long count)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0) die("socket");
+	set_timeout(fd, 3);
+	for (long i = 0; i < count; i++) {
+		unsigned long long t = now_ns();
+		char buf[256] = { 0 }, from_s[64];
+		if (sendto(fd, "q", 1, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+			print_err(errno, t);
+			continue;
+		}
+		struct sockaddr_in from;
+		socklen_t len = sizeof(from);
+		ssize_t n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&from, &len);
+		if (n <= 0) {
+			print_err(errno, t);
+			continue;
+		}
+		trim(buf);
+		printf("ok %s %s %llu\n", buf, fmt_addr(&from, from_s, sizeof(from_s)), t);
+		fflush(stdout);
+	}
+	close(fd);
+}
+
+static void join(const char *cgroup, const char *netns)
+{
+	if (cgroup) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+		FILE *f = fopen(path, "w");
+		if (!f || fprintf(f, "%d\n", getpid()) < 0 || fclose(f)) die("join cgroup");
+	}
+	if (netns) {
+		int fd = open(netns, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET)) die("join netns");
+		close(fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *cgroup = NULL, *netns = NULL;
+	int i = 1;
+	for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
+		if (!strcmp(argv[i], "--cgroup")) cgroup = argv[i + 1];
+		else if (!strcmp(argv[i], "--netns")) netns = argv[i + 1];
+		else break;
+	}
+	if (argc - i < 4) {
+		fprintf(stderr, "usage: veer-probe [--cgroup DIR] [--netns PATH] CMD IP PORT ARG [GAP_US]\n");
+		return 2;
+	}
+	join(cgroup, netns);
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	const char *cmd = argv[i];
+	struct sockaddr_in sa = addr_of(argv[i + 1], argv[i + 2]);
+	long count = atol(argv[i + 3]);
+	long gap_us = argc - i > 4 ? atol(argv[i + 4]) : 0;
+
+	if (!strcmp(cmd, "serve-tcp")) return serve_tcp(sa, argv[i + 3]);
+	if (!strcmp(cmd, "serve-udp")) return serve_udp(sa, argv[i + 3]);
+	if (!strcmp(cmd, "udp-sendto")) {
+		sendto_loop(sa, count);
+		return 0;
+	}
+	int type = !strcmp(cmd, "tcp") ? SOCK_STREAM : !strcmp(cmd, "udp-connect") ? SOCK_DGRAM : -1;
+	if (type < 0) {
+		fprintf(stderr, "veer-probe: unknown command %s\n", cmd);
+		return 2;
+	}
+	for (long n = 0; n < count; n++) {
+		connected_once(sa, type);
+		if (gap_us) usleep((useconds_t)gap_us);
+	}
+	return 0;
+}

@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Veer socket-level load balancing: translate a Service frontend to one backend at
+ * connect()/sendmsg() time, once per connection, and reverse it wherever the
+ * application sees a peer address. No per-packet NAT, no conntrack.
+ *
+ * Maps and their layout: include/veer_maps.h. Write order (agent side): backends ->
+ * members -> slots -> master -> surplus slots -> members -> orphan backends, so a
+ * lookup here never finds a count pointing past written slots or a slot naming a
+ * missing backend.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/errno.h>
+#include <stdbool.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "veer_maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VEER_SERVICES_MAX);
+	__type(key, struct veer_svc_key);
+	__type(value, struct veer_svc_val);
+} veer_services SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VEER_BACKENDS_MAX);
+	__type(key, __u32);
+	__type(value, struct veer_backend);
+} veer_backends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, VEER_REV_NAT_MAX);
+	__type(key, __u32);
+	__type(value, struct veer_rev_nat);
+} veer_rev_nat SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, VEER_MEMBERS_MAX);
+	__type(key, struct veer_member_key);
+	__type(value, struct veer_member_val);
+} veer_members SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VEER_SOCK_REV_MAX);
+	__type(key, struct veer_sock_rev_key);
+	__type(value, struct veer_sock_rev_val);
+} veer_sock_rev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct veer_sock_state);
+} veer_sock_state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VEER_AFFINITY_MAX);
+	__type(key, struct veer_affinity_key);
+	__type(value, struct veer_affinity_val);
+} veer_affinity SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, VEER_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} veer_stats SEC(".maps");
+
+#define NSEC_PER_SEC 1000000000ULL
+
+static __always_inline void stat_inc(__u32 stat)
+{
+	__u64 *v = bpf_map_lookup_elem(&veer_stats, &stat);
+
+	if (v)
+		__sync_fetch_and_add(v, 1);
+}
+
+/* A (frontend, backend) pair is live exactly while the agent keeps its members entry. */
+static __always_inline struct veer_member_val *member(__u32 rev_nat_id, __u32 backend_id)
+{
+	struct veer_member_key mk = { .rev_nat_id = rev_nat_id, .backend_id = backend_id };
+
+	return bpf_map_lookup_elem(&veer_members, &mk);
+}
+
+/*
+ * Forward translation for connect4 (TCP, connected UDP) and sendmsg4 (unconnected UDP).
+ * Returns 1 to let the call proceed (translated or not a frontend), 0 to fail it with
+ * the errno already set.
+ */
+static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_connect)
+{
+	struct veer_svc_key key = {
+		.addr = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct veer_svc_val *svc, *slot;
+	struct veer_backend *be;
+	struct veer_sock_state *st;
+	struct veer_member_val *hits;
+	__u32 backend_id = 0, rev_nat_id, count;
+	__u64 now = 0;
+
+	svc = bpf_map_lookup_elem(&veer_services, &key);
+	if (!svc)
+		return 1; /* not a frontend: one failed lookup, nothing else */
+
+	count = svc->count_or_backend;
+	if (count == 0) {
+		/* kube-proxy REJECTs when no endpoint exists anywhere and DROPs when only the
+		 * Local set is empty. A socket cannot be "dropped", so a drop fails at once
+		 * with ETIMEDOUT, the error a dropped connect ends with. */
+		if (svc->flags & VEER_SVC_F_EMPTY_DROP) {
+			stat_inc(VEER_STAT_DROPPED);
+			bpf_set_retval(-ETIMEDOUT);
+		} else {
+			stat_inc(VEER_STAT_REFUSED);
+			bpf_set_retval(-ECONNREFUSED);
+		}
+		return 0;
+	}
+	rev_nat_id = svc->rev_nat_id;
+
+	/* Stay on this socket's previous backend while it is still a member: a UDP socket
+	 * keeps talking to one backend even when the service grows or shrinks. */
+	st = bpf_sk_storage_get(&veer_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st && st->rev_nat_id == rev_nat_id && st->backend_id &&
+	    member(rev_nat_id, st->backend_id))
+		backend_id = st->backend_id;
+
+	/* Session affinity (ClientIP): no source address exists at connect time, so the
+	 * client is its network namespace, i.e. the pod. */
+	struct veer_affinity_key ak = {};
+	if (!backend_id && (svc->flags & VEER_SVC_F_AFFINITY)) {
+		struct veer_affinity_val *av;
+
+		ak.netns_cookie = bpf_get_netns_cookie(ctx);
+		ak.rev_nat_id = rev_nat_id;
+		now = bpf_ktime_get_ns();
+		av = bpf_map_lookup_elem(&veer_affinity, &ak);
+		if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC &&
+		    member(rev_nat_id, av->backend_id))
+			backend_id = av->backend_id;
+	}
+
+	if (!backend_id) {
+		/* Random for every socket: the pick is remembered per socket (above) and per
+		 * client (affinity), so no hash of the cookie is needed for stability. */
+		key.slot = (__u16)(bpf_get_prandom_u32() % count + 1);
+		slot = bpf_map_lookup_elem(&veer_services, &key);
+		if (!slot) {
+			stat_inc(VEER_STAT_SLOT_MISSING);
+			return 1;
+		}
+		backend_id = slot->count_or_backend;
+	}
+
+	be = bpf_map_lookup_elem(&veer_backends, &backend_id);
+	if (!be) {
+		stat_inc(VEER_STAT_SLOT_MISSING);
+		return 1;
+	}
+
+	if (svc->flags & VEER_SVC_F_AFFINITY) {
+		struct veer_affinity_val av = { .last_used_ns = now ? now : bpf_ktime_get_ns(),
+						.backend_id = backend_id };
+
+		if (!ak.netns_cookie) {
+			ak.netns_cookie = bpf_get_netns_cookie(ctx);
+			ak.rev_nat_id = rev_nat_id;
+		}
+		bpf_map_update_elem(&veer_affinity, &ak, &av, BPF_ANY);
+	}
+
+	struct veer_sock_rev_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = be->addr,
+		.port = be->port,
+		.proto = key.proto,
+	};
+	struct veer_sock_rev_val rv = {
+		.addr = key.addr,
+		.port = key.port,
+		.proto = key.proto,
+		.rev_nat_id = rev_nat_id,
+	};
+
+	if (st) {
+		/* A reconnect makes the old reverse entry useless; an unconnected socket may
+		 * still get replies from its old backend, so that one ages out by LRU. */
+		if (is_connect && st->backend_id &&
+		    (st->be_addr != be->addr || st->be_port != be->port)) {
+			struct veer_sock_rev_key old = {
+				.cookie = rk.cookie, .addr = st->be_addr,
+				.port = st->be_port, .proto = st->proto,
+			};
+			bpf_map_delete_elem(&veer_sock_rev, &old);
+		}
+		st->rev_nat_id = rev_nat_id;
+		st->backend_id = backend_id;
+		st->be_addr = be->addr;
+		st->be_port = be->port;
+		st->proto = key.proto;
+	}
+	if (bpf_map_update_elem(&veer_sock_rev, &rk, &rv, BPF_ANY))
+		stat_inc(VEER_STAT_SOCK_REV_FAILED);
+
+	hits = member(rev_nat_id, backend_id);
+	if (hits)
+		__sync_fetch_and_add(&hits->hits, 1);
+	stat_inc(VEER_STAT_TRANSLATED);
+
+	ctx->user_ip4 = be->addr;
+	ctx->user_port = be->port; /* a 4-byte store: 2-byte ctx writes are rejected */
+	return 1;
+}
+
+/* Show the frontend wherever the application sees its peer (recvfrom, getpeername). */
+static __always_inline void sock4_xlate_rev(struct bpf_sock_addr *ctx)
+{
+	struct veer_sock_rev_key rk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct veer_sock_rev_val *rv = bpf_map_lookup_elem(&veer_sock_rev, &rk);
+
+	if (!rv)
+		return;
+	ctx->user_ip4 = rv->addr;
+	ctx->user_port = rv->port;
+	stat_inc(VEER_STAT_REVERSED);
+}
+
+SEC("cgroup/connect4")
+int veer_connect4(struct bpf_sock_addr *ctx)
+{
+	return sock4_xlate_fwd(ctx, true);
+}
+
+SEC("cgroup/sendmsg4")
+int veer_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return sock4_xlate_fwd(ctx, false);
+}
+
+SEC("cgroup/recvmsg4")
+int veer_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	sock4_xlate_rev(ctx);
+	return 1; /* recvmsg4 must return 1 */
+}
+
+SEC("cgroup/getpeername4")
+int veer_getpeername4(struct bpf_sock_addr *ctx)
+{
+	sock4_xlate_rev(ctx);
+	return 1; /* getpeername4 must return 1 */
+}
+
+/* The reverse entry dies with its socket. The key comes from the socket's storage,
+ * since an unconnected UDP socket has no destination left to rebuild it from. */
+SEC("cgroup/sock_release")
+int veer_sock_release(struct bpf_sock *sk)
+{
+	struct veer_sock_state *st = bpf_sk_storage_get(&veer_sock_state, sk, 0, 0);
+
+	if (st && st->backend_id) {
+		struct veer_sock_rev_key rk = {
+			.cookie = bpf_get_socket_cookie(sk),
+			.addr = st->be_addr,
+			.port = st->be_port,
+			.proto = st->proto,
+		};
+		bpf_map_delete_elem(&veer_sock_rev, &rk);
+	}
+	return 1;
+}

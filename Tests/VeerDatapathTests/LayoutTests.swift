@@ -1,24 +1,113 @@
 import CVeer
+import Foundation
 import Testing
 import VeerModel
 
-/// The C structs Swift imports from veer_maps.h have the sizes the BPF side compiles to
-/// (the kernel test also checks every pinned map's key and value size at open).
+/// Swift's view of every struct in veer_maps.h against the compiled BPF object's BTF: the
+/// same size and every field at the same offset (Cilium's alignchecker, for Swift). The
+/// kernel tests check the pinned maps' key and value sizes as well.
 @Suite("Map layout")
 struct LayoutTests {
-    @Test("Key and value sizes match the header's explicit layout")
-    func sizes() {
-        #expect(MemoryLayout<veer_svc_key>.size == 12)
-        #expect(MemoryLayout<veer_svc_val>.size == 16)
-        #expect(MemoryLayout<veer_backend>.size == 8)
-        #expect(MemoryLayout<veer_rev_nat>.size == 8)
-        #expect(MemoryLayout<veer_member_key>.size == 8)
-        #expect(MemoryLayout<veer_member_val>.size == 8)
-        #expect(MemoryLayout<veer_sock_rev_key>.size == 16)
-        #expect(MemoryLayout<veer_sock_rev_val>.size == 12)
-        #expect(MemoryLayout<veer_sock_state>.size == 16)
-        #expect(MemoryLayout<veer_affinity_key>.size == 16)
-        #expect(MemoryLayout<veer_affinity_val>.size == 16)
+    struct Field { let name: String; let offset: Int? }
+
+    static let swiftLayouts: [String: (size: Int, fields: [Field])] = [
+        "veer_svc_key": (MemoryLayout<veer_svc_key>.size, [
+            Field(name: "addr", offset: MemoryLayout<veer_svc_key>.offset(of: \.addr)),
+            Field(name: "port", offset: MemoryLayout<veer_svc_key>.offset(of: \.port)),
+            Field(name: "proto", offset: MemoryLayout<veer_svc_key>.offset(of: \.proto)),
+            Field(name: "slot", offset: MemoryLayout<veer_svc_key>.offset(of: \.slot)),
+        ]),
+        "veer_svc_val": (MemoryLayout<veer_svc_val>.size, [
+            Field(name: "count_or_backend", offset: MemoryLayout<veer_svc_val>.offset(of: \.count_or_backend)),
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_svc_val>.offset(of: \.rev_nat_id)),
+            Field(name: "affinity_timeout", offset: MemoryLayout<veer_svc_val>.offset(of: \.affinity_timeout)),
+            Field(name: "flags", offset: MemoryLayout<veer_svc_val>.offset(of: \.flags)),
+        ]),
+        "veer_backend": (MemoryLayout<veer_backend>.size, [
+            Field(name: "addr", offset: MemoryLayout<veer_backend>.offset(of: \.addr)),
+            Field(name: "port", offset: MemoryLayout<veer_backend>.offset(of: \.port)),
+            Field(name: "proto", offset: MemoryLayout<veer_backend>.offset(of: \.proto)),
+            Field(name: "flags", offset: MemoryLayout<veer_backend>.offset(of: \.flags)),
+        ]),
+        "veer_rev_nat": (MemoryLayout<veer_rev_nat>.size, [
+            Field(name: "addr", offset: MemoryLayout<veer_rev_nat>.offset(of: \.addr)),
+            Field(name: "port", offset: MemoryLayout<veer_rev_nat>.offset(of: \.port)),
+            Field(name: "proto", offset: MemoryLayout<veer_rev_nat>.offset(of: \.proto)),
+        ]),
+        "veer_member_key": (MemoryLayout<veer_member_key>.size, [
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_member_key>.offset(of: \.rev_nat_id)),
+            Field(name: "backend_id", offset: MemoryLayout<veer_member_key>.offset(of: \.backend_id)),
+        ]),
+        "veer_member_val": (MemoryLayout<veer_member_val>.size, [
+            Field(name: "hits", offset: MemoryLayout<veer_member_val>.offset(of: \.hits)),
+        ]),
+        "veer_sock_rev_key": (MemoryLayout<veer_sock_rev_key>.size, [
+            Field(name: "cookie", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.cookie)),
+            Field(name: "addr", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.addr)),
+            Field(name: "port", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.port)),
+            Field(name: "proto", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.proto)),
+        ]),
+        "veer_sock_rev_val": (MemoryLayout<veer_sock_rev_val>.size, [
+            Field(name: "addr", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.addr)),
+            Field(name: "port", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.port)),
+            Field(name: "proto", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.proto)),
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.rev_nat_id)),
+        ]),
+        "veer_sock_state": (MemoryLayout<veer_sock_state>.size, [
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_sock_state>.offset(of: \.rev_nat_id)),
+            Field(name: "backend_id", offset: MemoryLayout<veer_sock_state>.offset(of: \.backend_id)),
+            Field(name: "be_addr", offset: MemoryLayout<veer_sock_state>.offset(of: \.be_addr)),
+            Field(name: "be_port", offset: MemoryLayout<veer_sock_state>.offset(of: \.be_port)),
+            Field(name: "proto", offset: MemoryLayout<veer_sock_state>.offset(of: \.proto)),
+        ]),
+        "veer_affinity_key": (MemoryLayout<veer_affinity_key>.size, [
+            Field(name: "netns_cookie", offset: MemoryLayout<veer_affinity_key>.offset(of: \.netns_cookie)),
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_affinity_key>.offset(of: \.rev_nat_id)),
+        ]),
+        "veer_affinity_val": (MemoryLayout<veer_affinity_val>.size, [
+            Field(name: "last_used_ns", offset: MemoryLayout<veer_affinity_val>.offset(of: \.last_used_ns)),
+            Field(name: "backend_id", offset: MemoryLayout<veer_affinity_val>.offset(of: \.backend_id)),
+        ]),
+    ]
+
+    /// name → (size, field → byte offset), read from the object's BTF with bpftool.
+    static func btfStructs() throws -> [String: (size: Int, offsets: [String: Int])] {
+        let r = KernelSandbox.run(["bpftool", "-j", "btf", "dump", "file", KernelSandbox.bpfObject])
+        guard r.status == 0,
+              let root = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+              let types = root["types"] as? [[String: Any]] else {
+            throw SandboxError("bpftool btf dump failed: \(r.stderr)")
+        }
+        var result: [String: (Int, [String: Int])] = [:]
+        for t in types where t["kind"] as? String == "STRUCT" {
+            guard let name = t["name"] as? String, name.hasPrefix("veer_"), let size = t["size"] as? Int else { continue }
+            var offsets: [String: Int] = [:]
+            for m in t["members"] as? [[String: Any]] ?? [] {
+                if let n = m["name"] as? String, let bits = m["bits_offset"] as? Int { offsets[n] = bits / 8 }
+            }
+            result[name] = (size, offsets)
+        }
+        return result
+    }
+
+    static let btfUnavailable: String? = {
+        if access(KernelSandbox.bpfObject, R_OK) != 0 { return "BPF object missing: run `make test`" }
+        if KernelSandbox.run(["bpftool", "version"]).status != 0 { return "bpftool missing: run `make test`" }
+        return nil
+    }()
+
+    @Test("Every shared struct has the BPF object's size and field offsets",
+          .disabled(if: btfUnavailable != nil, Comment(rawValue: "skipped: \(btfUnavailable ?? "")")))
+    func matchesBTF() throws {
+        let btf = try Self.btfStructs()
+        #expect(Set(btf.keys) == Set(Self.swiftLayouts.keys), "a struct in veer_maps.h is not checked here")
+        for (name, swift) in Self.swiftLayouts {
+            guard let kernel = btf[name] else { Issue.record("\(name) not in BTF"); continue }
+            #expect(swift.size == kernel.size, "\(name): Swift \(swift.size) bytes, BPF \(kernel.size)")
+            for field in swift.fields {
+                #expect(field.offset == kernel.offsets[field.name], "\(name).\(field.name)")
+            }
+        }
     }
 
     @Test("The model's flag constants are the header's")
@@ -26,5 +115,6 @@ struct LayoutTests {
         #expect(MasterEntry.flagAffinity == UInt16(VEER_SVC_F_AFFINITY))
         #expect(MasterEntry.flagEmptyDrop == UInt16(VEER_SVC_F_EMPTY_DROP))
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
+        #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
     }
 }

@@ -1,0 +1,193 @@
+import Testing
+import VeerModel
+
+private func addr(_ s: String) -> L4Address { L4Address(s)! }
+
+private func fe(_ frontend: String, _ backends: [String], service: String = "web", affinity: UInt32? = nil,
+                whenEmpty: EmptyBehavior = .reject, terminating: Set<String> = []) -> DesiredFrontend {
+    let a = addr(frontend)
+    return DesiredFrontend(
+        address: a, kind: .clusterIP,
+        service: ServicePortName(namespace: "default", name: service, port: "", proto: a.proto),
+        backends: backends.map { DesiredBackend(address: addr($0), terminating: terminating.contains($0)) },
+        whenEmpty: whenEmpty, affinityTimeout: affinity)
+}
+
+private let roomy = MapCapacities(services: 10_000, backends: 10_000, revNat: 10_000, members: 10_000)
+
+/// Everything bpf/veer_sock.bpf.c relies on at any instant.
+private func invariantViolations(_ s: MapState) -> [String] {
+    var problems: [String] = []
+    for (frontend, master) in s.masters {
+        guard s.revNat[master.revNatID] == frontend else {
+            problems.append("\(frontend): rev_nat \(master.revNatID) missing or wrong"); continue
+        }
+        guard master.count > 0 else { continue }
+        for slot in 1...UInt16(master.count) {
+            guard let id = s.slots[frontend]?[slot] else { problems.append("\(frontend): count \(master.count) but slot \(slot) missing"); continue }
+            if s.backends[id] == nil { problems.append("\(frontend)#\(slot): backend \(id) missing") }
+            if !s.members.contains(MemberKey(revNatID: master.revNatID, backendID: id)) {
+                problems.append("\(frontend)#\(slot): member \(master.revNatID)/\(id) missing")
+            }
+        }
+    }
+    return problems
+}
+
+/// The target holds exactly what was desired.
+private func matches(_ s: MapState, _ desired: [DesiredFrontend]) -> Bool {
+    guard Set(s.masters.keys) == Set(desired.map(\.address)) else { return false }
+    for d in desired {
+        let master = s.masters[d.address]!
+        let backends = Set((s.slots[d.address] ?? [:]).values.compactMap { s.backends[$0]?.address })
+        if backends != Set(d.backends.map(\.address)) || Int(master.count) != d.backends.count { return false }
+        if (master.flags & MasterEntry.flagAffinity != 0) != (d.affinityTimeout != nil) { return false }
+    }
+    return true
+}
+
+private func applyChecked(_ plan: Plan, to start: MapState) -> (MapState, [String]) {
+    var state = start
+    var problems: [String] = []
+    for op in plan.operations {
+        state.apply(op)
+        problems += invariantViolations(state).map { "after \(op): \($0)" }
+    }
+    return (state, problems)
+}
+
+/// SplitMix64: deterministic, so a failure reproduces.
+private struct SeededRNG: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+private func randomDesired(_ rng: inout SeededRNG) -> [DesiredFrontend] {
+    let pool = (1...12).map { "10.244.0.\($0):8080/tcp" }
+    return (0..<Int.random(in: 0...6, using: &rng)).map { i in
+        let backends = pool.filter { _ in Bool.random(using: &rng) }
+        return fe("10.96.0.\(i + 1):80/tcp", backends, service: "svc\(i % 3)",
+                  affinity: Bool.random(using: &rng) ? 60 : nil,
+                  whenEmpty: Bool.random(using: &rng) ? .drop : .reject)
+    }
+}
+
+@Suite("Planner")
+struct PlannerTests {
+    @Test("Generated states: applying a plan yields the desired state, every prefix is safe, and replanning is empty",
+          arguments: 0..<200)
+    func properties(seed: Int) {
+        var rng = SeededRNG(state: UInt64(seed))
+        let first = Planner.plan(desired: randomDesired(&rng), actual: MapState(), capacities: roomy)
+        let (start, p1) = applyChecked(first, to: MapState())
+        #expect(p1.isEmpty, "\(p1.prefix(3))")
+
+        let desired = randomDesired(&rng)
+        let plan = Planner.plan(desired: desired, actual: start, capacities: roomy)
+        let (end, problems) = applyChecked(plan, to: start)
+        #expect(problems.isEmpty, "\(problems.prefix(3))")
+        #expect(end == plan.target)
+        #expect(matches(end, desired))
+        #expect(Planner.plan(desired: desired, actual: end, capacities: roomy).operations.isEmpty)
+        // Nothing leaks: no backend, member or rev_nat outlives its last user.
+        #expect(Set(end.revNat.keys) == Set(end.masters.values.map(\.revNatID)))
+        #expect(Set(end.backends.keys) == Set(end.slots.values.flatMap(\.values)))
+    }
+
+    @Test("Removing one of three backends writes only what changed")
+    func minimalShrink() {
+        let three = fe("10.96.0.10:80/tcp", ["10.244.1.1:80/tcp", "10.244.1.2:80/tcp", "10.244.1.3:80/tcp"])
+        let start = Planner.plan(desired: [three], actual: MapState(), capacities: roomy).target
+        let two = fe("10.96.0.10:80/tcp", ["10.244.1.1:80/tcp", "10.244.1.3:80/tcp"])
+        let plan = Planner.plan(desired: [two], actual: start, capacities: roomy)
+        let removedID = start.backends.first { $0.value.address == addr("10.244.1.2:80/tcp") }!.key
+        let keptIDs = Set(start.backends.keys).subtracting([removedID])
+        // Backend 3 moves into the hole only if it sat beyond the new count.
+        #expect(plan.operations.count <= 5, "\(plan.operations)")
+        #expect(plan.operations.last == .deleteBackend(id: removedID))
+        #expect(Set(plan.target.backends.keys) == keptIDs, "kept backends keep their ids")
+        #expect(plan.operations.contains { if case .upsertMaster(_, let m) = $0 { m.count == 2 } else { false } })
+    }
+
+    @Test("Ids are stable across updates and freed ids are reused by later plans")
+    func idReuse() {
+        let a = fe("10.96.0.1:80/tcp", ["10.244.1.1:80/tcp"], service: "a")
+        let b = fe("10.96.0.2:80/tcp", ["10.244.1.2:80/tcp"], service: "b")
+        let s1 = Planner.plan(desired: [a, b], actual: MapState(), capacities: roomy).target
+        let s2 = Planner.plan(desired: [b], actual: s1, capacities: roomy).target
+        #expect(s2.masters[b.address]!.revNatID == s1.masters[b.address]!.revNatID)
+        let c = fe("10.96.0.3:80/tcp", ["10.244.1.3:80/tcp"], service: "c")
+        let s3 = Planner.plan(desired: [b, c], actual: s2, capacities: roomy).target
+        #expect(s3.masters[c.address]!.revNatID == s1.masters[a.address]!.revNatID, "freed rev_nat id reused")
+        // But never within the same plan: replacing a by c at once gives c a fresh id.
+        let swap = Planner.plan(desired: [b, c], actual: s1, capacities: roomy).target
+        #expect(swap.masters[c.address]!.revNatID != s1.masters[a.address]!.revNatID)
+    }
+
+    @Test("A service that does not fit is rejected whole; the others are planned, and what it had stays")
+    func capacity() {
+        let small = fe("10.96.0.1:80/tcp", ["10.244.1.1:80/tcp"], service: "a-small")
+        let big = fe("10.96.0.2:80/tcp", (1...8).map { "10.244.2.\($0):80/tcp" }, service: "b-big")
+        let tight = MapCapacities(services: 6, backends: 100, revNat: 100, members: 100)
+        let plan = Planner.plan(desired: [small, big], actual: MapState(), capacities: tight)
+        #expect(plan.rejected.map(\.service) == ["default/b-big"])
+        #expect(plan.rejected.first?.reason.contains("veer_services is full") == true)
+        #expect(plan.target.masters.keys.sorted() == [small.address])
+
+        // Already programmed with 2 backends, growing to 8 does not fit: the 2 stay.
+        let bigBefore = fe("10.96.0.2:80/tcp", ["10.244.2.1:80/tcp", "10.244.2.2:80/tcp"], service: "b-big")
+        let start = Planner.plan(desired: [bigBefore], actual: MapState(), capacities: roomy).target
+        let grow = Planner.plan(desired: [big], actual: start, capacities: MapCapacities(services: 5, backends: 100, revNat: 100, members: 100))
+        #expect(grow.operations.isEmpty)
+        #expect(grow.target == start)
+    }
+
+    @Test("Two services claiming one frontend: the first by name keeps it, the other is reported")
+    func conflict() {
+        let a = fe("10.96.0.1:80/tcp", ["10.244.1.1:80/tcp"], service: "a")
+        let b = fe("10.96.0.1:80/tcp", ["10.244.1.2:80/tcp"], service: "b")
+        let plan = Planner.plan(desired: [b, a], actual: MapState(), capacities: roomy)
+        #expect(plan.rejected.count == 1 && plan.rejected[0].service == "default/b")
+        let only = plan.target.slots[a.address]!.values.map { plan.target.backends[$0]!.address }
+        #expect(only == [addr("10.244.1.1:80/tcp")])
+    }
+
+    @Test("Empty sets: reject by default, the drop flag for an empty Local set; affinity carries its timeout")
+    func masterFlags() {
+        let plan = Planner.plan(desired: [
+            fe("10.96.0.1:80/tcp", [], service: "a"),
+            fe("10.96.0.2:80/tcp", [], service: "b", whenEmpty: .drop),
+            fe("10.96.0.3:80/tcp", ["10.244.1.1:80/tcp"], service: "c", affinity: 10800),
+        ], actual: MapState(), capacities: roomy)
+        #expect(plan.target.masters[addr("10.96.0.1:80/tcp")] == MasterEntry(count: 0, revNatID: 1))
+        #expect(plan.target.masters[addr("10.96.0.2:80/tcp")]!.flags == MasterEntry.flagEmptyDrop)
+        let c = plan.target.masters[addr("10.96.0.3:80/tcp")]!
+        #expect(c.flags == MasterEntry.flagAffinity && c.affinityTimeout == 10800)
+    }
+
+    @Test("A backend shared by two frontends is one entry, terminating only if every frontend says so")
+    func sharedBackend() {
+        let plan = Planner.plan(desired: [
+            fe("10.96.0.1:80/tcp", ["10.244.1.1:80/tcp"], service: "a", terminating: ["10.244.1.1:80/tcp"]),
+            fe("10.96.0.2:80/tcp", ["10.244.1.1:80/tcp"], service: "b"),
+        ], actual: MapState(), capacities: roomy)
+        #expect(plan.target.backends.count == 1)
+        #expect(plan.target.backends.values.first?.flags == 0)
+        #expect(plan.target.members.count == 2)
+    }
+
+    @Test("Garbage left by a crash mid-write (slots without a master) is swept")
+    func sweepsOrphanSlots() {
+        var actual = MapState()
+        actual.slots[addr("10.96.9.9:80/tcp")] = [1: 7]
+        actual.backends[7] = BackendEntry(address: addr("10.244.9.9:80/tcp"))
+        let plan = Planner.plan(desired: [], actual: actual, capacities: roomy)
+        #expect(plan.operations == [.deleteSlot(addr("10.96.9.9:80/tcp"), slot: 1), .deleteBackend(id: 7)])
+    }
+}

@@ -148,6 +148,8 @@ public final class Datapath: @unchecked Sendable {
                 throw DatapathError.syscall(operation: "unpin \(path)", errno: errno)
             }
         }
+        _ = unlink(NamesFile.path(pins))
+        _ = unlink(NamesFile.path(pins) + ".tmp")
         for dir in [pins.links, pins.maps, pins.directory] where rmdir(dir) != 0 && errno != ENOENT {
             throw DatapathError.syscall(operation: "remove \(dir)", errno: errno)
         }

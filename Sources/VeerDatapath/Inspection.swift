@@ -1,0 +1,102 @@
+import Foundation
+import VeerModel
+
+/// What `veerctl` shows, built from the pinned maps (and the names file beside them).
+/// Rows are Codable: `-o json` prints them as they are.
+public struct Inspection: Sendable {
+    public struct BackendRow: Codable, Hashable, Sendable {
+        public var id: UInt32
+        public var slot: UInt16
+        public var address: String
+        public var terminating: Bool
+        public var pod: String?
+        public var zone: String?
+        public var hits: UInt64
+    }
+
+    public struct FrontendRow: Codable, Hashable, Sendable {
+        public var frontend: String
+        public var service: String?
+        public var kind: String?
+        public var revNatID: UInt32
+        /// "reject" or "drop" when there are no backends, else nil.
+        public var whenEmpty: String?
+        public var affinityTimeoutSeconds: UInt32?
+        public var backends: [BackendRow]
+        /// Master count and slots disagree (never expected; a sign of a torn write).
+        public var problems: [String]
+    }
+
+    public var state: MapState
+    public var hits: [MemberKey: UInt64]
+    public var names: ProgrammedNames
+
+    public init(datapath: Datapath) throws {
+        state = try datapath.readState()
+        hits = try datapath.hits()
+        names = NamesFile.read(pins: datapath.pins) ?? ProgrammedNames()
+    }
+
+    public var frontends: [FrontendRow] {
+        state.masters.keys.sorted().map { address in
+            let master = state.masters[address]!
+            let slots = state.slots[address] ?? [:]
+            var problems: [String] = []
+            let rows: [BackendRow] = slots.keys.sorted().compactMap { slot in
+                let id = slots[slot]!
+                guard let be = state.backends[id] else {
+                    problems.append("slot \(slot) names missing backend \(id)")
+                    return nil
+                }
+                if slot > master.count { problems.append("slot \(slot) beyond count \(master.count)") }
+                let name = names.backend(be.address)
+                return BackendRow(id: id, slot: slot, address: be.address.description,
+                                  terminating: be.flags & BackendEntry.flagTerminating != 0,
+                                  pod: name?.pod, zone: name?.zone,
+                                  hits: hits[MemberKey(revNatID: master.revNatID, backendID: id)] ?? 0)
+            }
+            if rows.count < master.count { problems.append("count \(master.count) but \(rows.count) slots") }
+            let name = names.frontend(address)
+            return FrontendRow(
+                frontend: address.description,
+                service: name.map { $0.port.isEmpty ? "\($0.namespace)/\($0.service)" : "\($0.namespace)/\($0.service):\($0.port)" },
+                kind: name?.kind, revNatID: master.revNatID,
+                whenEmpty: master.count > 0 ? nil : (master.flags & MasterEntry.flagEmptyDrop != 0 ? "drop" : "reject"),
+                affinityTimeoutSeconds: master.flags & MasterEntry.flagAffinity != 0 ? master.affinityTimeout : nil,
+                backends: rows, problems: problems)
+        }
+    }
+}
+
+/// names.json beside the pins: written by the agent, read by anyone.
+public enum NamesFile {
+    public static func path(_ pins: PinLayout) -> String { "\(pins.directory)/names.json" }
+
+    public static func read(pins: PinLayout) -> ProgrammedNames? {
+        guard let data = FileManager.default.contents(atPath: path(pins)) else { return nil }
+        return try? JSONDecoder().decode(ProgrammedNames.self, from: data)
+    }
+
+    /// Written to a temporary file and renamed, so a reader never sees half a file.
+    public static func write(_ names: ProgrammedNames, pins: PinLayout) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = try encoder.encode(names)
+        let tmp = path(pins) + ".tmp"
+        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+            throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
+        }
+        guard rename(tmp, path(pins)) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }
+    }
+}
+
+/// Plain aligned columns, like kubectl's.
+public func renderTable(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }
+            .joined()
+    }
+    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+}

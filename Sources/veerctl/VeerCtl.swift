@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import VeerDatapath
+import VeerModel
+
+@main
+struct VeerCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "veerctl",
+        abstract: "Inspect Veer's BPF maps directly from their pins (works while veerd is down).",
+        subcommands: [Services.self, Backends.self, Stats.self, Sockets.self, Uninstall.self],
+        defaultSubcommand: Services.self)
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case table, json
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Root of Veer's pins on bpffs (the pin version directory is below it).")
+    var bpffs = "/sys/fs/bpf/veer"
+
+    @Option(name: .shortAndLong, help: "Output format: table or json.")
+    var output: OutputFormat = .table
+
+    var pins: PinLayout { PinLayout(root: bpffs) }
+
+    func open() throws -> Datapath {
+        do { return try Datapath(pins: pins) } catch let error as DatapathError { throw ValidationError(error.description) }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+struct Services: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Frontends with their backends, pods and hit counts.")
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        let rows = try Inspection(datapath: options.open()).frontends
+        if options.output == .json { return try printJSON(rows) }
+        var table: [[String]] = []
+        for f in rows {
+            let backends = f.backends.isEmpty
+                ? (f.whenEmpty == "drop" ? "(none: dropped, Local set empty)" : "(none: refused)")
+                : f.backends.map { b in "\(b.pod ?? b.address)\(b.terminating ? " (terminating)" : "")=\(b.hits)" }.joined(separator: " ")
+            var notes: [String] = []
+            if let t = f.affinityTimeoutSeconds { notes.append("affinity \(t)s") }
+            notes += f.problems
+            table.append([f.service ?? "-", f.kind ?? "-", f.frontend, backends, notes.joined(separator: "; ")])
+        }
+        print(renderTable(["SERVICE", "KIND", "FRONTEND", "BACKENDS (hits)", "NOTES"], table))
+    }
+}
+
+struct Backends: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Backend entries and the frontends that use them.")
+    @OptionGroup var options: CommonOptions
+
+    struct Row: Codable { var id: UInt32; var address: String; var terminating: Bool; var pod: String?; var zone: String?; var frontends: [String] }
+
+    func run() throws {
+        let inspection = try Inspection(datapath: options.open())
+        var users: [UInt32: [String]] = [:]
+        for f in inspection.frontends { for b in f.backends { users[b.id, default: []].append(f.frontend) } }
+        let rows = inspection.state.backends.sorted { $0.key < $1.key }.map { id, be in
+            let name = inspection.names.backend(be.address)
+            return Row(id: id, address: be.address.description, terminating: be.flags & BackendEntry.flagTerminating != 0,
+                       pod: name?.pod, zone: name?.zone, frontends: users[id] ?? [])
+        }
+        if options.output == .json { return try printJSON(rows) }
+        print(renderTable(["ID", "BACKEND", "POD", "ZONE", "STATE", "FRONTENDS"], rows.map {
+            ["\($0.id)", $0.address, $0.pod ?? "-", $0.zone ?? "-", $0.terminating ? "terminating" : "ready",
+             $0.frontends.joined(separator: ",")]
+        }))
+    }
+}
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Datapath counters and map fill.")
+    @OptionGroup var options: CommonOptions
+
+    struct Report: Codable { var counters: [String: UInt64]; var maps: [MapFill] }
+    struct MapFill: Codable { var map: String; var entries: Int; var capacity: Int }
+
+    func run() throws {
+        let dp = try options.open()
+        let stats = try dp.stats()
+        let report = Report(counters: Dictionary(uniqueKeysWithValues: stats.map { ($0.key.name, $0.value) }),
+                            maps: try dp.fill().map { MapFill(map: $0.map, entries: $0.entries, capacity: $0.capacity) })
+        if options.output == .json { return try printJSON(report) }
+        print(renderTable(["COUNTER", "VALUE"], DatapathStat.allCases.map { [$0.name, "\(stats[$0] ?? 0)"] }))
+        print()
+        print(renderTable(["MAP", "ENTRIES", "CAPACITY"], report.maps.map { [$0.map, "\($0.entries)", "\($0.capacity)"] }))
+    }
+}
+
+struct Sockets: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Live translated sockets (reverse-translation entries).")
+    @OptionGroup var options: CommonOptions
+
+    struct Row: Codable { var cookie: UInt64; var frontend: String; var backend: String }
+
+    func run() throws {
+        let rows = try options.open().sockets().sorted { $0.cookie < $1.cookie }
+            .map { Row(cookie: $0.cookie, frontend: $0.frontend.description, backend: $0.backend.description) }
+        if options.output == .json { return try printJSON(rows) }
+        print(renderTable(["COOKIE", "FRONTEND", "BACKEND"], rows.map { ["\($0.cookie)", $0.frontend, $0.backend] }))
+    }
+}
+
+struct Uninstall: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Detach Veer's programs and remove every pin. Service traffic stops being translated.")
+    @OptionGroup var options: CommonOptions
+
+    func run() throws {
+        do {
+            let removed = try Datapath.uninstall(pins: options.pins)
+            print(removed ? "removed the datapath pinned at \(options.pins.directory)" : "nothing pinned at \(options.pins.directory)")
+        } catch let error as DatapathError {
+            throw ValidationError(error.description)
+        }
+    }
+}

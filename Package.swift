@@ -13,6 +13,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // veer_maps.h (a symlink to bpf/include/veer_maps.h) and the few libbpf shims Swift can't call.
@@ -31,8 +33,18 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .executableTarget(name: "veerd", dependencies: [
+        // The reconcile loop, metrics and health: wires sources, model and datapath together.
+        .target(name: "VeerAgent", dependencies: [
             "VeerDatapath", "VeerModel", "VeerKube",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "veerd", dependencies: [
+            "VeerAgent", "VeerDatapath", "VeerModel", "VeerKube",
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -42,6 +54,7 @@ let package = Package(
         ]),
         .testTarget(name: "VeerModelTests", dependencies: ["VeerModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "VeerKubeTests", dependencies: ["VeerKube", "VeerModel"]),
+        .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer"]),
     ]

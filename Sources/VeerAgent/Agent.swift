@@ -1,0 +1,279 @@
+import Foundation
+import Logging
+import VeerDatapath
+import VeerModel
+
+public struct AgentConfiguration: Sendable {
+    public var nodeName: String
+    /// Overrides the Node's `topology.kubernetes.io/zone` label.
+    public var zoneOverride: String?
+    /// Overrides the Node's InternalIP/ExternalIP addresses for NodePorts.
+    public var addressOverride: [IPv4Address]?
+    public var cgroup: String
+    public var pins: PinLayout
+    public var bpfObject: String
+    /// nil: the sizes compiled into the object.
+    public var capacities: MapCapacities?
+
+    public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPv4Address]? = nil,
+                cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
+        self.nodeName = nodeName
+        self.zoneOverride = zoneOverride
+        self.addressOverride = addressOverride
+        self.cgroup = cgroup
+        self.pins = pins
+        self.bpfObject = bpfObject
+        self.capacities = capacities
+    }
+}
+
+/// The reconcile loop: source events update the store; after the first full list every
+/// change re-selects, re-plans against what the maps hold, and writes the difference.
+///
+/// Events that arrive while a sync runs are coalesced into the next one, so churn costs
+/// one sync per burst while a lone change reaches the maps at once.
+public actor Agent {
+    public let datapath: Datapath
+    public let config: AgentConfiguration
+    private let logger: Logger
+    private let clock = ContinuousClock()
+
+    private var store = ServiceStore()
+    private var dirty = false
+    private var syncing = false
+    private var retryScheduled = false
+    private var pendingSince: ContinuousClock.Instant?
+    private var lastSelection = SelectionResult()
+    private var lastSkipped: [String] = []
+    private var names = ProgrammedNames()
+    private var idleWaiters: [CheckedContinuation<Void, Never>] = []
+
+    // Metrics
+    private var syncDuration = Histogram()
+    private var programmingLatency = Histogram()
+    private var syncCount: UInt64 = 0
+    private var syncErrors: UInt64 = 0
+    private var mapOperations: UInt64 = 0
+    private var rejectedObjects: [String: UInt64] = [:]
+    private var serviceRejections: UInt64 = 0
+    private var currentServiceRejections: [PlanRejection] = []
+    private var sourceProblems: [String: UInt64] = [:]
+
+    /// Loads or adopts the datapath. Nothing is written to the maps before the source's
+    /// first full list: a restarted agent must not blackhole what the maps already serve.
+    public init(config: AgentConfiguration, logger: Logger) throws {
+        self.config = config
+        self.logger = logger
+        datapath = try Datapath.install(object: config.bpfObject, cgroup: config.cgroup, pins: config.pins,
+                                        capacities: config.capacities)
+        names = NamesFile.read(pins: config.pins) ?? ProgrammedNames()
+        let frontends = (try? datapath.readState().masters.count) ?? 0
+        logger.info("datapath ready", metadata: ["pins": "\(config.pins.directory)", "cgroup": "\(config.cgroup)",
+                                                 "adopted_frontends": "\(frontends)"])
+    }
+
+    /// Consumes a source until it ends or the task is cancelled.
+    public func run<Events: AsyncSequence & Sendable>(_ events: Events) async where Events.Element == SourceEvent {
+        do {
+            for try await event in events {
+                ingest(event)
+                if Task.isCancelled { break }
+            }
+        } catch {
+            logger.error("source ended: \(error)")
+        }
+    }
+
+    public func ingest(_ event: SourceEvent) {
+        let change = store.apply(event)
+        for problem in change.rejected {
+            rejectedObjects[problem.kind, default: 0] += 1
+            logger.warning("rejected \(problem.kind) \(problem.object): \(problem.field.isEmpty ? "" : "\(problem.field): ")\(problem.message)",
+                           metadata: problem.origin.isEmpty ? [:] : ["origin": "\(problem.origin)"])
+        }
+        for ignored in change.ignored {
+            logger.info("ignored \(ignored.kind) \(ignored.object): \(ignored.message)")
+        }
+        if change.synced { logger.info("source synced: \(store.services.count) services, \(store.slices.count) endpoint slices") }
+        guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else { return }
+        if pendingSince == nil { pendingSince = clock.now }
+        dirty = true
+        startSyncing()
+    }
+
+    /// Called by a source for a problem that is not an object (a failed watch, a bad file).
+    public func sourceProblem(_ category: String) {
+        sourceProblems[category, default: 0] += 1
+    }
+
+    /// Returns once no change is waiting to be written (tests and the demo use it).
+    public func waitUntilIdle() async {
+        if !dirty && !syncing { return }
+        await withCheckedContinuation { idleWaiters.append($0) }
+    }
+
+    public var isSynced: Bool { store.isSynced }
+    public var selection: SelectionResult { lastSelection }
+
+    private func startSyncing() {
+        guard !syncing else { return }
+        syncing = true
+        Task { await self.syncLoop() }
+    }
+
+    private func syncLoop() async {
+        while dirty {
+            // Let events already queued land first: one sync per burst.
+            await Task.yield()
+            dirty = false
+            syncOnce()
+        }
+        syncing = false
+        let waiters = idleWaiters
+        idleWaiters = []
+        waiters.forEach { $0.resume() }
+    }
+
+    private func syncOnce() {
+        guard store.isSynced else { return }
+        let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
+                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
+        let selection = Selector.select(store, node: node)
+        let started = clock.now
+        do {
+            let plan = try datapath.sync(selection.frontends)
+            let elapsed = clock.now - started
+            syncCount += 1
+            mapOperations += UInt64(plan.operations.count)
+            syncDuration.observe(elapsed.seconds)
+            if let since = pendingSince, !plan.operations.isEmpty { programmingLatency.observe((clock.now - since).seconds) }
+            pendingSince = nil
+            lastSelection = selection
+            let accepted = Set(plan.target.masters.keys)
+            names = ProgrammedNames(selection.frontends.filter { accepted.contains($0.address) })
+            try? NamesFile.write(names, pins: config.pins)
+            logChanges(plan, selection)
+            currentServiceRejections = plan.rejected
+            for rejection in plan.rejected {
+                serviceRejections += 1
+                logger.error("service \(rejection.service) not programmed: \(rejection.reason)")
+            }
+        } catch {
+            syncErrors += 1
+            logger.error("writing the maps failed, retrying in 1s: \(error)")
+            scheduleRetry()
+        }
+    }
+
+    private func scheduleRetry() {
+        guard !retryScheduled else { return }
+        retryScheduled = true
+        Task {
+            try? await Task.sleep(for: .seconds(1))
+            await self.retry()
+        }
+    }
+
+    private func retry() {
+        retryScheduled = false
+        dirty = true
+        startSyncing()
+    }
+
+    /// One line per frontend that changed; nothing at steady state.
+    private func logChanges(_ plan: Plan, _ selection: SelectionResult) {
+        var touched = Set<L4Address>()
+        var removed = Set<L4Address>()
+        for op in plan.operations {
+            switch op {
+            case let .upsertMaster(a, _), let .upsertSlot(a, _, _, _), let .deleteSlot(a, _): touched.insert(a)
+            case let .deleteMaster(a): removed.insert(a)
+            default: break
+            }
+        }
+        for address in touched.subtracting(removed).sorted() {
+            guard let f = selection.frontend(address), plan.target.masters[address] != nil else { continue }
+            let backends = f.backends.isEmpty ? "no endpoints (\(f.whenEmpty == .drop ? "drop" : "reject"))"
+                : f.backends.map { $0.podName ?? $0.address.description }.sorted().joined(separator: ", ")
+            logger.info("programmed \(f.service) \(f.kind.rawValue) \(address) → \(backends)")
+        }
+        for address in removed.sorted() { logger.info("removed frontend \(address)") }
+        let skipped = selection.skipped.map { "\($0)" }.sorted()
+        if skipped != lastSkipped {
+            for s in Set(skipped).subtracting(lastSkipped).sorted() { logger.info("skipped \(s)") }
+            lastSkipped = skipped
+        }
+    }
+
+    // MARK: - Metrics
+
+    public func metricsText() -> String {
+        var out = PrometheusText()
+        let state = (try? datapath.readState()) ?? MapState()
+        let hits = (try? datapath.hits()) ?? [:]
+
+        // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share them.
+        struct Series: Hashable { var labels: [String] }
+        var series: [Series: UInt64] = [:]
+        for (member, count) in hits {
+            guard let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address,
+                  let fname = names.frontend(frontend) else { continue }
+            let bname = names.backend(backend)
+            let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName,
+                          "\(backend.ip):\(backend.port)", bname?.pod ?? "", bname?.zone ?? ""]
+            series[Series(labels: labels), default: 0] += count
+        }
+        out.family("veer_endpoint_hits_total", .counter,
+                   help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
+        let keys = ["namespace", "service", "port", "protocol", "endpoint", "pod", "zone"]
+        for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
+            out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
+        }
+
+        out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")
+        let stats = (try? datapath.stats()) ?? [:]
+        for stat in DatapathStat.allCases {
+            out.sample("veer_datapath_events_total", ["event": stat.name], Double(stats[stat] ?? 0))
+        }
+
+        let fill = (try? datapath.fill()) ?? []
+        out.family("veer_map_entries", .gauge, help: "Entries in each BPF map.")
+        for f in fill { out.sample("veer_map_entries", ["map": f.map], Double(f.entries)) }
+        out.family("veer_map_capacity", .gauge, help: "max_entries of each BPF map.")
+        for f in fill { out.sample("veer_map_capacity", ["map": f.map], Double(f.capacity)) }
+
+        out.family("veer_frontends", .gauge, help: "Frontends programmed on this node.")
+        out.sample("veer_frontends", [], Double(state.masters.count))
+        out.family("veer_synced", .gauge, help: "1 once the source's first full list has been programmed.")
+        out.sample("veer_synced", [], store.isSynced ? 1 : 0)
+
+        out.family("veer_sync_duration_seconds", .histogram, help: "Time to select, plan and write the maps.")
+        syncDuration.write("veer_sync_duration_seconds", into: &out)
+        out.family("veer_programming_latency_seconds", .histogram,
+                   help: "Time from a source change arriving to the maps holding it.")
+        programmingLatency.write("veer_programming_latency_seconds", into: &out)
+        out.family("veer_syncs_total", .counter, help: "Syncs of the maps.")
+        out.sample("veer_syncs_total", [], Double(syncCount))
+        out.family("veer_sync_errors_total", .counter, help: "Syncs that failed to write the maps (retried).")
+        out.sample("veer_sync_errors_total", [], Double(syncErrors))
+        out.family("veer_map_operations_total", .counter, help: "Map writes and deletes performed.")
+        out.sample("veer_map_operations_total", [], Double(mapOperations))
+        out.family("veer_rejected_objects_total", .counter, help: "Objects rejected as malformed, by kind.")
+        for kind in ResourceKind.allCases.map(\.rawValue) {
+            out.sample("veer_rejected_objects_total", ["kind": kind], Double(rejectedObjects[kind] ?? 0))
+        }
+        out.family("veer_service_rejections_total", .counter, help: "Services not programmed because a map was full or a frontend was claimed twice.")
+        out.sample("veer_service_rejections_total", [], Double(serviceRejections))
+        out.family("veer_services_rejected", .gauge, help: "Services currently not programmed (map full, conflicting frontend).")
+        out.sample("veer_services_rejected", [], Double(currentServiceRejections.count))
+        out.family("veer_source_problems_total", .counter, help: "Source problems (watch restarts, unreadable files), by kind.")
+        for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
+            out.sample("veer_source_problems_total", ["problem": kind], Double(n))
+        }
+        return out.output
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,120 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import VeerDatapath
+import VeerKube
+import VeerModel
+
+/// Where veerd reads Services, EndpointSlices and its Node from.
+public enum SourceChoice: Sendable {
+    case manifests(directory: String)
+    case kubernetes(KubeAPIConfig)
+}
+
+public struct DaemonOptions: Sendable {
+    public var agent: AgentConfiguration
+    public var source: SourceChoice
+    public var metricsHost: String
+    public var metricsPort: Int
+
+    public init(agent: AgentConfiguration, source: SourceChoice, metricsHost: String, metricsPort: Int) {
+        self.agent = agent
+        self.source = source
+        self.metricsHost = metricsHost
+        self.metricsPort = metricsPort
+    }
+}
+
+/// Runs veerd until SIGTERM/SIGINT: the agent, its source, and the metrics server. A
+/// graceful stop leaves the datapath attached and the maps as they are.
+public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
+    let agent = try Agent(config: options.agent, logger: logger)
+    let events: AsyncStream<SourceEvent>
+    let diagnostics: AsyncStream<SourceDiagnostic>
+    let startSource: @Sendable () throws -> Void
+    let stopSource: @Sendable () async -> Void
+    switch options.source {
+    case let .manifests(directory):
+        let source = ManifestSource(directory: directory)
+        (events, diagnostics) = (source.events, source.diagnostics)
+        startSource = { try source.start() }
+        stopSource = { source.stop() }
+        logger.info("reading manifests from \(directory)")
+    case let .kubernetes(config):
+        let source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
+        (events, diagnostics) = (source.events, source.diagnostics)
+        startSource = { source.start() }
+        stopSource = { await source.stop() }
+        logger.info("watching the Kubernetes API at \(config.server)")
+    }
+
+    let metrics = try await MetricsServer(host: options.metricsHost, port: options.metricsPort) { path in
+        switch path {
+        case "/metrics":
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", await agent.metricsText())
+        case "/healthz", "/readyz":
+            let synced = await agent.isSynced
+            return (synced ? .ok : .serviceUnavailable, "text/plain", synced ? "ok\n" : "waiting for the first full list\n")
+        default:
+            return (.notFound, "text/plain", "not found\n")
+        }
+    }
+    logger.info("metrics on http://\(options.metricsHost):\(metrics.port)/metrics")
+
+    let group = ServiceGroup(
+        services: [
+            AgentService(agent: agent, events: events, start: startSource, stop: stopSource),
+            DiagnosticsService(agent: agent, diagnostics: diagnostics, logger: logger),
+            MetricsService(server: metrics),
+        ],
+        gracefulShutdownSignals: [.sigterm, .sigint],
+        logger: logger)
+    try await group.run()
+    logger.info("stopped; the datapath stays attached and keeps serving")
+}
+
+private struct AgentService: Service {
+    let agent: Agent
+    let events: AsyncStream<SourceEvent>
+    let start: @Sendable () throws -> Void
+    let stop: @Sendable () async -> Void
+
+    func run() async throws {
+        try start()
+        await cancelWhenGracefulShutdown {
+            await agent.run(events)
+        }
+        await stop()
+    }
+}
+
+private struct DiagnosticsService: Service {
+    let agent: Agent
+    let diagnostics: AsyncStream<SourceDiagnostic>
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            for await d in diagnostics {
+                switch d.severity {
+                case .info: logger.info("\(d.origin): \(d.message)")
+                case .warning:
+                    logger.warning("\(d.origin): \(d.message)")
+                    await agent.sourceProblem(d.origin.split(separator: " ").first.map(String.init) ?? "source")
+                case .error:
+                    logger.error("\(d.origin): \(d.message)")
+                    await agent.sourceProblem(d.origin.split(separator: " ").first.map(String.init) ?? "source")
+                }
+            }
+        }
+    }
+}
+
+private struct MetricsService: Service {
+    let server: MetricsServer
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await server.close()
+    }
+}

@@ -1,0 +1,142 @@
+import ArgumentParser
+import Foundation
+import Logging
+import VeerAgent
+import VeerDatapath
+import VeerKube
+import VeerModel
+
+@main
+struct Veerd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "veerd",
+        abstract: "Veer's node daemon: programs socket-level load balancing for the Services this node uses.",
+        subcommands: [Run.self, Uninstall.self],
+        defaultSubcommand: Run.self)
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load (or adopt) the datapath and keep it in sync with the source. SIGTERM stops the daemon and leaves the datapath serving.")
+
+    @Option(help: "Read Services, EndpointSlices and Nodes from this directory of YAML/JSON manifests (watched).")
+    var manifests: String?
+
+    @Option(help: "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster config).")
+    var kubeconfig: String?
+
+    @Option(help: "kubeconfig context (default: current-context).")
+    var context: String?
+
+    @Option(help: "API server URL. Must be a real address: a proxy cannot reach the API through a ClusterIP it has not programmed yet.")
+    var apiServer: String?
+
+    @Option(help: "This node's name, matched against endpoints' nodeName and node hints (default: hostname).")
+    var nodeName: String?
+
+    @Option(help: "This node's zone; overrides the Node's topology.kubernetes.io/zone label.")
+    var zone: String?
+
+    @Option(name: .customLong("node-address"), help: "Address to serve NodePorts on; repeatable (default: the Node's InternalIP/ExternalIP).")
+    var nodeAddresses: [String] = []
+
+    @Option(help: "cgroup v2 directory to attach to (default: the cgroup2 mount, i.e. every process on the node).")
+    var cgroup: String?
+
+    @Option(help: "Root of Veer's pins on bpffs.")
+    var bpffs = "/sys/fs/bpf/veer"
+
+    @Option(help: "The compiled BPF object (default: $VEER_BPF_OBJECT, then next to veerd, then /usr/lib/veer).")
+    var bpfObject: String?
+
+    @Option(help: "Where /metrics and /healthz listen, HOST:PORT.")
+    var metricsAddress = "127.0.0.1:9965"
+
+    @Option(help: "Capacity of the services map (masters + slots). Takes effect on a fresh install only.")
+    var maxServiceEntries = Int(MapCapacities.compiledDefaults.services)
+
+    @Option(help: "Capacity of the backends map. Takes effect on a fresh install only.")
+    var maxBackends = Int(MapCapacities.compiledDefaults.backends)
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    mutating func validate() throws {
+        let sources = [manifests != nil, kubeconfig != nil || apiServer != nil || context != nil]
+        if sources.allSatisfy({ $0 }) { throw ValidationError("--manifests and the Kubernetes API options exclude each other") }
+        for a in nodeAddresses where IPv4Address(a) == nil { throw ValidationError("--node-address \(a) is not an IPv4 address") }
+        guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
+            throw ValidationError("--metrics-address must be HOST:PORT")
+        }
+    }
+
+    func run() async throws {
+        let level = logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "veerd")
+
+        let source: SourceChoice
+        if let manifests {
+            source = .manifests(directory: manifests)
+        } else {
+            do {
+                source = .kubernetes(try KubeConfigLoader.load(.init(kubeconfig: kubeconfig, context: context, apiServer: apiServer)))
+            } catch {
+                throw ValidationError("no Kubernetes API configuration: \(error). Pass --manifests DIR to run from manifests.")
+            }
+        }
+        guard let cgroup = cgroup ?? SystemCheck.cgroup2Mount() else {
+            throw ValidationError("no cgroup2 mount found; pass --cgroup")
+        }
+        let colon = metricsAddress.lastIndex(of: ":")!
+        let options = DaemonOptions(
+            agent: AgentConfiguration(
+                nodeName: nodeName ?? hostname(), zoneOverride: zone,
+                addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPv4Address($0) },
+                cgroup: cgroup, pins: PinLayout(root: bpffs), bpfObject: bpfObject ?? defaultObject(),
+                capacities: MapCapacities(services: maxServiceEntries, backends: maxBackends,
+                                          revNat: Int(MapCapacities.compiledDefaults.revNat),
+                                          members: Int(MapCapacities.compiledDefaults.members))),
+            source: source,
+            metricsHost: String(metricsAddress[..<colon]),
+            metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
+        do {
+            try await runDaemon(options, logger: logger)
+        } catch let error as DatapathError {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Uninstall: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Detach Veer's programs and remove every pin.")
+
+    @Option(help: "Root of Veer's pins on bpffs.")
+    var bpffs = "/sys/fs/bpf/veer"
+
+    func run() throws {
+        let pins = PinLayout(root: bpffs)
+        print(try Datapath.uninstall(pins: pins) ? "removed the datapath pinned at \(pins.directory)" : "nothing pinned at \(pins.directory)")
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+func hostname() -> String {
+    var buf = [CChar](repeating: 0, count: 256)
+    gethostname(&buf, buf.count)
+    return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.lowercased()
+}
+
+func defaultObject() -> String {
+    if let env = ProcessInfo.processInfo.environment["VEER_BPF_OBJECT"] { return env }
+    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        .deletingLastPathComponent().appendingPathComponent("veer_sock.bpf.o").path
+    if FileManager.default.fileExists(atPath: beside) { return beside }
+    return "/usr/lib/veer/veer_sock.bpf.o"
+}

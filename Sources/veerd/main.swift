@@ -1,1 +1,0 @@
-print("veerd: coming with the agent issue")

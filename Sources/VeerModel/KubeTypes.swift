@@ -1,0 +1,369 @@
+/// The Kubernetes objects Veer reads, reduced to what a service proxy needs, already validated.
+///
+/// Values are decoded from JSON in `KubeDecoding.swift`; every field here was checked there, so the
+/// selector can rely on it (ports in range, IPs well-formed, protocols known). IP addresses are kept as
+/// text because IPv6 ones are valid input that the IPv4 datapath skips, not errors.
+
+/// Namespace and name: how the store keys objects and how reasons name them.
+public struct ObjectKey: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public var namespace: String
+    public var name: String
+
+    public init(namespace: String, name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public var description: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.namespace, a.name) < (b.namespace, b.name) }
+}
+
+public struct ObjectMeta: Hashable, Sendable {
+    public var name: String
+    /// "" for cluster-scoped objects.
+    public var namespace: String
+    public var labels: [String: String]
+    public var annotations: [String: String]
+    public var resourceVersion: String?
+
+    public init(name: String, namespace: String = "", labels: [String: String] = [:],
+                annotations: [String: String] = [:], resourceVersion: String? = nil) {
+        self.name = name
+        self.namespace = namespace
+        self.labels = labels
+        self.annotations = annotations
+        self.resourceVersion = resourceVersion
+    }
+
+    public var key: ObjectKey { ObjectKey(namespace: namespace, name: name) }
+}
+
+/// Well-known label keys.
+public enum KubeLabel {
+    /// On EndpointSlices: the Service they belong to.
+    public static let serviceName = "kubernetes.io/service-name"
+    /// On Services (and their slices): another proxy owns this service; kube-proxy skips every value.
+    public static let serviceProxyName = "service.kubernetes.io/service-proxy-name"
+    /// On Services and slices of headless services; kube-proxy's informer filters them out.
+    public static let headless = "service.kubernetes.io/headless"
+    /// On Nodes.
+    public static let zone = "topology.kubernetes.io/zone"
+}
+
+// MARK: - Service
+
+public struct ServiceType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    public static let clusterIP = ServiceType(rawValue: "ClusterIP")
+    public static let nodePort = ServiceType(rawValue: "NodePort")
+    public static let loadBalancer = ServiceType(rawValue: "LoadBalancer")
+    public static let externalName = ServiceType(rawValue: "ExternalName")
+    static let known: Set<String> = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"]
+
+    public var description: String { rawValue }
+}
+
+public enum TrafficPolicy: String, Hashable, Sendable, Codable {
+    case cluster = "Cluster"
+    case local = "Local"
+}
+
+public enum SessionAffinity: String, Hashable, Sendable, Codable {
+    case none = "None"
+    case clientIP = "ClientIP"
+}
+
+public enum TargetPort: Hashable, Sendable {
+    case number(Int)
+    case name(String)
+}
+
+public struct ServicePort: Hashable, Sendable {
+    /// "" for an unnamed port (API defaulting).
+    public var name: String
+    public var proto: L4Protocol
+    public var port: UInt16
+    /// Informational: kube-proxy takes the backend port from the slice, never from here.
+    public var targetPort: TargetPort?
+    /// nil when the service has no node port for this port.
+    public var nodePort: UInt16?
+
+    public init(name: String = "", proto: L4Protocol = .tcp, port: UInt16, targetPort: TargetPort? = nil,
+                nodePort: UInt16? = nil) {
+        self.name = name
+        self.proto = proto
+        self.port = port
+        self.targetPort = targetPort
+        self.nodePort = nodePort
+    }
+}
+
+public struct LoadBalancerIngress: Hashable, Sendable {
+    public var ip: String?
+    public var hostname: String?
+    /// "VIP", "Proxy" or nil (= VIP).
+    public var ipMode: String?
+
+    public init(ip: String? = nil, hostname: String? = nil, ipMode: String? = nil) {
+        self.ip = ip
+        self.hostname = hostname
+        self.ipMode = ipMode
+    }
+}
+
+public struct Service: Hashable, Sendable {
+    public var meta: ObjectMeta
+    public var type: ServiceType
+    /// `spec.clusterIP` as written: an address, "None" (headless) or nil.
+    public var clusterIP: String?
+    public var clusterIPs: [String]
+    /// "IPv4"/"IPv6", parallel to `clusterIPs`; empty on legacy objects.
+    public var ipFamilies: [String]
+    public var ports: [ServicePort]
+    public var externalIPs: [String]
+    public var externalName: String?
+    public var sessionAffinity: SessionAffinity
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds`, defaulted to 10800.
+    public var affinityTimeoutSeconds: UInt32
+    /// nil = Cluster.
+    public var internalTrafficPolicy: TrafficPolicy
+    public var externalTrafficPolicy: TrafficPolicy
+    /// Read by the EndpointSlice controller only; kept for explanations.
+    public var trafficDistribution: String?
+    public var publishNotReadyAddresses: Bool
+    public var healthCheckNodePort: UInt16?
+    public var loadBalancerSourceRanges: [String]
+    public var loadBalancerIngress: [LoadBalancerIngress]
+
+    public static let defaultAffinityTimeout: UInt32 = 10800
+
+    public init(meta: ObjectMeta, type: ServiceType = .clusterIP, clusterIP: String? = nil, clusterIPs: [String] = [],
+                ipFamilies: [String] = [], ports: [ServicePort] = [], externalIPs: [String] = [],
+                externalName: String? = nil, sessionAffinity: SessionAffinity = .none,
+                affinityTimeoutSeconds: UInt32 = Service.defaultAffinityTimeout,
+                internalTrafficPolicy: TrafficPolicy = .cluster, externalTrafficPolicy: TrafficPolicy = .cluster,
+                trafficDistribution: String? = nil, publishNotReadyAddresses: Bool = false,
+                healthCheckNodePort: UInt16? = nil, loadBalancerSourceRanges: [String] = [],
+                loadBalancerIngress: [LoadBalancerIngress] = []) {
+        self.meta = meta
+        self.type = type
+        self.clusterIP = clusterIP
+        self.clusterIPs = clusterIPs
+        self.ipFamilies = ipFamilies
+        self.ports = ports
+        self.externalIPs = externalIPs
+        self.externalName = externalName
+        self.sessionAffinity = sessionAffinity
+        self.affinityTimeoutSeconds = affinityTimeoutSeconds
+        self.internalTrafficPolicy = internalTrafficPolicy
+        self.externalTrafficPolicy = externalTrafficPolicy
+        self.trafficDistribution = trafficDistribution
+        self.publishNotReadyAddresses = publishNotReadyAddresses
+        self.healthCheckNodePort = healthCheckNodePort
+        self.loadBalancerSourceRanges = loadBalancerSourceRanges
+        self.loadBalancerIngress = loadBalancerIngress
+    }
+
+    public var key: ObjectKey { meta.key }
+}
+
+// MARK: - EndpointSlice
+
+public struct AddressType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    public static let ipv4 = AddressType(rawValue: "IPv4")
+    public static let ipv6 = AddressType(rawValue: "IPv6")
+    public static let fqdn = AddressType(rawValue: "FQDN")
+
+    public var description: String { rawValue }
+}
+
+public struct EndpointConditions: Hashable, Sendable {
+    /// nil means ready (kube-proxy).
+    public var ready: Bool?
+    /// nil means serving.
+    public var serving: Bool?
+    /// nil means not terminating.
+    public var terminating: Bool?
+
+    public init(ready: Bool? = nil, serving: Bool? = nil, terminating: Bool? = nil) {
+        self.ready = ready
+        self.serving = serving
+        self.terminating = terminating
+    }
+
+    public var isReady: Bool { ready ?? true }
+    public var isServing: Bool { serving ?? true }
+    public var isTerminating: Bool { terminating ?? false }
+}
+
+public struct ObjectReference: Hashable, Sendable {
+    public var kind: String?
+    public var namespace: String?
+    public var name: String?
+
+    public init(kind: String? = nil, namespace: String? = nil, name: String? = nil) {
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+    }
+}
+
+public struct Endpoint: Hashable, Sendable {
+    public var addresses: [String]
+    public var conditions: EndpointConditions
+    public var nodeName: String?
+    /// Never read by kube-proxy; kept for names.
+    public var zone: String?
+    /// `hints.forZones[].name`
+    public var zoneHints: [String]?
+    /// `hints.forNodes[].name`
+    public var nodeHints: [String]?
+    public var targetRef: ObjectReference?
+
+    public init(addresses: [String], conditions: EndpointConditions = .init(), nodeName: String? = nil,
+                zone: String? = nil, zoneHints: [String]? = nil, nodeHints: [String]? = nil,
+                targetRef: ObjectReference? = nil) {
+        self.addresses = addresses
+        self.conditions = conditions
+        self.nodeName = nodeName
+        self.zone = zone
+        self.zoneHints = zoneHints
+        self.nodeHints = nodeHints
+        self.targetRef = targetRef
+    }
+}
+
+public struct EndpointPort: Hashable, Sendable {
+    /// "" when omitted (API defaulting).
+    public var name: String
+    public var proto: L4Protocol
+    /// nil or 0: the port contributes nothing (kube-proxy).
+    public var port: UInt16?
+
+    public init(name: String = "", proto: L4Protocol = .tcp, port: UInt16?) {
+        self.name = name
+        self.proto = proto
+        self.port = port
+    }
+}
+
+public struct EndpointSlice: Hashable, Sendable {
+    public var meta: ObjectMeta
+    public var addressType: AddressType
+    public var endpoints: [Endpoint]
+    public var ports: [EndpointPort]
+
+    public init(meta: ObjectMeta, addressType: AddressType = .ipv4, endpoints: [Endpoint] = [],
+                ports: [EndpointPort] = []) {
+        self.meta = meta
+        self.addressType = addressType
+        self.endpoints = endpoints
+        self.ports = ports
+    }
+
+    public var key: ObjectKey { meta.key }
+
+    /// The `kubernetes.io/service-name` label, nil when missing or empty.
+    public var serviceName: String? {
+        guard let name = meta.labels[KubeLabel.serviceName], !name.isEmpty else { return nil }
+        return name
+    }
+
+    /// The service this slice belongs to, if labelled.
+    public var serviceKey: ObjectKey? { serviceName.map { ObjectKey(namespace: meta.namespace, name: $0) } }
+}
+
+// MARK: - Node
+
+public struct NodeAddress: Hashable, Sendable {
+    /// "InternalIP", "ExternalIP", "Hostname", ...
+    public var type: String
+    public var address: String
+
+    public init(type: String, address: String) {
+        self.type = type
+        self.address = address
+    }
+}
+
+public struct Node: Hashable, Sendable {
+    public var meta: ObjectMeta
+    public var addresses: [NodeAddress]
+
+    public init(meta: ObjectMeta, addresses: [NodeAddress] = []) {
+        self.meta = meta
+        self.addresses = addresses
+    }
+
+    /// `topology.kubernetes.io/zone`, nil when missing.
+    public var zone: String? { meta.labels[KubeLabel.zone] }
+
+    /// InternalIP and ExternalIP addresses that are IPv4, in the order given.
+    public var ipv4Addresses: [IPv4Address] {
+        addresses.filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }.compactMap { IPv4Address($0.address) }
+    }
+}
+
+// MARK: - Any of them
+
+public enum KubeObject: Hashable, Sendable {
+    case service(Service)
+    case endpointSlice(EndpointSlice)
+    case node(Node)
+
+    public var kind: ResourceKind {
+        switch self {
+        case .service: .service
+        case .endpointSlice: .endpointSlice
+        case .node: .node
+        }
+    }
+
+    public var meta: ObjectMeta {
+        switch self {
+        case let .service(s): s.meta
+        case let .endpointSlice(s): s.meta
+        case let .node(n): n.meta
+        }
+    }
+}
+
+// MARK: - IP text
+
+public enum IPFamily: String, Hashable, Sendable, Codable {
+    case ipv4 = "IPv4"
+    case ipv6 = "IPv6"
+
+    /// The family of a well-formed IP text, nil if it is neither.
+    public init?(address text: String) {
+        if IPv4Address(text) != nil { self = .ipv4 } else if isIPv6Text(text) { self = .ipv6 } else { return nil }
+    }
+}
+
+/// Strict IPv6 text check (RFC 4291 forms, optional trailing dotted IPv4, no zone).
+func isIPv6Text(_ text: String) -> Bool {
+    guard text.contains(":"), text.count <= 45, text.allSatisfy({ $0.isASCII }) else { return false }
+    let halves = text.components(separatedBy: "::")
+    guard halves.count <= 2 else { return false }
+    var groups = 0
+    for (h, half) in halves.enumerated() where !half.isEmpty {
+        let parts = half.split(separator: ":", omittingEmptySubsequences: false)
+        for (i, part) in parts.enumerated() {
+            if part.contains(".") {
+                // Embedded IPv4 only as the very last group.
+                guard h == halves.count - 1, i == parts.count - 1, IPv4Address(part) != nil else { return false }
+                groups += 2
+            } else {
+                guard (1...4).contains(part.count), part.allSatisfy({ $0.isHexDigit }) else { return false }
+                groups += 1
+            }
+        }
+    }
+    return halves.count == 2 ? groups <= 7 : groups == 8
+}

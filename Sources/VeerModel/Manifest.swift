@@ -1,0 +1,318 @@
+import Foundation
+import Yams
+
+/// One thing found in a text of manifests.
+public enum ManifestEntry: Hashable, Sendable {
+    /// An object to add or update (a plain object, a List item, an ADDED/MODIFIED watch event).
+    case object(RawObject)
+    /// A DELETED watch event.
+    case deleted(RawObject)
+
+    public var raw: RawObject {
+        switch self {
+        case let .object(r), let .deleted(r): r
+        }
+    }
+
+    public var event: SourceEvent {
+        switch self {
+        case let .object(r): .apply(r)
+        case let .deleted(r): .delete(r.kind, namespace: r.namespace, name: r.name)
+        }
+    }
+}
+
+/// A document (or list item, or watch line) that could not be used. The others still are.
+public struct DocumentError: Error, Hashable, Sendable, Codable, CustomStringConvertible {
+    /// "web.yaml#2", "web.yaml#2.items[3]".
+    public var origin: String
+    public var message: String
+
+    public init(origin: String, message: String) {
+        self.origin = origin
+        self.message = message
+    }
+
+    public var description: String { "\(origin): \(message)" }
+}
+
+public struct ManifestParseResult: Sendable {
+    public var entries: [ManifestEntry] = []
+    public var errors: [DocumentError] = []
+    /// Documents of kinds Veer does not read (Deployment, Namespace...), bookmarks: "origin: kind".
+    public var ignored: [String] = []
+
+    /// The objects to apply, in order.
+    public var objects: [RawObject] { entries.compactMap { if case let .object(r) = $0 { r } else { nil } } }
+    /// The entries as source events, in order.
+    public var events: [SourceEvent] { entries.map(\.event) }
+}
+
+/// Reads what users and the API produce: JSON objects, Lists (`ServiceList`, `v1 List`), watch event
+/// streams (one JSON object per line, or concatenated like `kubectl get -w -o json`), `kubectl get -o
+/// yaml/json` output, and multi-document YAML. Each document fails alone.
+public enum ManifestParser {
+    public static func parse(_ data: Data, origin: String = "") -> ManifestParseResult {
+        guard let text = String(data: data, encoding: .utf8) else {
+            var r = ManifestParseResult()
+            r.errors.append(DocumentError(origin: origin, message: "not UTF-8 text"))
+            return r
+        }
+        return parse(text, origin: origin)
+    }
+
+    public static func parse(_ text: String, origin: String = "") -> ManifestParseResult {
+        var result = ManifestParseResult()
+        let first = text.unicodeScalars.first { !CharacterSet.whitespacesAndNewlines.contains($0) }
+        if first == "{" || first == "[" {
+            for (i, chunk) in jsonChunks(text).enumerated() {
+                let o = "\(origin)#\(i + 1)"
+                switch chunk {
+                case let .failure(failure):
+                    result.errors.append(DocumentError(origin: o, message: failure.message))
+                case let .success(bytes):
+                    do {
+                        let value = try JSONSerialization.jsonObject(with: bytes, options: [.fragmentsAllowed])
+                        expand(value, origin: o, into: &result)
+                    } catch {
+                        result.errors.append(DocumentError(origin: o, message: "invalid JSON: \(shortError(error))"))
+                    }
+                }
+            }
+        } else {
+            for (i, doc) in yamlDocuments(text).enumerated() {
+                let o = "\(origin)#\(i + 1)"
+                do {
+                    guard let node = try Yams.compose(yaml: doc, yamlResolver) else { continue }
+                    var budget = 1_000_000
+                    expand(try jsonValue(node, depth: 0, budget: &budget), origin: o, into: &result)
+                } catch {
+                    result.errors.append(DocumentError(origin: o, message: "invalid YAML: \(shortError(error))"))
+                }
+            }
+        }
+        return result
+    }
+
+    /// Decodes every object of a text: the decoded objects plus every document and object error.
+    public static func decodeAll(_ text: String, origin: String = "") -> (objects: [KubeObject], errors: [String]) {
+        let parsed = parse(text, origin: origin)
+        var objects: [KubeObject] = []
+        var errors = parsed.errors.map(\.description)
+        for raw in parsed.objects {
+            let out = KubeDecoder.decode(raw)
+            if let o = out.object { objects.append(o) }
+            errors += out.errors.map(\.description)
+        }
+        return (objects, errors)
+    }
+
+    // MARK: - Structure
+
+    private static func expand(_ value: Any, origin: String, into result: inout ManifestParseResult) {
+        if value is NSNull { return }  // an empty document
+        if let array = value as? [Any] {  // a bare JSON array of objects
+            for (i, item) in array.enumerated() { expand(item, origin: "\(origin)[\(i)]", into: &result) }
+            return
+        }
+        guard let object = value as? [String: Any] else {
+            result.errors.append(DocumentError(origin: origin, message: "not an object"))
+            return
+        }
+        // A watch event: {"type": ..., "object": {...}}.
+        if object["kind"] == nil, let type = object["type"] as? String, let inner = object["object"] {
+            switch type {
+            case "ADDED", "MODIFIED", "DELETED":
+                guard let innerObject = inner as? [String: Any] else {
+                    result.errors.append(DocumentError(origin: origin, message: "watch event object is not an object"))
+                    return
+                }
+                item(innerObject, defaultKind: nil, deleted: type == "DELETED", origin: origin, into: &result)
+            case "BOOKMARK":
+                result.ignored.append("\(origin): BOOKMARK")
+            case "ERROR":
+                let message = (inner as? [String: Any])?["message"] as? String ?? "unknown"
+                result.errors.append(DocumentError(origin: origin, message: "watch ERROR event: \(message)"))
+            default:
+                result.errors.append(DocumentError(origin: origin, message: "unknown watch event type \"\(type)\""))
+            }
+            return
+        }
+        let kind = object["kind"] as? String ?? ""
+        if kind.hasSuffix("List") {
+            guard let items = object["items"] as? [Any] else {
+                if object["items"] == nil || object["items"] is NSNull { return }  // an empty list
+                result.errors.append(DocumentError(origin: origin, message: "\(kind).items is not a list"))
+                return
+            }
+            // Items of a typed list carry no kind; derive it from the list's.
+            let itemKind = kind == "List" ? nil : String(kind.dropLast(4))
+            for (i, entry) in items.enumerated() {
+                let o = "\(origin).items[\(i)]"
+                guard let itemObject = entry as? [String: Any] else {
+                    result.errors.append(DocumentError(origin: o, message: "list item is not an object"))
+                    continue
+                }
+                item(itemObject, defaultKind: itemKind, deleted: false, origin: o, into: &result)
+            }
+            return
+        }
+        item(object, defaultKind: nil, deleted: false, origin: origin, into: &result)
+    }
+
+    private static func item(_ object: [String: Any], defaultKind: String?, deleted: Bool, origin: String,
+                             into result: inout ManifestParseResult) {
+        guard let kindText = object["kind"] as? String ?? defaultKind else {
+            result.errors.append(DocumentError(origin: origin, message: "missing kind"))
+            return
+        }
+        guard let kind = ResourceKind(rawValue: kindText) else {
+            result.ignored.append("\(origin): \(kindText)")
+            return
+        }
+        let meta = object["metadata"] as? [String: Any]
+        guard let name = meta?["name"] as? String, !name.isEmpty else {
+            result.errors.append(DocumentError(origin: origin, message: "\(kindText) without metadata.name"))
+            return
+        }
+        var namespace = ""
+        if kind != .node {
+            namespace = meta?["namespace"] as? String ?? ""
+            if namespace.isEmpty { namespace = "default" }  // what kubectl apply would do
+        }
+        var full = object
+        full["kind"] = kindText
+        guard JSONSerialization.isValidJSONObject(full),
+              let json = try? JSONSerialization.data(withJSONObject: full, options: [.sortedKeys]) else {
+            result.errors.append(DocumentError(origin: origin, message: "\(kindText) \(name) cannot be converted to JSON"))
+            return
+        }
+        let raw = RawObject(kind: kind, namespace: namespace, name: name,
+                            resourceVersion: meta?["resourceVersion"] as? String, json: json, origin: origin)
+        result.entries.append(deleted ? .deleted(raw) : .object(raw))
+    }
+
+    // MARK: - JSON streams
+
+    /// Splits a text into top-level JSON values (one per line, or concatenated), string-aware.
+    static func jsonChunks(_ text: String) -> [Result<Data, ChunkError>] {
+        let bytes = Array(text.utf8)
+        var chunks: [Result<Data, ChunkError>] = []
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 || b == 0x2C { i += 1; continue }
+            guard b == UInt8(ascii: "{") || b == UInt8(ascii: "[") else {
+                // Garbage at top level: report it and resynchronise at the next line.
+                chunks.append(.failure(ChunkError("unexpected text outside a JSON object")))
+                while i < bytes.count, bytes[i] != 0x0A { i += 1 }
+                continue
+            }
+            let start = i
+            var depth = 0
+            var inString = false
+            var escaped = false
+            var end: Int?
+            while i < bytes.count {
+                let c = bytes[i]
+                if inString {
+                    if escaped { escaped = false } else if c == UInt8(ascii: "\\") { escaped = true } else if c == UInt8(ascii: "\"") { inString = false }
+                } else if c == UInt8(ascii: "\"") {
+                    inString = true
+                } else if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+                    depth += 1
+                } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") {
+                    depth -= 1
+                    if depth == 0 { end = i; i += 1; break }
+                }
+                i += 1
+            }
+            if let end {
+                chunks.append(.success(Data(bytes[start...end])))
+            } else {
+                chunks.append(.failure(ChunkError("truncated JSON (unbalanced brackets)")))
+            }
+        }
+        return chunks
+    }
+
+    struct ChunkError: Error {
+        var message: String
+        init(_ message: String) { self.message = message }
+    }
+
+    // MARK: - YAML
+
+    /// Timestamps stay strings (as in JSON); everything else follows YAML 1.1 like sigs.k8s.io/yaml.
+    private static let yamlResolver = Resolver.default.removing(.timestamp)
+
+    /// Splits multi-document YAML on `---` / `...` lines so one broken document loses only itself.
+    static func yamlDocuments(_ text: String) -> [String] {
+        var docs: [String] = []
+        var current: [Substring] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let l = line.last == "\r" ? line.dropLast() : line
+            if l == "---" || l.hasPrefix("--- ") || l.hasPrefix("---\t") || l == "..." {
+                docs.append(current.joined(separator: "\n"))
+                current = []
+                // "--- {inline: doc}" carries content on the marker line.
+                let rest = l.dropFirst(3).drop(while: { $0 == " " || $0 == "\t" })
+                if l != "...", !rest.isEmpty, !rest.hasPrefix("#") { current.append(rest) }
+            } else {
+                current.append(line)
+            }
+        }
+        docs.append(current.joined(separator: "\n"))
+        // Keep numbering stable for the documents users count, but drop blank ones.
+        return docs.filter { doc in
+            doc.split(separator: "\n").contains { line in
+                let t = line.drop(while: { $0 == " " || $0 == "\t" })
+                return !t.isEmpty && !t.hasPrefix("#") && t != "\r"
+            }
+        }
+    }
+
+    struct YAMLShapeError: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    /// Converts a YAML node into JSONSerialization-compatible values, within a depth and size budget.
+    private static func jsonValue(_ node: Yams.Node, depth: Int, budget: inout Int) throws -> Any {
+        budget -= 1
+        guard depth < 100, budget > 0 else { throw YAMLShapeError(description: "document too deep or too large") }
+        switch node {
+        case let .scalar(scalar):
+            switch node.tag.rawValue {
+            case Tag.Name.null.rawValue: return NSNull()
+            case Tag.Name.bool.rawValue: return node.bool ?? scalar.string
+            case Tag.Name.int.rawValue: return node.int ?? scalar.string
+            case Tag.Name.float.rawValue:
+                if let d = node.float, d.isFinite { return d }
+                return scalar.string
+            default: return scalar.string
+            }
+        case let .sequence(seq):
+            var out: [Any] = []
+            for child in seq { out.append(try jsonValue(child, depth: depth + 1, budget: &budget)) }
+            return out
+        case let .mapping(map):
+            var out: [String: Any] = [:]
+            for (k, v) in map {
+                let key = k.scalar?.string ?? "\(k)"
+                out[key] = try jsonValue(v, depth: depth + 1, budget: &budget)
+            }
+            return out
+        case .alias:
+            throw YAMLShapeError(description: "unresolved YAML alias")
+        }
+    }
+
+    private static func shortError(_ error: any Error) -> String {
+        let text = "\(error)".replacingOccurrences(of: "\n", with: " ")
+        return text.count > 200 ? String(text.prefix(200)) + "…" : text
+    }
+}
+
+extension ManifestParser.ChunkError: CustomStringConvertible {
+    var description: String { message }
+}

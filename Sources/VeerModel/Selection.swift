@@ -1,0 +1,246 @@
+/// What the Selector decided and why, as data: `veerctl explain` is built from these.
+///
+/// Every type here is Codable with plain shapes (strings, enums, arrays), so the agent can serve
+/// them as JSON. Addresses are written as `L4Address` text ("10.96.0.10:80/tcp").
+
+/// The node the selection is for.
+public struct NodeContext: Hashable, Sendable {
+    /// This node's name, matched exactly against `endpoint.nodeName` and node hints.
+    public var nodeName: String
+    /// This node's zone, matched against zone hints. nil = no zone label (zone hints then never match).
+    public var zone: String?
+    /// Addresses NodePorts are served on (besides loopback).
+    public var addresses: [IPv4Address]
+    /// NodePort on 127.0.0.1, as iptables kube-proxy does by default (`localhostNodePorts`).
+    public var nodePortOnLoopback: Bool
+    /// The PreferSameTrafficDistribution gate (GA and locked on since 1.35): honour node hints.
+    public var nodeHintsEnabled: Bool
+    /// Emulate kube-proxy with a no-op local-traffic detector: eTP=Local external frontends use the
+    /// Local set for connections made on this node instead of short-circuiting to the Cluster set.
+    public var externalLocalForLocalClients: Bool
+
+    public init(nodeName: String, zone: String? = nil, addresses: [IPv4Address] = [],
+                nodePortOnLoopback: Bool = true, nodeHintsEnabled: Bool = true,
+                externalLocalForLocalClients: Bool = false) {
+        self.nodeName = nodeName
+        self.zone = zone
+        self.addresses = addresses
+        self.nodePortOnLoopback = nodePortOnLoopback
+        self.nodeHintsEnabled = nodeHintsEnabled
+        self.externalLocalForLocalClients = externalLocalForLocalClients
+    }
+
+    /// From this node's Node object: zone from `topology.kubernetes.io/zone` unless `zoneOverride`
+    /// is given, addresses from its InternalIP/ExternalIP IPv4 addresses unless `addressOverride` is.
+    public init(nodeName: String, node: Node?, zoneOverride: String? = nil, addressOverride: [IPv4Address]? = nil,
+                nodePortOnLoopback: Bool = true) {
+        self.init(nodeName: nodeName, zone: zoneOverride ?? node?.zone,
+                  addresses: addressOverride ?? node?.ipv4Addresses ?? [], nodePortOnLoopback: nodePortOnLoopback)
+    }
+}
+
+/// Why one endpoint is in or out of one frontend's set.
+public enum EndpointRule: String, Hashable, Sendable, Codable, CaseIterable {
+    // In
+    /// Ready (a nil `ready` counts as ready), no topology filtering.
+    case ready
+    /// Ready, node hints are on and this endpoint is hinted for this node.
+    case hintedForThisNode
+    /// Ready, zone hints are on and this endpoint is hinted for this node's zone.
+    case hintedForThisZone
+    /// Serving and terminating, used because no endpoint of the port is ready anywhere.
+    case terminatingFallback
+    /// Policy Local: ready and on this node.
+    case localReady
+    /// Policy Local: serving+terminating on this node, used because no endpoint on this node is ready.
+    case localTerminatingFallback
+
+    // Out
+    /// Not ready, and not serving+terminating (so not even a fallback).
+    case notReady
+    /// Serving+terminating, but ready endpoints exist, and terminating ones are never mixed in.
+    case terminatingNotNeeded
+    /// Node hints are on and this endpoint is hinted for other nodes.
+    case hintedForOtherNode
+    /// Zone hints are on and this endpoint is hinted for other zones.
+    case hintedForOtherZone
+    /// Policy Local and the endpoint is not on this node.
+    case notOnThisNode
+    /// Another copy of the same IP:port (from this or another slice) was kept.
+    case duplicate
+    /// The endpoint's slice has no port with this service port's name and protocol.
+    case portMismatch
+    /// The slice's matching port has no number (nil or 0).
+    case portUnset
+    /// The endpoint has no address.
+    case noAddress
+    /// The endpoint's first address is not IPv4.
+    case notIPv4
+
+    public var included: Bool {
+        switch self {
+        case .ready, .hintedForThisNode, .hintedForThisZone, .terminatingFallback, .localReady, .localTerminatingFallback: true
+        default: false
+        }
+    }
+}
+
+public struct EndpointVerdict: Hashable, Sendable, Codable {
+    /// "ip:port" (just the address when the slice gives no port).
+    public var endpoint: String
+    /// "namespace/name" of the slice the endpoint came from.
+    public var slice: String
+    public var pod: String?
+    public var node: String?
+    public var included: Bool
+    public var rule: EndpointRule
+    /// One sentence, naming what decided it ("hinted for zone b, this node is in zone a").
+    public var reason: String
+
+    public init(endpoint: String, slice: String, pod: String?, node: String?, rule: EndpointRule, reason: String) {
+        self.endpoint = endpoint
+        self.slice = slice
+        self.pod = pod
+        self.node = node
+        self.included = rule.included
+        self.rule = rule
+        self.reason = reason
+    }
+}
+
+public enum TopologyMode: String, Hashable, Sendable, Codable {
+    case none, preferSameNode, preferSameZone
+}
+
+/// Why topology filtering (the hints) is on or off for a port's Cluster set.
+public enum TopologyRule: String, Hashable, Sendable, Codable {
+    /// No endpoint is ready: hints are not looked at.
+    case noReadyEndpoints
+    /// Every ready endpoint has node hints and one names this node.
+    case nodeHintsMatch
+    /// A ready endpoint has no node hint (the safeguard): node hints ignored for everyone.
+    case endpointWithoutNodeHint
+    /// All ready endpoints have node hints, none names this node.
+    case noNodeHintForThisNode
+    /// Node hints are not honoured (PreferSameTrafficDistribution off).
+    case nodeHintsDisabled
+    /// Every ready endpoint has zone hints and one names this node's zone.
+    case zoneHintsMatch
+    /// A ready endpoint has no zone hint (the safeguard): zone hints ignored for everyone.
+    case endpointWithoutZoneHint
+    /// All ready endpoints have zone hints, none names this node's zone.
+    case noZoneHintForThisZone
+    /// This node has no zone, so no zone hint can match.
+    case nodeHasNoZone
+}
+
+public struct TopologyDecision: Hashable, Sendable, Codable {
+    public var mode: TopologyMode
+    /// Node level first, then zone level (when the node level did not apply).
+    public var rules: [TopologyRule]
+    public var reason: String
+}
+
+/// Which of kube-proxy's two sets a frontend uses.
+public enum EndpointSetKind: String, Hashable, Sendable, Codable {
+    case cluster, local
+}
+
+public enum SetRule: String, Hashable, Sendable, Codable {
+    /// ClusterIP, internalTrafficPolicy Cluster.
+    case internalPolicyCluster
+    /// ClusterIP, internalTrafficPolicy Local.
+    case internalPolicyLocal
+    /// External frontend, externalTrafficPolicy Cluster.
+    case externalPolicyCluster
+    /// External frontend, externalTrafficPolicy Local, but every connection Veer sees is made on this
+    /// node: kube-proxy short-circuits such traffic to the Cluster set.
+    case externalPolicyLocalShortCircuit
+    /// External frontend, externalTrafficPolicy Local, emulating a no-op local detector: Local set.
+    case externalPolicyLocal
+}
+
+public struct FrontendDecision: Hashable, Sendable, Codable {
+    public var service: ObjectKey
+    /// The service port's name ("" when unnamed).
+    public var port: String
+    /// "tcp", "udp", "sctp".
+    public var proto: String
+    /// "10.96.0.10:80/tcp"
+    public var frontend: String
+    /// `FrontendKind` raw value: clusterIP, nodePort, externalIP, loadBalancer.
+    public var kind: String
+    public var set: EndpointSetKind
+    public var setRule: SetRule
+    public var setReason: String
+    /// Topology of the Cluster set (nil for a Local-set frontend: hints never touch it).
+    public var topology: TopologyDecision?
+    /// `EmptyBehavior` raw value: what a client gets when `backends` is empty.
+    public var whenEmpty: String
+    /// Why the set is empty, nil if it is not.
+    public var emptyReason: String?
+    /// Number of backends chosen.
+    public var backends: Int
+    public var affinityTimeout: UInt32?
+    /// Every endpoint of the service considered for this port, in or out.
+    public var endpoints: [EndpointVerdict]
+
+    public var address: L4Address? { L4Address(frontend) }
+}
+
+/// Why something produced no frontend.
+public enum SkipRule: String, Hashable, Sendable, Codable {
+    /// `service.kubernetes.io/service-proxy-name` label: another proxy owns it (kube-proxy skips every value).
+    case serviceProxyName
+    /// `service.kubernetes.io/headless` label.
+    case headlessLabel
+    /// clusterIP None or unset.
+    case headless
+    case externalName
+    /// No IPv4 cluster IP: IPv6-only service, skipped until dual stack lands.
+    case noIPv4ClusterIP
+    case fqdnSlice
+    /// IPv6 slice, skipped until dual stack lands.
+    case ipv6Slice
+    case unknownAddressType
+    case sliceWithoutServiceName
+    case sliceOfOtherService
+    /// LB ingress with ipMode Proxy: traffic must really go to the external load balancer.
+    case loadBalancerProxyMode
+    /// LB ingress with a hostname and no IP.
+    case loadBalancerHostnameOnly
+    /// IPv6 external or LB IP, until dual stack lands.
+    case ipv6Address
+    /// The same address:port/proto is already a frontend (of this or another service).
+    case frontendConflict
+}
+
+public struct SkipReason: Hashable, Sendable, Codable, CustomStringConvertible {
+    /// "Service", "EndpointSlice", "Frontend".
+    public var kind: String
+    /// "namespace/name", or the frontend address.
+    public var object: String
+    /// The service it concerns.
+    public var service: ObjectKey
+    public var rule: SkipRule
+    public var reason: String
+
+    public var description: String { "\(kind) \(object): \(reason)" }
+}
+
+public struct SelectionResult: Hashable, Sendable {
+    /// Sorted by address, unique by address.
+    public var frontends: [DesiredFrontend] = []
+    /// One per frontend, same order.
+    public var decisions: [FrontendDecision] = []
+    public var skipped: [SkipReason] = []
+
+    public init(frontends: [DesiredFrontend] = [], decisions: [FrontendDecision] = [], skipped: [SkipReason] = []) {
+        self.frontends = frontends
+        self.decisions = decisions
+        self.skipped = skipped
+    }
+
+    public func frontend(_ address: L4Address) -> DesiredFrontend? { frontends.first { $0.address == address } }
+    public func decision(_ address: L4Address) -> FrontendDecision? { decisions.first { $0.frontend == address.description } }
+}

@@ -1,0 +1,423 @@
+/// Chooses, for every frontend of a service on one node, exactly the endpoints kube-proxy would.
+///
+/// Pure: a function of the service, its slices and the node context. The rules and their sources are
+/// in docs/selection.md and ../shared/reference/kube-proxy-semantics.md (§ numbers below refer to it).
+public enum Selector {
+    /// Every service of the store (or only `only`), with cross-service frontend conflicts resolved.
+    public static func select(_ store: ServiceStore, node: NodeContext, only: Set<ObjectKey>? = nil) -> SelectionResult {
+        var merged = SelectionResult()
+        for key in store.serviceKeys where only?.contains(key) ?? true {
+            guard let service = store.services[key] else { continue }
+            let r = select(service: service, slices: store.slices(for: key), node: node)
+            merged.frontends += r.frontends
+            merged.decisions += r.decisions
+            merged.skipped += r.skipped
+        }
+        return resolveConflicts(merged)
+    }
+
+    /// One service. `slices` are the service's EndpointSlices (sorted by name gives deterministic
+    /// duplicate resolution; the store's `slices(for:)` returns them so).
+    public static func select(service: Service, slices: [EndpointSlice], node: NodeContext) -> SelectionResult {
+        var result = SelectionResult()
+        let key = service.key
+        func skip(_ rule: SkipRule, _ reason: String, kind: String = "Service", object: String? = nil) {
+            result.skipped.append(SkipReason(kind: kind, object: object ?? key.description, service: key, rule: rule, reason: reason))
+        }
+
+        // §3/§4: services kube-proxy never programs.
+        if let v = service.meta.labels[KubeLabel.serviceProxyName] {
+            skip(.serviceProxyName, "label \(KubeLabel.serviceProxyName)=\(v): another proxy owns this service")
+            return result
+        }
+        if service.meta.labels[KubeLabel.headless] != nil {
+            skip(.headlessLabel, "label \(KubeLabel.headless): headless service")
+            return result
+        }
+        if service.clusterIP == nil || service.clusterIP == "" || service.clusterIP == "None" {
+            if service.type == .externalName {
+                skip(.externalName, "type ExternalName: DNS only, nothing to proxy")
+            } else {
+                skip(.headless, "clusterIP \(service.clusterIP ?? "unset"): headless service, DNS only")
+            }
+            return result
+        }
+        if service.type == .externalName {
+            skip(.externalName, "type ExternalName: DNS only, nothing to proxy (even with a clusterIP)")
+            return result
+        }
+        guard let clusterIP = ipv4ClusterIP(service) else {
+            skip(.noIPv4ClusterIP, "no IPv4 cluster IP (\(([service.clusterIP].compactMap { $0 } + service.clusterIPs).joined(separator: ","))): IPv6 is skipped until dual stack lands")
+            return result
+        }
+
+        // §3: which slices count.
+        var usable: [EndpointSlice] = []
+        for slice in slices {
+            let s = slice.key.description
+            if slice.serviceName == nil {
+                skip(.sliceWithoutServiceName, "no \(KubeLabel.serviceName) label", kind: "EndpointSlice", object: s)
+            } else if slice.serviceKey != key {
+                skip(.sliceOfOtherService, "labelled for service \(slice.serviceName ?? "")", kind: "EndpointSlice", object: s)
+            } else if slice.meta.labels[KubeLabel.serviceProxyName] != nil {
+                skip(.serviceProxyName, "label \(KubeLabel.serviceProxyName): another proxy owns it", kind: "EndpointSlice", object: s)
+            } else if slice.meta.labels[KubeLabel.headless] != nil {
+                skip(.headlessLabel, "label \(KubeLabel.headless)", kind: "EndpointSlice", object: s)
+            } else if slice.addressType == .fqdn {
+                skip(.fqdnSlice, "addressType FQDN: kube-proxy ignores FQDN slices", kind: "EndpointSlice", object: s)
+            } else if slice.addressType == .ipv6 {
+                skip(.ipv6Slice, "addressType IPv6: skipped until dual stack lands", kind: "EndpointSlice", object: s)
+            } else if slice.addressType != .ipv4 {
+                skip(.unknownAddressType, "addressType \(slice.addressType): not IPv4", kind: "EndpointSlice", object: s)
+            } else {
+                usable.append(slice)
+            }
+        }
+
+        // §1.2, §4: the service's external addresses, this family only.
+        var externalIPs: [IPv4Address] = []
+        for text in service.externalIPs {
+            if let ip = IPv4Address(text) { externalIPs.append(ip) } else {
+                skip(.ipv6Address, "externalIP \(text) is not IPv4: skipped until dual stack lands", kind: "Frontend", object: text)
+            }
+        }
+        var lbIPs: [IPv4Address] = []
+        for ingress in service.loadBalancerIngress {
+            guard let text = ingress.ip else {
+                skip(.loadBalancerHostnameOnly, "load-balancer ingress \(ingress.hostname ?? "") has no IP", kind: "Frontend", object: ingress.hostname ?? "")
+                continue
+            }
+            if ingress.ipMode == "Proxy" {
+                skip(.loadBalancerProxyMode, "load-balancer IP \(text) has ipMode Proxy: traffic goes to the load balancer", kind: "Frontend", object: text)
+            } else if let ip = IPv4Address(text) {
+                lbIPs.append(ip)
+            } else {
+                skip(.ipv6Address, "load-balancer IP \(text) is not IPv4: skipped until dual stack lands", kind: "Frontend", object: text)
+            }
+        }
+        let nodeIPs = uniqueSorted(node.addresses.filter { !$0.isLoopback && !$0.isUnspecified })
+            + (node.nodePortOnLoopback ? [IPv4Address(0x7F00_0001)] : [])
+
+        let affinity: UInt32? = service.sessionAffinity == .clientIP ? service.affinityTimeoutSeconds : nil
+        let iTPLocal = service.internalTrafficPolicy == .local
+        // pkg/api/v1/service/util.go ExternalPolicyLocal.
+        let eTPLocal = service.externalTrafficPolicy == .local
+            && (service.type == .nodePort || service.type == .loadBalancer || !service.externalIPs.isEmpty)
+
+        var seen: Set<L4Address> = []
+        for port in service.ports {
+            let spn = ServicePortName(namespace: key.namespace, name: key.name, port: port.name, proto: port.proto)
+            let sel = selectPort(port, slices: usable, node: node)
+            let externallyAccessible = port.nodePort != nil || !lbIPs.isEmpty || !externalIPs.isEmpty
+            let decisionBase = (service: key, port: port.name, proto: port.proto.description)
+
+            func emit(_ ip: IPv4Address, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
+                let address = L4Address(ip: ip, port: portNumber, proto: port.proto)
+                guard seen.insert(address).inserted else {
+                    skip(.frontendConflict, "\(address) is already a frontend of this service", kind: "Frontend", object: address.description)
+                    return
+                }
+                let useLocal: Bool
+                let rule: SetRule
+                let why: String
+                if !external {
+                    useLocal = iTPLocal
+                    rule = iTPLocal ? .internalPolicyLocal : .internalPolicyCluster
+                    why = iTPLocal ? "internalTrafficPolicy Local: only endpoints on this node"
+                        : "internalTrafficPolicy Cluster: endpoints on all nodes"
+                } else if !eTPLocal {
+                    useLocal = false
+                    rule = .externalPolicyCluster
+                    why = "externalTrafficPolicy Cluster: endpoints on all nodes"
+                } else if node.externalLocalForLocalClients {
+                    useLocal = true
+                    rule = .externalPolicyLocal
+                    why = "externalTrafficPolicy Local with a no-op local detector (configured): only endpoints on this node"
+                } else {
+                    useLocal = false
+                    rule = .externalPolicyLocalShortCircuit
+                    why = "externalTrafficPolicy Local, but connections made on this node are short-circuited to the Cluster set"
+                }
+                let set = useLocal ? sel.local : sel.cluster
+                let whenEmpty: EmptyBehavior = useLocal && sel.hasAny ? .drop : .reject
+                var emptyReason: String?
+                if set.backends.isEmpty {
+                    emptyReason = sel.hasAny
+                        ? "endpoints exist, but none on this node under policy Local: connections are dropped (time out)"
+                        : "no usable endpoint anywhere: connections are refused"
+                }
+                result.frontends.append(DesiredFrontend(address: address, kind: kind, service: spn, backends: set.backends,
+                                                        whenEmpty: whenEmpty, affinityTimeout: affinity))
+                result.decisions.append(FrontendDecision(
+                    service: decisionBase.service, port: decisionBase.port, proto: decisionBase.proto,
+                    frontend: address.description, kind: kind.rawValue, set: useLocal ? .local : .cluster,
+                    setRule: rule, setReason: why, topology: useLocal ? nil : sel.topology,
+                    whenEmpty: whenEmpty.rawValue, emptyReason: emptyReason, backends: set.backends.count,
+                    affinityTimeout: affinity, endpoints: set.verdicts))
+            }
+
+            emit(clusterIP, port.port, .clusterIP, external: false)
+            if let nodePort = port.nodePort {
+                for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
+            }
+            for ip in externalIPs { emit(ip, port.port, .externalIP, external: true) }
+            for ip in lbIPs { emit(ip, port.port, .loadBalancer, external: true) }
+            _ = externallyAccessible
+        }
+        return sorted(result)
+    }
+
+    // MARK: - One service port (§1, §3)
+
+    struct EndpointSet {
+        var backends: [DesiredBackend] = []
+        var verdicts: [EndpointVerdict] = []
+    }
+
+    struct PortSelection {
+        var cluster = EndpointSet()
+        var local = EndpointSet()
+        var topology: TopologyDecision
+        /// kube-proxy's hasAnyEndpoints: something ready or serving+terminating exists anywhere.
+        var hasAny: Bool
+    }
+
+    private struct Candidate {
+        var ip: IPv4Address
+        var port: UInt16
+        var endpoint: Endpoint
+        var slice: String
+        var id: String { "\(ip):\(port)" }
+        var ready: Bool { endpoint.conditions.isReady }
+        var servingTerminating: Bool { endpoint.conditions.isServing && endpoint.conditions.isTerminating }
+    }
+
+    static func selectPort(_ port: ServicePort, slices: [EndpointSlice], node: NodeContext) -> PortSelection {
+        var excluded: [EndpointVerdict] = []  // out of every set of this port
+        var candidates: [Candidate] = []
+        var index: [String: Int] = [:]
+
+        func verdict(_ e: Endpoint, _ id: String, _ slice: String, _ rule: EndpointRule, _ reason: String) -> EndpointVerdict {
+            EndpointVerdict(endpoint: id, slice: slice, pod: e.targetRef?.name, node: e.nodeName, rule: rule, reason: reason)
+        }
+
+        for slice in slices {
+            let s = slice.key.description
+            let match = slice.ports.first { $0.name == port.name && $0.proto == port.proto }
+            for e in slice.endpoints {
+                guard let first = e.addresses.first else {
+                    excluded.append(verdict(e, "(no address)", s, .noAddress, "endpoint has no address"))
+                    continue
+                }
+                guard let match else {
+                    let has = slice.ports.map { "\($0.name.isEmpty ? "\"\"" : $0.name)/\($0.proto.kubernetesName)" }.joined(separator: ", ")
+                    excluded.append(verdict(e, first, s, .portMismatch,
+                                            "slice has no port named \"\(port.name)\" with protocol \(port.proto.kubernetesName) (it has \(has.isEmpty ? "none" : has))"))
+                    continue
+                }
+                guard let number = match.port, number != 0 else {
+                    excluded.append(verdict(e, first, s, .portUnset, "slice port \"\(port.name)\" has no port number"))
+                    continue
+                }
+                guard let ip = IPv4Address(first) else {
+                    excluded.append(verdict(e, first, s, .notIPv4, "address \(first) is not IPv4"))
+                    continue
+                }
+                let c = Candidate(ip: ip, port: number, endpoint: e, slice: s)
+                // §3: one endpoint per IP:port; a non-terminating copy replaces a terminating one,
+                // otherwise the first seen (slices sorted by name) stays.
+                if let at = index[c.id] {
+                    let old = candidates[at]
+                    if old.endpoint.conditions.terminating == true && e.conditions.terminating != true {
+                        excluded.append(verdict(old.endpoint, old.id, old.slice, .duplicate,
+                                                "duplicate of \(c.id) in slice \(s), which is not terminating and wins"))
+                        candidates[at] = c
+                    } else {
+                        excluded.append(verdict(e, c.id, s, .duplicate, "duplicate of \(c.id) in slice \(old.slice), which was kept"))
+                    }
+                } else {
+                    index[c.id] = candidates.count
+                    candidates.append(c)
+                }
+            }
+        }
+
+        let ready = candidates.filter(\.ready)
+        let hasAny = candidates.contains { $0.ready || $0.servingTerminating }
+        let topology = topologyMode(ready: ready, node: node)
+        let isLocal: (Candidate) -> Bool = { c in
+            !node.nodeName.isEmpty && c.endpoint.nodeName == node.nodeName
+        }
+
+        // §1.3 Cluster set.
+        var cluster = EndpointSet()
+        let zone = node.zone ?? ""
+        for c in candidates {
+            let rule: EndpointRule
+            let reason: String
+            if !ready.isEmpty {
+                if c.ready {
+                    switch topology.mode {
+                    case .none:
+                        (rule, reason) = (.ready, "ready")
+                    case .preferSameNode:
+                        (rule, reason) = c.endpoint.nodeHints?.contains(node.nodeName) == true
+                            ? (.hintedForThisNode, "ready, hinted for this node")
+                            : (.hintedForOtherNode, "node hints on; hinted for \(list(c.endpoint.nodeHints)), not \(node.nodeName)")
+                    case .preferSameZone:
+                        (rule, reason) = c.endpoint.zoneHints?.contains(zone) == true
+                            ? (.hintedForThisZone, "ready, hinted for zone \(zone)")
+                            : (.hintedForOtherZone, "zone hints on; hinted for \(list(c.endpoint.zoneHints)), this node is in zone \(zone)")
+                    }
+                } else if c.servingTerminating {
+                    (rule, reason) = (.terminatingNotNeeded, "terminating; not used while ready endpoints exist")
+                } else {
+                    (rule, reason) = (.notReady, notReadyReason(c.endpoint))
+                }
+            } else if c.servingTerminating {
+                (rule, reason) = (.terminatingFallback, "serving and terminating; used because no endpoint is ready")
+            } else {
+                (rule, reason) = (.notReady, notReadyReason(c.endpoint))
+            }
+            cluster.verdicts.append(verdict(c.endpoint, c.id, c.slice, rule, reason))
+            if rule.included { cluster.backends.append(backend(c, port, terminating: rule == .terminatingFallback)) }
+        }
+
+        // §1.4 Local set: no topology; local terminating used when no local endpoint is ready.
+        var local = EndpointSet()
+        let localReadyExists = candidates.contains { isLocal($0) && $0.ready }
+        for c in candidates {
+            let rule: EndpointRule
+            let reason: String
+            if !isLocal(c) {
+                (rule, reason) = (.notOnThisNode, "on node \(c.endpoint.nodeName ?? "(unset)"), not this node (\(node.nodeName)), under policy Local")
+            } else if c.ready {
+                (rule, reason) = (.localReady, "ready, on this node")
+            } else if c.servingTerminating {
+                (rule, reason) = localReadyExists
+                    ? (.terminatingNotNeeded, "terminating; not used while ready endpoints exist on this node")
+                    : (.localTerminatingFallback, "serving and terminating on this node; used because no endpoint on this node is ready")
+            } else {
+                (rule, reason) = (.notReady, notReadyReason(c.endpoint))
+            }
+            local.verdicts.append(verdict(c.endpoint, c.id, c.slice, rule, reason))
+            if rule.included { local.backends.append(backend(c, port, terminating: rule == .localTerminatingFallback)) }
+        }
+
+        cluster.verdicts += excluded
+        local.verdicts += excluded
+        cluster.backends.sort { $0.address < $1.address }
+        local.backends.sort { $0.address < $1.address }
+        return PortSelection(cluster: cluster, local: local, topology: topology, hasAny: hasAny)
+    }
+
+    /// §1.5 topologyModeFromHints: only ready endpoints are inspected.
+    private static func topologyMode(ready: [Candidate], node: NodeContext) -> TopologyDecision {
+        guard !ready.isEmpty else {
+            return TopologyDecision(mode: .none, rules: [.noReadyEndpoints], reason: "no endpoint is ready; hints are not used")
+        }
+        var rules: [TopologyRule] = []
+        var reasons: [String] = []
+        if node.nodeHintsEnabled {
+            if let missing = ready.first(where: { ($0.endpoint.nodeHints ?? []).isEmpty }) {
+                rules.append(.endpointWithoutNodeHint)
+                reasons.append("node hints ignored because endpoint \(missing.id) has none")
+            } else if ready.contains(where: { $0.endpoint.nodeHints?.contains(node.nodeName) == true }) {
+                return TopologyDecision(mode: .preferSameNode, rules: [.nodeHintsMatch],
+                                        reason: "every ready endpoint has node hints and some are for this node (\(node.nodeName))")
+            } else {
+                rules.append(.noNodeHintForThisNode)
+                reasons.append("node hints ignored because none is for this node (\(node.nodeName))")
+            }
+        } else {
+            rules.append(.nodeHintsDisabled)
+            reasons.append("node hints disabled")
+        }
+        let zone = node.zone ?? ""
+        if let missing = ready.first(where: { ($0.endpoint.zoneHints ?? []).isEmpty }) {
+            rules.append(.endpointWithoutZoneHint)
+            reasons.append("zone hints ignored because endpoint \(missing.id) has none")
+        } else if ready.contains(where: { $0.endpoint.zoneHints?.contains(zone) == true }) {
+            rules.append(.zoneHintsMatch)
+            reasons.append("every ready endpoint has zone hints and some are for zone \(zone)")
+            return TopologyDecision(mode: .preferSameZone, rules: rules, reason: reasons.joined(separator: "; "))
+        } else if zone.isEmpty {
+            rules.append(.nodeHasNoZone)
+            reasons.append("zone hints ignored because this node has no zone")
+        } else {
+            rules.append(.noZoneHintForThisZone)
+            reasons.append("zone hints ignored because none is for zone \(zone)")
+        }
+        return TopologyDecision(mode: .none, rules: rules, reason: reasons.joined(separator: "; "))
+    }
+
+    private static func backend(_ c: Candidate, _ port: ServicePort, terminating: Bool) -> DesiredBackend {
+        let pod = c.endpoint.targetRef.flatMap { ($0.kind == nil || $0.kind == "Pod") ? $0.name : nil }
+        return DesiredBackend(address: L4Address(ip: c.ip, port: c.port, proto: port.proto), terminating: terminating,
+                              podName: pod, nodeName: c.endpoint.nodeName, zone: c.endpoint.zone)
+    }
+
+    private static func notReadyReason(_ e: Endpoint) -> String {
+        let c = e.conditions
+        return "not ready (ready=\(c.isReady), serving=\(c.isServing), terminating=\(c.isTerminating))"
+    }
+
+    private static func list(_ names: [String]?) -> String {
+        let n = names ?? []
+        return n.isEmpty ? "nothing" : n.joined(separator: ",")
+    }
+
+    // MARK: - Helpers
+
+    /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies; legacy objects use clusterIP.
+    static func ipv4ClusterIP(_ s: Service) -> IPv4Address? {
+        let ips = s.clusterIPs.isEmpty ? [s.clusterIP].compactMap { $0 } : s.clusterIPs
+        if s.ipFamilies.isEmpty {
+            return ips.first.flatMap { IPv4Address($0) }
+        }
+        for (i, family) in s.ipFamilies.enumerated() where family == IPFamily.ipv4.rawValue && i < ips.count {
+            return IPv4Address(ips[i])
+        }
+        return nil
+    }
+
+    private static func uniqueSorted(_ ips: [IPv4Address]) -> [IPv4Address] { Array(Set(ips)).sorted() }
+
+    private static func sorted(_ r: SelectionResult) -> SelectionResult {
+        var out = r
+        let order = r.frontends.indices.sorted { r.frontends[$0].address < r.frontends[$1].address }
+        out.frontends = order.map { r.frontends[$0] }
+        out.decisions = order.map { r.decisions[$0] }
+        return out
+    }
+
+    private static let kindRank: [FrontendKind: Int] = [.clusterIP: 0, .nodePort: 1, .externalIP: 2, .loadBalancer: 3]
+
+    /// Two services claiming one address: a ClusterIP beats a NodePort beats an externalIP beats an
+    /// LB IP; ties go to the first service by namespace/name. The loser is reported.
+    static func resolveConflicts(_ r: SelectionResult) -> SelectionResult {
+        var winner: [L4Address: Int] = [:]
+        for (i, f) in r.frontends.enumerated() {
+            if let w = winner[f.address] {
+                let a = r.frontends[w]
+                if (kindRank[f.kind] ?? 9, f.service) < (kindRank[a.kind] ?? 9, a.service) { winner[f.address] = i }
+            } else {
+                winner[f.address] = i
+            }
+        }
+        var out = SelectionResult(skipped: r.skipped)
+        for (i, f) in r.frontends.enumerated() {
+            if winner[f.address] == i {
+                out.frontends.append(f)
+                out.decisions.append(r.decisions[i])
+            } else if let w = winner[f.address] {
+                let k = r.frontends[w]
+                out.skipped.append(SkipReason(kind: "Frontend", object: f.address.description,
+                                              service: ObjectKey(namespace: f.service.namespace, name: f.service.name),
+                                              rule: .frontendConflict,
+                                              reason: "\(f.address) (\(f.kind.rawValue)) is already the \(k.kind.rawValue) frontend of \(k.service)"))
+            }
+        }
+        return sorted(out)
+    }
+}

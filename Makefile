@@ -14,7 +14,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB
 OUT       := .build/veer
 BPF_OBJ   := $(OUT)/veer_sock.bpf.o
 PROBE     := $(OUT)/veer-probe
-APT_PKGS  := libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl
+APT_PKGS  := libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl dnsmasq-base
 SWIFT_BUILD_FLAGS ?=
 
 ifeq ($(V),1)
@@ -23,7 +23,7 @@ else
 Q := @
 endif
 
-.PHONY: build deps bpf test demo clean uninstall-test-leftovers
+.PHONY: build deps bpf test demo demo-shell clean
 
 # Installs the packages a fresh Debian machine lacks (needs root, as the datapath does).
 deps:
@@ -64,3 +64,7 @@ demo: build
 clean:
 	rm -rf .build/veer
 	$(SWIFT) package clean
+
+# The demo's sandbox, left running for a person to explore (Ctrl-C tears it down).
+demo-shell:
+	$(Q)$(MAKE) --no-print-directory demo DEMO_ARGS=--keep

@@ -151,7 +151,9 @@ public actor Agent {
             lastSelection = selection
             let accepted = Set(plan.target.masters.keys)
             names = ProgrammedNames(selection.frontends.filter { accepted.contains($0.address) })
-            try? NamesFile.write(names, pins: config.pins)
+            do { try NamesFile.write(names, pins: config.pins) } catch {
+                logger.warning("could not save the names of programmed services for veerctl: \(error)")
+            }
             logChanges(plan, selection)
             currentServiceRejections = plan.rejected
             for rejection in plan.rejected {
@@ -170,7 +172,7 @@ public actor Agent {
         retryScheduled = true
         Task {
             try? await Task.sleep(for: .seconds(1))
-            await self.retry()
+            self.retry()
         }
     }
 

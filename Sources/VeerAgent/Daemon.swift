@@ -73,7 +73,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     logger.info("stopped; the datapath stays attached and keeps serving")
 }
 
-private struct AgentService: Service {
+private struct AgentService: ServiceLifecycle.Service {
     let agent: Agent
     let events: AsyncStream<SourceEvent>
     let start: @Sendable () throws -> Void
@@ -88,7 +88,7 @@ private struct AgentService: Service {
     }
 }
 
-private struct DiagnosticsService: Service {
+private struct DiagnosticsService: ServiceLifecycle.Service {
     let agent: Agent
     let diagnostics: AsyncStream<SourceDiagnostic>
     let logger: Logger
@@ -110,7 +110,7 @@ private struct DiagnosticsService: Service {
     }
 }
 
-private struct MetricsService: Service {
+private struct MetricsService: ServiceLifecycle.Service {
     let server: MetricsServer
 
     func run() async throws {

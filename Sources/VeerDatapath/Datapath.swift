@@ -1,5 +1,5 @@
 import CVeer
-import Glibc
+import Foundation
 import VeerModel
 
 /// Where a datapath's pins live: `<root>/<version>/maps/<map>` and `.../links/<program>`.
@@ -148,8 +148,13 @@ public final class Datapath: @unchecked Sendable {
                 throw DatapathError.syscall(operation: "unpin \(path)", errno: errno)
             }
         }
-        _ = unlink(NamesFile.path(pins))
-        _ = unlink(NamesFile.path(pins) + ".tmp")
+        // The state directory and its now-empty parents up to /run/veer.
+        var state = NamesFile.directory(pins)
+        try? FileManager.default.removeItem(atPath: state)
+        while state.count > "/run/veer".count, let slash = state.lastIndex(of: "/") {
+            state = String(state[..<slash])
+            if rmdir(state) != 0 { break }
+        }
         for dir in [pins.links, pins.maps, pins.directory] where rmdir(dir) != 0 && errno != ENOENT {
             throw DatapathError.syscall(operation: "remove \(dir)", errno: errno)
         }

@@ -68,9 +68,12 @@ public struct Inspection: Sendable {
     }
 }
 
-/// names.json beside the pins: written by the agent, read by anyone.
+/// names.json: written by the agent, read by anyone. bpffs holds only pinned objects, so
+/// it lives in a state directory that mirrors the pin path under /run/veer and, like the
+/// pins, does not survive a reboot.
 public enum NamesFile {
-    public static func path(_ pins: PinLayout) -> String { "\(pins.directory)/names.json" }
+    public static func directory(_ pins: PinLayout) -> String { "/run/veer\(pins.directory)" }
+    public static func path(_ pins: PinLayout) -> String { "\(directory(pins))/names.json" }
 
     public static func read(pins: PinLayout) -> ProgrammedNames? {
         guard let data = FileManager.default.contents(atPath: path(pins)) else { return nil }
@@ -82,6 +85,7 @@ public enum NamesFile {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let data = try encoder.encode(names)
+        try FileManager.default.createDirectory(atPath: directory(pins), withIntermediateDirectories: true)
         let tmp = path(pins) + ".tmp"
         guard FileManager.default.createFile(atPath: tmp, contents: data) else {
             throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)

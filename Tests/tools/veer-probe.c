@@ -6,6 +6,7 @@
  *
  *   serve-tcp IP PORT NAME       accept loop; every connection gets "NAME\n"
  *   serve-udp IP PORT NAME       every datagram is answered with "NAME\n"
+ *   serve-http IP PORT NAME      HTTP/1.1: every request is answered 200 with "NAME\n"
  *   tcp IP PORT COUNT [GAP_US]   COUNT connects, each on a new socket
  *   udp-connect IP PORT COUNT    COUNT connected UDP sockets, one query each
  *   udp-sendto IP PORT COUNT     one unconnected UDP socket, COUNT queries
@@ -96,6 +97,43 @@ static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char
 			die("accept");
 		}
 		if (write(c, reply, (size_t)n) < 0) { /* client gone: nothing to do */ }
+		close(c);
+	}
+}
+
+/* A pod that answers with its name, as the seed articles' echo pods do. */
+static __attribute__((noreturn)) int serve_http(struct sockaddr_in sa, const char *name)
+{
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0) die("socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
+	if (listen(fd, 4096)) die("listen");
+	printf("ready\n");
+	fflush(stdout);
+	char reply[512];
+	int body = (int)strlen(name) + 1;
+	int n = snprintf(reply, sizeof(reply),
+			 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
+			 body, name);
+	for (;;) {
+		int c = accept(fd, NULL, NULL);
+		if (c < 0) {
+			if (errno == EINTR) continue;
+			die("accept");
+		}
+		set_timeout(c, 2);
+		/* read the request head; the reply does not depend on it */
+		char buf[4096];
+		size_t got = 0;
+		while (got < sizeof(buf) - 1) {
+			ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
+			if (r <= 0) break;
+			got += (size_t)r;
+			buf[got] = 0;
+			if (strstr(buf, "\r\n\r\n")) break;
+		}
+		if (write(c, reply, (size_t)n) < 0) { /* client gone */ }
 		close(c);
 	}
 }
@@ -217,6 +255,7 @@ int main(int argc, char **argv)
 
 	if (!strcmp(cmd, "serve-tcp")) return serve_tcp(sa, argv[i + 3]);
 	if (!strcmp(cmd, "serve-udp")) return serve_udp(sa, argv[i + 3]);
+	if (!strcmp(cmd, "serve-http")) return serve_http(sa, argv[i + 3]);
 	if (!strcmp(cmd, "udp-sendto")) {
 		sendto_loop(sa, count);
 		return 0;

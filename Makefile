@@ -14,7 +14,7 @@ MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB
 OUT       := .build/veer
 BPF_OBJ   := $(OUT)/veer_sock.bpf.o
 PROBE     := $(OUT)/veer-probe
-APT_PKGS  := libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl dnsmasq-base
+APT_PKGS  := libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl dnsmasq-base prometheus
 SWIFT_BUILD_FLAGS ?=
 
 ifeq ($(V),1)
@@ -30,7 +30,7 @@ deps:
 	$(Q)missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "  APT  $$missing"; \
-		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 bpf: $(BPF_OBJ)
@@ -55,7 +55,7 @@ build: $(BPF_OBJ) $(PROBE) | deps
 test: build
 	@echo "  SWIFT test"
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
-		$(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" $(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
 
 demo: build
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \

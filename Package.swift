@@ -52,10 +52,13 @@ let package = Package(
             "VeerDatapath", "VeerModel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
+        // tests, the agent tests and later the multi-node harness.
+        .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),
         .testTarget(name: "VeerModelTests", dependencies: ["VeerModel"], resources: [.copy("Fixtures")]),
         .testTarget(name: "VeerKubeTests", dependencies: ["VeerKube", "VeerModel"]),
-        .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel"]),
+        .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
-        .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer"]),
+        .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),
     ]
 )

@@ -3,6 +3,7 @@ import Glibc
 import Testing
 import VeerDatapath
 import VeerModel
+import VeerTestSupport
 
 // Kernel tests: real programs attached to a child cgroup, real sockets in a private
 // network namespace. The VIP range has no route there, so a missed rewrite fails with

@@ -2,6 +2,7 @@ import CVeer
 import Foundation
 import Testing
 import VeerModel
+import VeerTestSupport
 
 /// Swift's view of every struct in veer_maps.h against the compiled BPF object's BTF: the
 /// same size and every field at the same offset (Cilium's alignchecker, for Swift). The

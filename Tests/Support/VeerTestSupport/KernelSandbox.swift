@@ -6,18 +6,18 @@ import VeerModel
 /// One kernel test's world: its own network namespace (no link to the host), its own
 /// child cgroup under the cgroup2 mount, its own pin directory, and the processes it
 /// started. `KernelSandbox.run` tears all of it down even when the test fails.
-final class KernelSandbox: @unchecked Sendable {
-    let name: String
-    let netnsPath: String
-    let cgroup: String
-    let pins: PinLayout
+public final class KernelSandbox: @unchecked Sendable {
+    public let name: String
+    public let netnsPath: String
+    public let cgroup: String
+    public let pins: PinLayout
     private var servers: [Process] = []
 
     nonisolated(unsafe) private static var counter = 0
     private static let lock = NSLock()
 
     /// Why kernel tests cannot run here, or nil when they can.
-    static let unavailableReason: String? = {
+    public static let unavailableReason: String? = {
         if geteuid() != 0 { return "kernel tests need root" }
         guard SystemCheck.cgroup2Mount() != nil else { return "kernel tests need a cgroup2 mount" }
         guard access("/sys/fs/bpf", F_OK) == 0 else { return "kernel tests need /sys/fs/bpf (bpffs)" }
@@ -27,14 +27,18 @@ final class KernelSandbox: @unchecked Sendable {
         return nil
     }()
 
-    static var repoRoot: String {
+    public static var repoRoot: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
+            .deletingLastPathComponent().deletingLastPathComponent().path
     }
-    static var bpfObject: String {
+    public static var bpfObject: String {
         ProcessInfo.processInfo.environment["VEER_BPF_OBJECT"] ?? "\(repoRoot)/.build/veer/veer_sock.bpf.o"
     }
-    static var probe: String {
+    /// Where veerd and veerctl were built.
+    public static var veerBinaries: String {
+        ProcessInfo.processInfo.environment["VEER_BIN"] ?? "\(repoRoot)/.build/debug"
+    }
+    public static var probe: String {
         ProcessInfo.processInfo.environment["VEER_PROBE"] ?? "\(repoRoot)/.build/veer/veer-probe"
     }
 
@@ -50,24 +54,24 @@ final class KernelSandbox: @unchecked Sendable {
     }
 
     /// Runs `body` in a fresh sandbox and always tears it down.
-    static func run<T>(_ body: (KernelSandbox) throws -> T) throws -> T {
+    public static func run<T>(_ body: (KernelSandbox) throws -> T) throws -> T {
         let sandbox = try KernelSandbox()
         defer { sandbox.teardown() }
         return try body(sandbox)
     }
 
     @discardableResult
-    func install() throws -> Datapath {
+    public func install() throws -> Datapath {
         try Datapath.install(object: Self.bpfObject, cgroup: cgroup, pins: pins)
     }
 
     /// Puts `ips` on the namespace's loopback, where the servers listen.
-    func addAddresses(_ ips: [String]) throws {
+    public func addAddresses(_ ips: [String]) throws {
         for ip in ips { try sh(["ip", "-n", name, "addr", "add", "\(ip)/32", "dev", "lo"]) }
     }
 
     /// A server in the namespace (outside the cgroup) answering with `reply`.
-    func startServer(_ proto: L4Protocol, _ ip: String, _ port: UInt16, reply: String) throws {
+    public func startServer(_ proto: L4Protocol, _ ip: String, _ port: UInt16, reply: String) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.probe)
         p.arguments = ["--netns", netnsPath, proto == .udp ? "serve-udp" : "serve-tcp", ip, "\(port)", reply]
@@ -79,21 +83,21 @@ final class KernelSandbox: @unchecked Sendable {
         guard ready == "ready" else { throw SandboxError("server \(reply) on \(ip):\(port) did not start") }
     }
 
-    func stopServer(at index: Int) {
+    public func stopServer(at index: Int) {
         let p = servers[index]
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
     }
 
     /// Runs a probe client inside the cgroup and namespace; returns its result lines.
-    func client(_ args: [String]) throws -> [ProbeResult] {
+    public func client(_ args: [String]) throws -> [ProbeResult] {
         let result = Self.run([Self.probe, "--cgroup", cgroup, "--netns", netnsPath] + args)
         guard result.status == 0 else { throw SandboxError("probe \(args) exited \(result.status): \(result.stderr)") }
         return result.stdout.split(separator: "\n").map { ProbeResult(String($0)) }
     }
 
     /// Starts a probe client without waiting; collect it with `finish`.
-    func startClient(_ args: [String]) throws -> (Process, Pipe) {
+    public func startClient(_ args: [String]) throws -> (Process, Pipe) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.probe)
         p.arguments = ["--cgroup", cgroup, "--netns", netnsPath] + args
@@ -103,13 +107,13 @@ final class KernelSandbox: @unchecked Sendable {
         return (p, out)
     }
 
-    func finish(_ client: (Process, Pipe)) -> [ProbeResult] {
+    public func finish(_ client: (Process, Pipe)) -> [ProbeResult] {
         let data = client.1.fileHandleForReading.readDataToEndOfFile()
         client.0.waitUntilExit()
         return String(decoding: data, as: UTF8.self).split(separator: "\n").map { ProbeResult(String($0)) }
     }
 
-    func teardown() {
+    public func teardown() {
         for p in servers where p.isRunning {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
@@ -128,7 +132,7 @@ final class KernelSandbox: @unchecked Sendable {
         guard r.status == 0 else { throw SandboxError("\(args.joined(separator: " ")): \(r.stderr)") }
     }
 
-    static func run(_ args: [String]) -> (status: Int32, stdout: String, stderr: String) {
+    public static func run(_ args: [String]) -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = args
@@ -154,19 +158,19 @@ final class KernelSandbox: @unchecked Sendable {
     }
 }
 
-struct SandboxError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct SandboxError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// One line of probe output: "ok NAME PEER T_NS" or "err ERRNO T_NS".
-struct ProbeResult: Hashable {
-    var ok: Bool
-    var reply: String   // server name, or errno name
-    var peer: String
-    var startNS: UInt64
+public struct ProbeResult: Hashable, Sendable {
+    public var ok: Bool
+    public var reply: String   // server name, or errno name
+    public var peer: String
+    public var startNS: UInt64
 
-    init(_ line: String) {
+    public init(_ line: String) {
         let f = line.split(separator: " ").map(String.init)
         ok = f.first == "ok"
         reply = f.count > 1 ? f[1] : ""
@@ -177,7 +181,7 @@ struct ProbeResult: Hashable {
 
 extension FileHandle {
     /// Reads one line byte by byte (the server keeps the pipe open).
-    func readLine() -> String? {
+    public func readLine() -> String? {
         var bytes: [UInt8] = []
         while true {
             let d = readData(ofLength: 1)
@@ -188,7 +192,7 @@ extension FileHandle {
     }
 }
 
-func monotonicNow() -> UInt64 {
+public func monotonicNow() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)

@@ -1,0 +1,220 @@
+import Foundation
+import Glibc
+import Testing
+import VeerDatapath
+import VeerModel
+import VeerTestSupport
+
+// veerd as users run it: a real process reading a manifest directory, attached to the
+// sandbox's child cgroup, with clients connecting through the kernel.
+
+private let vip = "10.96.0.10"
+private let backendIPs = ["10.244.1.11", "10.244.1.12", "10.244.1.13"]
+private let pods = ["pod-a", "pod-b", "pod-c"]
+
+private func serviceYAML(_ name: String = "web", ip: String = vip) -> String {
+    """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: \(name), namespace: default}
+    spec:
+      clusterIP: \(ip)
+      ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+    """
+}
+
+private func sliceYAML(_ endpoints: [(ip: String, pod: String)], service: String = "web") -> String {
+    var s = """
+    apiVersion: discovery.k8s.io/v1
+    kind: EndpointSlice
+    metadata:
+      name: \(service)-1
+      namespace: default
+      labels: {kubernetes.io/service-name: \(service)}
+    addressType: IPv4
+    ports: [{name: http, port: 8080, protocol: TCP}]
+    endpoints:
+    """
+    for e in endpoints {
+        s += "\n- addresses: [\(e.ip)]\n  conditions: {ready: true}\n  targetRef: {kind: Pod, name: \(e.pod), namespace: default}"
+    }
+    return s + "\n"
+}
+
+/// A veerd process with its log; killed by pid at the end of the test.
+private final class Veerd {
+    let process = Process()
+    let log: String
+    let manifests: String
+
+    init(_ sb: KernelSandbox, manifests: String, extra: [String] = []) throws {
+        self.manifests = manifests
+        log = "\(manifests).veerd.log"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.executableURL = URL(fileURLWithPath: "\(KernelSandbox.veerBinaries)/veerd")
+        process.arguments = ["--manifests", manifests, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root,
+                             "--node-name", "node-a", "--metrics-address", "127.0.0.1:0",
+                             "--bpf-object", KernelSandbox.bpfObject] + extra
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+    }
+
+    var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    var metricsURL: String? {
+        logText.split(separator: "\n").lazy.compactMap { line in
+            line.range(of: "http://127.0.0.1:[0-9]+/metrics", options: .regularExpression).map { String(line[$0]) }
+        }.first
+    }
+
+    func signal(_ sig: Int32) {
+        kill(process.processIdentifier, sig)
+        process.waitUntilExit()
+    }
+
+    deinit { if process.isRunning { signal(SIGKILL) } }
+}
+
+private func waitFor(_ what: String, timeout: Double = 10, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if (try? condition()) == true { return }
+        usleep(20_000)
+    }
+    throw SandboxError("timed out waiting for \(what)")
+}
+
+private func backendCount(_ sb: KernelSandbox, _ frontend: String = "\(vip):80/tcp") -> Int? {
+    guard let dp = try? Datapath(pins: sb.pins), let state = try? dp.readState() else { return nil }
+    return state.masters[L4Address(frontend)!].map { Int($0.count) }
+}
+
+private func withManifests<T>(_ files: [String: String], _ body: (String) throws -> T) throws -> T {
+    let dir = NSTemporaryDirectory() + "veer-agent-\(getpid())-\(UUID().uuidString.prefix(8))"
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    defer {
+        try? FileManager.default.removeItem(atPath: dir)
+        try? FileManager.default.removeItem(atPath: dir + ".veerd.log")
+    }
+    for (name, text) in files { try text.write(toFile: "\(dir)/\(name)", atomically: true, encoding: .utf8) }
+    return try body(dir)
+}
+
+private func withBackends<T>(_ body: (KernelSandbox) throws -> T) throws -> T {
+    try KernelSandbox.run { sb in
+        try sb.addAddresses(backendIPs)
+        for (ip, pod) in zip(backendIPs, pods) { try sb.startServer(.tcp, ip, 8080, reply: pod) }
+        return try body(sb)
+    }
+}
+
+private func fetch(_ url: String) -> String { KernelSandbox.run(["curl", "-s", "--max-time", "5", url]).stdout }
+
+private let veerdUnavailable: String? = {
+    if let r = KernelSandbox.unavailableReason { return r }
+    if access("\(KernelSandbox.veerBinaries)/veerd", X_OK) != 0 { return "veerd not built: run `make test`" }
+    return nil
+}()
+
+@Suite("veerd", .serialized, .disabled(if: veerdUnavailable != nil, Comment(rawValue: "skipped: \(veerdUnavailable ?? "")")))
+struct VeerdTests {
+    @Test("kill -9 leaves traffic flowing; a restart converges to the manifests with no failed connection")
+    func killAndRestart() throws {
+        try withBackends { sb in
+            try withManifests(["web.yaml": serviceYAML(), "slice.yaml": sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let first = try Veerd(sb, manifests: dir)
+                try waitFor("3 backends programmed") { backendCount(sb) == 3 }
+                let client = try sb.startClient(["tcp", vip, "80", "6000", "300"])
+                usleep(200_000)
+                first.signal(SIGKILL)
+                // While the agent is dead, pod-c goes away from the manifests.
+                try sliceYAML(Array(zip(backendIPs, pods).prefix(2))).write(toFile: "\(dir)/slice.yaml", atomically: true, encoding: .utf8)
+                usleep(300_000)
+                #expect(backendCount(sb) == 3, "nothing changes while the agent is down")
+                let second = try Veerd(sb, manifests: dir)
+                try waitFor("restart converges to 2 backends") { backendCount(sb) == 2 }
+                let converged = monotonicNow()
+                let results = sb.finish(client)
+                #expect(results.count == 6000)
+                #expect(results.allSatisfy { $0.ok }, "failed: \(results.filter { !$0.ok }.prefix(3))")
+                #expect(!results.contains { $0.reply == "pod-c" && $0.startNS > converged })
+                #expect(second.logText.contains("adopted_frontends=1"), "\(second.logText)")
+            }
+        }
+    }
+
+    @Test("SIGTERM stops veerd gracefully and the datapath keeps serving")
+    func sigtermLeavesDatapath() throws {
+        try withBackends { sb in
+            try withManifests(["web.yaml": serviceYAML() + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("programmed") { backendCount(sb) == 3 }
+                veerd.signal(SIGTERM)
+                #expect(veerd.process.terminationReason == .exit && veerd.process.terminationStatus == 0,
+                        "exit \(veerd.process.terminationStatus): \(veerd.logText)")
+                let results = try sb.client(["tcp", vip, "80", "30"])
+                #expect(results.allSatisfy { $0.ok && $0.peer == "\(vip):80" })
+            }
+        }
+    }
+
+    @Test("/metrics passes promtool and counts what each pod served")
+    func metrics() throws {
+        try withBackends { sb in
+            try withManifests(["web.yaml": serviceYAML(), "slice.yaml": sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("programmed") { backendCount(sb) == 3 }
+                let results = try sb.client(["tcp", vip, "80", "90"])
+                #expect(results.allSatisfy { $0.ok })
+                let url = try #require(veerd.metricsURL, "\(veerd.logText)")
+                let text = fetch(url)
+                try text.write(toFile: dir + "/metrics.txt", atomically: true, encoding: .utf8)
+                let check = KernelSandbox.run(["sh", "-c", "promtool check metrics < '\(dir)/metrics.txt'"])
+                #expect(check.status == 0, "promtool: \(check.stdout) \(check.stderr)")
+                for pod in pods {
+                    let served = results.filter { $0.reply == pod }.count
+                    let line = text.split(separator: "\n").first { $0.hasPrefix("veer_endpoint_hits_total{") && $0.contains("pod=\"\(pod)\"") }
+                    #expect(line?.hasSuffix(" \(served)") == true, "\(pod) served \(served): \(line ?? "no series")")
+                    #expect(line?.contains("namespace=\"default\",service=\"web\",port=\"http\",protocol=\"TCP\"") == true)
+                }
+                #expect(fetch(url.replacingOccurrences(of: "/metrics", with: "/healthz")) == "ok\n")
+            }
+        }
+    }
+
+    @Test("A malformed object is skipped with a logged reason; everything else stays programmed")
+    func malformedObject() throws {
+        try withBackends { sb in
+            let bad = serviceYAML("broken", ip: "10.96.0.300")
+            try withManifests(["web.yaml": serviceYAML() + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods))),
+                               "broken.yaml": bad]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("programmed") { backendCount(sb) == 3 }
+                #expect(veerd.logText.contains("default/broken"), "\(veerd.logText)")
+                let metrics = fetch(try #require(veerd.metricsURL))
+                #expect(metrics.contains("veer_rejected_objects_total{kind=\"Service\"} 1"), "\(metrics)")
+                #expect(try sb.client(["tcp", vip, "80", "10"]).allSatisfy { $0.ok })
+            }
+        }
+    }
+
+    @Test("A full map rejects a service whole, with an error and a metric; the other service is programmed")
+    func fullMap() throws {
+        try withBackends { sb in
+            try withManifests([
+                "big.yaml": serviceYAML("big", ip: "10.96.0.20") + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)), service: "big"),
+                "web.yaml": serviceYAML() + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods))),
+            ]) { dir in
+                // 1 master + 3 slots each: only one of the two fits in 6 entries.
+                let veerd = try Veerd(sb, manifests: dir, extra: ["--max-service-entries", "6"])
+                try waitFor("one service programmed") { backendCount(sb, "10.96.0.20:80/tcp") == 3 }
+                #expect(backendCount(sb) == nil, "default/web must not be half-written")
+                try waitFor("the error is logged") { veerd.logText.contains("service default/web not programmed") }
+                let metrics = fetch(try #require(veerd.metricsURL))
+                #expect(metrics.contains("veer_services_rejected 1"))
+                #expect(metrics.contains("veer_map_capacity{map=\"veer_services\"} 6"))
+            }
+        }
+    }
+}

@@ -35,7 +35,13 @@ public final class Datapath: @unchecked Sendable {
     /// Opens an installed datapath's maps.
     public init(pins: PinLayout = PinLayout()) throws {
         self.pins = pins
-        guard access(pins.maps, F_OK) == 0 else { throw DatapathError.notInstalled(pinDirectory: pins.directory) }
+        guard access(pins.maps, F_OK) == 0 else {
+            let others = ((try? listDirectory(pins.root)) ?? []).filter { $0.hasPrefix("v") && $0 != PinLayout.version }
+            if let other = others.first {
+                throw DatapathError.versionMismatch(pinned: other, supported: PinLayout.version, root: pins.root)
+            }
+            throw DatapathError.notInstalled(pinDirectory: pins.directory)
+        }
         func path(_ name: String) -> String { "\(pins.maps)/\(name)" }
         services = try BPFMap(pinned: path("veer_services"), name: "veer_services")
         backends = try BPFMap(pinned: path("veer_backends"), name: "veer_backends")

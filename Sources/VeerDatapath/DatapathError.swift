@@ -13,6 +13,7 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case attachFailed(program: String, cgroup: String, errno: Int32)
     case attachedElsewhere(pinDirectory: String, cgroupID: UInt64, requested: String)
     case notInstalled(pinDirectory: String)
+    case versionMismatch(pinned: String, supported: String, root: String)
     case layoutMismatch(map: String, detail: String)
     case mapFull(map: String)
     case syscall(operation: String, errno: Int32)
@@ -39,6 +40,8 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
             return "the datapath pinned in \(dir) is attached to cgroup id \(id), not \(requested); uninstall it first"
         case let .notInstalled(dir):
             return "no Veer datapath is pinned in \(dir); is veerd running with the same --bpffs?"
+        case let .versionMismatch(pinned, supported, root):
+            return "the datapath pinned in \(root) has map layout \(pinned); this build reads \(supported). Use the veerctl of the running veerd"
         case let .layoutMismatch(map, detail):
             return "map \(map) does not match veer_maps.h: \(detail)"
         case let .mapFull(map):

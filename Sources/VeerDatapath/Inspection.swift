@@ -7,8 +7,10 @@ public struct Inspection: Sendable {
     public struct BackendRow: Codable, Hashable, Sendable {
         public var id: UInt32
         public var slot: UInt16
+        /// "ip:port"; the protocol is the frontend's.
         public var address: String
-        public var terminating: Bool
+        /// "ready" or "terminating" (chosen through the serving+terminating fallback).
+        public var state: String
         public var pod: String?
         public var zone: String?
         public var hits: UInt64
@@ -50,8 +52,8 @@ public struct Inspection: Sendable {
                 }
                 if slot > master.count { problems.append("slot \(slot) beyond count \(master.count)") }
                 let name = names.backend(be.address)
-                return BackendRow(id: id, slot: slot, address: be.address.description,
-                                  terminating: be.flags & BackendEntry.flagTerminating != 0,
+                return BackendRow(id: id, slot: slot, address: "\(be.address.ip):\(be.address.port)",
+                                  state: be.flags & BackendEntry.flagTerminating != 0 ? "terminating" : "ready",
                                   pod: name?.pod, zone: name?.zone,
                                   hits: hits[MemberKey(revNatID: master.revNatID, backendID: id)] ?? 0)
             }
@@ -100,7 +102,7 @@ public func renderTable(_ header: [String], _ rows: [[String]]) -> String {
     for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
     func line(_ cells: [String]) -> String {
         cells.enumerated().map { i, c in i == cells.count - 1 ? c : c.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }
-            .joined()
+            .joined().replacingOccurrences(of: " +$", with: "", options: .regularExpression)
     }
     return ([line(header)] + rows.map(line)).joined(separator: "\n")
 }

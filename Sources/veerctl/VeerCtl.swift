@@ -26,6 +26,7 @@ struct CommonOptions: ParsableArguments {
     var pins: PinLayout { PinLayout(root: bpffs) }
 
     func open() throws -> Datapath {
+        guard geteuid() == 0 else { throw ValidationError("veerctl reads BPF maps, which needs root (CAP_BPF): run it with sudo") }
         do { return try Datapath(pins: pins) } catch let error as DatapathError { throw ValidationError(error.description) }
     }
 }
@@ -47,7 +48,7 @@ struct Services: ParsableCommand {
         for f in rows {
             let backends = f.backends.isEmpty
                 ? (f.whenEmpty == "drop" ? "(none: dropped, Local set empty)" : "(none: refused)")
-                : f.backends.map { b in "\(b.pod ?? b.address)\(b.terminating ? " (terminating)" : "")=\(b.hits)" }.joined(separator: " ")
+                : f.backends.map { b in "\(b.pod ?? b.address)\(b.state == "terminating" ? " (terminating)" : "")=\(b.hits)" }.joined(separator: " ")
             var notes: [String] = []
             if let t = f.affinityTimeoutSeconds { notes.append("affinity \(t)s") }
             notes += f.problems

@@ -217,4 +217,39 @@ struct VeerdTests {
             }
         }
     }
+
+    @Test("veerctl shows the services, pods and hit counts the kernel holds, also while veerd is down")
+    func veerctl() throws {
+        try withBackends { sb in
+            try withManifests(["web.yaml": serviceYAML() + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("programmed") { backendCount(sb) == 3 }
+                let results = try sb.client(["tcp", vip, "80", "60"])
+                #expect(results.allSatisfy { $0.ok })
+                veerd.signal(SIGKILL)
+                let n = pods.map { pod in results.filter { $0.reply == pod }.count }
+                let ctl = "\(KernelSandbox.veerBinaries)/veerctl"
+
+                let table = KernelSandbox.run([ctl, "services", "--bpffs", sb.pins.root])
+                #expect(table.status == 0, "\(table.stderr)")
+                #expect(table.stdout == """
+                    SERVICE           KIND       FRONTEND           BACKENDS (hits)                 NOTES
+                    default/web:http  clusterIP  10.96.0.10:80/tcp  pod-a=\(n[0]) pod-b=\(n[1]) pod-c=\(n[2])
+
+                    """.replacingOccurrences(of: "(hits)                 NOTES", with: "(hits)" + String(repeating: " ", count: max(2, "pod-a=\(n[0]) pod-b=\(n[1]) pod-c=\(n[2])".count - "BACKENDS (hits)".count + 2)) + "NOTES"))
+
+                struct Backend: Decodable { var address: String; var hits: UInt64; var pod: String? }
+                struct Frontend: Decodable { var frontend: String; var service: String?; var backends: [Backend] }
+                let json = KernelSandbox.run([ctl, "services", "-o", "json", "--bpffs", sb.pins.root])
+                let rows = try JSONDecoder().decode([Frontend].self, from: Data(json.stdout.utf8))
+                #expect(rows.count == 1)
+                #expect(rows.first?.frontend == "10.96.0.10:80/tcp" && rows.first?.service == "default/web:http")
+                #expect(rows.first?.backends.map(\.address) == backendIPs.map { "\($0):8080" })
+                #expect(rows.first?.backends.map(\.hits) == n.map(UInt64.init))
+
+                let none = KernelSandbox.run([ctl, "services", "--bpffs", "/sys/fs/bpf/veer-nothing-here-\(getpid())"])
+                #expect(none.status != 0 && none.stderr.contains("no Veer datapath is pinned"), "\(none.stderr)")
+            }
+        }
+    }
 }

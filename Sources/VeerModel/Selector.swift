@@ -34,11 +34,13 @@ public enum Selector {
             skip(.headlessLabel, "label \(KubeLabel.headless): headless service")
             return result
         }
-        if service.clusterIP == nil || service.clusterIP == "" || service.clusterIP == "None" {
+        // The API always sets clusterIP = clusterIPs[0]; hand-written manifests may give only one.
+        let primary = service.clusterIP ?? service.clusterIPs.first
+        if primary == nil || primary == "" || primary == "None" {
             if service.type == .externalName {
                 skip(.externalName, "type ExternalName: DNS only, nothing to proxy")
             } else {
-                skip(.headless, "clusterIP \(service.clusterIP ?? "unset"): headless service, DNS only")
+                skip(.headless, "clusterIP \(primary ?? "unset"): headless service, DNS only")
             }
             return result
         }
@@ -369,11 +371,12 @@ public enum Selector {
 
     // MARK: - Helpers
 
-    /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies; legacy objects use clusterIP.
+    /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies.
     static func ipv4ClusterIP(_ s: Service) -> IPv4Address? {
         let ips = s.clusterIPs.isEmpty ? [s.clusterIP].compactMap { $0 } : s.clusterIPs
         if s.ipFamilies.isEmpty {
-            return ips.first.flatMap { IPv4Address($0) }
+            // What API defaulting would write: each cluster IP's own family.
+            return ips.lazy.compactMap { IPv4Address($0) }.first
         }
         for (i, family) in s.ipFamilies.enumerated() where family == IPFamily.ipv4.rawValue && i < ips.count {
             return IPv4Address(ips[i])

@@ -59,6 +59,13 @@ struct SliceTests {
         #expect(d.endpoints.filter { $0.endpoint == "10.0.0.1:8080" }.count == 2)
     }
 
+    @Test func duplicateReadyCopiesResolveByFirstSliceName() throws {  // 50, kube-proxy leaves this to map order
+        let r1 = select(serviceJSON(), [sliceJSON("b", endpoints: [.R("10.0.0.1", "N2")]), sliceJSON("a", endpoints: [.R("10.0.0.1", "N1")])])
+        let r2 = select(serviceJSON(), [sliceJSON("a", endpoints: [.R("10.0.0.1", "N1")]), sliceJSON("b", endpoints: [.R("10.0.0.1", "N2")])])
+        #expect(frontend(r1, cip)?.backends.map(\.nodeName) == ["N1"])
+        #expect(r1 == r2)
+    }
+
     @Test func duplicateTerminatingCopyNeverReplaces() throws {  // 50
         let r = select(serviceJSON(), [sliceJSON("a", endpoints: [.R("10.0.0.1")]), sliceJSON("b", endpoints: [.T("10.0.0.1")])])
         let f = try #require(frontend(r, cip))

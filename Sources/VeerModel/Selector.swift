@@ -5,15 +5,27 @@
 public enum Selector {
     /// Every service of the store (or only `only`), with cross-service frontend conflicts resolved.
     public static func select(_ store: ServiceStore, node: NodeContext, only: Set<ObjectKey>? = nil) -> SelectionResult {
+        merge(store.serviceKeys.filter { only?.contains($0) ?? true }.map { select(store, service: $0, node: node) })
+    }
+
+    /// One service of the store; empty if the store does not have it (deleted).
+    /// Agents that re-select only `StoreChange.services` keep these per service and `merge` them.
+    public static func select(_ store: ServiceStore, service key: ObjectKey, node: NodeContext) -> SelectionResult {
+        guard let service = store.services[key] else { return SelectionResult() }
+        return select(service: service, slices: store.slices(for: key), node: node)
+    }
+
+    /// Concatenates per-service results, resolving frontends claimed by two services, sorted.
+    public static func merge(_ results: [SelectionResult]) -> SelectionResult {
         var merged = SelectionResult()
-        for key in store.serviceKeys where only?.contains(key) ?? true {
-            guard let service = store.services[key] else { continue }
-            let r = select(service: service, slices: store.slices(for: key), node: node)
+        for r in results {
             merged.frontends += r.frontends
             merged.decisions += r.decisions
             merged.skipped += r.skipped
         }
-        return resolveConflicts(merged)
+        var out = resolveConflicts(merged)
+        out.skipped.sort { ($0.service, $0.kind, $0.object, $0.reason) < ($1.service, $1.kind, $1.object, $1.reason) }
+        return out
     }
 
     /// One service. `slices` are the service's EndpointSlices (sorted by name gives deterministic
@@ -110,7 +122,6 @@ public enum Selector {
         for port in service.ports {
             let spn = ServicePortName(namespace: key.namespace, name: key.name, port: port.name, proto: port.proto)
             let sel = selectPort(port, slices: usable, node: node)
-            let externallyAccessible = port.nodePort != nil || !lbIPs.isEmpty || !externalIPs.isEmpty
             let decisionBase = (service: key, port: port.name, proto: port.proto.description)
 
             func emit(_ ip: IPv4Address, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
@@ -164,7 +175,6 @@ public enum Selector {
             }
             for ip in externalIPs { emit(ip, port.port, .externalIP, external: true) }
             for ip in lbIPs { emit(ip, port.port, .loadBalancer, external: true) }
-            _ = externallyAccessible
         }
         return sorted(result)
     }

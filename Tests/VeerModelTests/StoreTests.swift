@@ -103,3 +103,30 @@ struct StoreTests {
         #expect(store.apply(.delete(.service, namespace: "x", name: "y")).isEmpty)
     }
 }
+
+@Suite("Incremental selection")
+struct IncrementalTests {
+    /// The agent's loop: re-select only the services an event affected, merge with the cached rest.
+    @Test func reselectingAffectedServicesEqualsSelectingEverything() throws {
+        var store = ServiceStore()
+        var cache: [ObjectKey: SelectionResult] = [:]
+        let events: [SourceEvent] = [
+            .apply(raw(serviceJSON("a", clusterIP: "10.96.0.1"))),
+            .apply(raw(serviceJSON("b", clusterIP: "10.96.0.2", itp: "Local"))),
+            .apply(raw(sliceJSON("a-1", service: "a", endpoints: [.R("10.0.0.1", "N1"), .T("10.0.0.2", "N2")]))),
+            .apply(raw(sliceJSON("b-1", service: "b", endpoints: [.R("10.0.1.1", "N2")]))),
+            .apply(raw(sliceJSON("b-1", service: "b", endpoints: [.R("10.0.1.1", "N1")]))),
+            .apply(raw(serviceJSON("c", clusterIP: "10.96.0.2"))),  // conflicts with b's ClusterIP
+            .delete(.endpointSlice, namespace: "default", name: "a-1"),
+            .delete(.service, namespace: "default", name: "b"),
+        ]
+        for e in events {
+            let change = store.apply(e)
+            for key in change.services { cache[key] = Selector.select(store, service: key, node: N1) }
+            let incremental = Selector.merge(Array(cache.values))
+            #expect(incremental == Selector.select(store, node: N1))
+        }
+        // After b is gone, c owns 10.96.0.2.
+        #expect(Selector.merge(Array(cache.values)).frontend(L4Address("10.96.0.2:80/tcp")!)?.service.name == "c")
+    }
+}

@@ -257,6 +257,7 @@ public enum Selector {
         let ready = candidates.filter(\.ready)
         let hasAny = candidates.contains { $0.ready || $0.servingTerminating }
         let topology = topologyMode(ready: ready, node: node)
+        let hintsPresent = ready.contains { !($0.endpoint.zoneHints ?? []).isEmpty || !($0.endpoint.nodeHints ?? []).isEmpty }
         let isLocal: (Candidate) -> Bool = { c in
             !node.nodeName.isEmpty && c.endpoint.nodeName == node.nodeName
         }
@@ -271,7 +272,7 @@ public enum Selector {
                 if c.ready {
                     switch topology.mode {
                     case .none:
-                        (rule, reason) = (.ready, "ready")
+                        (rule, reason) = hintsPresent ? (.readyHintsIgnored, "ready; \(topology.reason)") : (.ready, "ready")
                     case .preferSameNode:
                         (rule, reason) = c.endpoint.nodeHints?.contains(node.nodeName) == true
                             ? (.hintedForThisNode, "ready, hinted for this node")

@@ -129,6 +129,7 @@ struct ReasonTests {
         let d = try #require(r.decision(L4Address("10.96.0.1:80/tcp")!))
         #expect(d.endpoints.first { $0.endpoint == "10.0.0.2:8080" }?.rule == .terminatingNotNeeded)
         #expect(d.endpoints.first { $0.endpoint == "10.0.0.1:8080" }?.rule == .ready)
+        #expect(d.topology?.rules == [.endpointWithoutNodeHint, .endpointWithoutZoneHint])
     }
 
     @Test func zoneHintsOnNameTheOtherZone() throws {
@@ -148,6 +149,8 @@ struct ReasonTests {
         #expect(d.topology?.mode == TopologyMode.none)
         #expect(d.topology?.rules.contains(.endpointWithoutZoneHint) == true)
         #expect(d.topology?.reason.contains("10.0.0.3:8080") == true)
+        // Each endpoint's verdict says the hints were ignored, and why.
+        #expect(d.endpoints.allSatisfy { $0.rule == .readyHintsIgnored && $0.reason.contains("10.0.0.3:8080") })
     }
 
     @Test func nodeHintsModeIsReported() throws {

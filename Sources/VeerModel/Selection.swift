@@ -44,6 +44,8 @@ public enum EndpointRule: String, Hashable, Sendable, Codable, CaseIterable {
     // In
     /// Ready (a nil `ready` counts as ready), no topology filtering.
     case ready
+    /// Ready; some endpoints carry hints but they are ignored (e.g. the safeguard: endpoint E has none).
+    case readyHintsIgnored
     /// Ready, node hints are on and this endpoint is hinted for this node.
     case hintedForThisNode
     /// Ready, zone hints are on and this endpoint is hinted for this node's zone.
@@ -79,7 +81,7 @@ public enum EndpointRule: String, Hashable, Sendable, Codable, CaseIterable {
 
     public var included: Bool {
         switch self {
-        case .ready, .hintedForThisNode, .hintedForThisZone, .terminatingFallback, .localReady, .localTerminatingFallback: true
+        case .ready, .readyHintsIgnored, .hintedForThisNode, .hintedForThisZone, .terminatingFallback, .localReady, .localTerminatingFallback: true
         default: false
         }
     }

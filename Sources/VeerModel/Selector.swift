@@ -5,15 +5,27 @@
 public enum Selector {
     /// Every service of the store (or only `only`), with cross-service frontend conflicts resolved.
     public static func select(_ store: ServiceStore, node: NodeContext, only: Set<ObjectKey>? = nil) -> SelectionResult {
+        merge(store.serviceKeys.filter { only?.contains($0) ?? true }.map { select(store, service: $0, node: node) })
+    }
+
+    /// One service of the store; empty if the store does not have it (deleted).
+    /// Agents that re-select only `StoreChange.services` keep these per service and `merge` them.
+    public static func select(_ store: ServiceStore, service key: ObjectKey, node: NodeContext) -> SelectionResult {
+        guard let service = store.services[key] else { return SelectionResult() }
+        return select(service: service, slices: store.slices(for: key), node: node)
+    }
+
+    /// Concatenates per-service results, resolving frontends claimed by two services, sorted.
+    public static func merge(_ results: [SelectionResult]) -> SelectionResult {
         var merged = SelectionResult()
-        for key in store.serviceKeys where only?.contains(key) ?? true {
-            guard let service = store.services[key] else { continue }
-            let r = select(service: service, slices: store.slices(for: key), node: node)
+        for r in results {
             merged.frontends += r.frontends
             merged.decisions += r.decisions
             merged.skipped += r.skipped
         }
-        return resolveConflicts(merged)
+        var out = resolveConflicts(merged)
+        out.skipped.sort { ($0.service, $0.kind, $0.object, $0.reason) < ($1.service, $1.kind, $1.object, $1.reason) }
+        return out
     }
 
     /// One service. `slices` are the service's EndpointSlices (sorted by name gives deterministic
@@ -34,11 +46,13 @@ public enum Selector {
             skip(.headlessLabel, "label \(KubeLabel.headless): headless service")
             return result
         }
-        if service.clusterIP == nil || service.clusterIP == "" || service.clusterIP == "None" {
+        // The API always sets clusterIP = clusterIPs[0]; hand-written manifests may give only one.
+        let primary = service.clusterIP ?? service.clusterIPs.first
+        if primary == nil || primary == "" || primary == "None" {
             if service.type == .externalName {
                 skip(.externalName, "type ExternalName: DNS only, nothing to proxy")
             } else {
-                skip(.headless, "clusterIP \(service.clusterIP ?? "unset"): headless service, DNS only")
+                skip(.headless, "clusterIP \(primary ?? "unset"): headless service, DNS only")
             }
             return result
         }
@@ -108,7 +122,6 @@ public enum Selector {
         for port in service.ports {
             let spn = ServicePortName(namespace: key.namespace, name: key.name, port: port.name, proto: port.proto)
             let sel = selectPort(port, slices: usable, node: node)
-            let externallyAccessible = port.nodePort != nil || !lbIPs.isEmpty || !externalIPs.isEmpty
             let decisionBase = (service: key, port: port.name, proto: port.proto.description)
 
             func emit(_ ip: IPv4Address, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
@@ -162,7 +175,6 @@ public enum Selector {
             }
             for ip in externalIPs { emit(ip, port.port, .externalIP, external: true) }
             for ip in lbIPs { emit(ip, port.port, .loadBalancer, external: true) }
-            _ = externallyAccessible
         }
         return sorted(result)
     }
@@ -245,6 +257,7 @@ public enum Selector {
         let ready = candidates.filter(\.ready)
         let hasAny = candidates.contains { $0.ready || $0.servingTerminating }
         let topology = topologyMode(ready: ready, node: node)
+        let hintsPresent = ready.contains { !($0.endpoint.zoneHints ?? []).isEmpty || !($0.endpoint.nodeHints ?? []).isEmpty }
         let isLocal: (Candidate) -> Bool = { c in
             !node.nodeName.isEmpty && c.endpoint.nodeName == node.nodeName
         }
@@ -259,7 +272,7 @@ public enum Selector {
                 if c.ready {
                     switch topology.mode {
                     case .none:
-                        (rule, reason) = (.ready, "ready")
+                        (rule, reason) = hintsPresent ? (.readyHintsIgnored, "ready; \(topology.reason)") : (.ready, "ready")
                     case .preferSameNode:
                         (rule, reason) = c.endpoint.nodeHints?.contains(node.nodeName) == true
                             ? (.hintedForThisNode, "ready, hinted for this node")
@@ -369,11 +382,12 @@ public enum Selector {
 
     // MARK: - Helpers
 
-    /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies; legacy objects use clusterIP.
+    /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies.
     static func ipv4ClusterIP(_ s: Service) -> IPv4Address? {
         let ips = s.clusterIPs.isEmpty ? [s.clusterIP].compactMap { $0 } : s.clusterIPs
         if s.ipFamilies.isEmpty {
-            return ips.first.flatMap { IPv4Address($0) }
+            // What API defaulting would write: each cluster IP's own family.
+            return ips.lazy.compactMap { IPv4Address($0) }.first
         }
         for (i, family) in s.ipFamilies.enumerated() where family == IPFamily.ipv4.rawValue && i < ips.count {
             return IPv4Address(ips[i])

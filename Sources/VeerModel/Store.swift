@@ -120,7 +120,10 @@ public struct ServiceStore: Hashable, Sendable {
             services[key] = s
         case let .endpointSlice(s):
             let old = slices[key]
-            if let old, let oldService = old.serviceKey { slicesByService[oldService]?.remove(key) }
+            if let old, let oldService = old.serviceKey {
+                slicesByService[oldService]?.remove(key)
+                if slicesByService[oldService]?.isEmpty == true { slicesByService[oldService] = nil }
+            }
             slices[key] = s
             if let service = s.serviceKey {
                 slicesByService[service, default: []].insert(key)
@@ -135,7 +138,6 @@ public struct ServiceStore: Hashable, Sendable {
                 if let o = old?.serviceKey { change.services.insert(o) }
                 if let n = s.serviceKey { change.services.insert(n) }
             }
-            slicesByService = slicesByService.filter { !$0.value.isEmpty }
         case let .node(n):
             if nodes[key.name].map(Self.normalized) != Self.normalized(n) { change.nodes.insert(key.name) }
             nodes[key.name] = n

@@ -246,6 +246,9 @@ int main(int argc, char **argv)
 	}
 	join(cgroup, netns);
 	signal(SIGPIPE, SIG_IGN);
+	/* A parent may have ignored these (test runners do); servers must still stop on them. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const char *cmd = argv[i];

@@ -54,7 +54,16 @@ public actor Agent {
     private var syncCount: UInt64 = 0
     private var syncErrors: UInt64 = 0
     private var mapOperations: UInt64 = 0
-    private var rejectedObjects: [String: UInt64] = [:]
+    private var rejectedObjects: [RejectionKey: UInt64] = [:]
+    private var networkProgramming = Histogram(buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
+    /// EndpointSlice last-change-trigger-times waiting for the sync that writes them.
+    private var pendingTriggers: [Date] = []
+
+    private struct RejectionKey: Hashable, Comparable {
+        var kind: String
+        var field: String
+        static func < (a: Self, b: Self) -> Bool { (a.kind, a.field) < (b.kind, b.field) }
+    }
     private var serviceRejections: UInt64 = 0
     private var currentServiceRejections: [PlanRejection] = []
     private var sourceProblems: [String: UInt64] = [:]
@@ -87,7 +96,9 @@ public actor Agent {
     public func ingest(_ event: SourceEvent) {
         let change = store.apply(event)
         for problem in change.rejected {
-            rejectedObjects[problem.kind, default: 0] += 1
+            // The field path without indices is the reason's label: bounded cardinality.
+            let field = problem.field.replacingOccurrences(of: "\\[[0-9]+\\]", with: "[]", options: .regularExpression)
+            rejectedObjects[RejectionKey(kind: problem.kind, field: field.isEmpty ? "document" : field), default: 0] += 1
             logger.warning("rejected \(problem.kind) \(problem.object): \(problem.field.isEmpty ? "" : "\(problem.field): ")\(problem.message)",
                            metadata: problem.origin.isEmpty ? [:] : ["origin": "\(problem.origin)"])
         }
@@ -96,6 +107,12 @@ public actor Agent {
         }
         if change.synced { logger.info("source synced: \(store.services.count) services, \(store.slices.count) endpoint slices") }
         guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else { return }
+        if case let .apply(raw) = event, raw.kind == .endpointSlice,
+           let slice = store.slices[ObjectKey(namespace: raw.namespace, name: raw.name)],
+           let stamp = slice.meta.annotations["endpoints.kubernetes.io/last-change-trigger-time"],
+           let trigger = Self.rfc3339(stamp) {
+            pendingTriggers.append(trigger)
+        }
         if pendingSince == nil { pendingSince = clock.now }
         dirty = true
         startSyncing()
@@ -148,6 +165,11 @@ public actor Agent {
             syncDuration.observe(elapsed.seconds)
             if let since = pendingSince, !plan.operations.isEmpty { programmingLatency.observe((clock.now - since).seconds) }
             pendingSince = nil
+            // kube-proxy's network programming latency: from the change that triggered the
+            // EndpointSlice update to the kernel holding it.
+            let now = Date()
+            for trigger in pendingTriggers { networkProgramming.observe(max(0, now.timeIntervalSince(trigger))) }
+            pendingTriggers = []
             lastSelection = selection
             let accepted = Set(plan.target.masters.keys)
             names = ProgrammedNames(selection.frontends.filter { accepted.contains($0.address) })
@@ -246,6 +268,8 @@ public actor Agent {
 
         out.family("veer_frontends", .gauge, help: "Frontends programmed on this node.")
         out.sample("veer_frontends", [], Double(state.masters.count))
+        out.family("veer_backends", .gauge, help: "Backends programmed on this node.")
+        out.sample("veer_backends", [], Double(state.backends.count))
         out.family("veer_synced", .gauge, help: "1 once the source's first full list has been programmed.")
         out.sample("veer_synced", [], store.isSynced ? 1 : 0)
 
@@ -254,15 +278,19 @@ public actor Agent {
         out.family("veer_programming_latency_seconds", .histogram,
                    help: "Time from a source change arriving to the maps holding it.")
         programmingLatency.write("veer_programming_latency_seconds", into: &out)
+        out.family("veer_network_programming_duration_seconds", .histogram,
+                   help: "From an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time to the maps holding it, as kube-proxy measures it.")
+        networkProgramming.write("veer_network_programming_duration_seconds", into: &out)
         out.family("veer_syncs_total", .counter, help: "Syncs of the maps.")
         out.sample("veer_syncs_total", [], Double(syncCount))
         out.family("veer_sync_errors_total", .counter, help: "Syncs that failed to write the maps (retried).")
         out.sample("veer_sync_errors_total", [], Double(syncErrors))
         out.family("veer_map_operations_total", .counter, help: "Map writes and deletes performed.")
         out.sample("veer_map_operations_total", [], Double(mapOperations))
-        out.family("veer_rejected_objects_total", .counter, help: "Objects rejected as malformed, by kind.")
-        for kind in ResourceKind.allCases.map(\.rawValue) {
-            out.sample("veer_rejected_objects_total", ["kind": kind], Double(rejectedObjects[kind] ?? 0))
+        out.family("veer_rejected_objects_total", .counter,
+                   help: "Objects (or parts of them) rejected as malformed, by kind and offending field.")
+        for (key, n) in rejectedObjects.sorted(by: { $0.key < $1.key }) {
+            out.sample("veer_rejected_objects_total", ["kind": key.kind, "field": key.field], Double(n))
         }
         out.family("veer_service_rejections_total", .counter, help: "Services not programmed because a map was full or a frontend was claimed twice.")
         out.sample("veer_service_rejections_total", [], Double(serviceRejections))
@@ -273,6 +301,15 @@ public actor Agent {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
         return out.output
+    }
+}
+
+extension Agent {
+    static func rfc3339(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        if let d = f.date(from: text) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
     }
 }
 

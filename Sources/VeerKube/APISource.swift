@@ -28,6 +28,8 @@ public final class KubeAPISource: Sendable {
         public var maxLineBytes: Int = 16 << 20
         public var maxListBytes: Int = 512 << 20
         public var requestTimeout: Duration = .seconds(60)
+        /// A watch that ends sooner than this with no events counts as a failure (client-go: 1 s).
+        public var shortWatch: Duration = .seconds(1)
         public var connectTimeout: Duration = .seconds(10)
         public var userAgent: String = "veer/0.1 (linux) veerd"
         /// kube-proxy's selector: headless services and services owned by another proxy are not ours.
@@ -131,7 +133,7 @@ public final class KubeAPISource: Sendable {
             do {
                 switch try await watch(kind, from: rv, lastResourceVersion: &resourceVersion) {
                 case .ended(let count):
-                    if count == 0 && ContinuousClock.now - started < .seconds(1) {
+                    if count == 0 && ContinuousClock.now - started < options.shortWatch {
                         // A watch that closes at once with nothing in it: back off and relist, never spin.
                         let delay = backoff.next()
                         report(.warning, "watch \(kind.resource)",
@@ -189,7 +191,7 @@ public final class KubeAPISource: Sendable {
         var listRV: String?
         var continueToken: String?
         var paged = options.pageSize > 0
-        repeat {
+        while true {
             var query = selectors(kind)
             if paged { query.append(("limit", String(options.pageSize))) }
             if let continueToken { query.append(("continue", continueToken)) }
@@ -218,8 +220,8 @@ public final class KubeAPISource: Sendable {
                 }
             }
             continueToken = (metadata["continue"] as? String).flatMap { $0.isEmpty ? nil : $0 }
-            if !paged { continueToken = nil }
-        } while continueToken != nil
+            if !paged || continueToken == nil { break }
+        }
         guard let listRV, !listRV.isEmpty else {
             throw APIStatusError(status: 200, body: Data(), note: "the \(kind.resource) list has no metadata.resourceVersion")
         }
@@ -360,7 +362,7 @@ public final class KubeAPISource: Sendable {
             case 401:
                 report(.error, origin, """
                     401 Unauthorized (\(status.summary)): the API server rejected veerd's credentials from \
-                    \(config.origin); check the token or client certificate (a token file is re-read before every request); \(retry)
+                    \(config.origin.isEmpty ? config.server : config.origin); check the token or client certificate (a token file is re-read before every request); \(retry)
                     """)
             case 403:
                 let verbs = kind == .node ? "get, list, watch" : "list, watch"
@@ -376,7 +378,7 @@ public final class KubeAPISource: Sendable {
         } else if let restart = error as? WatchRestart {
             report(.warning, origin, "\(restart.reason); \(retry)")
         } else {
-            report(.warning, origin, "cannot reach the API server at \(config.server): \(error); \(retry)")
+            report(.warning, origin, "connection to the API server at \(config.server) failed: \(error); \(retry)")
         }
     }
 }

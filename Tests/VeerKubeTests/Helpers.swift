@@ -59,6 +59,7 @@ final class EventRecorder: @unchecked Sendable {
             try? await Task.sleep(for: .milliseconds(10))
         }
         if condition() { return true }
+        FileHandle.standardError.write(Data("TIMEOUT \(what): \(events.map(describe)) \(diagnostics)\n".utf8))
         Issue.record("timed out waiting for: \(what); events: \(events.map(describe))", sourceLocation: sourceLocation)
         return false
     }

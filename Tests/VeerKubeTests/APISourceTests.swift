@@ -3,22 +3,6 @@ import Testing
 import VeerModel
 @testable import VeerKube
 
-/// One source against one fake server, torn down at the end.
-private func withSource(_ server: FakeAPIServer, options: KubeAPISource.Options = testOptions(),
-                        config: KubeAPIConfig? = nil,
-                        _ body: (KubeAPISource, EventRecorder) async throws -> Void) async throws {
-    let source = try KubeAPISource(config: config ?? KubeAPIConfig(server: server.url), options: options)
-    let rec = EventRecorder(events: source.events, diagnostics: source.diagnostics)
-    source.start()
-    do {
-        try await body(source, rec)
-    } catch {
-        await source.stop()
-        throw error
-    }
-    await source.stop()
-}
-
 @Suite("API source against the fake API server", .serialized)
 struct APISourceTests {
     @Test("paginated initial list, selectors, watch parameters, live add/modify/delete")

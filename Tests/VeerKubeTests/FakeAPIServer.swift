@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import Testing
+import VeerModel
 @testable import VeerKube
 
 /// Runs Tests/VeerKubeTests/fake_apiserver.py on 127.0.0.1 and drives it.
@@ -17,7 +18,7 @@ final class FakeAPIServer: @unchecked Sendable {
     struct StartFailed: Error, CustomStringConvertible { var description: String }
 
     init(state: [String: Any]? = nil, port: Int = 0, rvStart: Int = 1000, token: String? = nil) throws {
-        var args = [Self.script, "--port", String(port), "--rv-start", String(rvStart)]
+        var args = [Self.script, "--port", String(port), "--rv-start", String(rvStart), "--exit-with-stdin"]
         if let state {
             let file = NSTemporaryDirectory() + "veer-fake-state-\(UUID().uuidString).json"
             try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: file))
@@ -131,3 +132,20 @@ func testOptions(node: String = "node-a", pageSize: Int = 500) -> KubeAPISource.
     o.shortWatch = .milliseconds(100)
     return o
 }
+
+/// One source against one fake server, torn down at the end.
+func withSource(_ server: FakeAPIServer, options: KubeAPISource.Options = testOptions(),
+                        config: KubeAPIConfig? = nil,
+                        _ body: (KubeAPISource, EventRecorder) async throws -> Void) async throws {
+    let source = try KubeAPISource(config: config ?? KubeAPIConfig(server: server.url), options: options)
+    let rec = EventRecorder(events: source.events, diagnostics: source.diagnostics)
+    source.start()
+    do {
+        try await body(source, rec)
+    } catch {
+        await source.stop()
+        throw error
+    }
+    await source.stop()
+}
+

@@ -2,7 +2,7 @@
 """A fake Kubernetes API server for Veer's tests: the real list/watch protocol, served from
 in-memory test data, with faults on demand. Listens on 127.0.0.1 only.
 
-  fake_apiserver.py [--port N] [--state FILE.json] [--rv-start N] [--token T]
+  fake_apiserver.py [--port N] [--state FILE.json] [--rv-start N] [--token T] [--exit-with-stdin]
 
 Prints "LISTENING <port>" when ready. State file: {"services": [...], "endpointslices": [...],
 "nodes": [...]}; objects get resourceVersions from one counter, as on a real server. Restarting with
@@ -17,6 +17,7 @@ chunked one-JSON-per-line events, ERROR 410 Expired for compacted resourceVersio
 for every error; 401 without the expected bearer token (if --token); 403 per resource on demand.
 
 Control (tests only): POST /_fake/<action> with a JSON body:
+  ping {}                             answers the current resourceVersion
   apply {resource, object}            add or modify (notifies watchers)
   delete {resource, namespace, name}
   silent {on: bool}                   mutations skip the event log and the watchers (as if compacted away)
@@ -31,7 +32,6 @@ Control (tests only): POST /_fake/<action> with a JSON body:
   token {token}                       the bearer token required from now on
   watch_http_410 {count}              answer the next N watch requests with HTTP 410
   expire_continue {count}             answer the next N continue requests with 410 Expired
-  close_after_list {on}               (unused by default)
 GET /_fake/requests -> every API request seen: {method, path, query, user_agent, authorization}.
 """
 import argparse
@@ -212,7 +212,9 @@ class Handler(BaseHTTPRequestHandler):
     def control(self, action, b):
         w = self.world
         with w.lock:
-            if action == "apply":
+            if action == "ping":
+                pass
+            elif action == "apply":
                 w.apply(b["resource"], b["object"])
             elif action == "delete":
                 w.delete(b["resource"], b.get("namespace", ""), b["name"])
@@ -461,6 +463,7 @@ def main():
     ap.add_argument("--state")
     ap.add_argument("--rv-start", type=int, default=1000)
     ap.add_argument("--token")
+    ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the test runner died)")
     a = ap.parse_args()
     world = World(a.rv_start, a.token)
     if a.state:
@@ -482,7 +485,8 @@ def main():
             sys.stdin.read()
         finally:
             os._exit(0)
-    threading.Thread(target=exit_with_parent, daemon=True).start()
+    if a.exit_with_stdin:
+        threading.Thread(target=exit_with_parent, daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.1)
     except KeyboardInterrupt:

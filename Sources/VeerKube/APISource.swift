@@ -123,7 +123,7 @@ public final class KubeAPISource: Sendable {
                 } catch {
                     if Task.isCancelled { return }
                     troubled = true
-                    let delay = backoff.next()
+                    let delay = max(backoff.next(), (error as? APIStatusError)?.retryAfter ?? .zero)
                     report(failure: error, kind: kind, verb: "list", delay: delay)
                     await sleep(delay)
                 }
@@ -152,9 +152,18 @@ public final class KubeAPISource: Sendable {
             } catch let error as APIStatusError {
                 if Task.isCancelled { return }
                 troubled = true
-                let delay = backoff.next()
+                let delay = max(backoff.next(), error.retryAfter ?? .zero)
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
                 if error.status != 429 && error.status != 504 { resourceVersion = nil }  // relist, as client-go does
+                await sleep(delay)
+            } catch let error as WatchRestart {
+                if Task.isCancelled { return }
+                troubled = true
+                let delay = backoff.next()
+                report(failure: error, kind: kind, verb: "watch", delay: delay)
+                // Watching again from the same resourceVersion would meet the same oversized event;
+                // a list is not bound by the line cap and moves the resourceVersion past it.
+                resourceVersion = nil
                 await sleep(delay)
             } catch {
                 if Task.isCancelled { return }
@@ -195,14 +204,18 @@ public final class KubeAPISource: Sendable {
             var query = selectors(kind)
             if paged { query.append(("limit", String(options.pageSize))) }
             if let continueToken { query.append(("continue", continueToken)) }
-            let (status, body) = try await get(kind.collectionPath, query: query, maxBytes: options.maxListBytes)
+            let (status, body, retryAfter) = try await get(kind.collectionPath, query: query, maxBytes: options.maxListBytes)
             if status == 410, continueToken != nil {
                 // The continue token expired between pages: one unpaginated, consistent list (client-go's pager).
                 report(.info, "list \(kind.resource)", "continue token expired; listing again without pages")
                 objects = [:]; order = []; listRV = nil; continueToken = nil; paged = false
                 continue
             }
-            guard status == 200 else { throw APIStatusError(status: status, body: body) }
+            guard status == 200 else {
+                var error = APIStatusError(status: status, body: body)
+                error.retryAfter = retryAfter
+                throw error
+            }
             guard let top = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
                 throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object")
             }
@@ -239,7 +252,9 @@ public final class KubeAPISource: Sendable {
         let response = try await client.execute(request, deadline: .now() + .seconds(Int64(timeout) + 30), logger: nil)
         guard response.status == .ok else {
             let body = try? await response.body.collect(upTo: 1 << 20)
-            throw APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
+            var error = APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
+            error.retryAfter = retryAfter(response.headers)
+            throw error
         }
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
         var count = 0
@@ -269,7 +284,7 @@ public final class KubeAPISource: Sendable {
         } catch let error as HTTPClientError where error == .deadlineExceeded {
             // The server ignored timeoutSeconds; our deadline ended the watch. A normal end.
         } catch let error as LineFramer.LineTooLong {
-            throw WatchRestart(reason: "\(error) (maxLineBytes); restarting the watch")
+            throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
         }
         return .ended(events: count)
     }
@@ -338,12 +353,18 @@ public final class KubeAPISource: Sendable {
         return request
     }
 
-    private func get(_ path: String, query: [(String, String)], maxBytes: Int) async throws -> (Int, Data) {
+    private func get(_ path: String, query: [(String, String)], maxBytes: Int) async throws -> (Int, Data, Duration?) {
         let request = makeRequest(path, query: query)
         let response = try await client.execute(
             request, deadline: .now() + .nanoseconds(Int64(options.requestTimeout.nanoseconds)), logger: nil)
         let body = try await response.body.collect(upTo: maxBytes)
-        return (Int(response.status.code), Data(body.readableBytesView))
+        return (Int(response.status.code), Data(body.readableBytesView), retryAfter(response.headers))
+    }
+
+    /// `Retry-After: <seconds>` on 429/5xx (capped at the maximum backoff).
+    private func retryAfter(_ headers: HTTPHeaders) -> Duration? {
+        guard let value = headers.first(name: "Retry-After"), let seconds = Int(value), seconds > 0 else { return nil }
+        return min(.seconds(seconds), options.maxBackoff * 2)
     }
 
     // MARK: - diagnostics
@@ -389,6 +410,7 @@ struct APIStatusError: Error, CustomStringConvertible {
     var reason: String?
     var message: String?
     var note: String?
+    var retryAfter: Duration?
 
     init(status: Int, body: Data, note: String? = nil) {
         self.status = status

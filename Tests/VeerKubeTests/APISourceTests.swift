@@ -226,6 +226,41 @@ struct APISourceTests {
     }
 }
 
+extension APISourceTests {
+    @Test("an event over the line cap drops the watch with a reason and relists past it")
+    func oversizedEvent() async throws {
+        let server = try FakeAPIServer(state: standardState())
+        defer { server.stop() }
+        var options = testOptions()
+        options.maxLineBytes = 4096
+        try await withSource(server, options: options) { _, rec in
+            await rec.wait("synced") { rec.syncedCount == 1 }
+            var big = svc("big")
+            big["metadata"] = ["name": "big", "namespace": "shop", "annotations": ["note": String(repeating: "x", count: 10_000)]]
+            try await server.apply("services", big)
+            await rec.wait("big arrives by relist") { rec.keys(.service).contains("shop/big") }
+            #expect(rec.diagnostics.contains { $0.message.contains("longer than 4096 bytes") && $0.message.contains("relisting") })
+            try await server.apply("services", svc("after-big"))
+            await rec.wait("watching past it") { rec.keys(.service).contains("shop/after-big") }
+        }
+    }
+
+    @Test("429 with Retry-After waits as long as asked; a slow server is waited for")
+    func retryAfterAndSlow() async throws {
+        let server = try FakeAPIServer(state: standardState())
+        defer { server.stop() }
+        try await server.control("fail_next", ["resource": "services", "status": 429, "retry_after": 1, "count": 1])
+        try await server.control("delay", ["ms": 300])
+        let started = ContinuousClock.now
+        try await withSource(server) { _, rec in
+            await rec.wait("synced") { rec.syncedCount == 1 }
+            #expect(ContinuousClock.now - started >= .seconds(1), "Retry-After: 1 honoured (test backoff is 50 ms)")
+            #expect(rec.diagnostics.contains { $0.message.contains("429") })
+            #expect(rec.keys(.service) == ["other/api", "shop/db", "shop/web"])
+        }
+    }
+}
+
 @Suite("Watch framing and backoff")
 struct WatchSupportTests {
     @Test("lines split at every byte offset decode identically; several per chunk; cap enforced")

@@ -7,8 +7,8 @@ import VeerModel
 private func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                  timeout: TimeInterval = 60) throws -> (status: Int32, stdout: Data, stderr: String) {
     let out = NSTemporaryDirectory() + "veer-run-\(UUID().uuidString)"
-    FileManager.default.createFile(atPath: out + ".out", contents: nil)
-    FileManager.default.createFile(atPath: out + ".err", contents: nil)
+    _ = FileManager.default.createFile(atPath: out + ".out", contents: nil)
+    _ = FileManager.default.createFile(atPath: out + ".err", contents: nil)
     defer {
         try? FileManager.default.removeItem(atPath: out + ".out")
         try? FileManager.default.removeItem(atPath: out + ".err")

@@ -32,6 +32,8 @@ Control (tests only): POST /_fake/<action> with a JSON body:
   token {token}                       the bearer token required from now on
   watch_http_410 {count}              answer the next N watch requests with HTTP 410
   expire_continue {count}             answer the next N continue requests with 410 Expired
+  fail_next {resource, status, retry_after, count}   answer the next N requests with that status
+  delay {ms}                          slow down every list and get
 GET /_fake/requests -> every API request seen: {method, path, query, user_agent, authorization}.
 """
 import argparse
@@ -71,6 +73,8 @@ class World:
         self.watch_http_410 = 0
         self.expire_continue = 0
         self.snapshots = {}
+        self.fail_next = {}  # resource -> (count, status, retry_after)
+        self.delay = 0.0
         self.requests = []
 
     def key(self, obj):
@@ -244,6 +248,10 @@ class Handler(BaseHTTPRequestHandler):
                 w.token = b.get("token")
             elif action == "watch_http_410":
                 w.watch_http_410 = int(b.get("count", 1))
+            elif action == "fail_next":
+                w.fail_next[b["resource"]] = (int(b.get("count", 1)), int(b["status"]), b.get("retry_after"))
+            elif action == "delay":
+                w.delay = float(b.get("ms", 0)) / 1000.0
             elif action == "expire_continue":
                 w.expire_continue = int(b.get("count", 1))
             else:
@@ -301,6 +309,17 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(403, status(403, "Forbidden",
                 '%s is forbidden: User "system:serviceaccount:kube-system:veer" cannot %s resource "%s" in API group "%s" %s'
                 % (full, verb, resource, group, scope), {"group": group, "kind": resource}))
+        with w.lock:
+            count, code, retry_after = w.fail_next.get(resource, (0, 0, None))
+            if count > 0:
+                w.fail_next[resource] = (count - 1, code, retry_after)
+            delay = w.delay
+        if count > 0:
+            reasons = {429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable", 504: "Timeout"}
+            return self.send_json(code, status(code, reasons.get(code, "Unknown"), "injected failure"),
+                                  {"Retry-After": str(retry_after)} if retry_after is not None else None)
+        if delay and not truthy(q.get("watch")):
+            time.sleep(delay)  # a slow API server
         if name:
             with w.lock:
                 obj = w.objects[resource].get((namespace or "", name))

@@ -71,6 +71,8 @@ public struct KubeAPIConfig: Sendable, Equatable {
     public func makeTLSConfiguration() throws -> TLSConfiguration? {
         guard server.lowercased().hasPrefix("https://") else { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
+        // Don't let stop() wait the default 5 s for a close_notify from a server busy streaming a watch.
+        tls.shutdownTimeout = .seconds(1)
         if insecureSkipTLSVerify {
             tls.certificateVerification = .none
         } else if let ca = certificateAuthorityPEM {

@@ -13,11 +13,14 @@ final class FakeAPIServer: @unchecked Sendable {
     let port: Int
     private let process: Process
     private let stdinPipe = Pipe()
-    var url: String { "http://127.0.0.1:\(port)" }
+    let scheme: String
+    var url: String { "\(scheme)://127.0.0.1:\(port)" }
 
     struct StartFailed: Error, CustomStringConvertible { var description: String }
 
-    init(state: [String: Any]? = nil, port: Int = 0, rvStart: Int = 1000, token: String? = nil) throws {
+    init(state: [String: Any]? = nil, port: Int = 0, rvStart: Int = 1000, token: String? = nil,
+         extraArguments: [String] = []) throws {
+        scheme = extraArguments.contains("--tls-cert") ? "https" : "http"
         var args = [Self.script, "--port", String(port), "--rv-start", String(rvStart), "--exit-with-stdin"]
         if let state {
             let file = NSTemporaryDirectory() + "veer-fake-state-\(UUID().uuidString).json"
@@ -25,6 +28,7 @@ final class FakeAPIServer: @unchecked Sendable {
             args += ["--state", file]
         }
         if let token { args += ["--token", token] }
+        args += extraArguments
         process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3"] + args

@@ -186,6 +186,13 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     world = None  # set in main
 
+    def setup(self):
+        if hasattr(self.request, "do_handshake"):
+            self.request.settimeout(5)
+            self.request.do_handshake()
+            self.request.settimeout(None)
+        super().setup()
+
     def log_message(self, fmt, *args):
         pass
 
@@ -482,6 +489,9 @@ def main():
     ap.add_argument("--state")
     ap.add_argument("--rv-start", type=int, default=1000)
     ap.add_argument("--token")
+    ap.add_argument("--tls-cert", help="serve https with this certificate (PEM) ...")
+    ap.add_argument("--tls-key", help="... and key")
+    ap.add_argument("--client-ca", help="require client certificates signed by this CA")
     ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the test runner died)")
     a = ap.parse_args()
     world = World(a.rv_start, a.token)
@@ -496,6 +506,23 @@ def main():
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
     server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    default_handle_error = server.handle_error
+
+    def handle_error(request, client_address):
+        import ssl
+        if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+            return  # refused handshakes are what the TLS tests expect
+        default_handle_error(request, client_address)
+    server.handle_error = handle_error
+    if a.tls_cert:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        if a.client_ca:
+            ctx.load_verify_locations(a.client_ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        # The handshake runs in the handler thread, so a failed one does not stop the server.
+        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     print("LISTENING %d" % server.server_address[1], flush=True)
 
     def exit_with_parent():

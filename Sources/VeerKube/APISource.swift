@@ -51,7 +51,29 @@ public final class KubeAPISource: Sendable {
     private let client: HTTPClient
     private let state = Locked(State())
 
+    /// Counters per kind, for the agent's metrics.
+    public struct Statistics: Sendable, Equatable {
+        /// Completed lists, the first one included.
+        public var lists = 0
+        /// Watch requests the server accepted.
+        public var watches = 0
+        /// Relists forced by 410 Gone / Expired.
+        public var expired = 0
+        /// Failed requests: unreachable server, HTTP errors, broken streams.
+        public var failures = 0
+        /// Watch events and list items that could not be used (reported as diagnostics).
+        public var skipped = 0
+        public init() {}
+    }
+
+    public func statistics() -> [ResourceKind: Statistics] { state.withLock { $0.stats } }
+
+    private func count(_ kind: ResourceKind, _ update: (inout Statistics) -> Void) {
+        state.withLock { update(&$0.stats[kind, default: Statistics()]) }
+    }
+
     private struct State {
+        var stats: [ResourceKind: Statistics] = [:]
         var listed: Set<ResourceKind> = []
         var synced = false
         var tasks: [Task<Void, Never>] = []
@@ -114,6 +136,7 @@ public final class KubeAPISource: Sendable {
                 do {
                     let (objects, listRV) = try await list(kind)
                     eventsOut.yield(.replaceAll(kind, objects))
+                    count(kind) { $0.lists += 1 }
                     resourceVersion = listRV
                     markListed(kind)
                     if troubled {
@@ -123,6 +146,7 @@ public final class KubeAPISource: Sendable {
                 } catch {
                     if Task.isCancelled { return }
                     troubled = true
+                    count(kind) { $0.failures += 1 }
                     let delay = max(backoff.next(), (error as? APIStatusError)?.retryAfter ?? .zero)
                     report(failure: error, kind: kind, verb: "list", delay: delay)
                     await sleep(delay)
@@ -143,15 +167,25 @@ public final class KubeAPISource: Sendable {
                     }
                     // else: a normal end (timeoutSeconds); watch again at once from the last RV.
                 case .expired(let message):
-                    report(.info, "watch \(kind.resource)", "resourceVersion \(rv) expired (\(message)); relisting")
+                    count(kind) { $0.expired += 1 }
+                    // Back off before relisting (as client-go does), so a server that answers
+                    // every watch with 410 cannot make us spin.
+                    let delay = backoff.next()
+                    report(.info, "watch \(kind.resource)",
+                           "resourceVersion \(rv) expired (\(message)); relisting in \(format(delay))")
                     resourceVersion = nil
+                    await sleep(delay)
                 }
             } catch let error as APIStatusError where error.status == 410 {
-                report(.info, "watch \(kind.resource)", "410 Gone for resourceVersion \(rv); relisting")
+                count(kind) { $0.expired += 1 }
+                let delay = backoff.next()
+                report(.info, "watch \(kind.resource)", "410 Gone for resourceVersion \(rv); relisting in \(format(delay))")
                 resourceVersion = nil
+                await sleep(delay)
             } catch let error as APIStatusError {
                 if Task.isCancelled { return }
                 troubled = true
+                count(kind) { $0.failures += 1 }
                 let delay = max(backoff.next(), error.retryAfter ?? .zero)
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
                 if error.status != 429 && error.status != 504 { resourceVersion = nil }  // relist, as client-go does
@@ -159,6 +193,7 @@ public final class KubeAPISource: Sendable {
             } catch let error as WatchRestart {
                 if Task.isCancelled { return }
                 troubled = true
+                count(kind) { $0.failures += 1 }
                 let delay = backoff.next()
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
                 // Watching again from the same resourceVersion would meet the same oversized event;
@@ -168,6 +203,7 @@ public final class KubeAPISource: Sendable {
             } catch {
                 if Task.isCancelled { return }
                 troubled = true
+                count(kind) { $0.failures += 1 }
                 let delay = backoff.next()
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
                 await sleep(delay)  // then watch again from the same resourceVersion
@@ -229,6 +265,7 @@ public final class KubeAPISource: Sendable {
                     }
                     if objects.updateValue(raw, forKey: raw.key) == nil { order.append(raw.key) }
                 } catch {
+                    count(kind) { $0.skipped += 1 }
                     report(.warning, "list \(kind.resource)", "item \(i) skipped: \(error)")
                 }
             }
@@ -256,21 +293,23 @@ public final class KubeAPISource: Sendable {
             error.retryAfter = retryAfter(response.headers)
             throw error
         }
+        count(kind) { $0.watches += 1 }
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
-        var count = 0
+        var events = 0
         func handle(_ line: Data) -> WatchEnd? {
             switch decodeEvent(line, kind: kind) {
             case .skip(let why):
+                count(kind) { $0.skipped += 1 }
                 report(.warning, "watch \(kind.resource)", "event skipped: \(why)")
             case .event(let event, let newRV):
-                count += 1
+                events += 1
                 if let newRV, !newRV.isEmpty { lastResourceVersion = newRV }
                 if let event { eventsOut.yield(event) }
             case .expired(let message):
                 return .expired(message)
             case .failure(let status):
                 report(.warning, "watch \(kind.resource)", "ERROR event: \(status); watching again")
-                return .ended(events: count)
+                return .ended(events: events)
             }
             return nil
         }
@@ -286,7 +325,7 @@ public final class KubeAPISource: Sendable {
         } catch let error as LineFramer.LineTooLong {
             throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
         }
-        return .ended(events: count)
+        return .ended(events: events)
     }
 
     private enum Decoded {

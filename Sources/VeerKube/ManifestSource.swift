@@ -62,11 +62,12 @@ public final class ManifestSource: @unchecked Sendable {
     }
 
     deinit {
-        if inotifyFD >= 0 && readSource == nil { close(inotifyFD) }
+        readSource?.cancel()  // its cancel handler closes the inotify descriptor
     }
 
     /// Starts watching, then scans once; the first events are in `events` when this returns.
     public func start() throws {
+        guard queue.sync(execute: { readSource == nil && !stopped }) else { return }  // already started, or stopped
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             throw StartError.notADirectory(directory)

@@ -147,6 +147,10 @@ struct APISourceTests {
             try await server.apply("endpointslices", slice("web-3", service: "web"))
             await rec.wait("watching again") { rec.keys(.endpointSlice).contains("shop/web-3") }
             #expect(rec.syncedCount == 1)
+        } inspect: { source in
+            let stats = source.statistics()
+            #expect(stats[.service]?.lists == 2 && stats[.service]?.expired == 1, "\(stats)")
+            #expect(stats[.endpointSlice]?.lists == 2 && stats[.endpointSlice]?.expired == 1, "\(stats)")
         }
         let requests = try await server.requests()
         #expect(requests.filter { $0.path == "/api/v1/services" && $0.query["watch"] == nil }.count == 2)

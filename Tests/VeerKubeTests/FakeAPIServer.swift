@@ -140,7 +140,8 @@ func testOptions(node: String = "node-a", pageSize: Int = 500) -> KubeAPISource.
 /// One source against one fake server, torn down at the end.
 func withSource(_ server: FakeAPIServer, options: KubeAPISource.Options = testOptions(),
                         config: KubeAPIConfig? = nil,
-                        _ body: (KubeAPISource, EventRecorder) async throws -> Void) async throws {
+                        _ body: (KubeAPISource, EventRecorder) async throws -> Void,
+                        inspect: (KubeAPISource) throws -> Void = { _ in }) async throws {
     let source = try KubeAPISource(config: config ?? KubeAPIConfig(server: server.url), options: options)
     let rec = EventRecorder(events: source.events, diagnostics: source.diagnostics)
     source.start()
@@ -151,5 +152,6 @@ func withSource(_ server: FakeAPIServer, options: KubeAPISource.Options = testOp
         throw error
     }
     await source.stop()
+    try inspect(source)
 }
 

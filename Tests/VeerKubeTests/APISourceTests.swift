@@ -249,6 +249,23 @@ extension APISourceTests {
         }
     }
 
+    @Test("a server that answers every watch with 410, or closes every watch at once, is not hammered")
+    func noSpin() async throws {
+        let server = try FakeAPIServer(state: standardState())
+        defer { server.stop() }
+        try await withSource(server) { _, rec in
+            await rec.wait("synced") { rec.syncedCount == 1 }
+            try await server.control("watch_http_410", ["count": 100_000])
+            try await server.control("drop_watches")
+            try await Task.sleep(for: .seconds(1.5))
+            #expect(rec.keys(.service) == ["other/api", "shop/db", "shop/web"], "relists keep the state")
+        }
+        let requests = try await server.requests().filter { !$0.path.hasPrefix("/_fake") }
+        // Test backoff: 50 ms doubling to a 400 ms cap, jittered; ~1.5 s over three kinds.
+        #expect(requests.count < 70, "\(requests.count) requests in 1.5 s")
+        #expect(requests.filter { $0.query["watch"] == nil }.count >= 6, "it does keep trying")
+    }
+
     @Test("429 with Retry-After waits as long as asked; a slow server is waited for")
     func retryAfterAndSlow() async throws {
         let server = try FakeAPIServer(state: standardState())

@@ -71,6 +71,8 @@ public struct KubeAPIConfig: Sendable, Equatable {
     public func makeTLSConfiguration() throws -> TLSConfiguration? {
         guard server.lowercased().hasPrefix("https://") else { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
+        // Don't let stop() wait the default 5 s for a close_notify from a server busy streaming a watch.
+        tls.shutdownTimeout = .seconds(1)
         if insecureSkipTLSVerify {
             tls.certificateVerification = .none
         } else if let ca = certificateAuthorityPEM {
@@ -213,15 +215,15 @@ public enum KubeConfigLoader {
             let top: [String: Any]
             do {
                 let text = String(decoding: data, as: UTF8.self)
-                guard let node = try Yams.compose(yaml: text) else { continue }  // empty file
-                guard let dict = try ManifestParser.jsonValue(node) as? [String: Any] else {
+                guard let value = try ManifestParser.yamlValue(text) else { continue }  // empty file
+                guard let dict = value as? [String: Any] else {
                     throw KubeConfigError("kubeconfig \(file) is not a YAML mapping")
                 }
                 top = dict
             } catch let e as KubeConfigError {
                 throw e
             } catch {
-                throw KubeConfigError("kubeconfig \(file) is not valid YAML: \(ManifestParser.yamlErrorText(error))")
+                throw KubeConfigError("kubeconfig \(file) is not valid YAML: \(ManifestParser.errorText(error))")
             }
             let dir = (file as NSString).deletingLastPathComponent
             func collect(_ listKey: String, _ itemKey: String, into map: inout [String: Entry]) throws {

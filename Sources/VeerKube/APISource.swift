@@ -101,6 +101,7 @@ public final class KubeAPISource: Sendable {
     /// Starts the three reflectors. They run until `stop()`; they never give up.
     public func start() {
         logger.info("watching the Kubernetes API at \(config.server) (\(config.origin)), node \(options.nodeName)")
+        for warning in config.warnings { report(.warning, "config", warning) }
         state.withLock { s in
             guard !s.stopped, s.tasks.isEmpty else { return }
             for kind in ResourceKind.allCases {

@@ -89,6 +89,9 @@ public final class KubeAPISource: Sendable {
             timeout: .init(connect: .nanoseconds(Int64(options.connectTimeout.nanoseconds)), read: nil))
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
+        // One HTTP/1.1 connection per watch: the path the fake API server and real clients test.
+        // (HTTP/2 would multiplex the three watches over one connection; untested here.)
+        configuration.httpVersion = .http1Only
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         (events, eventsOut) = AsyncStream.makeStream(of: SourceEvent.self)
         (diagnostics, diagnosticsOut) = AsyncStream.makeStream(of: SourceDiagnostic.self,
@@ -98,6 +101,7 @@ public final class KubeAPISource: Sendable {
     /// Starts the three reflectors. They run until `stop()`; they never give up.
     public func start() {
         logger.info("watching the Kubernetes API at \(config.server) (\(config.origin)), node \(options.nodeName)")
+        for warning in config.warnings { report(.warning, "config", warning) }
         state.withLock { s in
             guard !s.stopped, s.tasks.isEmpty else { return }
             for kind in ResourceKind.allCases {

@@ -147,6 +147,8 @@ struct KubeConfigTests {
         let d = try KubeConfigLoader.load(.init(apiServer: "https://10.0.0.1:6443", environment: env,
                                                 homeDirectory: dir.file("nohome"), serviceAccountDirectory: dir.path))
         #expect(d.server == "https://10.0.0.1:6443" && d.currentToken() == "sa-token-2")
+        #expect(c.warnings.contains { $0.contains("--api-server") }, "in-cluster via the ClusterIP is flagged")
+        #expect(d.warnings.isEmpty)
     }
 
     @Test("bad inputs give a clear error naming the problem")

@@ -234,14 +234,14 @@ public actor Agent {
     public func metricsText() -> String {
         var out = PrometheusText()
         let state = (try? datapath.readState()) ?? MapState()
-        let hits = (try? datapath.hits()) ?? [:]
+        let hits = (try? datapath.hitsByAddress(state)) ?? [:]
 
         // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share them.
         struct Series: Hashable { var labels: [String] }
         var series: [Series: UInt64] = [:]
-        for (member, count) in hits {
-            guard let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address,
-                  let fname = names.frontend(frontend) else { continue }
+        for (pair, count) in hits {
+            let (frontend, backend) = (pair.frontend, pair.backend)
+            guard let fname = names.frontend(frontend) else { continue }
             let bname = names.backend(backend)
             let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName,
                           "\(backend.ip):\(backend.port)", bname?.pod ?? "", bname?.zone ?? ""]

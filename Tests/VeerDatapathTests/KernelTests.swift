@@ -75,6 +75,27 @@ struct KernelTests {
         }
     }
 
+    @Test("A backend that leaves and comes back keeps counting from where it was")
+    func countersSurviveMembershipChurn() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs)])
+            var results = try sb.client(["tcp", vip, "80", "60"])
+            try dp.sync([frontend(backends: Array(backendIPs.prefix(2)))])
+            results += try sb.client(["tcp", vip, "80", "30"])
+            try dp.sync([frontend(backends: backendIPs)])
+            results += try sb.client(["tcp", vip, "80", "60"])
+            #expect(results.allSatisfy { $0.ok })
+            let hits = try dp.hitsByAddress(try dp.readState())
+            let perPod = counts(results)
+            for (ip, pod) in zip(backendIPs, podNames) {
+                let pair = FrontendBackend(frontend: L4Address("\(vip):80/tcp")!, backend: L4Address("\(ip):8080/tcp")!)
+                #expect(hits[pair] == UInt64(perPod[pod] ?? 0), "\(pod)")
+            }
+            // A fresh reader (veerctl) sees the same totals.
+            #expect(try Datapath(pins: sb.pins).hitsByAddress(try dp.readState()) == hits)
+        }
+    }
+
     @Test("Unconnected UDP: recvfrom reports the frontend; connected UDP: getpeername does")
     func udpReverseTranslation() throws {
         try withBackends([.udp]) { sb, dp in

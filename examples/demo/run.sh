@@ -160,7 +160,9 @@ say "  \$ veerctl services"
 say "  \$ curl -s $METRICS | grep veer_endpoint_hits_total"
 hits=$(curl -s "$METRICS" | grep '^veer_endpoint_hits_total')
 sed 's/^/    /' <<<"$hits"
-grep -q 'pod="web-a"' <<<"$hits" || fail "no hit counter for web-a in /metrics"
+total=$(awk '/service="web"/ {s += $NF} END {print s + 0}' <<<"$hits")
+((total == 400)) || fail "the web counters add up to $total, but 400 requests were made"
+say "  → the kernel counted every one of the 400 requests, per pod, also across readiness changes."
 
 if ((KEEP)); then
 	bold "The sandbox stays up. Try, in another shell (as root):"

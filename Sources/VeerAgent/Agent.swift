@@ -14,6 +14,9 @@ public struct AgentConfiguration: Sendable {
     public var bpfObject: String
     /// nil: the sizes compiled into the object.
     public var capacities: MapCapacities?
+    /// Protocols whose connected sockets are destroyed when their backend leaves the
+    /// service. UDP by default: nothing else ever tells a UDP client its peer is gone.
+    public var terminateProtocols: Set<L4Protocol> = [.udp]
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPv4Address]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
@@ -67,6 +70,7 @@ public actor Agent {
     private var serviceRejections: UInt64 = 0
     private var currentServiceRejections: [PlanRejection] = []
     private var sourceProblems: [String: UInt64] = [:]
+    private var socketsTerminated: [L4Protocol: UInt64] = [:]
 
     /// Loads or adopts the datapath. Nothing is written to the maps before the source's
     /// first full list: a restarted agent must not blackhole what the maps already serve.
@@ -178,6 +182,9 @@ public actor Agent {
             }
             logChanges(plan, selection)
             currentServiceRejections = plan.rejected
+            if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
+                terminateStaleSockets()
+            }
             for rejection in plan.rejected {
                 serviceRejections += 1
                 logger.error("service \(rejection.service) not programmed: \(rejection.reason)")
@@ -186,6 +193,18 @@ public actor Agent {
             syncErrors += 1
             logger.error("writing the maps failed, retrying in 1s: \(error)")
             scheduleRetry()
+        }
+    }
+
+    private func terminateStaleSockets() {
+        guard !config.terminateProtocols.isEmpty else { return }
+        do {
+            for (proto, n) in try datapath.terminateStaleSockets(protocols: config.terminateProtocols) where n > 0 {
+                socketsTerminated[proto, default: 0] += UInt64(n)
+                logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")
+            }
+        } catch {
+            logger.warning("terminating sockets of removed backends failed: \(error)")
         }
     }
 
@@ -296,6 +315,11 @@ public actor Agent {
         out.sample("veer_service_rejections_total", [], Double(serviceRejections))
         out.family("veer_services_rejected", .gauge, help: "Services currently not programmed (map full, conflicting frontend).")
         out.sample("veer_services_rejected", [], Double(currentServiceRejections.count))
+        out.family("veer_sockets_terminated_total", .counter,
+                   help: "Connected sockets destroyed because their backend left the service, by protocol.")
+        for proto in [L4Protocol.tcp, .udp] {
+            out.sample("veer_sockets_terminated_total", ["protocol": proto.kubernetesName], Double(socketsTerminated[proto] ?? 0))
+        }
         out.family("veer_source_problems_total", .counter, help: "Source problems (watch restarts, unreadable files), by kind.")
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))

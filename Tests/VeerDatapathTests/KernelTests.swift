@@ -206,6 +206,38 @@ struct KernelTests {
         }
     }
 
+    @Test("A connected UDP socket to a removed backend is destroyed; the client reconnects to a live one")
+    func staleUDPSocketsAreTerminated() throws {
+        try withBackends([.udp]) { sb, dp in
+            try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
+            let client = try sb.startClient(["udp-hold", vip, "53", "1500", "1000"])
+            var used: TranslatedSocket?
+            for _ in 0..<100 where used == nil {
+                used = try dp.sockets().first { $0.frontend == L4Address("\(vip):53/udp")! }
+                usleep(10_000)
+            }
+            let victim = try #require(used).backend
+            let remaining = backendIPs.filter { $0 != victim.ip.description }
+            try dp.sync([frontend(vip, 53, .udp, backends: remaining)])
+            // The removed pod still answers: without termination the socket would stay on it.
+            #expect(try dp.staleSockets(dp.readState()).map(\.backend) == [victim])
+            let destroyed = try dp.terminateStaleSockets(protocols: [.udp])
+            let terminated = monotonicNow()
+            #expect(destroyed[.udp] == 1)
+            let results = sb.finish(client)
+            let victimPod = podNames[backendIPs.firstIndex(of: victim.ip.description)!]
+            let after = results.filter { $0.startNS > terminated }
+            #expect(!after.isEmpty)
+            #expect(!after.contains { $0.reply == victimPod }, "\(victimPod) still answered after termination")
+            // The blocked recv gets ECONNABORTED, or the next send EDESTADDRREQ: the socket was
+            // disconnected under the application, which reconnects.
+            let errors = results.filter { !$0.ok }
+            #expect(errors.count == 1 && ["ECONNABORTED", "EDESTADDRREQ"].contains(errors.first?.reply), "\(errors)")
+            #expect(after.filter(\.ok).allSatisfy { $0.peer == "\(vip):53" })
+            #expect(try dp.staleSockets(dp.readState()).isEmpty)
+        }
+    }
+
     @Test("Released sockets leave no reverse entries, connected or not")
     func sockReleaseCleansUp() throws {
         try withBackends([.tcp, .udp]) { sb, dp in

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import VeerDatapath
+import VeerKube
 import VeerModel
 
 public struct AgentConfiguration: Sendable {
@@ -71,6 +72,12 @@ public actor Agent {
     private var currentServiceRejections: [PlanRejection] = []
     private var sourceProblems: [String: UInt64] = [:]
     private var socketsTerminated: [L4Protocol: UInt64] = [:]
+    private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
+
+    /// The API source's list/watch counters, exported with the agent's metrics.
+    public func exportStatistics(of source: KubeAPISource) {
+        apiStatistics = { source.statistics() }
+    }
 
     /// Loads or adopts the datapath. Nothing is written to the maps before the source's
     /// first full list: a restarted agent must not blackhole what the maps already serve.
@@ -319,6 +326,21 @@ public actor Agent {
                    help: "Connected sockets destroyed because their backend left the service, by protocol.")
         for proto in [L4Protocol.tcp, .udp] {
             out.sample("veer_sockets_terminated_total", ["protocol": proto.kubernetesName], Double(socketsTerminated[proto] ?? 0))
+        }
+        if let stats = apiStatistics?() {
+            let series: [(String, String, KeyPath<KubeAPISource.Statistics, Int>)] = [
+                ("veer_source_lists_total", "Completed lists of a kind from the API server, the first included.", \.lists),
+                ("veer_source_watches_total", "Watch requests the API server accepted; more than one means the watch restarted.", \.watches),
+                ("veer_source_relists_total", "Relists forced by 410 Gone (the watch's resourceVersion expired).", \.expired),
+                ("veer_source_failures_total", "Failed API requests: unreachable server, HTTP errors, broken streams.", \.failures),
+                ("veer_source_skipped_total", "Watch events and list items that could not be used.", \.skipped),
+            ]
+            for (name, help, path) in series {
+                out.family(name, .counter, help: help)
+                for kind in ResourceKind.allCases {
+                    out.sample(name, ["kind": kind.rawValue], Double(stats[kind]?[keyPath: path] ?? 0))
+                }
+            }
         }
         out.family("veer_source_problems_total", .counter, help: "Source problems (watch restarts, unreadable files), by kind.")
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {

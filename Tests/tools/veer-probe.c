@@ -81,7 +81,8 @@ static void trim(char *s)
 	s[strcspn(s, "\r\n")] = 0;
 }
 
-static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char *name)
+/* A listening TCP socket; "ready" tells the test it may connect. */
+static int listen_on(struct sockaddr_in sa)
 {
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0) die("socket");
@@ -90,6 +91,12 @@ static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char
 	if (listen(fd, 4096)) die("listen");
 	printf("ready\n");
 	fflush(stdout);
+	return fd;
+}
+
+static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char *name)
+{
+	int fd = listen_on(sa);
 	char reply[256];
 	int n = snprintf(reply, sizeof(reply), "%s\n", name);
 	for (;;) {
@@ -106,13 +113,7 @@ static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char
 /* A pod that answers with its name, as the seed articles' echo pods do. */
 static __attribute__((noreturn)) int serve_http(struct sockaddr_in sa, const char *name)
 {
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0) die("socket");
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
-	if (listen(fd, 4096)) die("listen");
-	printf("ready\n");
-	fflush(stdout);
+	int fd = listen_on(sa);
 	char reply[512];
 	int body = (int)strlen(name) + 1;
 	int n = snprintf(reply, sizeof(reply),

@@ -184,7 +184,10 @@ public actor Agent {
             lastSelection = selection
             let accepted = Set(plan.target.masters.keys)
             names = ProgrammedNames(selection.frontends.filter { accepted.contains($0.address) })
-            do { try NamesFile.write(names, pins: config.pins) } catch {
+            do {
+                try NamesFile.write(names, pins: config.pins)
+                try DecisionsFile.write(SavedDecisions(node: node, selection: selection), pins: config.pins)
+            } catch {
                 logger.warning("could not save the names of programmed services for veerctl: \(error)")
             }
             logChanges(plan, selection)

@@ -246,3 +246,19 @@ public struct SelectionResult: Hashable, Sendable {
     public func frontend(_ address: L4Address) -> DesiredFrontend? { frontends.first { $0.address == address } }
     public func decision(_ address: L4Address) -> FrontendDecision? { decisions.first { $0.frontend == address.description } }
 }
+
+/// The agent's last decision, saved beside the pins so `veerctl explain` answers from the
+/// selector's own reasons, also while the agent is down.
+public struct SavedDecisions: Codable, Hashable, Sendable {
+    public var node: String
+    public var zone: String?
+    public var decisions: [FrontendDecision]
+    public var skipped: [SkipReason]
+
+    public init(node: NodeContext, selection: SelectionResult) {
+        self.node = node.nodeName
+        zone = node.zone
+        decisions = selection.decisions
+        skipped = selection.skipped
+    }
+}

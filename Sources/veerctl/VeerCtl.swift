@@ -8,7 +8,7 @@ struct VeerCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "veerctl",
         abstract: "Inspect Veer's BPF maps directly from their pins (works while veerd is down).",
-        subcommands: [Services.self, Backends.self, Stats.self, Sockets.self, Uninstall.self],
+        subcommands: [Services.self, Backends.self, Stats.self, Sockets.self, Explain.self, Uninstall.self],
         defaultSubcommand: Services.self)
 }
 
@@ -111,6 +111,26 @@ struct Sockets: ParsableCommand {
             .map { Row(cookie: $0.cookie, frontend: $0.frontend.description, backend: $0.backend.description) }
         if options.output == .json { return try printJSON(rows) }
         print(renderTable(["COOKIE", "FRONTEND", "BACKEND"], rows.map { ["\($0.cookie)", $0.frontend, $0.backend] }))
+    }
+}
+
+struct Explain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Why each endpoint is in or out of a service's frontends on this node, next to what the kernel holds.",
+        discussion: "SERVICE is namespace/name or namespace/name:port; FRONTEND is ip:port or ip:port/proto.")
+    @OptionGroup var options: CommonOptions
+
+    @Argument(help: "namespace/name[:port] or ip:port[/proto]")
+    var target: String
+
+    func run() throws {
+        let dp = try options.open()
+        guard let decisions = DecisionsFile.read(pins: options.pins) else {
+            throw ValidationError("no decisions saved at \(DecisionsFile.path(options.pins)); veerd writes them after its first sync")
+        }
+        let explanation = Explanation(query: target, decisions: decisions, state: try dp.readState())
+        if options.output == .json { return try printJSON(explanation) }
+        print(explanation.text, terminator: "")
     }
 }
 

@@ -252,4 +252,42 @@ struct VeerdTests {
             }
         }
     }
+
+    @Test("veerctl explain gives every endpoint its verdict and rule, and shows where the kernel differs")
+    func explain() throws {
+        try withBackends { sb in
+            let slice = sliceYAML(Array(zip(backendIPs, pods))).replacingOccurrences(
+                of: "- addresses: [10.244.1.12]\n  conditions: {ready: true}", with: "- addresses: [10.244.1.12]\n  conditions: {ready: false}")
+            try withManifests(["web.yaml": serviceYAML() + "\n---\n" + slice]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("programmed without pod-b") { backendCount(sb) == 2 }
+                let ctl = "\(KernelSandbox.veerBinaries)/veerctl"
+                let text = KernelSandbox.run([ctl, "explain", "default/web", "--bpffs", sb.pins.root]).stdout
+                let podB = text.split(separator: "\n").first { $0.contains("10.244.1.12:8080") }
+                #expect(podB?.contains("pod-b") == true && podB?.contains(" out ") == true && podB?.contains("notReady") == true, "\(text)")
+                #expect(text.contains("kernel:    matches the decision (2 backends)"), "\(text)")
+
+                // The maps drift from the decision (veerd down, something else wrote them): explain says so.
+                veerd.signal(SIGKILL)
+                let dp = try Datapath(pins: sb.pins)
+                let drifted = DesiredFrontend(
+                    address: L4Address("\(vip):80/tcp")!, kind: .clusterIP,
+                    service: ServicePortName(namespace: "default", name: "web", port: "http", proto: .tcp),
+                    backends: backendIPs.map { DesiredBackend(address: L4Address("\($0):8080/tcp")!) })
+                try dp.sync([drifted])
+                let json = KernelSandbox.run([ctl, "explain", "\(vip):80/tcp", "-o", "json", "--bpffs", sb.pins.root])
+                struct Out: Decodable {
+                    struct Kernel: Decodable { var unexpected: [String]; var missing: [String] }
+                    struct F: Decodable { var kernel: Kernel }
+                    var frontends: [F]
+                }
+                let out = try JSONDecoder().decode(Out.self, from: Data(json.stdout.utf8))
+                #expect(out.frontends.count == 1)
+                #expect(out.frontends.first?.kernel.unexpected == ["10.244.1.12:8080"])
+                #expect(out.frontends.first?.kernel.missing == [])
+                let again = KernelSandbox.run([ctl, "explain", "default/web:http", "--bpffs", sb.pins.root]).stdout
+                #expect(again.contains("DIFFERS") && again.contains("in the maps but not decided: 10.244.1.12:8080"), "\(again)")
+            }
+        }
+    }
 }

@@ -23,7 +23,7 @@ else
 Q := @
 endif
 
-.PHONY: build deps bpf test demo demo-shell clean
+.PHONY: build deps bpf bpffs test demo demo-shell clean
 
 # Installs the packages a fresh Debian machine lacks (needs root, as the datapath does).
 deps:
@@ -34,6 +34,11 @@ deps:
 	fi
 
 bpf: $(BPF_OBJ)
+
+# Pins need a BPF filesystem; some hosts do not mount one at boot. Mounted once here, so
+# tests running in parallel never race to mount it.
+bpffs:
+	$(Q)grep -q ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
 
 $(BPF_OBJ): bpf/veer_sock.bpf.c bpf/include/veer_maps.h | deps
 	@mkdir -p $(OUT)
@@ -52,12 +57,12 @@ build: $(BPF_OBJ) $(PROBE) | deps
 	$(Q)cp $(BPF_OBJ) "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/"
 
 # Kernel tests need root, bpffs and cgroup2; they create and remove their own sandboxes.
-test: build
+test: build bpffs
 	@echo "  SWIFT test"
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
 		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" $(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
 
-demo: build
+demo: build bpffs
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
 		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" ./examples/demo/run.sh $(DEMO_ARGS)
 

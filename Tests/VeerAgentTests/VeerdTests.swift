@@ -290,4 +290,38 @@ struct VeerdTests {
             }
         }
     }
+
+    @Test("NodePort on the node's address and on loopback, externalIPs and LB IPs all reach the pods, with the frontend shown as peer")
+    func otherFrontends() throws {
+        try withBackends { sb in
+            let node = """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node-a, labels: {topology.kubernetes.io/zone: zone-a}}
+            status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
+            """
+            let service = """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: default}
+            spec:
+              type: LoadBalancer
+              clusterIP: \(vip)
+              externalIPs: [198.51.100.7]
+              ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080, nodePort: 30080}]
+            status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}
+            """
+            try withManifests(["node.yaml": node, "web.yaml": service + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                defer { if backendCount(sb) == nil { Issue.record("veerd log:\n\(veerd.logText)") } }
+                for frontend in ["\(vip):80", "192.0.2.10:30080", "127.0.0.1:30080", "198.51.100.7:80", "203.0.113.9:80"] {
+                    try waitFor("\(frontend) programmed") { backendCount(sb, "\(frontend)/tcp") == 3 }
+                    let parts = frontend.split(separator: ":").map(String.init)
+                    let results = try sb.client(["tcp", parts[0], parts[1], "30"])
+                    #expect(results.allSatisfy { $0.ok && $0.peer == frontend }, "\(frontend): \(results.prefix(2))")
+                    #expect(Set(results.map(\.reply)).isSubset(of: Set(pods)) && Set(results.map(\.reply)).count > 1)
+                }
+            }
+        }
+    }
 }

@@ -71,10 +71,23 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, VEER_STAT_MAX);
+	__uint(max_entries, VEER_STATS_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 } veer_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, VEER_TRACE_BYTES);
+} veer_trace SEC(".maps");
+
+/* Non-zero while `veerctl trace` runs: nobody pays for events nobody reads. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} veer_trace_on SEC(".maps");
 
 #define NSEC_PER_SEC 1000000000ULL
 
@@ -84,6 +97,44 @@ static __always_inline void stat_inc(__u32 stat)
 
 	if (v)
 		__sync_fetch_and_add(v, 1);
+}
+
+/* Not inlined: a subprogram's signature keeps struct veer_trace_event in the object's
+ * BTF, where the layout test checks it against Swift. Called only while tracing. */
+static __noinline int trace_submit(struct veer_trace_event *ev)
+{
+	return bpf_ringbuf_output(&veer_trace, ev, sizeof(*ev), 0);
+}
+
+static __always_inline void trace(struct bpf_sock_addr *ctx, __u8 verdict, const struct veer_svc_key *fe,
+				  __u32 rev_nat_id, __u32 backend_id, const struct veer_backend *be)
+{
+	__u32 zero = 0;
+	__u32 *on = bpf_map_lookup_elem(&veer_trace_on, &zero);
+
+	if (!on || !*on)
+		return;
+	struct veer_trace_event ev = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.cookie = bpf_get_socket_cookie(ctx),
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+		.pid = (__u32)(bpf_get_current_pid_tgid() >> 32),
+		.rev_nat_id = rev_nat_id,
+		.backend_id = backend_id,
+		.fe_addr = fe->addr,
+		.fe_port = fe->port,
+		.proto = fe->proto,
+		.verdict = verdict,
+	};
+	if (be) {
+		ev.be_addr = be->addr;
+		ev.be_port = be->port;
+	}
+	bpf_get_current_comm(ev.comm, sizeof(ev.comm));
+	if (trace_submit(&ev))
+		stat_inc(VEER_STAT_TRACE_DROPPED);
+	else
+		stat_inc(VEER_STAT_TRACED);
 }
 
 /* A (frontend, backend) pair is live exactly while the agent keeps its members entry. */
@@ -124,9 +175,11 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 		 * with ETIMEDOUT, the error a dropped connect ends with. */
 		if (svc->flags & VEER_SVC_F_EMPTY_DROP) {
 			stat_inc(VEER_STAT_DROPPED);
+			trace(ctx, VEER_TRACE_DROPPED, &key, svc->rev_nat_id, 0, NULL);
 			bpf_set_retval(-ETIMEDOUT);
 		} else {
 			stat_inc(VEER_STAT_REFUSED);
+			trace(ctx, VEER_TRACE_REFUSED, &key, svc->rev_nat_id, 0, NULL);
 			bpf_set_retval(-ECONNREFUSED);
 		}
 		return 0;
@@ -221,6 +274,7 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 	if (hits)
 		__sync_fetch_and_add(&hits->hits, 1);
 	stat_inc(VEER_STAT_TRANSLATED);
+	trace(ctx, VEER_TRACE_TRANSLATED, &key, rev_nat_id, backend_id, be);
 
 	ctx->user_ip4 = be->addr;
 	ctx->user_port = be->port; /* a 4-byte store: 2-byte ctx writes are rejected */

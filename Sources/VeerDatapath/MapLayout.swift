@@ -81,7 +81,7 @@ extension veer_member_key {
 
 /// The datapath's own event counters (enum veer_stat), by name.
 public enum DatapathStat: UInt32, CaseIterable, Sendable {
-    case translated, refused, dropped, slotMissing, sockRevFailed, reversed
+    case translated, refused, dropped, slotMissing, sockRevFailed, reversed, traced, traceDropped
 
     var index: UInt32 {
         switch self {
@@ -91,6 +91,8 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .slotMissing: VEER_STAT_SLOT_MISSING.rawValue
         case .sockRevFailed: VEER_STAT_SOCK_REV_FAILED.rawValue
         case .reversed: VEER_STAT_REVERSED.rawValue
+        case .traced: VEER_STAT_TRACED.rawValue
+        case .traceDropped: VEER_STAT_TRACE_DROPPED.rawValue
         }
     }
 
@@ -102,6 +104,8 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .slotMissing: "slot_missing"
         case .sockRevFailed: "sock_rev_failed"
         case .reversed: "reversed"
+        case .traced: "traced"
+        case .traceDropped: "trace_dropped"
         }
     }
 }

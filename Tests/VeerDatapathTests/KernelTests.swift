@@ -238,6 +238,37 @@ struct KernelTests {
         }
     }
 
+    @Test("Trace: one event per connection with its frontend and backend; nothing written without a tracer; a full buffer counts drops")
+    func trace() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs), frontend("10.96.0.99", 80, .tcp, backends: [])])
+            let tracer = try Tracer(pins: sb.pins)
+            _ = try sb.client(["tcp", vip, "80", "20"])
+            #expect(try dp.stats()[.traced] == 0, "no tracer, no events")
+            #expect(tracer.poll(timeoutMS: 0).isEmpty)
+
+            try tracer.setEnabled(true)
+            let results = try sb.client(["tcp", vip, "80", "30"]) + sb.client(["tcp", "10.96.0.99", "80", "2"])
+            var events: [TraceEvent] = []
+            for _ in 0..<50 where events.count < 32 { events += tracer.poll(timeoutMS: 100) }
+            #expect(events.count == 32)
+            let translated = events.filter { $0.verdict == .translated }
+            #expect(translated.count == 30)
+            #expect(translated.allSatisfy { $0.frontend == L4Address("\(vip):80/tcp")! && $0.command == "veer-probe" && $0.pid > 0 })
+            for (ip, pod) in zip(backendIPs, podNames) {
+                #expect(translated.filter { $0.backend?.ip.description == ip }.count == results.filter { $0.reply == pod }.count)
+            }
+            #expect(events.filter { $0.verdict == .refused }.map(\.frontend) == Array(repeating: L4Address("10.96.0.99:80/tcp")!, count: 2))
+
+            // Nobody reads: the buffer fills, and what does not fit is counted, not lost silently.
+            _ = try sb.client(["tcp", vip, "80", "5000"])
+            let stats = try dp.stats()
+            #expect((stats[.traceDropped] ?? 0) > 0)
+            #expect((stats[.traced] ?? 0) + (stats[.traceDropped] ?? 0) == 32 + 5000)
+            try tracer.setEnabled(false)
+        }
+    }
+
     @Test("Released sockets leave no reverse entries, connected or not")
     func sockReleaseCleansUp() throws {
         try withBackends([.tcp, .udp]) { sb, dp in
@@ -282,7 +313,7 @@ struct KernelTests {
                 #expect(links.count == 5)
                 #expect(ourProgs.isSubset(of: Set(progs.map(\.id))))
                 let pinned = try pinnedMapIDs(sb)
-                #expect(pinned.count == 8)
+                #expect(pinned.count == 10)
                 #expect(try mapIDsOfPrograms(ourProgs).isSubset(of: pinned))
                 return (links, ourProgs, pinned)
             }()

@@ -145,7 +145,39 @@ enum veer_stat {
 	VEER_STAT_SLOT_MISSING,     /* a slot or backend lookup failed: left untranslated */
 	VEER_STAT_SOCK_REV_FAILED,  /* reverse entry not written: replies not reversed */
 	VEER_STAT_REVERSED,         /* recvmsg/getpeername rewritten to the frontend */
+	VEER_STAT_TRACED,           /* trace events written (only while a tracer is attached) */
+	VEER_STAT_TRACE_DROPPED,    /* trace events lost to a full ring buffer */
 	VEER_STAT_MAX,
+};
+
+/* veer_stats has room for counters added later without a layout change. */
+#define VEER_STATS_SLOTS 32
+
+/* ---- trace: translation events, written only while veer_trace_on[0] != 0 ---------- */
+
+#define VEER_TRACE_BYTES (256 * 1024)   /* ring buffer size, a power of two */
+
+enum veer_trace_verdict {
+	VEER_TRACE_TRANSLATED = 1,
+	VEER_TRACE_REFUSED = 2,     /* no endpoints anywhere: ECONNREFUSED */
+	VEER_TRACE_DROPPED = 3,     /* Local set empty: ETIMEDOUT */
+};
+
+struct veer_trace_event {
+	__u64  ts_ns;           /* bpf_ktime_get_ns() */
+	__u64  cookie;          /* socket cookie */
+	__u64  netns_cookie;    /* the client's network namespace */
+	__u32  pid;             /* thread group id of the caller */
+	__u32  rev_nat_id;      /* the frontend */
+	__u32  backend_id;      /* 0 unless translated */
+	__be32 fe_addr;
+	__be32 be_addr;
+	__be16 fe_port;
+	__be16 be_port;
+	__u8   proto;
+	__u8   verdict;         /* enum veer_trace_verdict */
+	__u8   pad0[6];
+	char   comm[16];        /* the caller's command */
 };
 
 #endif /* VEER_MAPS_H */

@@ -455,6 +455,46 @@ struct OperationsDocTests {
             """)
     }
 
+    /// The stored properties of `struct NAME` in a source file (multi-line or one-line bodies).
+    private func fields(of name: String, in source: String) throws -> [String] {
+        let body = try #require(source.firstMatch(of: try Regex("struct \(name): [^{]*\\{([^}]*)\\}")),
+                                "struct \(name) not found")
+        return String(body.output[1].substring ?? "").matches(of: try Regex(#"var ([a-zA-Z]+):"#))
+            .map { String($0.output[1].substring ?? "") }
+    }
+
+    @Test("veerctl services -o json: the documented keys are exactly the encoded fields")
+    func servicesJSONDocumented() throws {
+        let source = try text("Sources/VeerDatapath/Inspection.swift")
+        let expected = Set(try fields(of: "FrontendRow", in: source).filter { $0 != "backends" } + ["backends"]
+            + (try fields(of: "BackendRow", in: source)).map { "backends[].\($0)" })
+        let doc = try text("docs/operations.md")
+        let start = try #require(doc.range(of: "`veerctl services -o json`: an array of frontends."))
+        let end = try #require(doc.range(of: "`veerctl backends -o json`", range: start.upperBound..<doc.endIndex))
+        var documented = Set<String>()
+        for line in doc[start.upperBound..<end.lowerBound].split(separator: "\n") where line.hasPrefix("| `") {
+            let keyCell = line.split(separator: "|")[0]
+            documented.formUnion(keyCell.matches(of: try Regex("`([a-zA-Z\\[\\].]+)`")).map { String($0.output[1].substring ?? "") })
+        }
+        #expect(documented == expected, """
+            encoded, not documented: \(expected.subtracting(documented).sorted()); \
+            documented, not encoded: \(documented.subtracting(expected).sorted())
+            """)
+    }
+
+    @Test("veerctl backends, stats and sockets -o json: every encoded key is in the docs")
+    func otherJSONDocumented() throws {
+        let source = try text("Sources/veerctl/VeerCtl.swift")
+        let doc = try text("docs/operations.md")
+        var keys: [String] = []
+        for row in source.matches(of: try Regex(#"struct (Row|Report|MapFill): Codable \{([^}]*)\}"#)) {
+            keys += String(row.output[2].substring ?? "").matches(of: try Regex(#"var ([a-zA-Z]+):"#))
+                .map { String($0.output[1].substring ?? "") }
+        }
+        #expect(keys.count >= 10, "could not read the JSON rows of VeerCtl.swift: \(keys)")
+        for key in keys { #expect(doc.contains("\"\(key)\":"), "-o json key \(key) is not documented") }
+    }
+
     @Test("Every datapath counter (veerctl stats, veer_datapath_events_total) is documented")
     func countersDocumented() throws {
         let source = try text("Sources/VeerDatapath/MapLayout.swift")

@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.20.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.60.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.25.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
@@ -30,6 +31,9 @@ let package = Package(
         .target(name: "VeerKube", dependencies: [
             "VeerModel",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -56,7 +60,11 @@ let package = Package(
         // tests, the agent tests and later the multi-node harness.
         .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),
         .testTarget(name: "VeerModelTests", dependencies: ["VeerModel"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "VeerKubeTests", dependencies: ["VeerKube", "VeerModel"]),
+        // The fake API server and the Python client check are run by the tests, not compiled.
+        .testTarget(name: "VeerKubeTests", dependencies: [
+            "VeerKube", "VeerModel",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ], exclude: ["fake_apiserver.py", "python_client_check.py"]),
         .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import VeerDatapath
+import VeerKube
 import VeerModel
 
 public struct AgentConfiguration: Sendable {
@@ -14,6 +15,9 @@ public struct AgentConfiguration: Sendable {
     public var bpfObject: String
     /// nil: the sizes compiled into the object.
     public var capacities: MapCapacities?
+    /// Protocols whose connected sockets are destroyed when their backend leaves the
+    /// service. UDP by default: nothing else ever tells a UDP client its peer is gone.
+    public var terminateProtocols: Set<L4Protocol> = [.udp]
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPv4Address]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
@@ -54,10 +58,26 @@ public actor Agent {
     private var syncCount: UInt64 = 0
     private var syncErrors: UInt64 = 0
     private var mapOperations: UInt64 = 0
-    private var rejectedObjects: [String: UInt64] = [:]
+    private var rejectedObjects: [RejectionKey: UInt64] = [:]
+    private var networkProgramming = Histogram(buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60])
+    /// EndpointSlice last-change-trigger-times waiting for the sync that writes them.
+    private var pendingTriggers: [Date] = []
+
+    private struct RejectionKey: Hashable, Comparable {
+        var kind: String
+        var field: String
+        static func < (a: Self, b: Self) -> Bool { (a.kind, a.field) < (b.kind, b.field) }
+    }
     private var serviceRejections: UInt64 = 0
     private var currentServiceRejections: [PlanRejection] = []
     private var sourceProblems: [String: UInt64] = [:]
+    private var socketsTerminated: [L4Protocol: UInt64] = [:]
+    private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
+
+    /// The API source's list/watch counters, exported with the agent's metrics.
+    public func exportStatistics(of source: KubeAPISource) {
+        apiStatistics = { source.statistics() }
+    }
 
     /// Loads or adopts the datapath. Nothing is written to the maps before the source's
     /// first full list: a restarted agent must not blackhole what the maps already serve.
@@ -87,7 +107,9 @@ public actor Agent {
     public func ingest(_ event: SourceEvent) {
         let change = store.apply(event)
         for problem in change.rejected {
-            rejectedObjects[problem.kind, default: 0] += 1
+            // The field path without indices is the reason's label: bounded cardinality.
+            let field = problem.field.replacingOccurrences(of: "\\[[0-9]+\\]", with: "[]", options: .regularExpression)
+            rejectedObjects[RejectionKey(kind: problem.kind, field: field.isEmpty ? "document" : field), default: 0] += 1
             logger.warning("rejected \(problem.kind) \(problem.object): \(problem.field.isEmpty ? "" : "\(problem.field): ")\(problem.message)",
                            metadata: problem.origin.isEmpty ? [:] : ["origin": "\(problem.origin)"])
         }
@@ -96,6 +118,12 @@ public actor Agent {
         }
         if change.synced { logger.info("source synced: \(store.services.count) services, \(store.slices.count) endpoint slices") }
         guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else { return }
+        if case let .apply(raw) = event, raw.kind == .endpointSlice,
+           let slice = store.slices[ObjectKey(namespace: raw.namespace, name: raw.name)],
+           let stamp = slice.meta.annotations["endpoints.kubernetes.io/last-change-trigger-time"],
+           let trigger = Self.rfc3339(stamp) {
+            pendingTriggers.append(trigger)
+        }
         if pendingSince == nil { pendingSince = clock.now }
         dirty = true
         startSyncing()
@@ -148,6 +176,11 @@ public actor Agent {
             syncDuration.observe(elapsed.seconds)
             if let since = pendingSince, !plan.operations.isEmpty { programmingLatency.observe((clock.now - since).seconds) }
             pendingSince = nil
+            // kube-proxy's network programming latency: from the change that triggered the
+            // EndpointSlice update to the kernel holding it.
+            let now = Date()
+            for trigger in pendingTriggers { networkProgramming.observe(max(0, now.timeIntervalSince(trigger))) }
+            pendingTriggers = []
             lastSelection = selection
             let accepted = Set(plan.target.masters.keys)
             names = ProgrammedNames(selection.frontends.filter { accepted.contains($0.address) })
@@ -156,6 +189,9 @@ public actor Agent {
             }
             logChanges(plan, selection)
             currentServiceRejections = plan.rejected
+            if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
+                terminateStaleSockets()
+            }
             for rejection in plan.rejected {
                 serviceRejections += 1
                 logger.error("service \(rejection.service) not programmed: \(rejection.reason)")
@@ -164,6 +200,18 @@ public actor Agent {
             syncErrors += 1
             logger.error("writing the maps failed, retrying in 1s: \(error)")
             scheduleRetry()
+        }
+    }
+
+    private func terminateStaleSockets() {
+        guard !config.terminateProtocols.isEmpty else { return }
+        do {
+            for (proto, n) in try datapath.terminateStaleSockets(protocols: config.terminateProtocols) where n > 0 {
+                socketsTerminated[proto, default: 0] += UInt64(n)
+                logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")
+            }
+        } catch {
+            logger.warning("terminating sockets of removed backends failed: \(error)")
         }
     }
 
@@ -212,14 +260,14 @@ public actor Agent {
     public func metricsText() -> String {
         var out = PrometheusText()
         let state = (try? datapath.readState()) ?? MapState()
-        let hits = (try? datapath.hits()) ?? [:]
+        let hits = (try? datapath.hitsByAddress(state)) ?? [:]
 
         // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share them.
         struct Series: Hashable { var labels: [String] }
         var series: [Series: UInt64] = [:]
-        for (member, count) in hits {
-            guard let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address,
-                  let fname = names.frontend(frontend) else { continue }
+        for (pair, count) in hits {
+            let (frontend, backend) = (pair.frontend, pair.backend)
+            guard let fname = names.frontend(frontend) else { continue }
             let bname = names.backend(backend)
             let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName,
                           "\(backend.ip):\(backend.port)", bname?.pod ?? "", bname?.zone ?? ""]
@@ -246,6 +294,8 @@ public actor Agent {
 
         out.family("veer_frontends", .gauge, help: "Frontends programmed on this node.")
         out.sample("veer_frontends", [], Double(state.masters.count))
+        out.family("veer_backends", .gauge, help: "Backends programmed on this node.")
+        out.sample("veer_backends", [], Double(state.backends.count))
         out.family("veer_synced", .gauge, help: "1 once the source's first full list has been programmed.")
         out.sample("veer_synced", [], store.isSynced ? 1 : 0)
 
@@ -254,25 +304,58 @@ public actor Agent {
         out.family("veer_programming_latency_seconds", .histogram,
                    help: "Time from a source change arriving to the maps holding it.")
         programmingLatency.write("veer_programming_latency_seconds", into: &out)
+        out.family("veer_network_programming_duration_seconds", .histogram,
+                   help: "From an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time to the maps holding it, as kube-proxy measures it.")
+        networkProgramming.write("veer_network_programming_duration_seconds", into: &out)
         out.family("veer_syncs_total", .counter, help: "Syncs of the maps.")
         out.sample("veer_syncs_total", [], Double(syncCount))
         out.family("veer_sync_errors_total", .counter, help: "Syncs that failed to write the maps (retried).")
         out.sample("veer_sync_errors_total", [], Double(syncErrors))
         out.family("veer_map_operations_total", .counter, help: "Map writes and deletes performed.")
         out.sample("veer_map_operations_total", [], Double(mapOperations))
-        out.family("veer_rejected_objects_total", .counter, help: "Objects rejected as malformed, by kind.")
-        for kind in ResourceKind.allCases.map(\.rawValue) {
-            out.sample("veer_rejected_objects_total", ["kind": kind], Double(rejectedObjects[kind] ?? 0))
+        out.family("veer_rejected_objects_total", .counter,
+                   help: "Objects (or parts of them) rejected as malformed, by kind and offending field.")
+        for (key, n) in rejectedObjects.sorted(by: { $0.key < $1.key }) {
+            out.sample("veer_rejected_objects_total", ["kind": key.kind, "field": key.field], Double(n))
         }
         out.family("veer_service_rejections_total", .counter, help: "Services not programmed because a map was full or a frontend was claimed twice.")
         out.sample("veer_service_rejections_total", [], Double(serviceRejections))
         out.family("veer_services_rejected", .gauge, help: "Services currently not programmed (map full, conflicting frontend).")
         out.sample("veer_services_rejected", [], Double(currentServiceRejections.count))
+        out.family("veer_sockets_terminated_total", .counter,
+                   help: "Connected sockets destroyed because their backend left the service, by protocol.")
+        for proto in [L4Protocol.tcp, .udp] {
+            out.sample("veer_sockets_terminated_total", ["protocol": proto.kubernetesName], Double(socketsTerminated[proto] ?? 0))
+        }
+        if let stats = apiStatistics?() {
+            let series: [(String, String, KeyPath<KubeAPISource.Statistics, Int>)] = [
+                ("veer_source_lists_total", "Completed lists of a kind from the API server, the first included.", \.lists),
+                ("veer_source_watches_total", "Watch requests the API server accepted; more than one means the watch restarted.", \.watches),
+                ("veer_source_relists_total", "Relists forced by 410 Gone (the watch's resourceVersion expired).", \.expired),
+                ("veer_source_failures_total", "Failed API requests: unreachable server, HTTP errors, broken streams.", \.failures),
+                ("veer_source_skipped_total", "Watch events and list items that could not be used.", \.skipped),
+            ]
+            for (name, help, path) in series {
+                out.family(name, .counter, help: help)
+                for kind in ResourceKind.allCases {
+                    out.sample(name, ["kind": kind.rawValue], Double(stats[kind]?[keyPath: path] ?? 0))
+                }
+            }
+        }
         out.family("veer_source_problems_total", .counter, help: "Source problems (watch restarts, unreadable files), by kind.")
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
         return out.output
+    }
+}
+
+extension Agent {
+    static func rfc3339(_ text: String) -> Date? {
+        let f = ISO8601DateFormatter()
+        if let d = f.date(from: text) { return d }
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.date(from: text)
     }
 }
 

@@ -42,6 +42,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         logger.info("reading manifests from \(directory)")
     case let .kubernetes(config):
         let source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
+        await agent.exportStatistics(of: source)
         (events, diagnostics) = (source.events, source.diagnostics)
         startSource = { source.start() }
         stopSource = { await source.stop() }

@@ -31,6 +31,9 @@ public final class Datapath: @unchecked Sendable {
     let sockRev: BPFMap<veer_sock_rev_key, veer_sock_rev_val>
     let affinity: BPFMap<veer_affinity_key, veer_affinity_val>
     let statsMap: BPFMap<UInt32, UInt64>
+    /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
+    /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
+    private var retiredHits: [String: UInt64]
 
     /// Opens an installed datapath's maps.
     public init(pins: PinLayout = PinLayout()) throws {
@@ -50,6 +53,7 @@ public final class Datapath: @unchecked Sendable {
         sockRev = try BPFMap(pinned: path("veer_sock_rev"), name: "veer_sock_rev")
         affinity = try BPFMap(pinned: path("veer_affinity"), name: "veer_affinity")
         statsMap = try BPFMap(pinned: path("veer_stats"), name: "veer_stats")
+        retiredHits = RetiredHitsFile.read(pins: pins)
     }
 
     /// Loads the object, pins its maps (reusing pinned ones: contents survive), and
@@ -194,6 +198,8 @@ public final class Datapath: @unchecked Sendable {
     /// Applies operations in order. On a failure it stops and throws: the maps then hold
     /// a consistent prefix of the plan, and the next plan starts from what they hold.
     public func apply(_ operations: [MapOperation]) throws {
+        var retiredChanged = false
+        defer { if retiredChanged { RetiredHitsFile.write(retiredHits, pins: pins) } }
         for op in operations {
             switch op {
             case let .upsertBackend(id, entry):
@@ -211,6 +217,13 @@ public final class Datapath: @unchecked Sendable {
             case let .deleteMaster(address):
                 try services.delete(veer_svc_key(address, slot: 0))
             case let .deleteMember(key):
+                // Its rev_nat and backend entries are deleted only later in the plan.
+                if let sum = try members.perCPUSum(veer_member_key(key)), sum > 0,
+                   let frontend = try revNat.lookup(key.revNatID)?.frontend,
+                   let backend = try backends.lookup(key.backendID)?.entry.address {
+                    retiredHits[RetiredHitsFile.key(frontend, backend), default: 0] += sum
+                    retiredChanged = true
+                }
                 try members.delete(veer_member_key(key))
             case let .deleteRevNat(id):
                 try revNat.delete(id)
@@ -235,6 +248,18 @@ public final class Datapath: @unchecked Sendable {
         var result: [MemberKey: UInt64] = [:]
         for key in try members.keys() {
             if let sum = try members.perCPUSum(key) { result[key.member] = sum }
+        }
+        return result
+    }
+
+    /// Selections per (frontend, backend) address pair currently programmed, including what
+    /// earlier memberships of the same pair counted: monotonic, as a Prometheus counter must be.
+    public func hitsByAddress(_ state: MapState) throws -> [FrontendBackend: UInt64] {
+        var result: [FrontendBackend: UInt64] = [:]
+        for (member, count) in try hits() {
+            guard let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address else { continue }
+            let pair = FrontendBackend(frontend: frontend, backend: backend)
+            result[pair] = count + (retiredHits[RetiredHitsFile.key(frontend, backend)] ?? 0)
         }
         return result
     }
@@ -283,6 +308,36 @@ public final class Datapath: @unchecked Sendable {
         var len = UInt32(MemoryLayout<bpf_link_info>.size)
         guard bpf_obj_get_info_by_fd(fd, &info, &len) == 0 else { return nil }
         return info.cgroup.cgroup_id
+    }
+}
+
+public struct FrontendBackend: Hashable, Sendable {
+    public var frontend: L4Address
+    public var backend: L4Address
+
+    public init(frontend: L4Address, backend: L4Address) {
+        self.frontend = frontend
+        self.backend = backend
+    }
+}
+
+/// retired-hits.json in the state directory, beside names.json.
+enum RetiredHitsFile {
+    static func path(_ pins: PinLayout) -> String { "\(NamesFile.directory(pins))/retired-hits.json" }
+    static func key(_ frontend: L4Address, _ backend: L4Address) -> String { "\(frontend) \(backend)" }
+
+    static func read(pins: PinLayout) -> [String: UInt64] {
+        guard let data = FileManager.default.contents(atPath: path(pins)) else { return [:] }
+        return (try? JSONDecoder().decode([String: UInt64].self, from: data)) ?? [:]
+    }
+
+    static func write(_ hits: [String: UInt64], pins: PinLayout) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        guard let data = try? encoder.encode(hits) else { return }
+        try? FileManager.default.createDirectory(atPath: NamesFile.directory(pins), withIntermediateDirectories: true)
+        let tmp = path(pins) + ".tmp"
+        if FileManager.default.createFile(atPath: tmp, contents: data) { _ = rename(tmp, path(pins)) }
     }
 }
 

@@ -30,12 +30,12 @@ public struct Inspection: Sendable {
     }
 
     public var state: MapState
-    public var hits: [MemberKey: UInt64]
+    public var hits: [FrontendBackend: UInt64]
     public var names: ProgrammedNames
 
     public init(datapath: Datapath) throws {
         state = try datapath.readState()
-        hits = try datapath.hits()
+        hits = try datapath.hitsByAddress(state)
         names = NamesFile.read(pins: datapath.pins) ?? ProgrammedNames()
     }
 
@@ -55,7 +55,7 @@ public struct Inspection: Sendable {
                 return BackendRow(id: id, slot: slot, address: "\(be.address.ip):\(be.address.port)",
                                   state: be.flags & BackendEntry.flagTerminating != 0 ? "terminating" : "ready",
                                   pod: name?.pod, zone: name?.zone,
-                                  hits: hits[MemberKey(revNatID: master.revNatID, backendID: id)] ?? 0)
+                                  hits: hits[FrontendBackend(frontend: address, backend: be.address)] ?? 0)
             }
             if rows.count < master.count { problems.append("count \(master.count) but \(rows.count) slots") }
             let name = names.frontend(address)

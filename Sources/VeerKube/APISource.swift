@@ -28,6 +28,8 @@ public final class KubeAPISource: Sendable {
         public var maxLineBytes: Int = 16 << 20
         public var maxListBytes: Int = 512 << 20
         public var requestTimeout: Duration = .seconds(60)
+        /// A watch that ends sooner than this with no events counts as a failure (client-go: 1 s).
+        public var shortWatch: Duration = .seconds(1)
         public var connectTimeout: Duration = .seconds(10)
         public var userAgent: String = "veer/0.1 (linux) veerd"
         /// kube-proxy's selector: headless services and services owned by another proxy are not ours.
@@ -49,7 +51,29 @@ public final class KubeAPISource: Sendable {
     private let client: HTTPClient
     private let state = Locked(State())
 
+    /// Counters per kind, for the agent's metrics.
+    public struct Statistics: Sendable, Equatable {
+        /// Completed lists, the first one included.
+        public var lists = 0
+        /// Watch requests the server accepted.
+        public var watches = 0
+        /// Relists forced by 410 Gone / Expired.
+        public var expired = 0
+        /// Failed requests: unreachable server, HTTP errors, broken streams.
+        public var failures = 0
+        /// Watch events and list items that could not be used (reported as diagnostics).
+        public var skipped = 0
+        public init() {}
+    }
+
+    public func statistics() -> [ResourceKind: Statistics] { state.withLock { $0.stats } }
+
+    private func count(_ kind: ResourceKind, _ update: (inout Statistics) -> Void) {
+        state.withLock { update(&$0.stats[kind, default: Statistics()]) }
+    }
+
     private struct State {
+        var stats: [ResourceKind: Statistics] = [:]
         var listed: Set<ResourceKind> = []
         var synced = false
         var tasks: [Task<Void, Never>] = []
@@ -65,6 +89,9 @@ public final class KubeAPISource: Sendable {
             timeout: .init(connect: .nanoseconds(Int64(options.connectTimeout.nanoseconds)), read: nil))
         configuration.decompression = .disabled
         configuration.redirectConfiguration = .disallow
+        // One HTTP/1.1 connection per watch: the path the fake API server and real clients test.
+        // (HTTP/2 would multiplex the three watches over one connection; untested here.)
+        configuration.httpVersion = .http1Only
         client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
         (events, eventsOut) = AsyncStream.makeStream(of: SourceEvent.self)
         (diagnostics, diagnosticsOut) = AsyncStream.makeStream(of: SourceDiagnostic.self,
@@ -74,6 +101,7 @@ public final class KubeAPISource: Sendable {
     /// Starts the three reflectors. They run until `stop()`; they never give up.
     public func start() {
         logger.info("watching the Kubernetes API at \(config.server) (\(config.origin)), node \(options.nodeName)")
+        for warning in config.warnings { report(.warning, "config", warning) }
         state.withLock { s in
             guard !s.stopped, s.tasks.isEmpty else { return }
             for kind in ResourceKind.allCases {
@@ -112,6 +140,7 @@ public final class KubeAPISource: Sendable {
                 do {
                     let (objects, listRV) = try await list(kind)
                     eventsOut.yield(.replaceAll(kind, objects))
+                    count(kind) { $0.lists += 1 }
                     resourceVersion = listRV
                     markListed(kind)
                     if troubled {
@@ -121,7 +150,8 @@ public final class KubeAPISource: Sendable {
                 } catch {
                     if Task.isCancelled { return }
                     troubled = true
-                    let delay = backoff.next()
+                    count(kind) { $0.failures += 1 }
+                    let delay = max(backoff.next(), (error as? APIStatusError)?.retryAfter ?? .zero)
                     report(failure: error, kind: kind, verb: "list", delay: delay)
                     await sleep(delay)
                 }
@@ -131,7 +161,7 @@ public final class KubeAPISource: Sendable {
             do {
                 switch try await watch(kind, from: rv, lastResourceVersion: &resourceVersion) {
                 case .ended(let count):
-                    if count == 0 && ContinuousClock.now - started < .seconds(1) {
+                    if count == 0 && ContinuousClock.now - started < options.shortWatch {
                         // A watch that closes at once with nothing in it: back off and relist, never spin.
                         let delay = backoff.next()
                         report(.warning, "watch \(kind.resource)",
@@ -141,22 +171,43 @@ public final class KubeAPISource: Sendable {
                     }
                     // else: a normal end (timeoutSeconds); watch again at once from the last RV.
                 case .expired(let message):
-                    report(.info, "watch \(kind.resource)", "resourceVersion \(rv) expired (\(message)); relisting")
+                    count(kind) { $0.expired += 1 }
+                    // Back off before relisting (as client-go does), so a server that answers
+                    // every watch with 410 cannot make us spin.
+                    let delay = backoff.next()
+                    report(.info, "watch \(kind.resource)",
+                           "resourceVersion \(rv) expired (\(message)); relisting in \(format(delay))")
                     resourceVersion = nil
+                    await sleep(delay)
                 }
             } catch let error as APIStatusError where error.status == 410 {
-                report(.info, "watch \(kind.resource)", "410 Gone for resourceVersion \(rv); relisting")
+                count(kind) { $0.expired += 1 }
+                let delay = backoff.next()
+                report(.info, "watch \(kind.resource)", "410 Gone for resourceVersion \(rv); relisting in \(format(delay))")
                 resourceVersion = nil
+                await sleep(delay)
             } catch let error as APIStatusError {
                 if Task.isCancelled { return }
                 troubled = true
-                let delay = backoff.next()
+                count(kind) { $0.failures += 1 }
+                let delay = max(backoff.next(), error.retryAfter ?? .zero)
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
                 if error.status != 429 && error.status != 504 { resourceVersion = nil }  // relist, as client-go does
+                await sleep(delay)
+            } catch let error as WatchRestart {
+                if Task.isCancelled { return }
+                troubled = true
+                count(kind) { $0.failures += 1 }
+                let delay = backoff.next()
+                report(failure: error, kind: kind, verb: "watch", delay: delay)
+                // Watching again from the same resourceVersion would meet the same oversized event;
+                // a list is not bound by the line cap and moves the resourceVersion past it.
+                resourceVersion = nil
                 await sleep(delay)
             } catch {
                 if Task.isCancelled { return }
                 troubled = true
+                count(kind) { $0.failures += 1 }
                 let delay = backoff.next()
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
                 await sleep(delay)  // then watch again from the same resourceVersion
@@ -189,18 +240,22 @@ public final class KubeAPISource: Sendable {
         var listRV: String?
         var continueToken: String?
         var paged = options.pageSize > 0
-        repeat {
+        while true {
             var query = selectors(kind)
             if paged { query.append(("limit", String(options.pageSize))) }
             if let continueToken { query.append(("continue", continueToken)) }
-            let (status, body) = try await get(kind.collectionPath, query: query, maxBytes: options.maxListBytes)
+            let (status, body, retryAfter) = try await get(kind.collectionPath, query: query, maxBytes: options.maxListBytes)
             if status == 410, continueToken != nil {
                 // The continue token expired between pages: one unpaginated, consistent list (client-go's pager).
                 report(.info, "list \(kind.resource)", "continue token expired; listing again without pages")
                 objects = [:]; order = []; listRV = nil; continueToken = nil; paged = false
                 continue
             }
-            guard status == 200 else { throw APIStatusError(status: status, body: body) }
+            guard status == 200 else {
+                var error = APIStatusError(status: status, body: body)
+                error.retryAfter = retryAfter
+                throw error
+            }
             guard let top = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
                 throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object")
             }
@@ -214,12 +269,13 @@ public final class KubeAPISource: Sendable {
                     }
                     if objects.updateValue(raw, forKey: raw.key) == nil { order.append(raw.key) }
                 } catch {
+                    count(kind) { $0.skipped += 1 }
                     report(.warning, "list \(kind.resource)", "item \(i) skipped: \(error)")
                 }
             }
             continueToken = (metadata["continue"] as? String).flatMap { $0.isEmpty ? nil : $0 }
-            if !paged { continueToken = nil }
-        } while continueToken != nil
+            if !paged || continueToken == nil { break }
+        }
         guard let listRV, !listRV.isEmpty else {
             throw APIStatusError(status: 200, body: Data(), note: "the \(kind.resource) list has no metadata.resourceVersion")
         }
@@ -237,23 +293,27 @@ public final class KubeAPISource: Sendable {
         let response = try await client.execute(request, deadline: .now() + .seconds(Int64(timeout) + 30), logger: nil)
         guard response.status == .ok else {
             let body = try? await response.body.collect(upTo: 1 << 20)
-            throw APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
+            var error = APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
+            error.retryAfter = retryAfter(response.headers)
+            throw error
         }
+        count(kind) { $0.watches += 1 }
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
-        var count = 0
+        var events = 0
         func handle(_ line: Data) -> WatchEnd? {
             switch decodeEvent(line, kind: kind) {
             case .skip(let why):
+                count(kind) { $0.skipped += 1 }
                 report(.warning, "watch \(kind.resource)", "event skipped: \(why)")
             case .event(let event, let newRV):
-                count += 1
+                events += 1
                 if let newRV, !newRV.isEmpty { lastResourceVersion = newRV }
                 if let event { eventsOut.yield(event) }
             case .expired(let message):
                 return .expired(message)
             case .failure(let status):
                 report(.warning, "watch \(kind.resource)", "ERROR event: \(status); watching again")
-                return .ended(events: count)
+                return .ended(events: events)
             }
             return nil
         }
@@ -267,9 +327,9 @@ public final class KubeAPISource: Sendable {
         } catch let error as HTTPClientError where error == .deadlineExceeded {
             // The server ignored timeoutSeconds; our deadline ended the watch. A normal end.
         } catch let error as LineFramer.LineTooLong {
-            throw WatchRestart(reason: "\(error) (maxLineBytes); restarting the watch")
+            throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
         }
-        return .ended(events: count)
+        return .ended(events: events)
     }
 
     private enum Decoded {
@@ -336,12 +396,18 @@ public final class KubeAPISource: Sendable {
         return request
     }
 
-    private func get(_ path: String, query: [(String, String)], maxBytes: Int) async throws -> (Int, Data) {
+    private func get(_ path: String, query: [(String, String)], maxBytes: Int) async throws -> (Int, Data, Duration?) {
         let request = makeRequest(path, query: query)
         let response = try await client.execute(
             request, deadline: .now() + .nanoseconds(Int64(options.requestTimeout.nanoseconds)), logger: nil)
         let body = try await response.body.collect(upTo: maxBytes)
-        return (Int(response.status.code), Data(body.readableBytesView))
+        return (Int(response.status.code), Data(body.readableBytesView), retryAfter(response.headers))
+    }
+
+    /// `Retry-After: <seconds>` on 429/5xx (capped at the maximum backoff).
+    private func retryAfter(_ headers: HTTPHeaders) -> Duration? {
+        guard let value = headers.first(name: "Retry-After"), let seconds = Int(value), seconds > 0 else { return nil }
+        return min(.seconds(seconds), options.maxBackoff * 2)
     }
 
     // MARK: - diagnostics
@@ -360,7 +426,7 @@ public final class KubeAPISource: Sendable {
             case 401:
                 report(.error, origin, """
                     401 Unauthorized (\(status.summary)): the API server rejected veerd's credentials from \
-                    \(config.origin); check the token or client certificate (a token file is re-read before every request); \(retry)
+                    \(config.origin.isEmpty ? config.server : config.origin); check the token or client certificate (a token file is re-read before every request); \(retry)
                     """)
             case 403:
                 let verbs = kind == .node ? "get, list, watch" : "list, watch"
@@ -376,7 +442,7 @@ public final class KubeAPISource: Sendable {
         } else if let restart = error as? WatchRestart {
             report(.warning, origin, "\(restart.reason); \(retry)")
         } else {
-            report(.warning, origin, "cannot reach the API server at \(config.server): \(error); \(retry)")
+            report(.warning, origin, "connection to the API server at \(config.server) failed: \(error); \(retry)")
         }
     }
 }
@@ -387,6 +453,7 @@ struct APIStatusError: Error, CustomStringConvertible {
     var reason: String?
     var message: String?
     var note: String?
+    var retryAfter: Duration?
 
     init(status: Int, body: Data, note: String? = nil) {
         self.status = status

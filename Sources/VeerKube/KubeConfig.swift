@@ -30,6 +30,8 @@ public struct KubeAPIConfig: Sendable, Equatable {
     public var namespace: String?
     /// How this was resolved, for the startup log: "kubeconfig /root/.kube/config, context dev".
     public var origin: String
+    /// Things the operator should know about this configuration (logged by the API source at start).
+    public var warnings: [String] = []
 
     public init(server: String, certificateAuthorityPEM: Data? = nil, insecureSkipTLSVerify: Bool = false,
                 tlsServerName: String? = nil, clientCertificatePEM: Data? = nil, clientKeyPEM: Data? = nil,
@@ -71,6 +73,8 @@ public struct KubeAPIConfig: Sendable, Equatable {
     public func makeTLSConfiguration() throws -> TLSConfiguration? {
         guard server.lowercased().hasPrefix("https://") else { return nil }
         var tls = TLSConfiguration.makeClientConfiguration()
+        // Don't let stop() wait the default 5 s for a close_notify from a server busy streaming a watch.
+        tls.shutdownTimeout = .seconds(1)
         if insecureSkipTLSVerify {
             tls.certificateVerification = .none
         } else if let ca = certificateAuthorityPEM {
@@ -137,6 +141,7 @@ public enum KubeConfigLoader {
         var config = try resolve(inputs)
         if let apiServer = inputs.apiServer {
             config.server = try checkServer(apiServer, what: "--api-server")
+            config.warnings.removeAll { $0.contains("ClusterIP") }
             config.origin += config.origin.isEmpty ? "--api-server \(config.server)" : ", server from --api-server"
         }
         _ = try config.makeTLSConfiguration()  // report bad PEM now, not at the first request
@@ -194,9 +199,15 @@ public enum KubeConfigLoader {
            let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent("namespace")) {
             namespace = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        return KubeAPIConfig(server: "https://\(hostPart):\(port)", certificateAuthorityPEM: ca,
-                             credentials: .tokenFile(path: tokenPath, fallback: nil), namespace: namespace,
-                             origin: "in-cluster service account (\(directory))")
+        var config = KubeAPIConfig(server: "https://\(hostPart):\(port)", certificateAuthorityPEM: ca,
+                                   credentials: .tokenFile(path: tokenPath, fallback: nil), namespace: namespace,
+                                   origin: "in-cluster service account (\(directory))")
+        config.warnings.append("""
+            the API server is reached through the kubernetes Service (\(hostPart):\(port)), a ClusterIP that \
+            veerd itself programs: this works only while another proxy serves it. Pass --api-server with a real \
+            address of the API server.
+            """)
+        return config
     }
 
     // MARK: kubeconfig
@@ -213,15 +224,15 @@ public enum KubeConfigLoader {
             let top: [String: Any]
             do {
                 let text = String(decoding: data, as: UTF8.self)
-                guard let node = try Yams.compose(yaml: text) else { continue }  // empty file
-                guard let dict = try ManifestParser.jsonValue(node) as? [String: Any] else {
+                guard let value = try ManifestParser.yamlValue(text) else { continue }  // empty file
+                guard let dict = value as? [String: Any] else {
                     throw KubeConfigError("kubeconfig \(file) is not a YAML mapping")
                 }
                 top = dict
             } catch let e as KubeConfigError {
                 throw e
             } catch {
-                throw KubeConfigError("kubeconfig \(file) is not valid YAML: \(ManifestParser.yamlErrorText(error))")
+                throw KubeConfigError("kubeconfig \(file) is not valid YAML: \(ManifestParser.errorText(error))")
             }
             let dir = (file as NSString).deletingLastPathComponent
             func collect(_ listKey: String, _ itemKey: String, into map: inout [String: Entry]) throws {

@@ -62,11 +62,12 @@ public final class ManifestSource: @unchecked Sendable {
     }
 
     deinit {
-        if inotifyFD >= 0 && readSource == nil { close(inotifyFD) }
+        readSource?.cancel()  // its cancel handler closes the inotify descriptor
     }
 
     /// Starts watching, then scans once; the first events are in `events` when this returns.
     public func start() throws {
+        guard queue.sync(execute: { readSource == nil && !stopped }) else { return }  // already started, or stopped
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             throw StartError.notADirectory(directory)
@@ -181,18 +182,18 @@ public final class ManifestSource: @unchecked Sendable {
             seen.insert(name)
             if let old = files[name], old.contents == data { continue }  // unchanged: keep its result
             let display = displayPrefix + name
-            let isJSON = (name as NSString).pathExtension.lowercased() == "json"
-            switch ManifestParser.parse(data, displayName: display, isJSON: isJSON) {
-            case .success(let objects):
+            let parsed = ManifestParser.parse(data, origin: display)
+            if parsed.errors.isEmpty {
                 if files[name]?.failed == true {
                     report(.init(.info, origin: display, "parses again; its objects are applied"))
                 }
                 files[name] = FileState(contents: data, failed: false)
-                goodObjects[name] = objects
-            case .failure(let failure):
+                goodObjects[name] = parsed.objects
+            } else {
+                // A half-edited file must not delete what it defined: keep its last good objects.
                 files[name] = FileState(contents: data, failed: true)
                 let kept = goodObjects[name]?.count ?? 0
-                for problem in failure.problems {
+                for problem in parsed.errors {
                     report(.init(.error, origin: problem.origin,
                                  "\(problem.message) — the file is ignored; its last good objects (\(kept)) stay"))
                 }

@@ -272,6 +272,17 @@ public enum ManifestParser {
         }
     }
 
+    /// One YAML document as JSONSerialization-compatible values (nil for an empty document),
+    /// for other YAML inputs such as kubeconfig files.
+    public static func yamlValue(_ text: String) throws -> Any? {
+        guard let node = try Yams.compose(yaml: text) else { return nil }
+        var budget = 1_000_000
+        return try jsonValue(node, depth: 0, budget: &budget)
+    }
+
+    /// A YAML or JSON error in one short line.
+    public static func errorText(_ error: any Error) -> String { shortError(error) }
+
     struct YAMLShapeError: Error, CustomStringConvertible {
         var description: String
     }
@@ -308,6 +319,14 @@ public enum ManifestParser {
     }
 
     private static func shortError(_ error: any Error) -> String {
+        // Yams' marks count from the start of the document (documents are parsed one by one).
+        if let yaml = error as? YamlError {
+            switch yaml {
+            case let .scanner(_, problem, mark, _), let .parser(_, problem, mark, _), let .composer(_, problem, mark, _):
+                return "line \(mark.line), column \(mark.column) of the document: \(problem)"
+            default: break
+            }
+        }
         let text = "\(error)".replacingOccurrences(of: "\n", with: " ")
         return text.count > 200 ? String(text.prefix(200)) + "…" : text
     }

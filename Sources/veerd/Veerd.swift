@@ -58,6 +58,12 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Capacity of the backends map. Takes effect on a fresh install only.")
     var maxBackends = Int(MapCapacities.compiledDefaults.backends)
 
+    @Flag(help: "Also destroy TCP connections to a backend that leaves the service (UDP sockets always are).")
+    var terminateTCP = false
+
+    @Flag(help: "Never destroy sockets connected to removed backends, not even UDP.")
+    var noSocketTermination = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -93,7 +99,9 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("no cgroup2 mount found; pass --cgroup")
         }
         let colon = metricsAddress.lastIndex(of: ":")!
-        let options = DaemonOptions(
+        var terminate: Set<L4Protocol> = noSocketTermination ? [] : [.udp]
+        if terminateTCP && !noSocketTermination { terminate.insert(.tcp) }
+        var options = DaemonOptions(
             agent: AgentConfiguration(
                 nodeName: nodeName ?? hostname(), zoneOverride: zone,
                 addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPv4Address($0) },
@@ -104,6 +112,7 @@ struct Run: AsyncParsableCommand {
             source: source,
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
+        options.agent.terminateProtocols = terminate
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DatapathError {

@@ -193,7 +193,7 @@ struct VeerdTests {
                 try waitFor("programmed") { backendCount(sb) == 3 }
                 #expect(veerd.logText.contains("default/broken"), "\(veerd.logText)")
                 let metrics = fetch(try #require(veerd.metricsURL))
-                #expect(metrics.contains("veer_rejected_objects_total{kind=\"Service\"} 1"), "\(metrics)")
+                #expect(metrics.contains("veer_rejected_objects_total{kind=\"Service\",field=\"spec.clusterIP\"} 1"), "\(metrics)")
                 #expect(try sb.client(["tcp", vip, "80", "10"]).allSatisfy { $0.ok })
             }
         }

@@ -75,6 +75,27 @@ struct KernelTests {
         }
     }
 
+    @Test("A backend that leaves and comes back keeps counting from where it was")
+    func countersSurviveMembershipChurn() throws {
+        try withBackends { sb, dp in
+            try dp.sync([frontend(backends: backendIPs)])
+            var results = try sb.client(["tcp", vip, "80", "60"])
+            try dp.sync([frontend(backends: Array(backendIPs.prefix(2)))])
+            results += try sb.client(["tcp", vip, "80", "30"])
+            try dp.sync([frontend(backends: backendIPs)])
+            results += try sb.client(["tcp", vip, "80", "60"])
+            #expect(results.allSatisfy { $0.ok })
+            let hits = try dp.hitsByAddress(try dp.readState())
+            let perPod = counts(results)
+            for (ip, pod) in zip(backendIPs, podNames) {
+                let pair = FrontendBackend(frontend: L4Address("\(vip):80/tcp")!, backend: L4Address("\(ip):8080/tcp")!)
+                #expect(hits[pair] == UInt64(perPod[pod] ?? 0), "\(pod)")
+            }
+            // A fresh reader (veerctl) sees the same totals.
+            #expect(try Datapath(pins: sb.pins).hitsByAddress(try dp.readState()) == hits)
+        }
+    }
+
     @Test("Unconnected UDP: recvfrom reports the frontend; connected UDP: getpeername does")
     func udpReverseTranslation() throws {
         try withBackends([.udp]) { sb, dp in
@@ -182,6 +203,38 @@ struct KernelTests {
                 seen.formUnion(next.map(\.reply))
             }
             #expect(seen.count > 1, "affinity never expired")
+        }
+    }
+
+    @Test("A connected UDP socket to a removed backend is destroyed; the client reconnects to a live one")
+    func staleUDPSocketsAreTerminated() throws {
+        try withBackends([.udp]) { sb, dp in
+            try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
+            let client = try sb.startClient(["udp-hold", vip, "53", "1500", "1000"])
+            var used: TranslatedSocket?
+            for _ in 0..<100 where used == nil {
+                used = try dp.sockets().first { $0.frontend == L4Address("\(vip):53/udp")! }
+                usleep(10_000)
+            }
+            let victim = try #require(used).backend
+            let remaining = backendIPs.filter { $0 != victim.ip.description }
+            try dp.sync([frontend(vip, 53, .udp, backends: remaining)])
+            // The removed pod still answers: without termination the socket would stay on it.
+            #expect(try dp.staleSockets(dp.readState()).map(\.backend) == [victim])
+            let destroyed = try dp.terminateStaleSockets(protocols: [.udp])
+            let terminated = monotonicNow()
+            #expect(destroyed[.udp] == 1)
+            let results = sb.finish(client)
+            let victimPod = podNames[backendIPs.firstIndex(of: victim.ip.description)!]
+            let after = results.filter { $0.startNS > terminated }
+            #expect(!after.isEmpty)
+            #expect(!after.contains { $0.reply == victimPod }, "\(victimPod) still answered after termination")
+            // The blocked recv gets ECONNABORTED, or the next send EDESTADDRREQ: the socket was
+            // disconnected under the application, which reconnects.
+            let errors = results.filter { !$0.ok }
+            #expect(errors.count == 1 && ["ECONNABORTED", "EDESTADDRREQ"].contains(errors.first?.reply), "\(errors)")
+            #expect(after.filter(\.ok).allSatisfy { $0.peer == "\(vip):53" })
+            #expect(try dp.staleSockets(dp.readState()).isEmpty)
         }
     }
 

@@ -56,19 +56,8 @@ private func applyChecked(_ plan: Plan, to start: MapState) -> (MapState, [Strin
     return (state, problems)
 }
 
-/// SplitMix64: deterministic, so a failure reproduces.
-private struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
-private func randomDesired(_ rng: inout SeededRNG) -> [DesiredFrontend] {
+private func randomDesired(_ rng: inout SplitMix64) -> [DesiredFrontend] {
     let pool = (1...12).map { "10.244.0.\($0):8080/tcp" }
     return (0..<Int.random(in: 0...6, using: &rng)).map { i in
         let backends = pool.filter { _ in Bool.random(using: &rng) }
@@ -83,7 +72,7 @@ struct PlannerTests {
     @Test("Generated states: applying a plan yields the desired state, every prefix is safe, and replanning is empty",
           arguments: 0..<200)
     func properties(seed: Int) {
-        var rng = SeededRNG(state: UInt64(seed))
+        var rng = SplitMix64(seed: UInt64(seed))
         let first = Planner.plan(desired: randomDesired(&rng), actual: MapState(), capacities: roomy)
         let (start, p1) = applyChecked(first, to: MapState())
         #expect(p1.isEmpty, "\(p1.prefix(3))")

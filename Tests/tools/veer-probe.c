@@ -10,6 +10,8 @@
  *   tcp IP PORT COUNT [GAP_US]   COUNT connects, each on a new socket
  *   udp-connect IP PORT COUNT    COUNT connected UDP sockets, one query each
  *   udp-sendto IP PORT COUNT     one unconnected UDP socket, COUNT queries
+ *   udp-hold IP PORT COUNT [GAP_US]  one connected UDP socket for COUNT queries; after
+ *                                an error it reconnects, as a long-lived client would
  *
  * Clients print one line per attempt: "ok NAME PEER T_NS" (PEER from getpeername for
  * connected sockets, from recvfrom otherwise; T_NS the CLOCK_MONOTONIC start of the
@@ -79,7 +81,8 @@ static void trim(char *s)
 	s[strcspn(s, "\r\n")] = 0;
 }
 
-static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char *name)
+/* A listening TCP socket; "ready" tells the test it may connect. */
+static int listen_on(struct sockaddr_in sa)
 {
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (fd < 0) die("socket");
@@ -88,6 +91,12 @@ static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char
 	if (listen(fd, 4096)) die("listen");
 	printf("ready\n");
 	fflush(stdout);
+	return fd;
+}
+
+static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char *name)
+{
+	int fd = listen_on(sa);
 	char reply[256];
 	int n = snprintf(reply, sizeof(reply), "%s\n", name);
 	for (;;) {
@@ -104,13 +113,7 @@ static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char
 /* A pod that answers with its name, as the seed articles' echo pods do. */
 static __attribute__((noreturn)) int serve_http(struct sockaddr_in sa, const char *name)
 {
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-	if (fd < 0) die("socket");
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
-	if (listen(fd, 4096)) die("listen");
-	printf("ready\n");
-	fflush(stdout);
+	int fd = listen_on(sa);
 	char reply[512];
 	int body = (int)strlen(name) + 1;
 	int n = snprintf(reply, sizeof(reply),
@@ -216,6 +219,42 @@ static void sendto_loop(struct sockaddr_in sa, long count)
 	close(fd);
 }
 
+static void udp_hold(struct sockaddr_in sa, long count, long gap_us)
+{
+	int fd = -1;
+	for (long i = 0; i < count; i++) {
+		unsigned long long t = now_ns();
+		char buf[256] = { 0 }, peer[64];
+		if (fd < 0) {
+			fd = socket(AF_INET, SOCK_DGRAM, 0);
+			if (fd < 0) die("socket");
+			set_timeout(fd, 1);
+			if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+				print_err(errno, t);
+				close(fd);
+				fd = -1;
+				continue;
+			}
+		}
+		ssize_t n = -1;
+		if (send(fd, "q", 1, 0) >= 0)
+			n = recv(fd, buf, sizeof(buf) - 1, 0);
+		if (n <= 0) {
+			print_err(n == 0 ? ECONNRESET : errno, t);
+			close(fd);
+			fd = -1;
+			continue;
+		}
+		trim(buf);
+		struct sockaddr_in pa;
+		socklen_t len = sizeof(pa);
+		if (getpeername(fd, (struct sockaddr *)&pa, &len)) die("getpeername");
+		printf("ok %s %s %llu\n", buf, fmt_addr(&pa, peer, sizeof(peer)), t);
+		if (gap_us) usleep((useconds_t)gap_us);
+	}
+	if (fd >= 0) close(fd);
+}
+
 static void join(const char *cgroup, const char *netns)
 {
 	if (cgroup) {
@@ -246,6 +285,9 @@ int main(int argc, char **argv)
 	}
 	join(cgroup, netns);
 	signal(SIGPIPE, SIG_IGN);
+	/* A parent may have ignored these (test runners do); servers must still stop on them. */
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const char *cmd = argv[i];
@@ -256,6 +298,10 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "serve-tcp")) return serve_tcp(sa, argv[i + 3]);
 	if (!strcmp(cmd, "serve-udp")) return serve_udp(sa, argv[i + 3]);
 	if (!strcmp(cmd, "serve-http")) return serve_http(sa, argv[i + 3]);
+	if (!strcmp(cmd, "udp-hold")) {
+		udp_hold(sa, count, gap_us);
+		return 0;
+	}
 	if (!strcmp(cmd, "udp-sendto")) {
 		sendto_loop(sa, count);
 		return 0;

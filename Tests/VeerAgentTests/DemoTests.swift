@@ -1,0 +1,37 @@
+import Foundation
+import Glibc
+import Testing
+import VeerTestSupport
+
+/// `make demo` is the first thing a newcomer runs: its steps run here too, so it cannot
+/// silently rot. The script itself fails loudly when a step does not show what it claims.
+@Suite("make demo")
+struct DemoTests {
+    static let unavailable: String? = {
+        if let r = KernelSandbox.unavailableReason { return r }
+        for tool in ["dnsmasq", "dig", "curl", "nsenter"] where KernelSandbox.run(["sh", "-c", "command -v \(tool)"]).status != 0 {
+            return "\(tool) missing: run `make test`"
+        }
+        if access("\(KernelSandbox.veerBinaries)/veerd", X_OK) != 0 { return "veerd not built: run `make test`" }
+        return nil
+    }()
+
+    @Test("The demo shows (a)–(f) and cleans up after itself",
+          .disabled(if: unavailable != nil, Comment(rawValue: "skipped: \(unavailable ?? "")")))
+    func demoRuns() throws {
+        let script = "\(KernelSandbox.repoRoot)/examples/demo/run.sh"
+        let r = KernelSandbox.run(["env", "VEER_BIN=\(KernelSandbox.veerBinaries)", "VEER_PROBE=\(KernelSandbox.probe)",
+                                   "VEER_BPF_OBJECT=\(KernelSandbox.bpfObject)", script])
+        #expect(r.status == 0, "demo failed:\n\(r.stdout)\n\(r.stderr)")
+        for step in ["(a) 100 requests", "(b) web-b's readiness", "(c) Topology-aware hints", "(d) DNS through",
+                     "(e) What the kernel holds", "(f) Tearing everything down", "Done."] {
+            #expect(r.stdout.contains(step), "missing step \(step)")
+        }
+        #expect(r.stdout.contains("100 web-a"), "zone hints keep all 100 in zone-a")
+        // Nothing of the demo's is left behind.
+        let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: "/sys/fs/bpf")) ?? [])
+            .filter { $0.hasPrefix("veer-demo-") }
+        #expect(leftovers.isEmpty, "pins left: \(leftovers)")
+        #expect(!KernelSandbox.run(["ip", "netns", "list"]).stdout.contains("veer-demo-"))
+    }
+}

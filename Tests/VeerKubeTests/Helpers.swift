@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+import VeerModel
+@testable import VeerKube
+
+/// Applies SourceEvents the way the store will: the state a source leads to.
+final class EventRecorder: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _events: [SourceEvent] = []
+    private var _state: [ResourceKind: [String: RawObject]] = [:]
+    private var _diagnostics: [SourceDiagnostic] = []
+    private var tasks: [Task<Void, Never>] = []
+
+    init(events: AsyncStream<SourceEvent>, diagnostics: AsyncStream<SourceDiagnostic>? = nil) {
+        tasks.append(Task { [self] in
+            for await event in events { record(event) }
+        })
+        if let diagnostics {
+            tasks.append(Task { [self] in
+                for await d in diagnostics { lock.withLock { _diagnostics.append(d) } }
+            })
+        }
+    }
+
+    deinit { tasks.forEach { $0.cancel() } }
+
+    private func record(_ event: SourceEvent) {
+        lock.withLock {
+            _events.append(event)
+            switch event {
+            case .apply(let o): _state[o.kind, default: [:]][o.key] = o
+            case .delete(let kind, let ns, let name): _state[kind]?[ns.isEmpty ? name : "\(ns)/\(name)"] = nil
+            case .replaceAll(let kind, let objects):
+                _state[kind] = Dictionary(objects.map { ($0.key, $0) }, uniquingKeysWith: { $1 })
+            case .synced: break
+            }
+        }
+    }
+
+    var events: [SourceEvent] { lock.withLock { _events } }
+    var diagnostics: [SourceDiagnostic] { lock.withLock { _diagnostics } }
+    func keys(_ kind: ResourceKind) -> [String] { lock.withLock { (_state[kind] ?? [:]).keys.sorted() } }
+    func object(_ kind: ResourceKind, _ key: String) -> RawObject? { lock.withLock { _state[kind]?[key] } }
+    func json(_ kind: ResourceKind, _ key: String) -> [String: Any]? {
+        guard let o = object(kind, key) else { return nil }
+        return (try? JSONSerialization.jsonObject(with: o.json)) as? [String: Any]
+    }
+    var syncedCount: Int { events.filter { $0 == .synced }.count }
+    func clearEvents() { lock.withLock { _events.removeAll() } }
+
+    /// Polls `condition` until it holds or `timeout` passes; records a failure naming `what` on timeout.
+    @discardableResult
+    func wait(_ what: String, timeout: Duration = .seconds(5), sourceLocation: SourceLocation = #_sourceLocation,
+              _ condition: () -> Bool) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if condition() { return true }
+        FileHandle.standardError.write(Data("TIMEOUT \(what): \(events.map(describe)) \(diagnostics)\n".utf8))
+        Issue.record("timed out waiting for: \(what); events: \(events.map(describe))", sourceLocation: sourceLocation)
+        return false
+    }
+}
+
+func describe(_ e: SourceEvent) -> String {
+    switch e {
+    case .apply(let o): return "apply(\(o.kind) \(o.key) rv=\(o.resourceVersion ?? "-"))"
+    case .delete(let k, let ns, let n): return "delete(\(k) \(ns)/\(n))"
+    case .replaceAll(let k, let os): return "replaceAll(\(k): \(os.map(\.key)))"
+    case .synced: return "synced"
+    }
+}
+
+func dig(_ json: [String: Any]?, _ path: String...) -> Any? {
+    var current: Any? = json
+    for p in path {
+        if let i = Int(p), let a = current as? [Any] { current = i < a.count ? a[i] : nil }
+        else { current = (current as? [String: Any])?[p] }
+    }
+    return current
+}
+
+/// A fresh temporary directory, removed by `cleanup()`.
+struct TempDir {
+    let path: String
+    init() throws {
+        path = NSTemporaryDirectory() + "veer-kube-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func file(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: file(name), atomically: false, encoding: .utf8)
+    }
+    func cleanup() { try? FileManager.default.removeItem(atPath: path) }
+}

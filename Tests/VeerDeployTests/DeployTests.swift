@@ -253,7 +253,7 @@ struct ManifestTests {
         }
     }
 
-    @Test("Mounts: host bpffs, the host's cgroup2 root (passed as --cgroup), /run/veer")
+    @Test("Mounts: host bpffs, the host's cgroup2 root (passed as --cgroup), /run/veer, /run/netns")
     func mounts() throws {
         let pod = try daemonSetPod()
         let veerd = try pod.container("veerd")
@@ -288,9 +288,17 @@ struct ManifestTests {
 
         let run = try #require(mounts.first { $0.hostPath == "/run/veer" }, "veerd does not mount the host's /run/veer")
         #expect(run.mount["mountPath"] as? String == "/run/veer" && run.mount["readOnly"] as? Bool != true)
+
+        // Socket termination finds the pods' network namespaces where the runtime pins them.
+        if pod.spec["hostPID"] as? Bool != true {
+            let netns = try #require(mounts.first { $0.hostPath == "/run/netns" },
+                                     "without hostPID, veerd must mount the host's /run/netns to reach pods' network namespaces")
+            #expect(netns.mount["mountPath"] as? String == "/run/netns")
+            #expect(netns.mount["mountPropagation"] as? String == "HostToContainer", "new pods' netns pins must appear")
+        }
     }
 
-    @Test("veerd runs as root with exactly CAP_BPF and CAP_NET_ADMIN, or privileged")
+    @Test("veerd runs as root with exactly CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN, or privileged")
     func privileges() throws {
         let veerd = try daemonSetPod().container("veerd")
         let sc = dict(veerd["securityContext"])
@@ -298,7 +306,7 @@ struct ManifestTests {
         if sc["privileged"] as? Bool == true { return }
         let caps = dict(sc["capabilities"])
         #expect(strings(caps["drop"]) == ["ALL"])
-        #expect(Set(strings(caps["add"])) == ["BPF", "NET_ADMIN"])
+        #expect(Set(strings(caps["add"])) == ["BPF", "NET_ADMIN", "SYS_ADMIN"])
         #expect(dict(sc["appArmorProfile"])["type"] as? String == "Unconfined",
                 "the runtime's default AppArmor profile denies creating pins below /sys/fs")
     }
@@ -370,13 +378,13 @@ struct SystemdUnitTests {
         #expect(u["KillSignal"] ?? ["SIGTERM"] == ["SIGTERM"])
     }
 
-    @Test("Capabilities: exactly CAP_BPF and CAP_NET_ADMIN")
+    @Test("Capabilities: exactly CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_SYS_PTRACE")
     func capabilities() throws {
         let u = try unit()
         func caps(_ key: String) -> Set<String> {
             Set((u[key] ?? []).flatMap { $0.split(separator: " ").map(String.init) })
         }
-        #expect(caps("CapabilityBoundingSet") == ["CAP_BPF", "CAP_NET_ADMIN"])
+        #expect(caps("CapabilityBoundingSet") == ["CAP_BPF", "CAP_NET_ADMIN", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"])
         #expect(caps("AmbientCapabilities").isSubset(of: caps("CapabilityBoundingSet")))
         #expect((u["User"] ?? ["root"]) == ["root"], "veerd checks for uid 0")
         // /sys must stay writable for pins on bpffs.
@@ -421,6 +429,18 @@ struct OperationsDocTests {
                     .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \"")) })
             }
             result[name]?.1.formUnion(labels)
+        }
+        // Families declared in a table and written in a loop: `("veer_…", "help", …)` rows,
+        // then `out.family(name, .type, …)` and `out.sample(name, [labels], …)`.
+        if let loop = source.firstMatch(of: try Regex(#"out\.family\(name,\s*\.(counter|gauge|histogram)"#)) {
+            let type = String(loop.output[1].substring ?? "")
+            var labels = Set<String>()
+            if let sample = source.firstMatch(of: try Regex(#"out\.sample\(name,\s*\[([^\]]*)\]"#)) {
+                labels = Set(String(sample.output[1].substring ?? "").matches(of: quotedKey).map { String($0.output[1].substring ?? "") })
+            }
+            for row in source.matches(of: try Regex(#"\("(veer_[a-z_]+)",\s*""#)) {
+                result[String(row.output[1].substring ?? "")] = (type, labels)
+            }
         }
         return result
     }

@@ -72,6 +72,7 @@ public actor Agent {
     private var currentServiceRejections: [PlanRejection] = []
     private var sourceProblems: [String: UInt64] = [:]
     private var socketsTerminated: [L4Protocol: UInt64] = [:]
+    private var terminationFailures: UInt64 = 0
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
 
     /// The API source's list/watch counters, exported with the agent's metrics.
@@ -141,6 +142,7 @@ public actor Agent {
     }
 
     public var isSynced: Bool { store.isSynced }
+    public var datapathAttached: Bool { datapath.isAttached }
     public var selection: SelectionResult { lastSelection }
 
     private func startSyncing() {
@@ -209,9 +211,14 @@ public actor Agent {
     private func terminateStaleSockets() {
         guard !config.terminateProtocols.isEmpty else { return }
         do {
-            for (proto, n) in try datapath.terminateStaleSockets(protocols: config.terminateProtocols) where n > 0 {
+            let result = try datapath.terminateStaleSockets(protocols: config.terminateProtocols)
+            for (proto, n) in result.destroyed where n > 0 {
                 socketsTerminated[proto, default: 0] += UInt64(n)
                 logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")
+            }
+            for failure in result.failures.sorted() {
+                terminationFailures += 1
+                logger.warning("socket termination failed in a network namespace (needs CAP_SYS_ADMIN): \(failure)")
             }
         } catch {
             logger.warning("terminating sockets of removed backends failed: \(error)")
@@ -345,7 +352,10 @@ public actor Agent {
                 }
             }
         }
-        out.family("veer_source_problems_total", .counter, help: "Source problems (watch restarts, unreadable files), by kind.")
+        out.family("veer_socket_termination_failures_total", .counter,
+                   help: "Network namespaces where terminating sockets failed (e.g. without CAP_SYS_ADMIN).")
+        out.sample("veer_socket_termination_failures_total", [], Double(terminationFailures))
+        out.family("veer_source_problems_total", .counter, help: "Problems a source reported (unreadable files, failed requests), by severity.")
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }

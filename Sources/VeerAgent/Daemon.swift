@@ -53,7 +53,11 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         switch path {
         case "/metrics":
             return (.ok, "text/plain; version=0.0.4; charset=utf-8", await agent.metricsText())
-        case "/healthz", "/readyz":
+        case "/healthz":
+            // Alive: the programs are still attached through their pinned links.
+            let attached = await agent.datapathAttached
+            return (attached ? .ok : .serviceUnavailable, "text/plain", attached ? "ok\n" : "datapath links are gone\n")
+        case "/readyz":
             let synced = await agent.isSynced
             return (synced ? .ok : .serviceUnavailable, "text/plain", synced ? "ok\n" : "waiting for the first full list\n")
         default:
@@ -101,10 +105,10 @@ private struct DiagnosticsService: ServiceLifecycle.Service {
                 case .info: logger.info("\(d.origin): \(d.message)")
                 case .warning:
                     logger.warning("\(d.origin): \(d.message)")
-                    await agent.sourceProblem(d.origin.split(separator: " ").first.map(String.init) ?? "source")
+                    await agent.sourceProblem("warning")
                 case .error:
                     logger.error("\(d.origin): \(d.message)")
-                    await agent.sourceProblem(d.origin.split(separator: " ").first.map(String.init) ?? "source")
+                    await agent.sourceProblem("error")
                 }
             }
         }

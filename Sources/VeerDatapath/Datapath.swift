@@ -81,6 +81,10 @@ public final class Datapath: @unchecked Sendable {
         var map = bpf_object__next_map(obj, nil)
         while let m = map {
             let name = String(cString: bpf_map__name(m))
+            if let wanted = capacities?.maxEntries(forMap: name), let pinned = pinnedMaxEntries("\(pins.maps)/\(name)"),
+               pinned != wanted {
+                throw DatapathError.capacityMismatch(map: name, pinned: pinned, requested: wanted)
+            }
             guard bpf_map__set_pin_path(m, "\(pins.maps)/\(name)") == 0 else {
                 throw DatapathError.syscall(operation: "set pin path of \(name)", errno: errno)
             }
@@ -91,7 +95,9 @@ public final class Datapath: @unchecked Sendable {
         }
 
         if bpf_object__load(obj) != 0 {
+            let err = errno
             let log = capturedLog()
+            if err == EPERM || err == EACCES { throw DatapathError.permissionDenied(log: log) }
             if log.contains("couldn't reuse pinned map") {
                 throw DatapathError.schemaMismatch(pinDirectory: pins.directory, log: log)
             }
@@ -170,6 +176,11 @@ public final class Datapath: @unchecked Sendable {
         }
         _ = rmdir(pins.root) // only if empty: another version may still live there
         return true
+    }
+
+    /// Every program's pinned link is in place.
+    public var isAttached: Bool {
+        datapathPrograms.allSatisfy { access("\(pins.links)/\($0)", F_OK) == 0 }
     }
 
     // MARK: - State
@@ -300,6 +311,15 @@ public final class Datapath: @unchecked Sendable {
         var buffer = [CChar](repeating: 0, count: 16 * 1024)
         _ = veer_libbpf_log_copy(&buffer, buffer.count)
         return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    private static func pinnedMaxEntries(_ path: String) -> Int? {
+        let fd = bpf_obj_get(path)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var info = bpf_map_info()
+        var len = UInt32(MemoryLayout<bpf_map_info>.size)
+        return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? Int(info.max_entries) : nil
     }
 
     /// The cgroup id a pinned link is attached to; 0 for a defunct link.

@@ -4,6 +4,8 @@ import Glibc
 /// operator can act on.
 public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case notRoot
+    case permissionDenied(log: String)
+    case capacityMismatch(map: String, pinned: Int, requested: Int)
     case noCgroup2(path: String)
     case noBPFFS(path: String, detail: String)
     case objectNotFound(path: String)
@@ -21,7 +23,11 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .notRoot:
-            return "veer needs root (CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN) to load and attach BPF programs"
+            return "veer needs root: loading and attaching BPF programs takes CAP_BPF and CAP_NET_ADMIN, terminating sockets in other network namespaces CAP_SYS_ADMIN"
+        case let .permissionDenied(log):
+            return "the kernel refused to load the BPF programs (EPERM): the process lacks CAP_BPF or CAP_NET_ADMIN, or a security module forbids BPF.\n\(log)"
+        case let .capacityMismatch(map, pinned, requested):
+            return "map \(map) is pinned with \(pinned) entries but \(requested) were asked for; a capacity takes effect only on a fresh install: drop the flag, or `veerctl uninstall` first (service traffic stops being translated until veerd loads again)"
         case let .noCgroup2(path):
             return "\(path) is not a cgroup v2 directory; mount cgroup2 (e.g. at /sys/fs/cgroup/unified) and pass a directory on it"
         case let .noBPFFS(path, detail):

@@ -20,12 +20,11 @@ extension Datapath {
     }
 
     /// Destroys the stale sockets of these protocols in every network namespace on the node.
-    /// Returns how many were destroyed per protocol.
     @discardableResult
-    public func terminateStaleSockets(protocols: Set<L4Protocol>) throws -> [L4Protocol: Int] {
+    public func terminateStaleSockets(protocols: Set<L4Protocol>) throws -> SocketTermination {
         let stale = try staleSockets(readState()).filter { protocols.contains($0.backend.proto) }
-        guard !stale.isEmpty else { return [:] }
-        var result: [L4Protocol: Int] = [:]
+        var result = SocketTermination()
+        guard !stale.isEmpty else { return result }
         for proto in protocols {
             var targets = stale.filter { $0.backend.proto == proto }.map {
                 veer_destroy_target(cookie: $0.cookie, addr: $0.backend.beAddr, port: $0.backend.bePort, pad: 0)
@@ -36,11 +35,19 @@ extension Datapath {
                 let rc = targets.withUnsafeMutableBufferPointer {
                     veer_destroy_sockets(netns, Int32(proto.rawValue), $0.baseAddress, $0.count)
                 }
-                if rc > 0 { result[proto, default: 0] += Int(rc) }
+                if rc > 0 { result.destroyed[proto, default: 0] += Int(rc) }
+                // Joining a namespace needs CAP_SYS_ADMIN; say so instead of doing nothing.
+                if rc < 0 { result.failures.insert("\(String(cString: strerror(-rc)))") }
             }
         }
         return result
     }
+}
+
+public struct SocketTermination: Sendable {
+    public var destroyed: [L4Protocol: Int] = [:]
+    /// Distinct errors met (e.g. "Operation not permitted" without CAP_SYS_ADMIN).
+    public var failures: Set<String> = []
 }
 
 /// Every network namespace in use on the node, each opened once.

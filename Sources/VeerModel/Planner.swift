@@ -89,23 +89,45 @@ private struct TargetBuilder {
         membersUsed = actual.members.count
     }
 
-    /// Adds one service's frontends, or returns why they do not fit.
+    /// Adds one service's frontends, or returns why they do not fit. The fit is checked
+    /// before anything is written, so a rejected service costs no copy of the target.
     mutating func add(_ frontends: [DesiredFrontend]) -> String? {
-        var trial = self
-        for frontend in frontends { trial.addFrontend(frontend) }
-        let checks: [(String, Int, Int)] = [
-            ("services", trial.servicesUsed, capacities.services),
-            ("backends", trial.backendsUsed, capacities.backends),
-            ("rev_nat", trial.revNatUsed, capacities.revNat),
-            ("members", trial.membersUsed, capacities.members),
+        let need = demand(frontends)
+        let checks: [(String, Int, Int, Int)] = [
+            ("services", servicesUsed, need.services, capacities.services),
+            ("backends", backendsUsed, need.backends, capacities.backends),
+            ("rev_nat", revNatUsed, need.revNat, capacities.revNat),
+            ("members", membersUsed, need.members, capacities.members),
         ]
-        for (map, used, capacity) in checks where used > capacity {
-            let already = [servicesUsed, backendsUsed, revNatUsed, membersUsed][checks.firstIndex { $0.0 == map }!]
-            return "map veer_\(map) is full: the service needs \(used - already) more entries, " +
-                "\(max(0, capacity - already)) of \(capacity) are free"
+        for (map, used, more, capacity) in checks where used + more > capacity {
+            return "map veer_\(map) is full: the service needs \(more) more entries, " +
+                "\(max(0, capacity - used)) of \(capacity) are free"
         }
-        self = trial
+        for frontend in frontends { addFrontend(frontend) }
         return nil
+    }
+
+    /// New entries these frontends would add to each map (the same counting as addFrontend).
+    private func demand(_ frontends: [DesiredFrontend]) -> (services: Int, backends: Int, revNat: Int, members: Int) {
+        var services = 0, backends = 0, revNat = 0, members = 0
+        var newBackends = Set<L4Address>()
+        for frontend in frontends {
+            let revNatID = revNatIDs[frontend.address]
+            if revNatID == nil { revNat += 1 }
+            if actual.masters[frontend.address] == nil { services += 1 }
+            let addresses = Set(frontend.backends.map(\.address))
+            let oldSlots = actual.slots[frontend.address] ?? [:]
+            if !addresses.isEmpty {
+                services += (1...addresses.count).filter { oldSlots[UInt16($0)] == nil }.count
+            }
+            for address in addresses {
+                let id = backendIDs[address]
+                if id == nil, newBackends.insert(address).inserted { backends += 1 }
+                if let revNatID, let id, actual.members.contains(MemberKey(revNatID: revNatID, backendID: id)) { continue }
+                members += 1
+            }
+        }
+        return (services, backends, revNat, members)
     }
 
     /// Keeps the actual entries of these frontends (a rejected service stays as it was).

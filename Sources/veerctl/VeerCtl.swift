@@ -26,14 +26,20 @@ struct CommonOptions: ParsableArguments {
     var pins: PinLayout { PinLayout(root: bpffs) }
 
     func open() throws -> Datapath {
-        guard geteuid() == 0 else { throw ValidationError("veerctl reads BPF maps, which needs root (CAP_BPF): run it with sudo") }
-        do { return try Datapath(pins: pins) } catch let error as DatapathError { throw ValidationError(error.description) }
+        guard geteuid() == 0 else { throw CtlError("veerctl reads BPF maps, which needs root (CAP_BPF): run it with sudo") }
+        do { return try Datapath(pins: pins) } catch let error as DatapathError { throw CtlError(error.description) }
     }
+}
+
+/// A failure to report as it is: no usage text, exit status 1.
+struct CtlError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
@@ -62,7 +68,7 @@ struct Backends: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Backend entries and the frontends that use them.")
     @OptionGroup var options: CommonOptions
 
-    struct Row: Codable { var id: UInt32; var address: String; var terminating: Bool; var pod: String?; var zone: String?; var frontends: [String] }
+    struct Row: Codable { var id: UInt32; var address: String; var `protocol`: String; var terminating: Bool; var pod: String?; var zone: String?; var frontends: [String] }
 
     func run() throws {
         let inspection = try Inspection(datapath: options.open())
@@ -70,7 +76,7 @@ struct Backends: ParsableCommand {
         for f in inspection.frontends { for b in f.backends { users[b.id, default: []].append(f.frontend) } }
         let rows = inspection.state.backends.sorted { $0.key < $1.key }.map { id, be in
             let name = inspection.names.backend(be.address)
-            return Row(id: id, address: be.address.description, terminating: be.flags & BackendEntry.flagTerminating != 0,
+            return Row(id: id, address: "\(be.address.ip):\(be.address.port)", protocol: be.address.proto.description, terminating: be.flags & BackendEntry.flagTerminating != 0,
                        pod: name?.pod, zone: name?.zone, frontends: users[id] ?? [])
         }
         if options.output == .json { return try printJSON(rows) }
@@ -126,7 +132,7 @@ struct Explain: ParsableCommand {
     func run() throws {
         let dp = try options.open()
         guard let decisions = DecisionsFile.read(pins: options.pins) else {
-            throw ValidationError("no decisions saved at \(DecisionsFile.path(options.pins)); veerd writes them after its first sync")
+            throw CtlError("no decisions saved at \(DecisionsFile.path(options.pins)); veerd writes them after its first sync")
         }
         let explanation = Explanation(query: target, decisions: decisions, state: try dp.readState())
         if options.output == .json { return try printJSON(explanation) }
@@ -143,7 +149,7 @@ struct Uninstall: ParsableCommand {
             let removed = try Datapath.uninstall(pins: options.pins)
             print(removed ? "removed the datapath pinned at \(options.pins.directory)" : "nothing pinned at \(options.pins.directory)")
         } catch let error as DatapathError {
-            throw ValidationError(error.description)
+            throw CtlError(error.description)
         }
     }
 }

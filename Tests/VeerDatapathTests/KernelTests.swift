@@ -223,7 +223,7 @@ struct KernelTests {
             #expect(try dp.staleSockets(dp.readState()).map(\.backend) == [victim])
             let destroyed = try dp.terminateStaleSockets(protocols: [.udp])
             let terminated = monotonicNow()
-            #expect(destroyed[.udp] == 1)
+            #expect(destroyed.destroyed[.udp] == 1 && destroyed.failures.isEmpty)
             let results = sb.finish(client)
             let victimPod = podNames[backendIPs.firstIndex(of: victim.ip.description)!]
             let after = results.filter { $0.startNS > terminated }

@@ -13,7 +13,7 @@
 #   - iptables and nft rules exist only inside ipt and nft.
 #
 # Env: VEER_BPF_OBJECT, VEER_BENCH (veer-bench binary), NETBENCH (client/server binary),
-#      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (5), BENCH_MS (400 per case per round),
+#      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
 #      BENCH_LOAD_TIMEOUT (300 s per rule load; BENCH_NFT_TIMEOUT 240 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md)
 set -uo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
@@ -21,8 +21,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$REPO/Tests/bench
 : "${VEER_BPF_OBJECT:?}" "${VEER_BENCH:?}" "${NETBENCH:?}"
 SCALES=${BENCH_SCALES:-"1 1000 10000 50000"}
-ROUNDS=${BENCH_ROUNDS:-5}
-MS=${BENCH_MS:-400}
+ROUNDS=${BENCH_ROUNDS:-15}
+MS=${BENCH_MS:-120}
 LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-300}
 NFT_TIMEOUT=${BENCH_NFT_TIMEOUT:-240}     # nft -f grows worse than linearly: 10,000 services took minutes
 PLAN_TIMEOUT=${BENCH_PLAN_TIMEOUT:-60}
@@ -86,6 +86,7 @@ setup_scale() {
 	mkdir "$CGROUP" || return 1
 	for m in $MODES; do
 		# The server stays outside the cgroup: only the clients are load-balanced.
+		: >"$OUT/server-$m.log"
 		"$NETBENCH" --netns "$(ns "$m")" serve 8080 8081 8053 >"$OUT/server-$m.log" 2>&1 &
 		SERVERS+=("$!")
 		local i

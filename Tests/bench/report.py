@@ -104,9 +104,10 @@ w("")
 w(f"- kernel {machine['kernel']}, CPU {machine['cpu']}, {machine['ncpu']} vCPUs")
 w(f"- {machine['iptables']} (kube-proxy's iptables mode would use this backend on this host), {machine['nft']}")
 w(f"- {machine['rounds']} rounds × {machine['ms']} ms per case; whole run {machine['seconds']} s")
-w("- **Shared and noisy:** another engineer ran kernel tests on the same 2-vCPU VM during the run. "
-  "That is why every figure is a median over rounds with the range of the rounds, why case order is rotated "
-  "each round, and why ratios are taken within a round before the median.")
+w("- **Shared and noisy:** other sessions built and ran kernel tests on the same 2-vCPU VM during the run. "
+  "That is why case order is rotated each round, why ratios are taken within a round before the median, "
+  "and why every result is given two ways: the median over rounds with the range of the rounds, and each "
+  "case's least disturbed round.")
 w("")
 w("## What is compared")
 w("")

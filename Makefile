@@ -73,3 +73,28 @@ clean:
 # The demo's sandbox, left running for a person to explore (Ctrl-C tears it down).
 demo-shell:
 	$(Q)$(MAKE) --no-print-directory demo DEMO_ARGS=--keep
+
+# Veer vs kube-proxy (iptables, nftables) vs no load balancer, at 1 to 50,000 services, in a
+# sandbox it removes (Tests/bench/run.sh). Writes docs/benchmarks.md and docs/benchmarks.png.
+# Quicker: make bench BENCH_SCALES="1 1000" BENCH_ROUNDS=3
+BENCH_OUT  := .build/bench
+BENCH_VENV := $(BENCH_OUT)/venv
+BENCH_APT  := iptables nftables python3 python3-venv
+.PHONY: bench
+bench: $(BPF_OBJ) | deps
+	$(Q)missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "  APT  $$missing"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p $(BENCH_OUT)
+	@echo "  CC   $(BENCH_OUT)/netbench"
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -pthread -o $(BENCH_OUT)/netbench Tests/bench/netbench.c
+	@echo "  SWIFT build -c release --product veer-bench"
+	$(Q)$(SWIFT) build -c release --product veer-bench 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+	$(Q)[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
+	$(Q)$(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || { echo "  PIP  matplotlib"; $(BENCH_VENV)/bin/pip install -q matplotlib; }
+	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) NETBENCH=$(abspath $(BENCH_OUT)/netbench) \
+		VEER_BENCH="$$($(SWIFT) build -c release --show-bin-path)/veer-bench" \
+		BENCH_PYTHON=$(abspath $(BENCH_VENV)/bin/python) BENCH_OUT=$(abspath $(BENCH_OUT)) \
+		BENCH_DOC=$(abspath docs/benchmarks.md) Tests/bench/run.sh

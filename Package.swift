@@ -56,6 +56,8 @@ let package = Package(
             "VeerDatapath", "VeerModel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // `make bench`: installs the datapath on the bench cgroup and fills its maps at scale (Tests/bench/run.sh).
+        .executableTarget(name: "veer-bench", dependencies: ["VeerDatapath", "VeerModel"]),
         // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
         // tests, the agent tests and later the multi-node harness.
         .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),

@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# make bench: Veer against kube-proxy's iptables and nftables modes and against no load
+# balancer at all ("direct"), at several numbers of services, on this machine.
+#
+# Everything runs in a sandbox this script creates and removes, even on failure:
+#   - per scale, four network namespaces veer-bench-<pid>-{direct,veer,ipt,nft}, with no
+#     link to the host: lo only. 10.128.0.0/9 (the pod CIDR: every endpoint) is a local
+#     route on lo, so one server per namespace on 0.0.0.0 answers for every endpoint.
+#     ipt and nft route the service CIDR 10.96.0.0/12 to lo (kube-proxy's NAT happens
+#     after the route lookup; Veer's never needs a route for a ClusterIP).
+#   - one child cgroup <cgroup2>/veer-bench-<pid> with Veer's programs attached (pins in
+#     /sys/fs/bpf/veer-bench-<pid>); only the Veer client processes join it.
+#   - iptables and nft rules exist only inside ipt and nft.
+#
+# Env: VEER_BPF_OBJECT, VEER_BENCH (veer-bench binary), NETBENCH (client/server binary),
+#      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
+#      BENCH_LOAD_TIMEOUT (300 s per rule load; BENCH_NFT_TIMEOUT 240 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md)
+set -uo pipefail
+export PATH=$PATH:/usr/sbin:/sbin
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HERE=$REPO/Tests/bench
+: "${VEER_BPF_OBJECT:?}" "${VEER_BENCH:?}" "${NETBENCH:?}"
+SCALES=${BENCH_SCALES:-"1 1000 10000 50000"}
+ROUNDS=${BENCH_ROUNDS:-15}
+MS=${BENCH_MS:-120}
+LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-300}
+NFT_TIMEOUT=${BENCH_NFT_TIMEOUT:-240}     # nft -f grows worse than linearly: 10,000 services took minutes
+PLAN_TIMEOUT=${BENCH_PLAN_TIMEOUT:-60}
+OUT=${BENCH_OUT:-$REPO/.build/bench}
+DOC=${BENCH_DOC:-}
+CHURN_SECONDS=${BENCH_CHURN_SECONDS:-5}
+
+[ "$(id -u)" = 0 ] || { echo "bench: needs root (BPF, namespaces, cgroups)" >&2; exit 1; }
+CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
+[ -n "$CG2" ] || { echo "bench: no cgroup2 mount" >&2; exit 1; }
+grep -q ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
+
+TAG=veer-bench-$$
+CGROUP=$CG2/$TAG
+PINS=/sys/fs/bpf/$TAG
+MODES="direct veer ipt nft"
+SERVERS=()
+mkdir -p "$OUT"
+RESULTS=$OUT/results.tsv   # scale  case  mode  round  key=value...
+LOADS=$OUT/loads.tsv       # scale  mode  status  seconds  detail
+: >"$RESULTS"; : >"$LOADS"
+START=$(date +%s)
+
+log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
+
+teardown_scale() {
+	local pid
+	for pid in "${SERVERS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+	for pid in "${SERVERS[@]}"; do wait "$pid" 2>/dev/null; done
+	SERVERS=()
+	[ -d "$PINS" ] && "$VEER_BENCH" uninstall "$PINS" >/dev/null 2>&1
+	[ -d "$PINS" ] && rm -rf "$PINS"
+	if [ -d "$CGROUP" ]; then
+		local i
+		for i in $(seq 50); do rmdir "$CGROUP" 2>/dev/null && break; sleep 0.1; done
+	fi
+	local m
+	for m in $MODES; do ip netns del "$TAG-$m" 2>/dev/null; done
+}
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	[ -n "${LOADER:-}" ] && kill -KILL "$LOADER" 2>/dev/null
+	teardown_scale
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ns() { echo "/run/netns/$TAG-$1"; }
+
+setup_scale() {
+	local m
+	for m in $MODES; do
+		ip netns add "$TAG-$m" || return 1
+		ip -n "$TAG-$m" link set lo up
+		ip -n "$TAG-$m" route add local 10.128.0.0/9 dev lo
+		ip -n "$TAG-$m" addr add 10.200.0.1/32 dev lo
+	done
+	for m in ipt nft; do ip -n "$TAG-$m" route add 10.96.0.0/12 dev lo src 10.200.0.1; done
+	mkdir "$CGROUP" || return 1
+	for m in $MODES; do
+		# The server stays outside the cgroup: only the clients are load-balanced.
+		: >"$OUT/server-$m.log"
+		"$NETBENCH" --netns "$(ns "$m")" serve 8080 8081 8053 >"$OUT/server-$m.log" 2>&1 &
+		SERVERS+=("$!")
+		local i
+		for i in $(seq 50); do grep -q ready "$OUT/server-$m.log" && break; sleep 0.1; done
+		grep -q ready "$OUT/server-$m.log" || { log "server in $m did not start"; return 1; }
+	done
+}
+
+# timed_load SCALE MODE CMD...: runs a rule load under a timeout and records how long it took.
+timed_load() {
+	local scale=$1 mode=$2; shift 2
+	local t0 t1 rc
+	t0=$(date +%s.%N)
+	timeout "$LOAD_TIMEOUT" "$@" >"$OUT/load-$mode.log" 2>&1 &
+	LOADER=$!
+	wait "$LOADER"; rc=$?
+	LOADER=
+	t1=$(date +%s.%N)
+	local secs; secs=$(awk "BEGIN{printf \"%.2f\", $t1 - $t0}")
+	if [ $rc = 0 ]; then
+		printf '%s\t%s\tok\t%s\t%s\n' "$scale" "$mode" "$secs" "$(tail -1 "$OUT/load-$mode.log" | tr '\t' ' ')" >>"$LOADS"
+	elif [ $rc = 124 ]; then
+		printf '%s\t%s\ttimeout\t%s\tkilled after %ss\n' "$scale" "$mode" "$secs" "$LOAD_TIMEOUT" >>"$LOADS"
+	else
+		printf '%s\t%s\tfailed\t%s\t%s\n' "$scale" "$mode" "$secs" "$(tail -1 "$OUT/load-$mode.log" | tr '\t' ' ')" >>"$LOADS"
+	fi
+	log "load $mode at $scale services: rc=$rc in ${secs}s"
+	return $rc
+}
+
+# One client run, appended to the results.
+run_case() { # scale case mode round args...
+	local scale=$1 case=$2 mode=$3 round=$4; shift 4
+	local line
+	line=$(timeout 30 "$NETBENCH" "$@" 2>&1 | tail -1)
+	printf '%s\t%s\t%s\t%s\t%s\n' "$scale" "$case" "$mode" "$round" "$line" >>"$RESULTS"
+}
+
+for scale in $SCALES; do
+	log "scale $scale: generating rules"
+	for k in iptables nft veer; do python3 "$HERE/gen.py" "$k" "$scale" "$OUT/$k.$scale" || exit 1; done
+	m=$(( scale / 2 ))
+	VIP=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A600001 + $m))")
+	EP=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A800100 + $m * 10))")
+	setup_scale || { log "sandbox setup failed"; exit 1; }
+
+	ok_veer=0; ok_ipt=0; ok_nft=0
+	timed_load "$scale" veer "$VEER_BENCH" install "$VEER_BPF_OBJECT" "$CGROUP" "$PINS" "$OUT/veer.$scale" && ok_veer=1
+	timed_load "$scale" ipt nsenter --net="$(ns ipt)" iptables-restore "$OUT/iptables.$scale" && ok_ipt=1
+	LOAD_TIMEOUT=$NFT_TIMEOUT timed_load "$scale" nft nsenter --net="$(ns nft)" nft -f "$OUT/nft.$scale" && ok_nft=1
+
+	# Cases: id mode client-args. Round r runs them starting at r (rotated order).
+	CASES=(
+		"crr direct --netns $(ns direct) crr $EP 8080 $MS"
+		"udp direct --netns $(ns direct) udp $EP 8053 $MS"
+		"bulk direct --netns $(ns direct) bulk $EP 8081 $MS"
+	)
+	[ $ok_veer = 1 ] && CASES+=(
+		"crr veer --cgroup $CGROUP --netns $(ns veer) crr $VIP 80 $MS"
+		"bystander veer --cgroup $CGROUP --netns $(ns veer) crr $EP 8080 $MS"
+		"udp veer --cgroup $CGROUP --netns $(ns veer) udp $VIP 53 $MS"
+		"bulk veer --cgroup $CGROUP --netns $(ns veer) bulk $VIP 81 $MS"
+	)
+	for mode in ipt nft; do
+		v=ok_$mode; [ "${!v}" = 1 ] || continue
+		CASES+=(
+			"crr $mode --netns $(ns $mode) crr $VIP 80 $MS"
+			"bystander $mode --netns $(ns $mode) crr $EP 8080 $MS"
+			"udp $mode --netns $(ns $mode) udp $VIP 53 $MS"
+			"bulk $mode --netns $(ns $mode) bulk $VIP 81 $MS"
+		)
+	done
+	n=${#CASES[@]}
+	log "scale $scale: $ROUNDS rounds of $n cases, ${MS} ms each"
+	for ((r = 0; r < ROUNDS; r++)); do
+		for ((k = 0; k < n; k++)); do
+			c=${CASES[$(( (k + r * 3) % n ))]}
+			read -r cid mode args <<<"$c"
+			# shellcheck disable=SC2086
+			run_case "$scale" "$cid" "$mode" "$r" $args
+		done
+	done
+
+	# Control plane: the Planner alone, then changes through the agent's sync path.
+	line=$(timeout "$PLAN_TIMEOUT" "$VEER_BENCH" plan "$OUT/veer.$scale" 2>&1 | tail -1)
+	case $line in
+	veer-plan*) printf '%s\tplan\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS" ;;
+	*) printf '%s\tplan\ttimeout\t%s\tkilled after %ss\n' "$scale" "$PLAN_TIMEOUT" "$PLAN_TIMEOUT" >>"$LOADS" ;;
+	esac
+	log "scale $scale: plan: ${line:-killed after ${PLAN_TIMEOUT}s}"
+	if [ $ok_veer = 1 ] && [ "$scale" -ge 10000 ] && [ "$scale" -le "${BENCH_CHURN_MAX:-10000}" ]; then
+		log "scale $scale: churn for ${CHURN_SECONDS}s"
+		line=$(timeout $(( CHURN_SECONDS + 120 )) "$VEER_BENCH" churn "$PINS" "$OUT/veer.$scale" 100 "$CHURN_SECONDS" 2>&1 | tail -1)
+		printf '%s\tchurn\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS"
+	fi
+	log "scale $scale: teardown"
+	teardown_scale
+done
+log "measurements done in $(( $(date +%s) - START ))s"
+kernel=$(uname -r); cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); ncpu=$(nproc)
+printf 'kernel\t%s\ncpu\t%s\nncpu\t%s\nrounds\t%s\nms\t%s\nscales\t%s\nseconds\t%s\niptables\t%s\nnft\t%s\n' \
+	"$kernel" "$cpu" "$ncpu" "$ROUNDS" "$MS" "$SCALES" "$(( $(date +%s) - START ))" \
+	"$(iptables -V 2>&1)" "$(nft -v 2>&1)" >"$OUT/machine.tsv"
+if [ -n "$DOC" ]; then
+	"${BENCH_PYTHON:-python3}" "$HERE/report.py" "$OUT" "$DOC" || exit 1
+fi

@@ -8,7 +8,7 @@ struct VeerCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "veerctl",
         abstract: "Inspect Veer's BPF maps directly from their pins (works while veerd is down).",
-        subcommands: [Services.self, Backends.self, Stats.self, Sockets.self, Explain.self, Uninstall.self],
+        subcommands: [Services.self, Backends.self, Stats.self, Sockets.self, Explain.self, Trace.self, Uninstall.self],
         defaultSubcommand: Services.self)
 }
 
@@ -137,6 +137,85 @@ struct Explain: ParsableCommand {
         let explanation = Explanation(query: target, decisions: decisions, state: try dp.readState())
         if options.output == .json { return try printJSON(explanation) }
         print(explanation.text, terminator: "")
+    }
+}
+
+/// Set from a signal handler: a C function pointer cannot capture.
+nonisolated(unsafe) var traceStopRequested: sig_atomic_t = 0
+
+struct Trace: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Stream translations as they happen (Ctrl-C stops). The programs write events only while a tracer runs.")
+    @OptionGroup var options: CommonOptions
+
+    @Option(help: "Only this service: namespace/name or namespace/name:port.")
+    var service: String?
+
+    @Option(help: "Only connections to this pod.")
+    var pod: String?
+
+    @Option(help: "Stop after this many events.")
+    var count: Int?
+
+    @Option(help: "Stop after this many seconds.")
+    var duration: Double?
+
+    struct Line: Codable {
+        var time: String; var pid: UInt32; var command: String; var netnsCookie: UInt64
+        var `protocol`: String; var frontend: String; var service: String?
+        var verdict: String; var backend: String?; var pod: String?
+    }
+
+    func run() throws {
+        let dp = try options.open()
+        let tracer: Tracer
+        do { tracer = try Tracer(pins: options.pins) } catch let e as DatapathError { throw CtlError(e.description) }
+        let names = NamesFile.read(pins: options.pins) ?? ProgrammedNames()
+        let droppedBefore = try dp.stats()[.traceDropped] ?? 0
+        signal(SIGINT) { _ in traceStopRequested = 1 }
+        signal(SIGTERM) { _ in traceStopRequested = 1 }
+        try tracer.setEnabled(true)
+        defer { try? tracer.setEnabled(false) }
+
+        let started = Date()
+        var shown = 0
+        let formatter = DateFormatter()
+        formatter.dateFormat = "HH:mm:ss.SSS"
+        var mono = timespec()
+        while traceStopRequested == 0 {
+            if let duration, Date().timeIntervalSince(started) >= duration { break }
+            for event in tracer.poll(timeoutMS: 100) {
+                let fname = names.frontend(event.frontend)
+                let serviceName = fname.map { $0.port.isEmpty ? "\($0.namespace)/\($0.service)" : "\($0.namespace)/\($0.service):\($0.port)" }
+                let podName = event.backend.flatMap { names.backend($0)?.pod }
+                if let service, serviceName != service, serviceName?.hasPrefix(service + ":") != true { continue }
+                if let pod, podName != pod { continue }
+                clock_gettime(CLOCK_MONOTONIC, &mono)
+                let ageNS = Double(UInt64(mono.tv_sec) * 1_000_000_000 + UInt64(mono.tv_nsec)) - Double(event.timestampNS)
+                let line = Line(time: formatter.string(from: Date().addingTimeInterval(-ageNS / 1e9)), pid: event.pid,
+                                command: event.command, netnsCookie: event.netnsCookie,
+                                protocol: event.frontend.proto.description,
+                                frontend: "\(event.frontend.ip):\(event.frontend.port)", service: serviceName,
+                                verdict: event.verdict.rawValue,
+                                backend: event.backend.map { "\($0.ip):\($0.port)" }, pod: podName)
+                if options.output == .json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                    print(String(decoding: try encoder.encode(line), as: UTF8.self))
+                } else {
+                    let to = line.backend.map { "→ \($0)\(line.pod.map { " (\($0))" } ?? "")" }
+                        ?? (line.verdict == "refused" ? "refused (no endpoints: ECONNREFUSED)" : "dropped (no local endpoint: ETIMEDOUT)")
+                    print("\(line.time) \(line.command)[\(line.pid)] \(line.protocol) \(line.frontend)\(line.service.map { " (\($0))" } ?? "") \(to)")
+                }
+                shown += 1
+                if let count, shown >= count { traceStopRequested = 1; break }
+            }
+            fflush(nil) // all streams: lines reach a pipe as they happen
+        }
+        let dropped = (try dp.stats()[.traceDropped] ?? 0) - droppedBefore
+        if dropped > 0 {
+            FileHandle.standardError.write(Data("veerctl: \(dropped) events were dropped: the ring buffer was full\n".utf8))
+        }
     }
 }
 

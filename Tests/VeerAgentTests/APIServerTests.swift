@@ -71,7 +71,7 @@ private func count(_ sb: KernelSandbox) -> Int? {
 }
 
 private func waitFor(_ what: String, _ condition: () -> Bool) throws {
-    for _ in 0..<500 { if condition() { return }; usleep(20_000) }
+    for _ in 0..<1500 { if condition() { return }; usleep(20_000) }
     throw SandboxError("timed out waiting for \(what)")
 }
 

@@ -76,7 +76,7 @@ private final class Veerd {
     deinit { if process.isRunning { signal(SIGKILL) } }
 }
 
-private func waitFor(_ what: String, timeout: Double = 10, _ condition: () throws -> Bool) throws {
+private func waitFor(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) throws {
     let deadline = Date().addingTimeInterval(timeout)
     while Date() < deadline {
         if (try? condition()) == true { return }
@@ -323,5 +323,47 @@ struct VeerdTests {
                 }
             }
         }
+    }
+
+    @Test("veerctl trace shows each connection with its service and pod, and refusals")
+    func trace() throws {
+        try withBackends { sb in
+            try withManifests(["web.yaml": serviceYAML() + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods))),
+                               "empty.yaml": serviceYAML("empty", ip: "10.96.0.44")]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                do { try waitFor("programmed") { backendCount(sb) == 3 && backendCount(sb, "10.96.0.44:80/tcp") == 0 } } catch {
+                    Issue.record("veerd log:\n\(veerd.logText)")
+                    throw error
+                }
+                let tracer = Process()
+                tracer.executableURL = URL(fileURLWithPath: "\(KernelSandbox.veerBinaries)/veerctl")
+                tracer.arguments = ["trace", "--bpffs", sb.pins.root, "--count", "12", "--duration", "20"]
+                let out = Pipe()
+                tracer.standardOutput = out
+                try tracer.run()
+                defer { if tracer.isRunning { kill(tracer.processIdentifier, SIGKILL) } }
+                // The tracer turns the events on when it starts; connect once it has.
+                try waitFor("the tracer to attach") {
+                    (try? Datapath(pins: sb.pins).stats()[.traced]) != nil && self.tracing(sb)
+                }
+                let results = try sb.client(["tcp", vip, "80", "10"]) + sb.client(["tcp", "10.96.0.44", "80", "2"])
+                let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                tracer.waitUntilExit()
+                let lines = text.split(separator: "\n")
+                #expect(lines.count == 12, "\(text)")
+                for r in results where r.ok {
+                    let ip = backendIPs[pods.firstIndex(of: r.reply)!]
+                    #expect(lines.contains { $0.contains("veer-probe[") && $0.contains("10.96.0.10:80 (default/web:http) → \(ip):8080 (\(r.reply))") })
+                }
+                #expect(lines.filter { $0.contains("10.96.0.44:80 (default/empty:http) refused") }.count == 2, "\(text)")
+                #expect(try Datapath(pins: sb.pins).stats()[.traced] == 12)
+            }
+        }
+    }
+
+    /// Whether a tracer has turned event writing on.
+    private func tracing(_ sb: KernelSandbox) -> Bool {
+        let r = KernelSandbox.run(["bpftool", "-j", "map", "dump", "pinned", "\(sb.pins.maps)/veer_trace_on"])
+        return r.stdout.contains("\"value\":1") || r.stdout.contains("\"value\": 1")
     }
 }

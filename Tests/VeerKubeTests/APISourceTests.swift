@@ -190,7 +190,7 @@ struct APISourceTests {
             var state = standardState()
             state["services"] = [svc("web", port: 9090), svc("new")]
             server = try FakeAPIServer(state: state, port: port, rvStart: 5000)
-            await rec.wait("converged", timeout: .seconds(10)) {
+            await rec.wait("converged", timeout: .seconds(30)) {
                 rec.keys(.service) == ["shop/new", "shop/web"]
                     && dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 9090
             }

@@ -131,7 +131,7 @@ func testOptions(node: String = "node-a", pageSize: Int = 500) -> KubeAPISource.
     o.initialBackoff = .milliseconds(50)
     o.maxBackoff = .milliseconds(400)
     o.backoffResetAfter = .seconds(5)
-    o.requestTimeout = .seconds(5)
+    o.requestTimeout = .seconds(15)
     o.connectTimeout = .seconds(1)
     o.shortWatch = .milliseconds(100)
     return o

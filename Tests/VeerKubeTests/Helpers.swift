@@ -50,7 +50,7 @@ final class EventRecorder: @unchecked Sendable {
 
     /// Polls `condition` until it holds or `timeout` passes; records a failure naming `what` on timeout.
     @discardableResult
-    func wait(_ what: String, timeout: Duration = .seconds(5), sourceLocation: SourceLocation = #_sourceLocation,
+    func wait(_ what: String, timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
               _ condition: () -> Bool) async -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout

@@ -134,7 +134,12 @@ wait_maps ! 'web-[bc]'
 out=$(hundred)
 sed 's/^/    /' <<<"$out"
 (($(count_of "$out" web-a) == 100)) || fail "with zone hints only web-a (zone-a) should answer"
-say "  → all 100 stay in zone-a."
+say "  → all 100 stay in zone-a. Why? veerctl explain gives the selector's own reasons:"
+say "  \$ veerctl explain default/web"
+explain=$("$BIN/veerctl" explain default/web --bpffs "$PINS")
+sed -n '/topology:/p; /ENDPOINT/,/kernel:/p' <<<"$explain" | sed 's/^  /    /'
+grep -q 'hintedForOtherZone' <<<"$explain" || fail "explain does not name the zone hints"
+grep -q 'matches the decision' <<<"$explain" || fail "the kernel does not hold what the agent decided"
 say "  Safeguard: web-c loses its hint. kube-proxy then ignores hints for the whole service:"
 { slice_head; endpoint 10.244.1.11 web-a a true a; endpoint 10.244.2.12 web-b b true b; endpoint 10.244.3.13 web-c c true; } | put_slice
 wait_maps 'web-c'
@@ -164,11 +169,22 @@ total=$(awk '/service="web"/ {s += $NF} END {print s + 0}' <<<"$hits")
 ((total == 400)) || fail "the web counters add up to $total, but 400 requests were made"
 say "  → the kernel counted every one of the 400 requests, per pod, also across readiness changes."
 
+say "  \$ veerctl trace --service default/web --count 3    (while a pod makes 3 requests)"
+"$BIN/veerctl" trace --bpffs "$PINS" --service default/web --count 3 --duration 10 >"$WORK/trace.txt" &
+TRACE_PID=$!
+for _ in $(seq 100); do grep -q '"value": *1\|"value":1' <(bpftool -j map dump pinned "$PINS/v1/maps/veer_trace_on" 2>/dev/null) && break; sleep 0.05; done
+in_pod sh -c 'for i in 1 2 3; do curl -s --max-time 2 http://10.96.0.10/ >/dev/null; done'
+wait "$TRACE_PID" || true
+sed 's/^/    /' "$WORK/trace.txt"
+(($(grep -c 'default/web:http) → ' "$WORK/trace.txt") == 3)) || fail "veerctl trace did not show the 3 requests"
+
 if ((KEEP)); then
 	bold "The sandbox stays up. Try, in another shell (as root):"
 	say "  sh -c 'echo \$\$ > $CG/cgroup.procs; exec nsenter --net=$NSPATH bash'   # a shell as a pod on this node"
 	say "  curl http://10.96.0.10/      dig @10.96.0.53 web.default.svc.cluster.local"
 	say "  $BIN/veerctl services --bpffs $PINS"
+	say "  $BIN/veerctl explain default/web --bpffs $PINS"
+	say "  $BIN/veerctl trace --bpffs $PINS"
 	say "  \$EDITOR $MANIFESTS/web-slice.yaml    # veerd reprograms on save"
 	say "  curl -s $METRICS"
 	say "Press Ctrl-C to tear everything down."

@@ -22,8 +22,12 @@ final class FakeAPIServer: @unchecked Sendable {
          extraArguments: [String] = []) throws {
         scheme = extraArguments.contains("--tls-cert") ? "https" : "http"
         var args = [Self.script, "--port", String(port), "--rv-start", String(rvStart), "--exit-with-stdin"]
+        var stateFile: String?
+        // The server reads its state once at start; the file goes as soon as it listens.
+        defer { if let stateFile { try? FileManager.default.removeItem(atPath: stateFile) } }
         if let state {
             let file = NSTemporaryDirectory() + "veer-fake-state-\(UUID().uuidString).json"
+            stateFile = file
             try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: file))
             args += ["--state", file]
         }

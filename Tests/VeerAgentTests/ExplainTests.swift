@@ -1,0 +1,131 @@
+import Foundation
+import Glibc
+import Testing
+import VeerDatapath
+import VeerModel
+import VeerTestSupport
+
+// `veerctl explain` against a live agent: one case per selection rule, each asserting the
+// verdict and the rule the selector gave every endpoint, as the CLI prints them.
+
+private func svc(_ name: String, _ ip: String, extra: String = "") -> String {
+    """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: \(name), namespace: default}
+    spec:
+      clusterIP: \(ip)
+      ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+    \(extra)
+    ---
+
+    """
+}
+
+private func slice(_ service: String, name: String? = nil, port: String = "http", _ endpoints: [String]) -> String {
+    """
+    apiVersion: discovery.k8s.io/v1
+    kind: EndpointSlice
+    metadata: {name: \(name ?? service + "-1"), namespace: default, labels: {kubernetes.io/service-name: \(service)}}
+    addressType: IPv4
+    ports: [{name: \(port), port: 8080, protocol: TCP}]
+    endpoints:
+    \(endpoints.joined(separator: "\n"))
+    ---
+
+    """
+}
+
+private func ep(_ ip: String, ready: Bool = true, serving: Bool? = nil, terminating: Bool = false,
+                node: String = "node-a", zone: String = "zone-a", hint: String? = nil) -> String {
+    var s = "- addresses: [\(ip)]\n  conditions: {ready: \(ready), serving: \(serving ?? ready), terminating: \(terminating)}\n  nodeName: \(node)\n  zone: \(zone)"
+    if let hint { s += "\n  hints: {forZones: [{name: \(hint)}]}" }
+    return s
+}
+
+private let manifests = """
+apiVersion: v1
+kind: Node
+metadata: {name: node-a, labels: {topology.kubernetes.io/zone: zone-a}}
+---
+
+""" + svc("mixed", "10.96.1.1") + slice("mixed", [ep("10.1.0.1"), ep("10.1.0.2", ready: false),
+                                                 ep("10.1.0.3", ready: false, serving: true, terminating: true)])
+    + svc("fallback", "10.96.1.2") + slice("fallback", [ep("10.1.0.4", ready: false, serving: true, terminating: true)])
+    + svc("zones", "10.96.1.3") + slice("zones", [ep("10.1.0.5", hint: "zone-a"), ep("10.1.0.6", zone: "zone-b", hint: "zone-b")])
+    + svc("safeguard", "10.96.1.4") + slice("safeguard", [ep("10.1.0.7", hint: "zone-a"), ep("10.1.0.8", zone: "zone-b")])
+    + svc("local", "10.96.1.5", extra: "  internalTrafficPolicy: Local")
+    + slice("local", [ep("10.1.0.9"), ep("10.1.0.10", node: "node-b")])
+    + svc("localempty", "10.96.1.6", extra: "  internalTrafficPolicy: Local") + slice("localempty", [ep("10.1.0.11", node: "node-b")])
+    + svc("empty", "10.96.1.7")
+    + svc("dup", "10.96.1.8") + slice("dup", name: "dup-1", [ep("10.1.0.12")]) + slice("dup", name: "dup-2", [ep("10.1.0.12")])
+    + svc("ports", "10.96.1.9") + slice("ports", port: "metrics", [ep("10.1.0.13")])
+    + svc("headless", "None")
+
+/// Expected: endpoint → (in, rule); whenEmpty when the set is empty.
+private struct Case: Sendable, CustomTestStringConvertible {
+    var service: String
+    var endpoints: [String: (Bool, String)]
+    var whenEmpty: String? = nil
+    var testDescription: String { service }
+}
+
+private let cases: [Case] = [
+    Case(service: "mixed", endpoints: ["10.1.0.1:8080": (true, "ready"), "10.1.0.2:8080": (false, "notReady"),
+                                       "10.1.0.3:8080": (false, "terminatingNotNeeded")]),
+    Case(service: "fallback", endpoints: ["10.1.0.4:8080": (true, "terminatingFallback")]),
+    Case(service: "zones", endpoints: ["10.1.0.5:8080": (true, "hintedForThisZone"), "10.1.0.6:8080": (false, "hintedForOtherZone")]),
+    Case(service: "safeguard", endpoints: ["10.1.0.7:8080": (true, "readyHintsIgnored"), "10.1.0.8:8080": (true, "readyHintsIgnored")]),
+    Case(service: "local", endpoints: ["10.1.0.9:8080": (true, "localReady"), "10.1.0.10:8080": (false, "notOnThisNode")]),
+    Case(service: "localempty", endpoints: ["10.1.0.11:8080": (false, "notOnThisNode")], whenEmpty: "drop"),
+    Case(service: "empty", endpoints: [:], whenEmpty: "reject"),
+    Case(service: "ports", endpoints: ["10.1.0.13": (false, "portMismatch")], whenEmpty: "reject"),
+]
+
+@Suite("veerctl explain, rule by rule", .serialized,
+       .disabled(if: KernelSandbox.unavailableReason != nil, Comment(rawValue: "skipped: \(KernelSandbox.unavailableReason ?? "")")))
+struct ExplainTests {
+    @Test("Every endpoint's verdict and rule, the empty-set outcome, duplicates and skipped services")
+    func rules() throws {
+        try KernelSandbox.run { sb in
+            let dir = NSTemporaryDirectory() + "veer-explain-\(getpid())"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            try manifests.write(toFile: "\(dir)/all.yaml", atomically: true, encoding: .utf8)
+            let veerd = Process()
+            veerd.executableURL = URL(fileURLWithPath: "\(KernelSandbox.veerBinaries)/veerd")
+            veerd.arguments = ["--manifests", dir, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root, "--node-name", "node-a",
+                               "--metrics-address", "127.0.0.1:0", "--bpf-object", KernelSandbox.bpfObject]
+            veerd.standardError = FileHandle(forWritingAtPath: "/dev/null")
+            try veerd.run()
+            defer { kill(veerd.processIdentifier, SIGKILL); veerd.waitUntilExit() }
+            for _ in 0..<1500 where DecisionsFile.read(pins: sb.pins)?.decisions.count ?? 0 < 9 { usleep(20_000) }
+
+            let ctl = "\(KernelSandbox.veerBinaries)/veerctl"
+            for c in cases {
+                let r = KernelSandbox.run([ctl, "explain", "default/\(c.service)", "-o", "json", "--bpffs", sb.pins.root])
+                let explanation = try JSONDecoder().decode(Explanation.self, from: Data(r.stdout.utf8))
+                let f = try #require(explanation.frontends.first, "\(c.service): \(r.stdout) \(r.stderr)")
+                var got: [String: (Bool, String)] = [:]
+                for e in f.decision.endpoints { got[e.endpoint] = (e.included, e.rule.rawValue) }
+                #expect(got.keys.sorted() == c.endpoints.keys.sorted(), "\(c.service)")
+                for (endpoint, want) in c.endpoints {
+                    #expect(got[endpoint]?.0 == want.0 && got[endpoint]?.1 == want.1,
+                            "\(c.service) \(endpoint): got \(String(describing: got[endpoint])), want \(want)")
+                }
+                if let whenEmpty = c.whenEmpty {
+                    #expect(f.decision.backends == 0 && f.decision.whenEmpty == whenEmpty, "\(c.service)")
+                }
+                #expect(f.kernel.matches, "\(c.service): the kernel holds what was decided")
+            }
+
+            let dup = try JSONDecoder().decode(Explanation.self, from: Data(
+                KernelSandbox.run([ctl, "explain", "default/dup", "-o", "json", "--bpffs", sb.pins.root]).stdout.utf8))
+            let rules = dup.frontends.first?.decision.endpoints.map(\.rule.rawValue).sorted()
+            #expect(rules == ["duplicate", "ready"], "\(String(describing: rules))")
+
+            let headless = KernelSandbox.run([ctl, "explain", "default/headless", "--bpffs", sb.pins.root]).stdout
+            #expect(headless.hasPrefix("SKIPPED Service default/headless"), "\(headless)")
+        }
+    }
+}

@@ -52,11 +52,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where /metrics and /healthz listen, HOST:PORT.")
     var metricsAddress = "127.0.0.1:9965"
 
-    @Option(help: "Capacity of the services map (masters + slots). Takes effect on a fresh install only.")
-    var maxServiceEntries = Int(MapCapacities.compiledDefaults.services)
+    @Option(help: "Capacity of the services map (masters + slots); default 65536, or what is pinned. Takes effect on a fresh install only.")
+    var maxServiceEntries: Int?
 
-    @Option(help: "Capacity of the backends map. Takes effect on a fresh install only.")
-    var maxBackends = Int(MapCapacities.compiledDefaults.backends)
+    @Option(help: "Capacity of the backends map; default 65536, or what is pinned. Takes effect on a fresh install only.")
+    var maxBackends: Int?
 
     @Flag(help: "Also destroy TCP connections to a backend that leaves the service (UDP sockets always are).")
     var terminateTCP = false
@@ -106,9 +106,12 @@ struct Run: AsyncParsableCommand {
                 nodeName: nodeName ?? hostname(), zoneOverride: zone,
                 addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPv4Address($0) },
                 cgroup: cgroup, pins: PinLayout(root: bpffs), bpfObject: bpfObject ?? defaultObject(),
-                capacities: MapCapacities(services: maxServiceEntries, backends: maxBackends,
-                                          revNat: Int(MapCapacities.compiledDefaults.revNat),
-                                          members: Int(MapCapacities.compiledDefaults.members))),
+                // Only what was asked for: a restart without the flags adopts whatever is pinned.
+                capacities: maxServiceEntries == nil && maxBackends == nil ? nil : MapCapacities(
+                    services: maxServiceEntries ?? MapCapacities.compiledDefaults.services,
+                    backends: maxBackends ?? MapCapacities.compiledDefaults.backends,
+                    revNat: MapCapacities.compiledDefaults.revNat,
+                    members: MapCapacities.compiledDefaults.members)),
             source: source,
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)

@@ -272,22 +272,32 @@ public actor Agent {
         let state = (try? datapath.readState()) ?? MapState()
         let hits = (try? datapath.hitsByAddress(state)) ?? [:]
 
-        // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share them.
+        // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share
+        // them. Identity labels only: pod, node and zone come from veer_endpoint_info (a join), so
+        // a pod's rename does not start a new counter series.
         struct Series: Hashable { var labels: [String] }
         var series: [Series: UInt64] = [:]
+        var info = Set<Series>()
         for (pair, count) in hits {
             let (frontend, backend) = (pair.frontend, pair.backend)
             guard let fname = names.frontend(frontend) else { continue }
-            let bname = names.backend(backend)
-            let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName,
-                          "\(backend.ip):\(backend.port)", bname?.pod ?? "", bname?.zone ?? ""]
+            let endpoint = "\(backend.ip):\(backend.port)"
+            let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName, endpoint]
             series[Series(labels: labels), default: 0] += count
+            let bname = names.backend(backend)
+            info.insert(Series(labels: [fname.namespace, fname.service, endpoint, bname?.pod ?? "", bname?.node ?? "", bname?.zone ?? ""]))
         }
         out.family("veer_endpoint_hits_total", .counter,
                    help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
-        let keys = ["namespace", "service", "port", "protocol", "endpoint", "pod", "zone"]
+        let keys = ["namespace", "service", "port", "protocol", "endpoint"]
         for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
             out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
+        }
+        out.family("veer_endpoint_info", .gauge,
+                   help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
+        let infoKeys = ["namespace", "service", "endpoint", "pod", "node", "zone"]
+        for s in info.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
+            out.sample("veer_endpoint_info", Array(zip(infoKeys, s.labels)), 1)
         }
 
         out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")

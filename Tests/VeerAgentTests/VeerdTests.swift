@@ -172,11 +172,15 @@ struct VeerdTests {
                 try text.write(toFile: dir + "/metrics.txt", atomically: true, encoding: .utf8)
                 let check = KernelSandbox.run(["sh", "-c", "promtool check metrics < '\(dir)/metrics.txt'"])
                 #expect(check.status == 0, "promtool: \(check.stdout) \(check.stderr)")
-                for pod in pods {
+                for (ip, pod) in zip(backendIPs, pods) {
                     let served = results.filter { $0.reply == pod }.count
-                    let line = text.split(separator: "\n").first { $0.hasPrefix("veer_endpoint_hits_total{") && $0.contains("pod=\"\(pod)\"") }
+                    let endpoint = "endpoint=\"\(ip):8080\""
+                    let line = text.split(separator: "\n").first { $0.hasPrefix("veer_endpoint_hits_total{") && $0.contains(endpoint) }
                     #expect(line?.hasSuffix(" \(served)") == true, "\(pod) served \(served): \(line ?? "no series")")
-                    #expect(line?.contains("namespace=\"default\",service=\"web\",port=\"http\",protocol=\"TCP\"") == true)
+                    #expect(line?.contains("namespace=\"default\",service=\"web\",port=\"http\",protocol=\"TCP\",\(endpoint)}") == true)
+                    // The names come from the info series, one per endpoint.
+                    let info = text.split(separator: "\n").filter { $0.hasPrefix("veer_endpoint_info{") && $0.contains(endpoint) }
+                    #expect(info == ["veer_endpoint_info{namespace=\"default\",service=\"web\",\(endpoint),pod=\"\(pod)\",node=\"\",zone=\"\"} 1"], "\(info)")
                 }
                 #expect(fetch(url.replacingOccurrences(of: "/metrics", with: "/healthz")) == "ok\n")
             }

@@ -416,7 +416,7 @@ struct OperationsDocTests {
         let family = try Regex(#"out\.family\("(veer_[a-z_]+)",\s*\.(counter|gauge|histogram)"#)
         let sample = try Regex(#"out\.sample\("(veer_[a-z_]+)",\s*([^\n]*)"#)
         let quotedKey = try Regex(#""([a-z_]+)":"#)
-        let keysArray = try Regex(#"let keys = \[([^\]]*)\]"#)
+        let zipKeys = try Regex(#"zip\(([a-zA-Z]+),"#)
         var result: [String: (String, Set<String>)] = [:]
         for m in source.matches(of: family) {
             result[String(m.output[1].substring ?? "")] = (String(m.output[2].substring ?? ""), [])
@@ -424,7 +424,9 @@ struct OperationsDocTests {
         for m in source.matches(of: sample) {
             let name = String(m.output[1].substring ?? ""), rest = String(m.output[2].substring ?? "")
             var labels = Set(rest.matches(of: quotedKey).map { String($0.output[1].substring ?? "") })
-            if rest.contains("zip(keys"), let keys = source.firstMatch(of: keysArray) {
+            // Labels given as `zip(someKeys, values)`: read `let someKeys = [...]`.
+            if let z = rest.firstMatch(of: zipKeys),
+               let keys = source.firstMatch(of: try Regex("let \(z.output[1].substring ?? "") = \\[([^\\]]*)\\]")) {
                 labels.formUnion(String(keys.output[1].substring ?? "").split(separator: ",")
                     .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \"")) })
             }

@@ -162,9 +162,11 @@ say "  → the pod at 10.244.1.53:5353 answered; recvmsg4 showed the reply as fr
 bold "(e) What the kernel holds and counted"
 say "  \$ veerctl services"
 "$BIN/veerctl" services --bpffs "$PINS" | sed 's/^/    /'
-say "  \$ curl -s $METRICS | grep veer_endpoint_hits_total"
-hits=$(curl -s "$METRICS" | grep '^veer_endpoint_hits_total')
-sed 's/^/    /' <<<"$hits"
+say "  \$ curl -s $METRICS | grep -E 'veer_endpoint_(hits_total|info)'"
+metrics=$(curl -s "$METRICS")
+hits=$(grep '^veer_endpoint_hits_total' <<<"$metrics")
+grep -E '^veer_endpoint_(hits_total|info)' <<<"$metrics" | sed 's/^/    /'
+grep -q 'veer_endpoint_info{.*pod="web-a"' <<<"$metrics" || fail "no veer_endpoint_info for web-a in /metrics"
 total=$(awk '/service="web"/ {s += $NF} END {print s + 0}' <<<"$hits")
 ((total == 400)) || fail "the web counters add up to $total, but 400 requests were made"
 say "  → the kernel counted every one of the 400 requests, per pod, also across readiness changes."

@@ -74,6 +74,19 @@ public actor Agent {
     private var socketsTerminated: [L4Protocol: UInt64] = [:]
     private var terminationFailures: UInt64 = 0
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
+    private var events: KubeEventRecorder?
+
+    /// Posts Events on this node's Node object (API source only).
+    public func recordEvents(with recorder: KubeEventRecorder) {
+        events = recorder
+        let frontends = (try? datapath.readState().masters.count) ?? 0
+        post(.normal, "Starting", "Starting veerd: datapath pinned at \(config.pins.directory), \(frontends) frontends adopted")
+    }
+
+    private func post(_ type: KubeEventRecorder.EventType, _ reason: String, _ message: String) {
+        guard let events else { return }
+        Task { await events.record(type, reason: reason, message: message) }
+    }
 
     /// The API source's list/watch counters, exported with the agent's metrics.
     public func exportStatistics(of source: KubeAPISource) {
@@ -111,8 +124,9 @@ public actor Agent {
             // The field path without indices is the reason's label: bounded cardinality.
             let field = problem.field.replacingOccurrences(of: "\\[[0-9]+\\]", with: "[]", options: .regularExpression)
             rejectedObjects[RejectionKey(kind: problem.kind, field: field.isEmpty ? "document" : field), default: 0] += 1
-            logger.warning("rejected \(problem.kind) \(problem.object): \(problem.field.isEmpty ? "" : "\(problem.field): ")\(problem.message)",
-                           metadata: problem.origin.isEmpty ? [:] : ["origin": "\(problem.origin)"])
+            let text = "\(problem.kind) \(problem.object): \(problem.field.isEmpty ? "" : "\(problem.field): ")\(problem.message)"
+            logger.warning("rejected \(text)", metadata: problem.origin.isEmpty ? [:] : ["origin": "\(problem.origin)"])
+            post(.warning, "InvalidObject", "rejected \(text)")
         }
         for ignored in change.ignored {
             logger.info("ignored \(ignored.kind) \(ignored.object): \(ignored.message)")
@@ -200,6 +214,7 @@ public actor Agent {
             for rejection in plan.rejected {
                 serviceRejections += 1
                 logger.error("service \(rejection.service) not programmed: \(rejection.reason)")
+                post(.warning, "ServiceRejected", "service \(rejection.service) not programmed: \(rejection.reason)")
             }
         } catch {
             syncErrors += 1
@@ -215,6 +230,7 @@ public actor Agent {
             for (proto, n) in result.destroyed where n > 0 {
                 socketsTerminated[proto, default: 0] += UInt64(n)
                 logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")
+                post(.normal, "SocketsTerminated", "terminated \(n) \(proto) socket(s) connected to removed backends")
             }
             for failure in result.failures.sorted() {
                 terminationFailures += 1

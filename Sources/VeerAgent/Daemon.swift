@@ -43,6 +43,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     case let .kubernetes(config):
         let source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
         await agent.exportStatistics(of: source)
+        let recorder = try KubeEventRecorder(config: config, nodeName: options.agent.nodeName, logger: logger)
+        await agent.recordEvents(with: recorder)
         (events, diagnostics) = (source.events, source.diagnostics)
         startSource = { source.start() }
         stopSource = { await source.stop() }

@@ -119,6 +119,22 @@ struct APIServerTests {
             let watches = metrics.split(separator: "\n").first { $0.hasPrefix("veer_source_watches_total{kind=\"EndpointSlice\"}") }
             #expect((watches?.split(separator: " ").last).flatMap { Int($0) } ?? 0 >= 2, "\(watches ?? "no series")")
 
+            // Events on the Node, as kube-proxy posts them: the start, and an invalid object.
+            try api.post("apply", ["resource": "services", "object": [
+                "apiVersion": "v1", "kind": "Service", "metadata": ["name": "bad", "namespace": "default"],
+                "spec": ["clusterIP": "10.96.0.300", "ports": [["port": 80]]]]])
+            var events: [[String: Any]] = []
+            for _ in 0..<500 where events.count < 2 {
+                let r = KernelSandbox.run(["curl", "-s", "http://127.0.0.1:\(api.port)/_fake/events"])
+                events = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]) ?? []
+                usleep(20_000)
+            }
+            let reasons = events.compactMap { $0["reason"] as? String }
+            #expect(reasons.contains("Starting") && reasons.contains("InvalidObject"), "\(events)")
+            #expect(events.allSatisfy { ($0["involvedObject"] as? [String: Any])?["kind"] as? String == "Node"
+                && ($0["involvedObject"] as? [String: Any])?["name"] as? String == "node-a" })
+            #expect(events.contains { ($0["message"] as? String)?.contains("default/bad") == true })
+
             // The API server goes away: nothing is removed, traffic flows.
             api.stop()
             usleep(500_000)

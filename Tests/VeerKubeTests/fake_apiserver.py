@@ -35,6 +35,7 @@ Control (tests only): POST /_fake/<action> with a JSON body:
   fail_next {resource, status, retry_after, count}   answer the next N requests with that status
   delay {ms}                          slow down every list and get
 GET /_fake/requests -> every API request seen: {method, path, query, user_agent, authorization}.
+POST /api/v1/namespaces/<ns>/events stores an Event; GET /_fake/events lists them.
 """
 import argparse
 import base64
@@ -70,6 +71,7 @@ class World:
         self.split = 0
         self.forbidden = set()
         self.token = token
+        self.events = []  # Events posted to /api/v1/namespaces/<ns>/events
         self.watch_http_410 = 0
         self.expire_continue = 0
         self.snapshots = {}
@@ -216,6 +218,18 @@ class Handler(BaseHTTPRequestHandler):
         u = urllib.parse.urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
+        # Events are the one thing a proxy writes (kube-proxy posts them on its Node).
+        parts = u.path.strip("/").split("/")
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events":
+            with self.world.lock:
+                if self.world.token and self.headers.get("Authorization") != "Bearer " + self.world.token:
+                    return self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
+                ev = dict(body)
+                ev.setdefault("metadata", {})["namespace"] = parts[3]
+                ev["metadata"]["name"] = ev["metadata"].get("name") or (ev["metadata"].get("generateName", "") + str(len(self.world.events)))
+                ev["_user_agent"] = self.headers.get("User-Agent")
+                self.world.events.append(ev)
+            return self.send_json(201, ev)
         if not u.path.startswith("/_fake/"):
             return self.send_json(405, status(405, "MethodNotAllowed", "the fake only reads"))
         self.control(u.path[len("/_fake/"):], body)
@@ -274,6 +288,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_fake/requests":
             with w.lock:
                 return self.send_json(200, w.requests)
+        if path == "/_fake/events":
+            with w.lock:
+                return self.send_json(200, w.events)
         with w.lock:
             w.requests.append({"method": "GET", "path": path, "query": q,
                                "user_agent": self.headers.get("User-Agent"),

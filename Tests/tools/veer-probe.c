@@ -31,6 +31,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include "sandbox_join.h"
 
 static unsigned long long now_ns(void)
 {
@@ -255,30 +256,10 @@ static void udp_hold(struct sockaddr_in sa, long count, long gap_us)
 	if (fd >= 0) close(fd);
 }
 
-static void join(const char *cgroup, const char *netns)
-{
-	if (cgroup) {
-		char path[4096];
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
-		FILE *f = fopen(path, "w");
-		if (!f || fprintf(f, "%d\n", getpid()) < 0 || fclose(f)) die("join cgroup");
-	}
-	if (netns) {
-		int fd = open(netns, O_RDONLY | O_CLOEXEC);
-		if (fd < 0 || setns(fd, CLONE_NEWNET)) die("join netns");
-		close(fd);
-	}
-}
-
 int main(int argc, char **argv)
 {
 	const char *cgroup = NULL, *netns = NULL;
-	int i = 1;
-	for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
-		if (!strcmp(argv[i], "--cgroup")) cgroup = argv[i + 1];
-		else if (!strcmp(argv[i], "--netns")) netns = argv[i + 1];
-		else break;
-	}
+	int i = sandbox_options(argc, argv, &cgroup, &netns);
 	if (argc - i < 4) {
 		fprintf(stderr, "usage: veer-probe [--cgroup DIR] [--netns PATH] CMD IP PORT ARG [GAP_US]\n");
 		return 2;

@@ -46,7 +46,7 @@ $(BPF_OBJ): bpf/veer_sock.bpf.c bpf/include/veer_maps.h | deps
 	$(Q)$(CLANG) -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
 		-I/usr/include/$(MULTIARCH) -Ibpf/include -c $< -o $@
 
-$(PROBE): Tests/tools/veer-probe.c | deps
+$(PROBE): Tests/tools/veer-probe.c Tests/tools/sandbox_join.h | deps
 	@mkdir -p $(OUT)
 	@echo "  CC   $@"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<

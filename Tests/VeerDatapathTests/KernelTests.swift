@@ -75,6 +75,21 @@ struct KernelTests {
         }
     }
 
+    @Test("The maps read back exactly what a large plan wrote (batched reads across several chunks)")
+    func readBackAtScale() throws {
+        try KernelSandbox.run { sb in
+            let dp = try sb.install()
+            let desired = (0..<1500).map { i in
+                frontend("10.97.\(i / 250).\(i % 250 + 1)", 80, .tcp,
+                         backends: (1...5).map { "10.245.\(i / 200).\((i % 200) + $0)" })
+            }
+            let plan = try dp.sync(desired)
+            #expect(plan.target.serviceEntryCount == 1500 * 6)
+            #expect(try dp.readState() == plan.target)
+            #expect(try dp.sync(desired).operations.isEmpty, "replanning against what was read back is empty")
+        }
+    }
+
     @Test("A backend that leaves and comes back keeps counting from where it was")
     func countersSurviveMembershipChurn() throws {
         try withBackends { sb, dp in

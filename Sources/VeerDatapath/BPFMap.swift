@@ -65,8 +65,10 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
     }
 
     func keys() throws -> [Key] {
-        if perCPU, let batched = try batchKeysPerCPU() { return batched }
-        if !perCPU, let batched = try batchEntries() { return batched.map(\.0) }
+        let batch = perCPU
+            ? try batchRead(UInt64(0), valuesPerKey: cpus, chunk: 1024).map(\.keys)
+            : try batchRead(unsafeBitCast0(Value.self), valuesPerKey: 1, chunk: 4096).map(\.keys)
+        if let batch { return batch }
         var keys: [Key] = []
         var next = unsafeBitCast0(Key.self)
         var rc = bpf_map_get_next_key(fd, nil, &next)
@@ -83,45 +85,21 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
     /// slots one key at a time would take 200,000 syscalls per sync). Falls back to key by key
     /// where the kernel has no batch support for the map type.
     func entries() throws -> [(Key, Value)] {
-        if let batched = try batchEntries() { return batched }
+        if !perCPU, let batch = try batchRead(unsafeBitCast0(Value.self), valuesPerKey: 1, chunk: 4096) {
+            return Array(zip(batch.keys, batch.values))
+        }
         return try keys().compactMap { key in try lookup(key).map { (key, $0) } }
     }
 
-    /// Keys of a per-CPU map in batches; the values (one copy per CPU) are read and dropped.
-    private func batchKeysPerCPU() throws -> [Key]? {
-        let chunk = 1024
+    /// Reads the whole map with BPF_MAP_LOOKUP_BATCH: `valuesPerKey` values of type V per key
+    /// (one per CPU for a per-CPU map). nil where this map type cannot batch.
+    private func batchRead<V: BitwiseCopyable>(_ zero: V, valuesPerKey: Int, chunk: Int) throws -> (keys: [Key], values: [V])? {
         var keys = [Key](repeating: unsafeBitCast0(Key.self), count: chunk)
-        var values = [UInt64](repeating: 0, count: chunk * cpus)
-        var inBatch = [UInt8](repeating: 0, count: 64)
-        var outBatch = [UInt8](repeating: 0, count: 64)
-        var result: [Key] = []
-        var first = true
-        while true {
-            var count = UInt32(chunk)
-            let rc: Int32 = first
-                ? bpf_map_lookup_batch(fd, nil, &outBatch, &keys, &values, &count, nil)
-                : bpf_map_lookup_batch(fd, &inBatch, &outBatch, &keys, &values, &count, nil)
-            let err = errno
-            if rc != 0 && err != ENOENT {
-                if first && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) { return nil }
-                throw DatapathError.syscall(operation: "batch read of \(name)", errno: err)
-            }
-            result += keys.prefix(Int(count))
-            if rc != 0 { return result }
-            inBatch = outBatch
-            first = false
-        }
-    }
-
-    private func batchEntries() throws -> [(Key, Value)]? {
-        guard !perCPU else { return nil }
-        let chunk = 4096
-        var keys = [Key](repeating: unsafeBitCast0(Key.self), count: chunk)
-        var values = [Value](repeating: unsafeBitCast0(Value.self), count: chunk)
+        var values = [V](repeating: zero, count: chunk * valuesPerKey)
         // The batch token is opaque (a bucket index for hash maps): give it room.
         var inBatch = [UInt8](repeating: 0, count: 64)
         var outBatch = [UInt8](repeating: 0, count: 64)
-        var result: [(Key, Value)] = []
+        var result: (keys: [Key], values: [V]) = ([], [])
         var first = true
         while true {
             var count = UInt32(chunk)
@@ -134,7 +112,8 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
                 if first && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) { return nil }
                 throw DatapathError.syscall(operation: "batch read of \(name)", errno: err)
             }
-            for i in 0..<Int(count) { result.append((keys[i], values[i])) }
+            result.keys += keys.prefix(Int(count))
+            result.values += values.prefix(Int(count) * valuesPerKey)
             if rc != 0 { return result } // ENOENT: the end of the map
             inBatch = outBatch
             first = false

@@ -347,17 +347,11 @@ enum RetiredHitsFile {
     static func key(_ frontend: L4Address, _ backend: L4Address) -> String { "\(frontend) \(backend)" }
 
     static func read(pins: PinLayout) -> [String: UInt64] {
-        guard let data = FileManager.default.contents(atPath: path(pins)) else { return [:] }
-        return (try? JSONDecoder().decode([String: UInt64].self, from: data)) ?? [:]
+        readState([String: UInt64].self, from: path(pins)) ?? [:]
     }
 
     static func write(_ hits: [String: UInt64], pins: PinLayout) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        guard let data = try? encoder.encode(hits) else { return }
-        try? FileManager.default.createDirectory(atPath: NamesFile.directory(pins), withIntermediateDirectories: true)
-        let tmp = path(pins) + ".tmp"
-        if FileManager.default.createFile(atPath: tmp, contents: data) { _ = rename(tmp, path(pins)) }
+        try? writeState(hits, to: path(pins), pins: pins)
     }
 }
 

@@ -6,19 +6,11 @@ public enum DecisionsFile {
     public static func path(_ pins: PinLayout) -> String { "\(NamesFile.directory(pins))/decisions.json" }
 
     public static func read(pins: PinLayout) -> SavedDecisions? {
-        guard let data = FileManager.default.contents(atPath: path(pins)) else { return nil }
-        return try? JSONDecoder().decode(SavedDecisions.self, from: data)
+        readState(SavedDecisions.self, from: path(pins))
     }
 
     public static func write(_ decisions: SavedDecisions, pins: PinLayout) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try FileManager.default.createDirectory(atPath: NamesFile.directory(pins), withIntermediateDirectories: true)
-        let tmp = path(pins) + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: try encoder.encode(decisions)) else {
-            throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
-        }
-        guard rename(tmp, path(pins)) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }
+        try writeState(decisions, to: path(pins), pins: pins)
     }
 }
 

@@ -78,22 +78,32 @@ public enum NamesFile {
     public static func path(_ pins: PinLayout) -> String { "\(directory(pins))/names.json" }
 
     public static func read(pins: PinLayout) -> ProgrammedNames? {
-        guard let data = FileManager.default.contents(atPath: path(pins)) else { return nil }
-        return try? JSONDecoder().decode(ProgrammedNames.self, from: data)
+        readState(ProgrammedNames.self, from: path(pins))
     }
 
-    /// Written to a temporary file and renamed, so a reader never sees half a file.
     public static func write(_ names: ProgrammedNames, pins: PinLayout) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let data = try encoder.encode(names)
-        try FileManager.default.createDirectory(atPath: directory(pins), withIntermediateDirectories: true)
-        let tmp = path(pins) + ".tmp"
-        guard FileManager.default.createFile(atPath: tmp, contents: data) else {
-            throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
-        }
-        guard rename(tmp, path(pins)) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }
+        try writeState(names, to: path(pins), pins: pins)
     }
+}
+
+/// Reads one JSON state file; nil when it is missing or unreadable (veerctl then shows addresses).
+func readState<T: Decodable>(_ type: T.Type, from path: String) -> T? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    return try? JSONDecoder().decode(type, from: data)
+}
+
+/// Writes one JSON state file into the state directory: to a temporary file, then renamed,
+/// so a reader (veerctl) never sees half a file.
+func writeState<T: Encodable>(_ value: T, to path: String, pins: PinLayout) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    let data = try encoder.encode(value)
+    try FileManager.default.createDirectory(atPath: NamesFile.directory(pins), withIntermediateDirectories: true)
+    let tmp = path + ".tmp"
+    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+        throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
+    }
+    guard rename(tmp, path) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }
 }
 
 /// Plain aligned columns, like kubectl's.

@@ -9,7 +9,7 @@ public struct AgentConfiguration: Sendable {
     /// Overrides the Node's `topology.kubernetes.io/zone` label.
     public var zoneOverride: String?
     /// Overrides the Node's InternalIP/ExternalIP addresses for NodePorts.
-    public var addressOverride: [IPv4Address]?
+    public var addressOverride: [IPAddress]?
     public var cgroup: String
     public var pins: PinLayout
     public var bpfObject: String
@@ -19,7 +19,7 @@ public struct AgentConfiguration: Sendable {
     /// service. UDP by default: nothing else ever tells a UDP client its peer is gone.
     public var terminateProtocols: Set<L4Protocol> = [.udp]
 
-    public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPv4Address]? = nil,
+    public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
         self.nodeName = nodeName
         self.zoneOverride = zoneOverride

@@ -6,11 +6,11 @@ import VeerModel
 
 extension L4Address {
     init(be addr: UInt32, port: UInt16, proto: UInt8) {
-        self.init(ip: IPv4Address(UInt32(bigEndian: addr)), port: UInt16(bigEndian: port),
+        self.init(ip: IPAddress(ipv4: UInt32(bigEndian: addr)), port: UInt16(bigEndian: port),
                   proto: L4Protocol(rawValue: proto) ?? .tcp)
     }
 
-    var beAddr: UInt32 { ip.value.bigEndian }
+    var beAddr: UInt32 { (ip.ipv4 ?? 0).bigEndian }
     var bePort: UInt16 { port.bigEndian }
 }
 

@@ -1,14 +1,96 @@
-/// Addresses as the datapath sees them: IPv4 in host order, a port, an L4 protocol.
+/// Addresses as the datapath sees them: one 128-bit IP type for both families, a port, an
+/// L4 protocol. IPv4 is held as its IPv4-mapped IPv6 form (::ffff:a.b.c.d), the form the
+/// BPF maps use too, so an AF_INET6 socket connecting to ::ffff:VIP finds the IPv4 service.
 /// Kept pure (no inet_pton) so the model stays free of system calls.
 
-public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
-    /// Host byte order: 10.96.0.10 is 0x0A60000A.
-    public var value: UInt32
+public enum IPFamily: String, Hashable, Sendable, Codable, CaseIterable, Comparable {
+    case ipv4 = "IPv4"
+    case ipv6 = "IPv6"
 
-    public init(_ value: UInt32) { self.value = value }
+    /// The family of a well-formed IP text, nil if it is neither.
+    public init?(address text: String) {
+        guard let ip = IPAddress(text) else { return nil }
+        self = ip.family
+    }
 
-    /// Parses dotted-quad text strictly: four decimal octets 0...255, nothing else.
+    public static func < (a: Self, b: Self) -> Bool { a == .ipv4 && b == .ipv6 }
+}
+
+public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// The 16 bytes in network order, as two big-endian halves: ::1 is (0, 1).
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+
+    /// An IPv4 address from its host-order value: 10.96.0.10 is 0x0A60000A.
+    public init(ipv4 value: UInt32) {
+        self.init(high: 0, low: 0xFFFF_0000_0000 | UInt64(value))
+    }
+
+    /// Parses dotted-quad IPv4 or RFC 4291 IPv6 text strictly (no zone, no prefix).
+    /// `::ffff:a.b.c.d` is the IPv4 address a.b.c.d: it is one address, as in the kernel.
     public init?(_ text: some StringProtocol) {
+        if let v4 = Self.parseIPv4(text) {
+            self.init(ipv4: v4)
+        } else if let (high, low) = Self.parseIPv6(text) {
+            self.init(high: high, low: low)
+        } else {
+            return nil
+        }
+    }
+
+    public var family: IPFamily { isIPv4 ? .ipv4 : .ipv6 }
+    public var isIPv4: Bool { high == 0 && low >> 32 == 0xFFFF }
+    /// The host-order IPv4 value, nil for an IPv6 address.
+    public var ipv4: UInt32? { isIPv4 ? UInt32(truncatingIfNeeded: low) : nil }
+
+    /// The 16 bytes in network order.
+    public var bytes: [UInt8] {
+        (0..<8).map { UInt8(truncatingIfNeeded: high >> (56 - 8 * $0)) }
+            + (0..<8).map { UInt8(truncatingIfNeeded: low >> (56 - 8 * $0)) }
+    }
+
+    public init?(bytes: some Collection<UInt8>) {
+        guard bytes.count == 16 else { return nil }
+        let b = Array(bytes)
+        self.init(high: b[0..<8].reduce(0) { $0 << 8 | UInt64($1) }, low: b[8..<16].reduce(0) { $0 << 8 | UInt64($1) })
+    }
+
+    /// IPv4 in dotted quad; IPv6 in RFC 5952 form (lower case, longest zero run as ::).
+    public var description: String {
+        if let v4 = ipv4 { return Self.dotted(v4) }
+        let groups = (0..<4).map { UInt16(truncatingIfNeeded: high >> (48 - 16 * $0)) }
+            + (0..<4).map { UInt16(truncatingIfNeeded: low >> (48 - 16 * $0)) }
+        // The longest run of two or more zero groups, the first one on a tie.
+        var best = (start: -1, length: 0), run = (start: -1, length: 0)
+        for (i, g) in groups.enumerated() {
+            if g == 0 {
+                run = run.start < 0 ? (i, 1) : (run.start, run.length + 1)
+                if run.length > best.length { best = run }
+            } else {
+                run = (-1, 0)
+            }
+        }
+        let hex = groups.map { String($0, radix: 16) }
+        guard best.length >= 2 else { return hex.joined(separator: ":") }
+        return hex[..<best.start].joined(separator: ":") + "::" + hex[(best.start + best.length)...].joined(separator: ":")
+    }
+
+    public var isLoopback: Bool { ipv4.map { $0 >> 24 == 127 } ?? (high == 0 && low == 1) }
+    public var isUnspecified: Bool { ipv4.map { $0 == 0 } ?? (high == 0 && low == 0) }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.high, a.low) < (b.high, b.low) }
+
+    private static func dotted(_ v: UInt32) -> String {
+        "\(v >> 24).\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff)"
+    }
+
+    /// Four decimal octets 0...255, nothing else.
+    private static func parseIPv4(_ text: some StringProtocol) -> UInt32? {
         var octets: [UInt32] = []
         for part in text.split(separator: ".", omittingEmptySubsequences: false) {
             guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
@@ -16,17 +98,46 @@ public struct IPv4Address: Hashable, Comparable, Sendable, CustomStringConvertib
             octets.append(octet)
         }
         guard octets.count == 4 else { return nil }
-        value = octets.reduce(0) { $0 << 8 | $1 }
+        return octets.reduce(0) { $0 << 8 | $1 }
     }
 
-    public var description: String {
-        "\(value >> 24).\(value >> 16 & 0xff).\(value >> 8 & 0xff).\(value & 0xff)"
+    /// RFC 4291 text forms, with an optional trailing dotted IPv4; no zone.
+    private static func parseIPv6(_ text: some StringProtocol) -> (UInt64, UInt64)? {
+        guard text.contains(":"), text.count <= 45, text.allSatisfy({ $0.isASCII }) else { return nil }
+        let halves = String(text).components(separatedBy: "::")
+        guard halves.count <= 2 else { return nil }
+        var sides: [[UInt16]] = []
+        for (h, half) in halves.enumerated() {
+            var groups: [UInt16] = []
+            if !half.isEmpty {
+                let parts = half.split(separator: ":", omittingEmptySubsequences: false)
+                for (i, part) in parts.enumerated() {
+                    if part.contains(".") {
+                        // Embedded IPv4 only as the very last group.
+                        guard h == halves.count - 1, i == parts.count - 1, let v4 = parseIPv4(part) else { return nil }
+                        groups += [UInt16(v4 >> 16), UInt16(v4 & 0xFFFF)]
+                    } else {
+                        guard (1...4).contains(part.count), part.allSatisfy({ $0.isHexDigit }),
+                              let g = UInt16(part, radix: 16) else { return nil }
+                        groups.append(g)
+                    }
+                }
+            }
+            sides.append(groups)
+        }
+        let all: [UInt16]
+        if sides.count == 2 {
+            let known = sides[0].count + sides[1].count
+            guard known <= 7 else { return nil }
+            all = sides[0] + Array(repeating: 0, count: 8 - known) + sides[1]
+        } else {
+            guard sides[0].count == 8 else { return nil }
+            all = sides[0]
+        }
+        let high = all[0..<4].reduce(UInt64(0)) { $0 << 16 | UInt64($1) }
+        let low = all[4..<8].reduce(UInt64(0)) { $0 << 16 | UInt64($1) }
+        return (high, low)
     }
-
-    public var isLoopback: Bool { value >> 24 == 127 }
-    public var isUnspecified: Bool { value == 0 }
-
-    public static func < (a: Self, b: Self) -> Bool { a.value < b.value }
 }
 
 public enum L4Protocol: UInt8, Hashable, Comparable, Sendable, CustomStringConvertible, CaseIterable {
@@ -57,23 +168,31 @@ public enum L4Protocol: UInt8, Hashable, Comparable, Sendable, CustomStringConve
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// An IPv4 address, port and protocol: a frontend or a backend.
+/// An IP address, port and protocol: a frontend or a backend.
 public struct L4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
-    public var ip: IPv4Address
+    public var ip: IPAddress
     public var port: UInt16
     public var proto: L4Protocol
 
-    public init(ip: IPv4Address, port: UInt16, proto: L4Protocol) {
+    public init(ip: IPAddress, port: UInt16, proto: L4Protocol) {
         self.ip = ip
         self.port = port
         self.proto = proto
     }
 
-    /// Parses `10.96.0.10:80/tcp` (protocol optional, default tcp).
+    /// Parses `10.96.0.10:80/tcp` or `[fd00::10]:80/tcp` (protocol optional, default tcp).
     public init?(_ text: some StringProtocol) {
         let pieces = text.split(separator: "/", maxSplits: 1)
         guard let hostPort = pieces.first, let colon = hostPort.lastIndex(of: ":") else { return nil }
-        guard let ip = IPv4Address(hostPort[..<colon]),
+        var host = hostPort[..<colon]
+        if host.first == "[" {
+            guard host.last == "]" else { return nil }
+            host = host.dropFirst().dropLast()
+            guard host.contains(":") else { return nil }
+        } else if host.contains(":") {
+            return nil  // IPv6 needs brackets, as in a URL
+        }
+        guard let ip = IPAddress(host),
               let port = UInt16(hostPort[hostPort.index(after: colon)...]) else { return nil }
         var proto = L4Protocol.tcp
         if pieces.count == 2 {
@@ -83,7 +202,11 @@ public struct L4Address: Hashable, Comparable, Sendable, CustomStringConvertible
         self.init(ip: ip, port: port, proto: proto)
     }
 
-    public var description: String { "\(ip):\(port)/\(proto)" }
+    /// `10.96.0.10:80/tcp`, `[fd00::10]:80/tcp`.
+    public var description: String { "\(hostPort)/\(proto)" }
+
+    /// `10.96.0.10:80`, `[fd00::10]:80`: the address as a URL or a socket API prints it.
+    public var hostPort: String { ip.isIPv4 ? "\(ip):\(port)" : "[\(ip)]:\(port)" }
 
     public static func < (a: Self, b: Self) -> Bool {
         (a.ip, a.port, a.proto.rawValue) < (b.ip, b.port, b.proto.rawValue)

@@ -304,9 +304,9 @@ public struct Node: Hashable, Sendable {
     /// `topology.kubernetes.io/zone`, nil when missing.
     public var zone: String? { meta.labels[KubeLabel.zone] }
 
-    /// InternalIP and ExternalIP addresses that are IPv4, in the order given.
-    public var ipv4Addresses: [IPv4Address] {
-        addresses.filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }.compactMap { IPv4Address($0.address) }
+    /// InternalIP and ExternalIP addresses of either family, in the order given.
+    public var ipAddresses: [IPAddress] {
+        addresses.filter { $0.type == "InternalIP" || $0.type == "ExternalIP" }.compactMap { IPAddress($0.address) }
     }
 }
 
@@ -332,38 +332,4 @@ public enum KubeObject: Hashable, Sendable {
         case let .node(n): n.meta
         }
     }
-}
-
-// MARK: - IP text
-
-public enum IPFamily: String, Hashable, Sendable, Codable {
-    case ipv4 = "IPv4"
-    case ipv6 = "IPv6"
-
-    /// The family of a well-formed IP text, nil if it is neither.
-    public init?(address text: String) {
-        if IPv4Address(text) != nil { self = .ipv4 } else if isIPv6Text(text) { self = .ipv6 } else { return nil }
-    }
-}
-
-/// Strict IPv6 text check (RFC 4291 forms, optional trailing dotted IPv4, no zone).
-func isIPv6Text(_ text: String) -> Bool {
-    guard text.contains(":"), text.count <= 45, text.allSatisfy({ $0.isASCII }) else { return false }
-    let halves = text.components(separatedBy: "::")
-    guard halves.count <= 2 else { return false }
-    var groups = 0
-    for (h, half) in halves.enumerated() where !half.isEmpty {
-        let parts = half.split(separator: ":", omittingEmptySubsequences: false)
-        for (i, part) in parts.enumerated() {
-            if part.contains(".") {
-                // Embedded IPv4 only as the very last group.
-                guard h == halves.count - 1, i == parts.count - 1, IPv4Address(part) != nil else { return false }
-                groups += 2
-            } else {
-                guard (1...4).contains(part.count), part.allSatisfy({ $0.isHexDigit }) else { return false }
-                groups += 1
-            }
-        }
-    }
-    return halves.count == 2 ? groups <= 7 : groups == 8
 }

@@ -10,7 +10,7 @@ public struct NodeContext: Hashable, Sendable {
     /// This node's zone, matched against zone hints. nil = no zone label (zone hints then never match).
     public var zone: String?
     /// Addresses NodePorts are served on (besides loopback).
-    public var addresses: [IPv4Address]
+    public var addresses: [IPAddress]
     /// NodePort on 127.0.0.1, as iptables kube-proxy does by default (`localhostNodePorts`).
     public var nodePortOnLoopback: Bool
     /// The PreferSameTrafficDistribution gate (GA and locked on since 1.35): honour node hints.
@@ -19,7 +19,7 @@ public struct NodeContext: Hashable, Sendable {
     /// Local set for connections made on this node instead of short-circuiting to the Cluster set.
     public var externalLocalForLocalClients: Bool
 
-    public init(nodeName: String, zone: String? = nil, addresses: [IPv4Address] = [],
+    public init(nodeName: String, zone: String? = nil, addresses: [IPAddress] = [],
                 nodePortOnLoopback: Bool = true, nodeHintsEnabled: Bool = true,
                 externalLocalForLocalClients: Bool = false) {
         self.nodeName = nodeName
@@ -32,10 +32,10 @@ public struct NodeContext: Hashable, Sendable {
 
     /// From this node's Node object: zone from `topology.kubernetes.io/zone` unless `zoneOverride`
     /// is given, addresses from its InternalIP/ExternalIP IPv4 addresses unless `addressOverride` is.
-    public init(nodeName: String, node: Node?, zoneOverride: String? = nil, addressOverride: [IPv4Address]? = nil,
+    public init(nodeName: String, node: Node?, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 nodePortOnLoopback: Bool = true) {
         self.init(nodeName: nodeName, zone: zoneOverride ?? node?.zone,
-                  addresses: addressOverride ?? node?.ipv4Addresses ?? [], nodePortOnLoopback: nodePortOnLoopback)
+                  addresses: addressOverride ?? node?.ipAddresses ?? [], nodePortOnLoopback: nodePortOnLoopback)
     }
 }
 

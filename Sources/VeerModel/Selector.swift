@@ -89,13 +89,13 @@ public enum Selector {
         }
 
         // §1.2, §4: the service's external addresses, this family only.
-        var externalIPs: [IPv4Address] = []
+        var externalIPs: [IPAddress] = []
         for text in service.externalIPs {
-            if let ip = IPv4Address(text) { externalIPs.append(ip) } else {
+            if let ip = IPAddress(text), ip.isIPv4 { externalIPs.append(ip) } else {
                 skip(.ipv6Address, "externalIP \(text) is not IPv4: skipped until dual stack lands", kind: "Frontend", object: text)
             }
         }
-        var lbIPs: [IPv4Address] = []
+        var lbIPs: [IPAddress] = []
         for ingress in service.loadBalancerIngress {
             guard let text = ingress.ip else {
                 skip(.loadBalancerHostnameOnly, "load-balancer ingress \(ingress.hostname ?? "") has no IP", kind: "Frontend", object: ingress.hostname ?? "")
@@ -103,14 +103,14 @@ public enum Selector {
             }
             if ingress.ipMode == "Proxy" {
                 skip(.loadBalancerProxyMode, "load-balancer IP \(text) has ipMode Proxy: traffic goes to the load balancer", kind: "Frontend", object: text)
-            } else if let ip = IPv4Address(text) {
+            } else if let ip = IPAddress(text), ip.isIPv4 {
                 lbIPs.append(ip)
             } else {
                 skip(.ipv6Address, "load-balancer IP \(text) is not IPv4: skipped until dual stack lands", kind: "Frontend", object: text)
             }
         }
-        let nodeIPs = uniqueSorted(node.addresses.filter { !$0.isLoopback && !$0.isUnspecified })
-            + (node.nodePortOnLoopback ? [IPv4Address(0x7F00_0001)] : [])
+        let nodeIPs = uniqueSorted(node.addresses.filter { $0.isIPv4 && !$0.isLoopback && !$0.isUnspecified })
+            + (node.nodePortOnLoopback ? [IPAddress(ipv4: 0x7F00_0001)] : [])
 
         let affinity: UInt32? = service.sessionAffinity == .clientIP ? service.affinityTimeoutSeconds : nil
         let iTPLocal = service.internalTrafficPolicy == .local
@@ -124,7 +124,7 @@ public enum Selector {
             let sel = selectPort(port, slices: usable, node: node)
             let decisionBase = (service: key, port: port.name, proto: port.proto.description)
 
-            func emit(_ ip: IPv4Address, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
+            func emit(_ ip: IPAddress, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
                 let address = L4Address(ip: ip, port: portNumber, proto: port.proto)
                 guard seen.insert(address).inserted else {
                     skip(.frontendConflict, "\(address) is already a frontend of this service", kind: "Frontend", object: address.description)
@@ -195,7 +195,7 @@ public enum Selector {
     }
 
     private struct Candidate {
-        var ip: IPv4Address
+        var ip: IPAddress
         var port: UInt16
         var endpoint: Endpoint
         var slice: String
@@ -231,7 +231,7 @@ public enum Selector {
                     excluded.append(verdict(e, first, s, .portUnset, "slice port \"\(port.name)\" has no port number"))
                     continue
                 }
-                guard let ip = IPv4Address(first) else {
+                guard let ip = IPAddress(first), ip.isIPv4 else {
                     excluded.append(verdict(e, first, s, .notIPv4, "address \(first) is not IPv4"))
                     continue
                 }
@@ -383,19 +383,19 @@ public enum Selector {
     // MARK: - Helpers
 
     /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies.
-    static func ipv4ClusterIP(_ s: Service) -> IPv4Address? {
+    static func ipv4ClusterIP(_ s: Service) -> IPAddress? {
         let ips = s.clusterIPs.isEmpty ? [s.clusterIP].compactMap { $0 } : s.clusterIPs
         if s.ipFamilies.isEmpty {
             // What API defaulting would write: each cluster IP's own family.
-            return ips.lazy.compactMap { IPv4Address($0) }.first
+            return ips.lazy.compactMap { IPAddress($0) }.first { $0.isIPv4 }
         }
         for (i, family) in s.ipFamilies.enumerated() where family == IPFamily.ipv4.rawValue && i < ips.count {
-            return IPv4Address(ips[i])
+            return IPAddress(ips[i]).flatMap { $0.isIPv4 ? $0 : nil }
         }
         return nil
     }
 
-    private static func uniqueSorted(_ ips: [IPv4Address]) -> [IPv4Address] { Array(Set(ips)).sorted() }
+    private static func uniqueSorted(_ ips: [IPAddress]) -> [IPAddress] { Array(Set(ips)).sorted() }
 
     private static func sorted(_ r: SelectionResult) -> SelectionResult {
         var out = r

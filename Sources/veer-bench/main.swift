@@ -43,7 +43,7 @@ func readFrontends(_ path: String) -> [DesiredFrontend] {
     var result: [DesiredFrontend] = []
     for (n, line) in text.split(separator: "\n").enumerated() {
         let f = line.split(separator: " ")
-        guard f.count >= 3, let ip = IPv4Address(f[0]), let port = UInt16(f[1]),
+        guard f.count >= 3, let ip = IPAddress(f[0]), let port = UInt16(f[1]),
               let proto = L4Protocol.allCases.first(where: { $0.description == f[2] }) else {
             fail("\(path):\(n + 1): bad line")
         }
@@ -135,7 +135,7 @@ case "churn" where args.count == 6:
             let j = Int.random(in: 0..<desired[i].backends.count, using: &rng)
             let t0 = now()
             var address = desired[i].backends[j].address
-            address.ip = IPv4Address(0x0B00_0000 + UInt32(k)) // 11.0.0.0/8: fresh, never a real endpoint
+            address.ip = IPAddress(ipv4: 0x0B00_0000 + UInt32(k)) // 11.0.0.0/8: fresh, never a real endpoint
             desired[i].backends[j] = DesiredBackend(address: address)
             // What the agent does per change today (Agent.swift): a full Datapath.sync.
             try dp.sync(desired)

@@ -70,7 +70,7 @@ struct Run: AsyncParsableCommand {
     mutating func validate() throws {
         let sources = [manifests != nil, kubeconfig != nil || apiServer != nil || context != nil]
         if sources.allSatisfy({ $0 }) { throw ValidationError("--manifests and the Kubernetes API options exclude each other") }
-        for a in nodeAddresses where IPv4Address(a) == nil { throw ValidationError("--node-address \(a) is not an IPv4 address") }
+        for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IPv4 address") }
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
         }
@@ -104,7 +104,7 @@ struct Run: AsyncParsableCommand {
         var options = DaemonOptions(
             agent: AgentConfiguration(
                 nodeName: nodeName ?? hostname(), zoneOverride: zone,
-                addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPv4Address($0) },
+                addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPAddress($0) },
                 cgroup: cgroup, pins: PinLayout(root: bpffs), bpfObject: bpfObject ?? defaultObject(),
                 // Only what was asked for: a restart without the flags adopts whatever is pinned.
                 capacities: maxServiceEntries == nil && maxBackends == nil ? nil : MapCapacities(

@@ -17,9 +17,9 @@ private func frontend(_ ip: String = vip, _ port: UInt16 = 80, _ proto: L4Protoc
                       backends: [String], backendPort: UInt16 = 8080, affinity: UInt32? = nil,
                       whenEmpty: EmptyBehavior = .reject) -> DesiredFrontend {
     DesiredFrontend(
-        address: L4Address(ip: IPv4Address(ip)!, port: port, proto: proto), kind: .clusterIP,
+        address: L4Address(ip: IPAddress(ip)!, port: port, proto: proto), kind: .clusterIP,
         service: ServicePortName(namespace: "default", name: "web", port: "http", proto: proto),
-        backends: backends.map { DesiredBackend(address: L4Address(ip: IPv4Address($0)!, port: backendPort, proto: proto)) },
+        backends: backends.map { DesiredBackend(address: L4Address(ip: IPAddress($0)!, port: backendPort, proto: proto)) },
         whenEmpty: whenEmpty, affinityTimeout: affinity)
 }
 
@@ -67,7 +67,7 @@ struct KernelTests {
             let hits = try dp.hits()
             let perPod = counts(results)
             for (i, ip) in backendIPs.enumerated() {
-                let id = plan.target.backends.first { $0.value.address.ip == IPv4Address(ip)! }!.key
+                let id = plan.target.backends.first { $0.value.address.ip == IPAddress(ip)! }!.key
                 let revNat = plan.target.masters.values.first!.revNatID
                 #expect(hits[MemberKey(revNatID: revNat, backendID: id)] == UInt64(perPod[podNames[i]] ?? 0))
             }

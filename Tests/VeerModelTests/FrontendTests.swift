@@ -228,7 +228,7 @@ struct FrontendTests {
 
     @Test func nodePortOnEveryNodeAddressAndLoopback() throws {  // 67
         let node = NodeContext(nodeName: "N1", zone: "a",
-                               addresses: [IPv4Address("192.168.0.1")!, IPv4Address("10.1.0.1")!, IPv4Address("192.168.0.1")!])
+                               addresses: [IPAddress("192.168.0.1")!, IPAddress("10.1.0.1")!, IPAddress("192.168.0.1")!])
         let svc = serviceJSON(type: "NodePort", ports: [SvcPort(nodePort: 30080)])
         let r = select(svc, [sliceJSON("s", endpoints: [.R("10.0.0.1")])], node: node)
         #expect(r.frontends.filter { $0.kind == .nodePort }.map(\.address.description)

@@ -64,7 +64,7 @@ struct FuzzTests {
         let original = try Fixture.text(file)
         var rng = SplitMix64(seed: 0x5EED_0000 &+ UInt64(file.utf8.reduce(0) { $0 &* 31 &+ Int($1) } & 0xFFFF))
         let node = NodeContext(nodeName: "ip-192-168-1-98.ap-northeast-2.compute.internal", zone: "ap-northeast-2a",
-                               addresses: [IPv4Address("192.168.1.98")!])
+                               addresses: [IPAddress("192.168.1.98")!])
         var store = ServiceStore()
         var decoded = 0
         let start = ContinuousClock.now

@@ -91,7 +91,7 @@ struct StoreTests {
                                    "status": ["addresses": [["type": "InternalIP", "address": "192.168.0.1"]]]]
         #expect(store.apply(.apply(raw(node))).nodes == ["N1"])
         let ctx = NodeContext(nodeName: "N1", node: store.nodes["N1"])
-        #expect(ctx.zone == "a" && ctx.addresses == [IPv4Address("192.168.0.1")!])
+        #expect(ctx.zone == "a" && ctx.addresses == [IPAddress("192.168.0.1")!])
         #expect(NodeContext(nodeName: "N1", node: store.nodes["N1"], zoneOverride: "z").zone == "z")
         #expect(!store.isSynced)
         #expect(store.apply(.synced).synced && store.isSynced)

@@ -132,7 +132,7 @@ func raw(_ object: [String: Any], origin: String = "test") -> RawObject {
 }
 
 /// Default node of the reference's checklist: N1 in zone a, with one address.
-let N1 = NodeContext(nodeName: "N1", zone: "a", addresses: [IPv4Address("192.168.0.1")!])
+let N1 = NodeContext(nodeName: "N1", zone: "a", addresses: [IPAddress("192.168.0.1")!])
 
 /// Feeds a service and its slices through the store (so decoding is exercised) and selects.
 func select(_ service: [String: Any], _ slices: [[String: Any]], node: NodeContext = N1) -> SelectionResult {

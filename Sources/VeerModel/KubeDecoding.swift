@@ -172,6 +172,9 @@ private struct Validator {
         for (i, f) in (spec.ipFamilies ?? []).enumerated() where IPFamily(rawValue: f) == nil {
             fail("spec.ipFamilies[\(i)]", "unknown IP family \"\(f)\"")
         }
+        if let p = spec.ipFamilyPolicy, !["SingleStack", "PreferDualStack", "RequireDualStack"].contains(p) {
+            fail("spec.ipFamilyPolicy", "unknown IP family policy \"\(p)\"")
+        }
         for (i, e) in (spec.externalIPs ?? []).enumerated() { _ = ip(e, "spec.externalIPs[\(i)]") }
         var ports: [ServicePort] = []
         for (i, p) in (spec.ports ?? []).enumerated() {
@@ -207,7 +210,7 @@ private struct Validator {
             ingress.append(LoadBalancerIngress(ip: ing.ip.flatMap { $0.isEmpty ? nil : $0 }, hostname: ing.hostname, ipMode: ing.ipMode))
         }
         return Service(meta: meta, type: type, clusterIP: spec.clusterIP, clusterIPs: spec.clusterIPs ?? [],
-                       ipFamilies: spec.ipFamilies ?? [], ports: ports, externalIPs: spec.externalIPs ?? [],
+                       ipFamilies: spec.ipFamilies ?? [], ipFamilyPolicy: spec.ipFamilyPolicy, ports: ports, externalIPs: spec.externalIPs ?? [],
                        externalName: spec.externalName, sessionAffinity: affinity, affinityTimeoutSeconds: timeout,
                        internalTrafficPolicy: itp ?? .cluster, externalTrafficPolicy: etp ?? .cluster,
                        trafficDistribution: spec.trafficDistribution,
@@ -306,6 +309,7 @@ struct WireService: Decodable {
         var clusterIP: String?
         var clusterIPs: [String]?
         var ipFamilies: [String]?
+        var ipFamilyPolicy: String?
         var ports: [Port]?
         var externalIPs: [String]?
         var externalName: String?

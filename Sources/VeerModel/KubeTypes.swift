@@ -122,6 +122,9 @@ public struct Service: Hashable, Sendable {
     public var clusterIPs: [String]
     /// "IPv4"/"IPv6", parallel to `clusterIPs`; empty on legacy objects.
     public var ipFamilies: [String]
+    /// SingleStack, PreferDualStack or RequireDualStack. The API server reads it to allocate
+    /// `clusterIPs`; kube-proxy (and Veer) go by `clusterIPs`/`ipFamilies` only. Kept for explanations.
+    public var ipFamilyPolicy: String?
     public var ports: [ServicePort]
     public var externalIPs: [String]
     public var externalName: String?
@@ -141,7 +144,7 @@ public struct Service: Hashable, Sendable {
     public static let defaultAffinityTimeout: UInt32 = 10800
 
     public init(meta: ObjectMeta, type: ServiceType = .clusterIP, clusterIP: String? = nil, clusterIPs: [String] = [],
-                ipFamilies: [String] = [], ports: [ServicePort] = [], externalIPs: [String] = [],
+                ipFamilies: [String] = [], ipFamilyPolicy: String? = nil, ports: [ServicePort] = [], externalIPs: [String] = [],
                 externalName: String? = nil, sessionAffinity: SessionAffinity = .none,
                 affinityTimeoutSeconds: UInt32 = Service.defaultAffinityTimeout,
                 internalTrafficPolicy: TrafficPolicy = .cluster, externalTrafficPolicy: TrafficPolicy = .cluster,
@@ -153,6 +156,7 @@ public struct Service: Hashable, Sendable {
         self.clusterIP = clusterIP
         self.clusterIPs = clusterIPs
         self.ipFamilies = ipFamilies
+        self.ipFamilyPolicy = ipFamilyPolicy
         self.ports = ports
         self.externalIPs = externalIPs
         self.externalName = externalName
@@ -179,6 +183,9 @@ public struct AddressType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public static let ipv4 = AddressType(rawValue: "IPv4")
     public static let ipv6 = AddressType(rawValue: "IPv6")
     public static let fqdn = AddressType(rawValue: "FQDN")
+
+    /// The IP family of an IPv4 or IPv6 slice; nil for FQDN and unknown types.
+    public var family: IPFamily? { IPFamily(rawValue: rawValue) }
 
     public var description: String { rawValue }
 }

@@ -9,7 +9,7 @@ public struct NodeContext: Hashable, Sendable {
     public var nodeName: String
     /// This node's zone, matched against zone hints. nil = no zone label (zone hints then never match).
     public var zone: String?
-    /// Addresses NodePorts are served on (besides loopback).
+    /// Addresses NodePorts are served on (besides loopback), of both families.
     public var addresses: [IPAddress]
     /// NodePort on 127.0.0.1, as iptables kube-proxy does by default (`localhostNodePorts`).
     public var nodePortOnLoopback: Bool
@@ -31,7 +31,7 @@ public struct NodeContext: Hashable, Sendable {
     }
 
     /// From this node's Node object: zone from `topology.kubernetes.io/zone` unless `zoneOverride`
-    /// is given, addresses from its InternalIP/ExternalIP IPv4 addresses unless `addressOverride` is.
+    /// is given, addresses from its InternalIP/ExternalIP addresses unless `addressOverride` is.
     public init(nodeName: String, node: Node?, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 nodePortOnLoopback: Bool = true) {
         self.init(nodeName: nodeName, zone: zoneOverride ?? node?.zone,
@@ -76,8 +76,8 @@ public enum EndpointRule: String, Hashable, Sendable, Codable, CaseIterable {
     case portUnset
     /// The endpoint has no address.
     case noAddress
-    /// The endpoint's first address is not IPv4.
-    case notIPv4
+    /// The endpoint's first address is not of the slice's family.
+    case wrongFamily
 
     public var included: Bool {
         switch self {
@@ -199,11 +199,12 @@ public enum SkipRule: String, Hashable, Sendable, Codable {
     /// clusterIP None or unset.
     case headless
     case externalName
-    /// No IPv4 cluster IP: IPv6-only service, skipped until dual stack lands.
-    case noIPv4ClusterIP
+    /// No cluster IP of any family (none parses, or none matches `ipFamilies`).
+    case noClusterIP
     case fqdnSlice
-    /// IPv6 slice, skipped until dual stack lands.
-    case ipv6Slice
+    /// A slice, externalIP or LB IP of a family the service has no cluster IP of: kube-proxy's
+    /// proxier of that family skips the whole service.
+    case familyNotServed
     case unknownAddressType
     case sliceWithoutServiceName
     case sliceOfOtherService
@@ -211,8 +212,8 @@ public enum SkipRule: String, Hashable, Sendable, Codable {
     case loadBalancerProxyMode
     /// LB ingress with a hostname and no IP.
     case loadBalancerHostnameOnly
-    /// IPv6 external or LB IP, until dual stack lands.
-    case ipv6Address
+    /// An externalIP or LB IP that is not an IP address.
+    case invalidAddress
     /// The same address:port/proto is already a frontend (of this or another service).
     case frontendConflict
 }

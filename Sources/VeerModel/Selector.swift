@@ -60,13 +60,20 @@ public enum Selector {
             skip(.externalName, "type ExternalName: DNS only, nothing to proxy (even with a clusterIP)")
             return result
         }
-        guard let clusterIP = ipv4ClusterIP(service) else {
-            skip(.noIPv4ClusterIP, "no IPv4 cluster IP (\(([service.clusterIP].compactMap { $0 } + service.clusterIPs).joined(separator: ","))): IPv6 is skipped until dual stack lands")
+        // §4 GetClusterIPByFamily: kube-proxy runs one proxier per family; a service takes part in
+        // each family it has a cluster IP of, and in no other.
+        let clusterIPs = clusterIPsByFamily(service)
+        if clusterIPs.isEmpty {
+            skip(.noClusterIP, "no usable cluster IP (\(([service.clusterIP].compactMap { $0 } + service.clusterIPs).joined(separator: ","))) for families \(service.ipFamilies.isEmpty ? "(unset)" : service.ipFamilies.joined(separator: ","))")
             return result
         }
+        func served(_ family: IPFamily) -> Bool { clusterIPs[family] != nil }
+        func notServed(_ family: IPFamily) -> String {
+            "the service has no \(family.rawValue) cluster IP, so kube-proxy's \(family.rawValue) proxier skips it"
+        }
 
-        // §3: which slices count.
-        var usable: [EndpointSlice] = []
+        // §3: which slices count, per family.
+        var usable: [IPFamily: [EndpointSlice]] = [:]
         for slice in slices {
             let s = slice.key.description
             if slice.serviceName == nil {
@@ -79,20 +86,26 @@ public enum Selector {
                 skip(.headlessLabel, "label \(KubeLabel.headless)", kind: "EndpointSlice", object: s)
             } else if slice.addressType == .fqdn {
                 skip(.fqdnSlice, "addressType FQDN: kube-proxy ignores FQDN slices", kind: "EndpointSlice", object: s)
-            } else if slice.addressType == .ipv6 {
-                skip(.ipv6Slice, "addressType IPv6: skipped until dual stack lands", kind: "EndpointSlice", object: s)
-            } else if slice.addressType != .ipv4 {
-                skip(.unknownAddressType, "addressType \(slice.addressType): not IPv4", kind: "EndpointSlice", object: s)
+            } else if let family = slice.addressType.family {
+                if served(family) {
+                    usable[family, default: []].append(slice)
+                } else {
+                    skip(.familyNotServed, "addressType \(family.rawValue): \(notServed(family))", kind: "EndpointSlice", object: s)
+                }
             } else {
-                usable.append(slice)
+                skip(.unknownAddressType, "addressType \(slice.addressType): neither IPv4 nor IPv6", kind: "EndpointSlice", object: s)
             }
         }
 
-        // §1.2, §4: the service's external addresses, this family only.
+        // §1.2, §4: the service's external addresses; each family's proxier keeps its own.
         var externalIPs: [IPAddress] = []
         for text in service.externalIPs {
-            if let ip = IPAddress(text), ip.isIPv4 { externalIPs.append(ip) } else {
-                skip(.ipv6Address, "externalIP \(text) is not IPv4: skipped until dual stack lands", kind: "Frontend", object: text)
+            guard let ip = IPAddress(text) else {
+                skip(.invalidAddress, "externalIP \(text) is not an IP address", kind: "Frontend", object: text)
+                continue
+            }
+            if served(ip.family) { externalIPs.append(ip) } else {
+                skip(.familyNotServed, "externalIP \(text): \(notServed(ip.family))", kind: "Frontend", object: text)
             }
         }
         var lbIPs: [IPAddress] = []
@@ -103,14 +116,18 @@ public enum Selector {
             }
             if ingress.ipMode == "Proxy" {
                 skip(.loadBalancerProxyMode, "load-balancer IP \(text) has ipMode Proxy: traffic goes to the load balancer", kind: "Frontend", object: text)
-            } else if let ip = IPAddress(text), ip.isIPv4 {
-                lbIPs.append(ip)
+            } else if let ip = IPAddress(text) {
+                if served(ip.family) { lbIPs.append(ip) } else {
+                    skip(.familyNotServed, "load-balancer IP \(text): \(notServed(ip.family))", kind: "Frontend", object: text)
+                }
             } else {
-                skip(.ipv6Address, "load-balancer IP \(text) is not IPv4: skipped until dual stack lands", kind: "Frontend", object: text)
+                skip(.invalidAddress, "load-balancer IP \(text) is not an IP address", kind: "Frontend", object: text)
             }
         }
-        let nodeIPs = uniqueSorted(node.addresses.filter { $0.isIPv4 && !$0.isLoopback && !$0.isUnspecified })
-            + (node.nodePortOnLoopback ? [IPAddress(ipv4: 0x7F00_0001)] : [])
+        // NodePorts on the node's addresses of each served family; on loopback only 127.0.0.1
+        // (kube-proxy's localhostNodePorts is IPv4 only, never ::1).
+        let nodeIPs = uniqueSorted(node.addresses.filter { served($0.family) && !$0.isLoopback && !$0.isUnspecified })
+            + (node.nodePortOnLoopback && served(.ipv4) ? [IPAddress(ipv4: 0x7F00_0001)] : [])
 
         let affinity: UInt32? = service.sessionAffinity == .clientIP ? service.affinityTimeoutSeconds : nil
         let iTPLocal = service.internalTrafficPolicy == .local
@@ -121,10 +138,12 @@ public enum Selector {
         var seen: Set<L4Address> = []
         for port in service.ports {
             let spn = ServicePortName(namespace: key.namespace, name: key.name, port: port.name, proto: port.proto)
-            let sel = selectPort(port, slices: usable, node: node)
+            let selections = clusterIPs.keys.map { ($0, selectPort(port, slices: usable[$0] ?? [], family: $0, node: node)) }
+            let byFamily = Dictionary(uniqueKeysWithValues: selections)
             let decisionBase = (service: key, port: port.name, proto: port.proto.description)
 
             func emit(_ ip: IPAddress, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
+                guard let sel = byFamily[ip.family] else { return }
                 let address = L4Address(ip: ip, port: portNumber, proto: port.proto)
                 guard seen.insert(address).inserted else {
                     skip(.frontendConflict, "\(address) is already a frontend of this service", kind: "Frontend", object: address.description)
@@ -169,7 +188,7 @@ public enum Selector {
                     affinityTimeout: affinity, endpoints: set.verdicts))
             }
 
-            emit(clusterIP, port.port, .clusterIP, external: false)
+            for ip in clusterIPs.values.sorted() { emit(ip, port.port, .clusterIP, external: false) }
             if let nodePort = port.nodePort {
                 for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
             }
@@ -199,12 +218,13 @@ public enum Selector {
         var port: UInt16
         var endpoint: Endpoint
         var slice: String
-        var id: String { "\(ip):\(port)" }
+        var id: String { L4Address(ip: ip, port: port, proto: .tcp).hostPort }
         var ready: Bool { endpoint.conditions.isReady }
         var servingTerminating: Bool { endpoint.conditions.isServing && endpoint.conditions.isTerminating }
     }
 
-    static func selectPort(_ port: ServicePort, slices: [EndpointSlice], node: NodeContext) -> PortSelection {
+    /// `slices` are the service's usable slices of `family`.
+    static func selectPort(_ port: ServicePort, slices: [EndpointSlice], family: IPFamily, node: NodeContext) -> PortSelection {
         var excluded: [EndpointVerdict] = []  // out of every set of this port
         var candidates: [Candidate] = []
         var index: [String: Int] = [:]
@@ -231,8 +251,8 @@ public enum Selector {
                     excluded.append(verdict(e, first, s, .portUnset, "slice port \"\(port.name)\" has no port number"))
                     continue
                 }
-                guard let ip = IPAddress(first), ip.isIPv4 else {
-                    excluded.append(verdict(e, first, s, .notIPv4, "address \(first) is not IPv4"))
+                guard let ip = IPAddress(first), ip.family == family else {
+                    excluded.append(verdict(e, first, s, .wrongFamily, "address \(first) is not \(family.rawValue), the slice's addressType"))
                     continue
                 }
                 let c = Candidate(ip: ip, port: number, endpoint: e, slice: s)
@@ -382,17 +402,21 @@ public enum Selector {
 
     // MARK: - Helpers
 
-    /// §4 GetClusterIPByFamily: the IPv4 entry of clusterIPs by ipFamilies.
-    static func ipv4ClusterIP(_ s: Service) -> IPAddress? {
+    /// §4 GetClusterIPByFamily, for both families: `clusterIPs[i]` where `ipFamilies[i]` names the
+    /// family; objects without `ipFamilies` (legacy, hand-written) use each cluster IP's own family.
+    static func clusterIPsByFamily(_ s: Service) -> [IPFamily: IPAddress] {
         let ips = s.clusterIPs.isEmpty ? [s.clusterIP].compactMap { $0 } : s.clusterIPs
+        var out: [IPFamily: IPAddress] = [:]
         if s.ipFamilies.isEmpty {
-            // What API defaulting would write: each cluster IP's own family.
-            return ips.lazy.compactMap { IPAddress($0) }.first { $0.isIPv4 }
+            for ip in ips.compactMap({ IPAddress($0) }) where out[ip.family] == nil { out[ip.family] = ip }
+            return out
         }
-        for (i, family) in s.ipFamilies.enumerated() where family == IPFamily.ipv4.rawValue && i < ips.count {
-            return IPAddress(ips[i]).flatMap { $0.isIPv4 ? $0 : nil }
+        for (i, name) in s.ipFamilies.enumerated() where i < ips.count {
+            guard let family = IPFamily(rawValue: name), out[family] == nil,
+                  let ip = IPAddress(ips[i]), ip.family == family else { continue }
+            out[family] = ip
         }
-        return nil
+        return out
     }
 
     private static func uniqueSorted(_ ips: [IPAddress]) -> [IPAddress] { Array(Set(ips)).sorted() }

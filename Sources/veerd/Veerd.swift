@@ -70,7 +70,7 @@ struct Run: AsyncParsableCommand {
     mutating func validate() throws {
         let sources = [manifests != nil, kubeconfig != nil || apiServer != nil || context != nil]
         if sources.allSatisfy({ $0 }) { throw ValidationError("--manifests and the Kubernetes API options exclude each other") }
-        for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IPv4 address") }
+        for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IP address") }
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
         }

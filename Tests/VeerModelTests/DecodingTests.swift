@@ -83,16 +83,17 @@ struct DecodingTests {
         // dns: UDP and TCP ports on one IP; nil conditions count as ready.
         #expect(ips(r.frontend(L4Address("10.96.0.10:53/udp")!)) == ["10.244.1.2", "10.244.2.3"])
         #expect(ips(r.frontend(L4Address("10.96.0.10:53/tcp")!)) == ["10.244.1.2", "10.244.2.3"])
-        // dual-stack: IPv4 cluster IP and externalIP only.
-        #expect(r.frontend(L4Address("10.96.10.30:80/tcp")!) != nil)
-        #expect(r.frontend(L4Address("203.0.113.8:80/tcp")!) != nil)
+        // dual-stack: both cluster IPs and both externalIPs; single-stack IPv6 too.
+        for f in ["10.96.10.30:80/tcp", "203.0.113.8:80/tcp", "[fd00:10:96::2]:80/tcp", "[2001:db8::7]:80/tcp", "[fd00:10:96::1]:80/tcp"] {
+            #expect(r.frontend(L4Address(f)!) != nil, "\(f)")
+        }
         let skipped = Dictionary(grouping: r.skipped, by: { $0.service.name }).mapValues { $0.map(\.rule) }
         #expect(skipped["db"] == [.headless])
         #expect(skipped["ext"] == [.externalName])
-        #expect(skipped["v6"] == [.noIPv4ClusterIP])
+        #expect(skipped["v6"] == nil)
         #expect(skipped["mesh"] == [.serviceProxyName])
         #expect(skipped["web"]?.contains(.loadBalancerProxyMode) == true)
-        #expect(skipped["dual"] == [.ipv6Address])
+        #expect(skipped["dual"] == nil)
     }
 
     @Test func watchStream() throws {
@@ -172,6 +173,8 @@ struct DecodingTests {
         BadCase(name: "unknown traffic policy", yaml: "spec:\n  internalTrafficPolicy: Nearby", field: "spec.internalTrafficPolicy"),
         BadCase(name: "affinity timeout out of range", yaml: "spec:\n  sessionAffinityConfig:\n    clientIP:\n      timeoutSeconds: 0", field: "spec.sessionAffinityConfig.clientIP.timeoutSeconds"),
         BadCase(name: "labels wrong type", yaml: "metadata:\n  labels: [a]", field: "metadata.labels"),
+        BadCase(name: "unknown IP family", yaml: "spec:\n  clusterIPs: [10.96.0.1]\n  ipFamilies: [IPv5]", field: "spec.ipFamilies[0]"),
+        BadCase(name: "unknown IP family policy", yaml: "spec:\n  clusterIP: 10.96.0.1\n  ipFamilyPolicy: DualStack", field: "spec.ipFamilyPolicy"),
         BadCase(name: "LB ingress IP invalid", yaml: "status:\n  loadBalancer:\n    ingress:\n    - ip: 1.2.3", field: "status.loadBalancer.ingress[0].ip"),
     ])
     func invalidServiceNamesTheField(_ c: BadCase) throws {

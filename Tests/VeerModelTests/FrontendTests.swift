@@ -181,8 +181,8 @@ struct FrontendTests {
         SkipCase(name: "56 service-proxy-name label, any value", clusterIP: "10.96.0.1",
                  labels: [KubeLabel.serviceProxyName: "veer"], rule: .serviceProxyName),
         SkipCase(name: "48 headless label", clusterIP: "10.96.0.1", labels: [KubeLabel.headless: ""], rule: .headlessLabel),
-        SkipCase(name: "57 single-stack IPv6: nothing, not even NodePort", type: "NodePort", clusterIP: "fd00::1",
-                 families: ["IPv6"], rule: .noIPv4ClusterIP),
+        SkipCase(name: "57 ipFamilies names a family no cluster IP has", type: "NodePort", clusterIP: "10.96.0.1",
+                 families: ["IPv6"], rule: .noClusterIP),
     ])
     func skippedServices(_ c: SkipCase) throws {
         var extra: [String: Any] = [:]
@@ -194,12 +194,82 @@ struct FrontendTests {
         #expect(r.skipped.first { $0.rule == c.rule }?.service == ObjectKey(namespace: "default", name: "svc"))
     }
 
-    @Test func dualStackKeepsOnlyIPv4Addresses() throws {  // 58
-        let svc = serviceJSON(clusterIP: nil, externalIPs: ["2001:db8::7", "203.0.113.1"],
-                              extraSpec: ["clusterIPs": ["fd00::2", "10.96.0.1"], "ipFamilies": ["IPv6", "IPv4"]])
-        let r = select(svc, [sliceJSON("s", endpoints: [.R("10.0.0.1")])])
-        #expect(r.frontends.map(\.address.description).sorted() == [CIP, EIP].sorted())
-        #expect(r.skipped.contains { $0.rule == .ipv6Address && $0.object == "2001:db8::7" })
+    /// §4: one proxier per family. A service takes part in each family it has a cluster IP of:
+    /// that family's ClusterIP, NodePorts on the node's addresses of that family, externalIPs and
+    /// LB IPs of that family, with backends from that family's slices only.
+    struct FamilyCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var clusterIPs: [String]
+        var families: [String]?
+        var externalIPs: [String] = []
+        var lbIPs: [String] = []
+        var frontends: [String: [String]]   // frontend -> backend IPs
+        var skipped: [String: SkipRule] = [:]
+        var testDescription: String { name }
+    }
+
+    @Test(arguments: [
+        FamilyCase(name: "57 single-stack IPv4: no IPv6 frontend, not even NodePort; the IPv6 slice is not used",
+                   clusterIPs: ["10.96.0.1"], families: ["IPv4"],
+                   frontends: ["10.96.0.1:80/tcp": ["10.0.0.1"], "192.168.0.1:30080/tcp": ["10.0.0.1"], "127.0.0.1:30080/tcp": ["10.0.0.1"]],
+                   skipped: ["default/s6": .familyNotServed]),
+        FamilyCase(name: "57 single-stack IPv6: IPv6 ClusterIP and NodePort (never on ::1 or 127.0.0.1), IPv6 backends",
+                   clusterIPs: ["fd00:96::1"], families: ["IPv6"],
+                   frontends: ["[fd00:96::1]:80/tcp": ["fd00:244::1"], "[fd00:192::1]:30080/tcp": ["fd00:244::1"]],
+                   skipped: ["default/s4": .familyNotServed]),
+        FamilyCase(name: "dual-stack, IPv4 primary: each family its own frontends and backends",
+                   clusterIPs: ["10.96.0.1", "fd00:96::1"], families: ["IPv4", "IPv6"],
+                   frontends: ["10.96.0.1:80/tcp": ["10.0.0.1"], "192.168.0.1:30080/tcp": ["10.0.0.1"], "127.0.0.1:30080/tcp": ["10.0.0.1"],
+                               "[fd00:96::1]:80/tcp": ["fd00:244::1"], "[fd00:192::1]:30080/tcp": ["fd00:244::1"]]),
+        FamilyCase(name: "58 dual-stack with externalIPs and LB IPs of both families",
+                   clusterIPs: ["fd00:96::1", "10.96.0.1"], families: ["IPv6", "IPv4"],
+                   externalIPs: ["2001:db8::7", "203.0.113.1"], lbIPs: ["198.51.100.1", "2001:db8::8"],
+                   frontends: ["10.96.0.1:80/tcp": ["10.0.0.1"], "192.168.0.1:30080/tcp": ["10.0.0.1"], "127.0.0.1:30080/tcp": ["10.0.0.1"],
+                               "203.0.113.1:80/tcp": ["10.0.0.1"], "198.51.100.1:80/tcp": ["10.0.0.1"],
+                               "[fd00:96::1]:80/tcp": ["fd00:244::1"], "[fd00:192::1]:30080/tcp": ["fd00:244::1"],
+                               "[2001:db8::7]:80/tcp": ["fd00:244::1"], "[2001:db8::8]:80/tcp": ["fd00:244::1"]]),
+        FamilyCase(name: "58 single-stack IPv4: an IPv6 externalIP or LB IP is dropped",
+                   clusterIPs: ["10.96.0.1"], families: ["IPv4"], externalIPs: ["2001:db8::7", "203.0.113.1"], lbIPs: ["2001:db8::8"],
+                   frontends: ["10.96.0.1:80/tcp": ["10.0.0.1"], "192.168.0.1:30080/tcp": ["10.0.0.1"], "127.0.0.1:30080/tcp": ["10.0.0.1"],
+                               "203.0.113.1:80/tcp": ["10.0.0.1"]],
+                   skipped: ["default/s6": .familyNotServed, "2001:db8::7": .familyNotServed, "2001:db8::8": .familyNotServed]),
+        FamilyCase(name: "legacy object without ipFamilies: the cluster IP's own family",
+                   clusterIPs: ["fd00:96::1"], families: nil,
+                   frontends: ["[fd00:96::1]:80/tcp": ["fd00:244::1"], "[fd00:192::1]:30080/tcp": ["fd00:244::1"]],
+                   skipped: ["default/s4": .familyNotServed]),
+    ])
+    func perFamily(_ c: FamilyCase) throws {
+        let node = NodeContext(nodeName: "N1", zone: "a", addresses: [IPAddress("192.168.0.1")!, IPAddress("fd00:192::1")!])
+        var extra: [String: Any] = ["clusterIPs": c.clusterIPs]
+        if let f = c.families { extra["ipFamilies"] = f }
+        let svc = serviceJSON(type: c.lbIPs.isEmpty ? "NodePort" : "LoadBalancer", clusterIP: nil, ports: [SvcPort(nodePort: 30080)],
+                              externalIPs: c.externalIPs, ingress: c.lbIPs.map { ["ip": $0] },
+                              extraSpec: extra.merging(["clusterIP": c.clusterIPs[0]]) { a, _ in a })
+        let r = select(svc, [sliceJSON("s4", endpoints: [.R("10.0.0.1")]),
+                             sliceJSON("s6", addressType: "IPv6", endpoints: [.R("fd00:244::1")])], node: node)
+        #expect(Dictionary(uniqueKeysWithValues: r.frontends.map { ($0.address.description, ips($0)) }) == c.frontends)
+        // Every frontend's backends are of its own family.
+        #expect(r.frontends.allSatisfy { f in f.backends.allSatisfy { $0.address.ip.family == f.address.ip.family } })
+        // The explanation names the same frontends, IPv6 in brackets.
+        #expect(Set(r.decisions.map(\.frontend)) == Set(c.frontends.keys))
+        #expect(Dictionary(r.skipped.map { ($0.object, $0.rule) }) { a, _ in a } == c.skipped)
+    }
+
+    @Test func endpointsOfTheOtherFamilyInASliceAreExcludedWithAReason() throws {
+        // Decoding rejects such a slice from the API; a slice built in code reaches the selector.
+        let slice = EndpointSlice(meta: ObjectMeta(name: "s6", namespace: "default", labels: [KubeLabel.serviceName: "svc"]),
+                                  addressType: .ipv6,
+                                  endpoints: [Endpoint(addresses: ["10.0.0.9"]), Endpoint(addresses: ["fd00::9"])],
+                                  ports: [EndpointPort(name: "http", proto: .tcp, port: 8080)])
+        let service = Service(meta: ObjectMeta(name: "svc", namespace: "default"), clusterIP: "fd00:96::1",
+                              clusterIPs: ["fd00:96::1"], ipFamilies: ["IPv6"],
+                              ports: [ServicePort(name: "http", proto: .tcp, port: 80)])
+        let r = Selector.select(service: service, slices: [slice], node: N1)
+        let f = try #require(r.frontends.first)
+        #expect(f.backends.map(\.address.description) == ["[fd00::9]:8080/tcp"])
+        let verdict = try #require(r.decisions.first?.endpoints.first { $0.endpoint == "10.0.0.9" })
+        #expect(verdict.rule == .wrongFamily && !verdict.included)
+        #expect(r.decisions.first?.endpoints.contains { $0.endpoint == "[fd00::9]:8080" && $0.included } == true)
     }
 
     @Test func loadBalancerIngressModes() throws {  // 59

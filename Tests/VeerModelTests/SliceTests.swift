@@ -24,7 +24,7 @@ struct SliceTests {
         #expect(change.ignored.count == 1)
     }
 
-    @Test(arguments: [("FQDN", SkipRule.fqdnSlice), ("IPv6", SkipRule.ipv6Slice)])
+    @Test(arguments: [("FQDN", SkipRule.fqdnSlice), ("IPv6", SkipRule.familyNotServed)])
     func nonIPv4SlicesAreIgnored(_ type: String, _ rule: SkipRule) throws {  // 47
         let address = type == "FQDN" ? "db.example.com" : "fd00::5"
         let r = select(serviceJSON(), [sliceJSON("s6", addressType: type, endpoints: [.R(address)]),

@@ -297,7 +297,7 @@ public actor Agent {
         for (pair, count) in hits {
             let (frontend, backend) = (pair.frontend, pair.backend)
             guard let fname = names.frontend(frontend) else { continue }
-            let endpoint = "\(backend.ip):\(backend.port)"
+            let endpoint = backend.hostPort  // [fd00::1]:80 for IPv6
             let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName, endpoint]
             series[Series(labels: labels), default: 0] += count
             let bname = names.backend(backend)

@@ -12,6 +12,14 @@ struct LayoutTests {
     struct Field { let name: String; let offset: Int? }
 
     static let swiftLayouts: [String: (size: Int, fields: [Field])] = [
+        "veer_addr": (MemoryLayout<veer_addr>.size, [
+            Field(name: "ip6", offset: MemoryLayout<veer_addr>.offset(of: \.ip6)),
+        ]),
+        "veer_config": (MemoryLayout<veer_config>.size, [
+            Field(name: "hostns_cookie", offset: MemoryLayout<veer_config>.offset(of: \.hostns_cookie)),
+            Field(name: "flags", offset: MemoryLayout<veer_config>.offset(of: \.flags)),
+            Field(name: "pad0", offset: MemoryLayout<veer_config>.offset(of: \.pad0)),
+        ]),
         "veer_svc_key": (MemoryLayout<veer_svc_key>.size, [
             Field(name: "addr", offset: MemoryLayout<veer_svc_key>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_svc_key>.offset(of: \.port)),
@@ -47,6 +55,7 @@ struct LayoutTests {
             Field(name: "addr", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.port)),
             Field(name: "proto", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.proto)),
+            Field(name: "pad1", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.pad1)),
         ]),
         "veer_sock_rev_val": (MemoryLayout<veer_sock_rev_val>.size, [
             Field(name: "addr", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.addr)),
@@ -124,6 +133,15 @@ struct LayoutTests {
                 #expect(field.offset == kernel.offsets[field.name], "\(name).\(field.name)")
             }
         }
+    }
+
+    @Test("Addresses are 16 bytes everywhere, IPv4 as ::ffff:a.b.c.d, in network order")
+    func addressLayout() {
+        #expect(MemoryLayout<veer_addr>.size == 16)
+        #expect(MemoryLayout<veer_svc_key>.size == 24)
+        #expect(MemoryLayout<veer_sock_rev_key>.size == 32, "no implicit tail padding in a hashed key")
+        #expect(MemoryLayout<veer_trace_event>.size == 96)
+        #expect(VEER_PIN_VERSION == "v2")
     }
 
     @Test("The model's flag constants are the header's")

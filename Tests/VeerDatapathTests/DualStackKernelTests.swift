@@ -150,6 +150,26 @@ struct DualStackKernelTests {
         }
     }
 
+    @Test("Trace events carry 16-byte addresses: an IPv6 translation, and a v4-mapped one as its IPv4 frontend")
+    func traceBothFamilies() throws {
+        try withDualStackBackends([.tcp]) { sb, dp in
+            try dp.sync([frontend(vip4, 80, .tcp, backends: backends4), frontend(vip6, 80, .tcp, backends: backends6)])
+            let tracer = try Tracer(pins: sb.pins)
+            try tracer.setEnabled(true)
+            let v6 = try sb.client(["tcp", vip6, "80", "5"])
+            let mapped = try sb.client(["tcp", mappedVIP, "80", "5"])
+            var events: [TraceEvent] = []
+            for _ in 0..<50 where events.count < 10 { events += tracer.poll(timeoutMS: 100) }
+            try tracer.setEnabled(false)
+            #expect(events.count == 10)
+            let fe6 = L4Address("[\(vip6)]:80/tcp")!, fe4 = L4Address("\(vip4):80/tcp")!
+            #expect(events.filter { $0.frontend == fe6 }.compactMap { $0.backend?.hostPort }.sorted()
+                    == v6.map { r in "[\(backends6[pods6.firstIndex(of: r.reply)!])]:8080" }.sorted())
+            #expect(events.filter { $0.frontend == fe4 }.compactMap { $0.backend?.hostPort }.sorted()
+                    == mapped.map { r in "\(backends4[pods4.firstIndex(of: r.reply)!]):8080" }.sorted())
+        }
+    }
+
     @Test("A backend of the other family is never half-translated: counted, and the connect passes untouched")
     func familyMismatchGuarded() throws {
         try withDualStackBackends([.tcp]) { sb, dp in

@@ -1,4 +1,5 @@
 import CVeer
+@testable import VeerDatapath
 import Foundation
 import Testing
 import VeerModel
@@ -150,5 +151,22 @@ struct LayoutTests {
         #expect(MasterEntry.flagEmptyDrop == UInt16(VEER_SVC_F_EMPTY_DROP))
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
         #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
+    }
+}
+
+/// The 16-byte address as the programs read it: the bytes in network order, IPv4 mapped.
+@Suite("Address conversion")
+struct AddressConversionTests {
+    @Test("IPv4 is ::ffff:a.b.c.d in network order; IPv6 as it is; both round-trip through veer_addr")
+    func addresses() {
+        let v4 = veer_addr(IPAddress("10.96.0.10")!)
+        #expect(withUnsafeBytes(of: v4) { Array($0) } == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 96, 0, 10])
+        #expect(v4.ip6.3 == UInt32(0x0A60_000A).bigEndian, "ip6[3] is user_ip4")
+        #expect(v4.ip == IPAddress("10.96.0.10")!)
+        let v6 = veer_addr(IPAddress("fd00:96::10")!)
+        #expect(withUnsafeBytes(of: v6) { Array($0) } == [0xfd, 0, 0, 0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10])
+        #expect(v6.ip.description == "fd00:96::10")
+        let key = veer_svc_key(L4Address("[fd00:96::10]:80/udp")!, slot: 2)
+        #expect(key.frontend == L4Address("[fd00:96::10]:80/udp")! && key.slot == 2 && key.port == UInt16(80).bigEndian)
     }
 }

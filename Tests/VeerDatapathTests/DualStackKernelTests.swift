@@ -18,12 +18,13 @@ private let pods6 = ["pod6-a", "pod6-b", "pod6-c"]
 private let mappedVIP = "::ffff:\(vip4)"
 
 private func frontend(_ ip: String, _ port: UInt16, _ proto: L4Protocol, backends: [String],
-                      backendPort: UInt16 = 8080) -> DesiredFrontend {
+                      backendPort: UInt16 = 8080, affinity: UInt32? = nil,
+                      whenEmpty: EmptyBehavior = .reject) -> DesiredFrontend {
     DesiredFrontend(
         address: L4Address(ip: IPAddress(ip)!, port: port, proto: proto), kind: .clusterIP,
         service: ServicePortName(namespace: "default", name: "web", port: "p\(port)", proto: proto),
         backends: backends.map { DesiredBackend(address: L4Address(ip: IPAddress($0)!, port: backendPort, proto: proto)) },
-        whenEmpty: .reject, affinityTimeout: nil)
+        whenEmpty: whenEmpty, affinityTimeout: affinity)
 }
 
 /// The socket API's text for a peer: 10.96.0.10:80, [fd00:96::10]:80.
@@ -128,6 +129,37 @@ struct DualStackKernelTests {
             #expect(tcpHits == 70)
             #expect(try dp.stats()[.translated] == 60 + 30 + 10 + 10)
             #expect(try waitForNoReverseEntries(dp).isEmpty)
+        }
+    }
+
+    @Test("IPv6 and v4-mapped refusals: ECONNREFUSED with no endpoints, ETIMEDOUT for an empty Local set, at once")
+    func ipv6Refusals() throws {
+        try withDualStackBackends([]) { sb, dp in
+            try dp.sync([
+                frontend(vip6, 80, .tcp, backends: []),
+                frontend(vip6, 53, .udp, backends: []),
+                frontend("fd00:96::11", 80, .tcp, backends: [], whenEmpty: .drop),
+                frontend(vip4, 80, .tcp, backends: []),
+            ])
+            let start = monotonicNow()
+            let refused = try sb.client(["tcp", vip6, "80", "2"]) + sb.client(["udp-connect", vip6, "53", "2"])
+                + sb.client(["udp-sendto", vip6, "53", "2"]) + sb.client(["tcp", mappedVIP, "80", "2"])
+            #expect(refused.allSatisfy { !$0.ok && $0.reply == "ECONNREFUSED" }, "\(refused)")
+            let dropped = try sb.client(["tcp", "fd00:96::11", "80", "2"])
+            #expect(dropped.allSatisfy { !$0.ok && $0.reply == "ETIMEDOUT" }, "\(dropped)")
+            #expect(monotonicNow() - start < 2_000_000_000, "refusals must be immediate")
+            let stats = try dp.stats()
+            #expect(stats[.refused] == 8 && stats[.dropped] == 2)
+        }
+    }
+
+    @Test("IPv6 session affinity: one client namespace sticks to one backend")
+    func ipv6Affinity() throws {
+        try withDualStackBackends([.tcp]) { sb, dp in
+            try dp.sync([frontend(vip6, 80, .tcp, backends: backends6, affinity: 600)])
+            let results = try sb.client(["tcp", vip6, "80", "40"])
+            #expect(results.allSatisfy { $0.ok })
+            #expect(Set(results.map(\.reply)).count == 1, "\(counts(results))")
         }
     }
 

@@ -4,6 +4,11 @@
  * connect()/sendmsg() time, once per connection, and reverse it wherever the
  * application sees a peer address. No per-packet NAT, no conntrack.
  *
+ * Both families share one core: every address is 16 bytes, IPv4 held as ::ffff:a.b.c.d,
+ * so connect4 and connect6 (which sees v4-mapped destinations of AF_INET6 sockets: the
+ * kernel's tcp_v6_connect hands those to tcp_v4_connect without running connect4) find
+ * the same services entry.
+ *
  * Maps and their layout: include/veer_maps.h. Write order (agent side): backends ->
  * members -> slots -> master -> surplus slots -> members -> orphan backends, so a
  * lookup here never finds a count pointing past written slots or a slot naming a
@@ -81,6 +86,14 @@ struct {
 	__uint(max_entries, VEER_TRACE_BYTES);
 } veer_trace SEC(".maps");
 
+/* Written by the agent at install and adopt: the hostns-only mode. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct veer_config);
+} veer_config SEC(".maps");
+
 /* Non-zero while `veerctl trace` runs: nobody pays for events nobody reads. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -97,6 +110,49 @@ static __always_inline void stat_inc(__u32 stat)
 
 	if (v)
 		__sync_fetch_and_add(v, 1);
+}
+
+static __always_inline bool addr_is_v4(const struct veer_addr *a)
+{
+	return a->ip6[0] == 0 && a->ip6[1] == 0 && a->ip6[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline bool addr_eq(const struct veer_addr *a, const struct veer_addr *b)
+{
+	return a->ip6[0] == b->ip6[0] && a->ip6[1] == b->ip6[1] &&
+	       a->ip6[2] == b->ip6[2] && a->ip6[3] == b->ip6[3];
+}
+
+/* The destination as a 16-byte address. user_ip4 and user_ip6 are each readable only in
+ * their own family's hooks, so the family is a constant of the caller. */
+static __always_inline void ctx_addr(struct bpf_sock_addr *ctx, bool v6, struct veer_addr *a)
+{
+	if (v6) {
+		a->ip6[0] = ctx->user_ip6[0];
+		a->ip6[1] = ctx->user_ip6[1];
+		a->ip6[2] = ctx->user_ip6[2];
+		a->ip6[3] = ctx->user_ip6[3];
+	} else {
+		a->ip6[0] = 0;
+		a->ip6[1] = 0;
+		a->ip6[2] = bpf_htonl(0xffff);
+		a->ip6[3] = ctx->user_ip4;
+	}
+}
+
+/* 4-byte stores only: 2-byte ctx writes are rejected. An IPv6 socket gets a v4-mapped
+ * backend back as ::ffff:a.b.c.d, as it asked for ::ffff:VIP. */
+static __always_inline void ctx_set(struct bpf_sock_addr *ctx, bool v6, const struct veer_addr *a, __be16 port)
+{
+	if (v6) {
+		ctx->user_ip6[0] = a->ip6[0];
+		ctx->user_ip6[1] = a->ip6[1];
+		ctx->user_ip6[2] = a->ip6[2];
+		ctx->user_ip6[3] = a->ip6[3];
+	} else {
+		ctx->user_ip4 = a->ip6[3];
+	}
+	ctx->user_port = port;
 }
 
 /* Not inlined: a subprogram's signature keeps struct veer_trace_event in the object's
@@ -145,15 +201,25 @@ static __always_inline struct veer_member_val *member(__u32 rev_nat_id, __u32 ba
 	return bpf_map_lookup_elem(&veer_members, &mk);
 }
 
+/* hostns-only: a socket of another network namespace (a pod) is not ours to translate. */
+static __always_inline bool other_netns(struct bpf_sock_addr *ctx)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+
+	return cfg && (cfg->flags & VEER_CFG_F_HOSTNS_ONLY) &&
+	       bpf_get_netns_cookie(ctx) != cfg->hostns_cookie;
+}
+
 /*
- * Forward translation for connect4 (TCP, connected UDP) and sendmsg4 (unconnected UDP).
- * Returns 1 to let the call proceed (translated or not a frontend), 0 to fail it with
- * the errno already set.
+ * Forward translation for connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected
+ * UDP), for either family: `v6` is a constant of each hook, so the verifier sees only the
+ * ctx fields that hook may touch. Returns 1 to let the call proceed (translated or not a
+ * frontend), 0 to fail it with the errno already set.
  */
-static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_connect)
+static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bool is_connect)
 {
 	struct veer_svc_key key = {
-		.addr = ctx->user_ip4,
 		.port = (__u16)ctx->user_port,
 		.proto = (__u8)ctx->protocol,
 	};
@@ -164,9 +230,14 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 	__u32 backend_id = 0, rev_nat_id, count;
 	__u64 now = 0;
 
+	ctx_addr(ctx, v6, &key.addr);
 	svc = bpf_map_lookup_elem(&veer_services, &key);
 	if (!svc)
 		return 1; /* not a frontend: one failed lookup, nothing else */
+	if (other_netns(ctx)) {
+		stat_inc(VEER_STAT_OTHER_NETNS);
+		return 1;
+	}
 
 	count = svc->count_or_backend;
 	if (count == 0) {
@@ -213,6 +284,7 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 		 * client (affinity), so no hash of the cookie is needed for stability. */
 		key.slot = (__u16)(bpf_get_prandom_u32() % count + 1);
 		slot = bpf_map_lookup_elem(&veer_services, &key);
+		key.slot = 0;
 		if (!slot) {
 			stat_inc(VEER_STAT_SLOT_MISSING);
 			return 1;
@@ -223,6 +295,12 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 	be = bpf_map_lookup_elem(&veer_backends, &backend_id);
 	if (!be) {
 		stat_inc(VEER_STAT_SLOT_MISSING);
+		return 1;
+	}
+	/* A frontend reaches backends of its own family only (the agent selects per family);
+	 * connect4 could not even write an IPv6 address. Never half-translate. */
+	if (addr_is_v4(&be->addr) != addr_is_v4(&key.addr)) {
+		stat_inc(VEER_STAT_FAMILY_MISMATCH);
 		return 1;
 	}
 
@@ -254,7 +332,7 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 		/* A reconnect makes the old reverse entry useless; an unconnected socket may
 		 * still get replies from its old backend, so that one ages out by LRU. */
 		if (is_connect && st->backend_id &&
-		    (st->be_addr != be->addr || st->be_port != be->port)) {
+		    (!addr_eq(&st->be_addr, &be->addr) || st->be_port != be->port)) {
 			struct veer_sock_rev_key old = {
 				.cookie = rk.cookie, .addr = st->be_addr,
 				.port = st->be_port, .proto = st->proto,
@@ -276,57 +354,86 @@ static __always_inline int sock4_xlate_fwd(struct bpf_sock_addr *ctx, bool is_co
 	stat_inc(VEER_STAT_TRANSLATED);
 	trace(ctx, VEER_TRACE_TRANSLATED, &key, rev_nat_id, backend_id, be);
 
-	ctx->user_ip4 = be->addr;
-	ctx->user_port = be->port; /* a 4-byte store: 2-byte ctx writes are rejected */
+	ctx_set(ctx, v6, &be->addr, be->port);
 	return 1;
 }
 
-/* Show the frontend wherever the application sees its peer (recvfrom, getpeername). */
-static __always_inline void sock4_xlate_rev(struct bpf_sock_addr *ctx)
+/* Show the frontend wherever the application sees its peer (recvfrom, getpeername). An
+ * AF_INET6 socket talking to an IPv4 backend sees ::ffff:backend here, and gets
+ * ::ffff:VIP back: the mapped key matches what the forward path wrote. */
+static __always_inline void sock_xlate_rev(struct bpf_sock_addr *ctx, bool v6)
 {
 	struct veer_sock_rev_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = ctx->user_ip4,
 		.port = (__u16)ctx->user_port,
 		.proto = (__u8)ctx->protocol,
 	};
+
+	ctx_addr(ctx, v6, &rk.addr);
 	struct veer_sock_rev_val *rv = bpf_map_lookup_elem(&veer_sock_rev, &rk);
 
 	if (!rv)
 		return;
-	ctx->user_ip4 = rv->addr;
-	ctx->user_port = rv->port;
+	ctx_set(ctx, v6, &rv->addr, rv->port);
 	stat_inc(VEER_STAT_REVERSED);
 }
 
 SEC("cgroup/connect4")
 int veer_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock4_xlate_fwd(ctx, true);
+	return sock_xlate_fwd(ctx, false, true);
 }
 
+SEC("cgroup/connect6")
+int veer_connect6(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_fwd(ctx, true, true);
+}
+
+/* An AF_INET6 socket's datagram to ::ffff:a.b.c.d goes through udp_sendmsg, i.e. sendmsg4. */
 SEC("cgroup/sendmsg4")
 int veer_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock4_xlate_fwd(ctx, false);
+	return sock_xlate_fwd(ctx, false, false);
+}
+
+SEC("cgroup/sendmsg6")
+int veer_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return sock_xlate_fwd(ctx, true, false);
 }
 
 SEC("cgroup/recvmsg4")
 int veer_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	sock4_xlate_rev(ctx);
+	sock_xlate_rev(ctx, false);
 	return 1; /* recvmsg4 must return 1 */
+}
+
+SEC("cgroup/recvmsg6")
+int veer_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	sock_xlate_rev(ctx, true);
+	return 1;
 }
 
 SEC("cgroup/getpeername4")
 int veer_getpeername4(struct bpf_sock_addr *ctx)
 {
-	sock4_xlate_rev(ctx);
+	sock_xlate_rev(ctx, false);
 	return 1; /* getpeername4 must return 1 */
 }
 
+SEC("cgroup/getpeername6")
+int veer_getpeername6(struct bpf_sock_addr *ctx)
+{
+	sock_xlate_rev(ctx, true);
+	return 1;
+}
+
 /* The reverse entry dies with its socket. The key comes from the socket's storage,
- * since an unconnected UDP socket has no destination left to rebuild it from. */
+ * since an unconnected UDP socket has no destination left to rebuild it from. Runs for
+ * sockets of both families. */
 SEC("cgroup/sock_release")
 int veer_sock_release(struct bpf_sock *sk)
 {

@@ -18,6 +18,9 @@ public struct AgentConfiguration: Sendable {
     /// Protocols whose connected sockets are destroyed when their backend leaves the
     /// service. UDP by default: nothing else ever tells a UDP client its peer is gone.
     public var terminateProtocols: Set<L4Protocol> = [.udp]
+    /// hostns-only: translate only sockets of this network namespace (veerd: its own,
+    /// /proc/self/ns/net); nil translates every socket in the cgroup.
+    public var hostNamespace: String?
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
@@ -99,7 +102,8 @@ public actor Agent {
         self.config = config
         self.logger = logger
         datapath = try Datapath.install(object: config.bpfObject, cgroup: config.cgroup, pins: config.pins,
-                                        capacities: config.capacities)
+                                        capacities: config.capacities,
+                                        scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces)
         names = NamesFile.read(pins: config.pins) ?? ProgrammedNames()
         let frontends = (try? datapath.readState().masters.count) ?? 0
         logger.info("datapath ready", metadata: ["pins": "\(config.pins.directory)", "cgroup": "\(config.cgroup)",

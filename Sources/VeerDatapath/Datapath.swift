@@ -16,8 +16,22 @@ public struct PinLayout: Sendable, Hashable {
     public var links: String { "\(directory)/links" }
 }
 
-/// The five attached programs, by their names in bpf/veer_sock.bpf.c.
-public let datapathPrograms = ["veer_connect4", "veer_sendmsg4", "veer_recvmsg4", "veer_getpeername4", "veer_sock_release"]
+/// The nine attached programs, by their names in bpf/veer_sock.bpf.c: four hooks per
+/// address family, and the release hook both share.
+public let datapathPrograms = [
+    "veer_connect4", "veer_sendmsg4", "veer_recvmsg4", "veer_getpeername4",
+    "veer_connect6", "veer_sendmsg6", "veer_recvmsg6", "veer_getpeername6",
+    "veer_sock_release",
+]
+
+/// Which sockets the programs translate.
+public enum TranslationScope: Sendable, Hashable {
+    /// Every socket in the cgroup, in any network namespace (the default).
+    case allNamespaces
+    /// Only sockets of the network namespace at this path (veerd: its own, the host's).
+    /// Pods then reach the ClusterIP itself, so a mesh sidecar can intercept it.
+    case hostNamespaceOnly(netns: String)
+}
 
 /// The pinned BPF datapath: typed access to every map, and the operations that load,
 /// attach, adopt and remove it. Opening an instance only opens pins, so veerctl works
@@ -31,6 +45,7 @@ public final class Datapath: @unchecked Sendable {
     let sockRev: BPFMap<veer_sock_rev_key, veer_sock_rev_val>
     let affinity: BPFMap<veer_affinity_key, veer_affinity_val>
     let statsMap: BPFMap<UInt32, UInt64>
+    let config: BPFMap<UInt32, veer_config>
     /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
     /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
     private var retiredHits: [String: UInt64]
@@ -53,18 +68,27 @@ public final class Datapath: @unchecked Sendable {
         sockRev = try BPFMap(pinned: path("veer_sock_rev"), name: "veer_sock_rev")
         affinity = try BPFMap(pinned: path("veer_affinity"), name: "veer_affinity")
         statsMap = try BPFMap(pinned: path("veer_stats"), name: "veer_stats")
+        config = try BPFMap(pinned: path("veer_config"), name: "veer_config")
         retiredHits = RetiredHitsFile.read(pins: pins)
     }
 
     /// Loads the object, pins its maps (reusing pinned ones: contents survive), and
     /// attaches every program to `cgroup` through pinned links. Links already pinned are
     /// adopted: their program is swapped in place, so there is no moment without one.
+    /// `scope` is written before any program is attached or swapped, and on every install,
+    /// so a restart without hostns-only turns it off.
     public static func install(object: String, cgroup: String, pins: PinLayout = PinLayout(),
-                               capacities: MapCapacities? = nil) throws -> Datapath {
+                               capacities: MapCapacities? = nil,
+                               scope: TranslationScope = .allNamespaces) throws -> Datapath {
         try SystemCheck.requireRoot()
         try SystemCheck.requireCgroup2(cgroup)
         try SystemCheck.prepareBPFFS(for: pins.root)
         guard access(object, R_OK) == 0 else { throw DatapathError.objectNotFound(path: object) }
+        var configEntry = veer_config()
+        if case let .hostNamespaceOnly(netns) = scope {
+            configEntry.hostns_cookie = try SystemCheck.netnsCookie(netns)
+            configEntry.flags = UInt32(VEER_CFG_F_HOSTNS_ONLY)
+        }
         for dir in [pins.root, pins.directory, pins.maps, pins.links] {
             guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {
                 throw DatapathError.syscall(operation: "create pin directory \(dir)", errno: errno)
@@ -103,6 +127,7 @@ public final class Datapath: @unchecked Sendable {
             }
             throw DatapathError.verifierRejected(log: log)
         }
+        try BPFMap<UInt32, veer_config>(pinned: "\(pins.maps)/veer_config", name: "veer_config").update(0, configEntry)
 
         let cgroupFD = open(cgroup, O_RDONLY | O_DIRECTORY)
         guard cgroupFD >= 0 else { throw DatapathError.noCgroup2(path: cgroup) }
@@ -181,6 +206,13 @@ public final class Datapath: @unchecked Sendable {
     /// Every program's pinned link is in place.
     public var isAttached: Bool {
         datapathPrograms.allSatisfy { access("\(pins.links)/\($0)", F_OK) == 0 }
+    }
+
+    /// The scope the programs translate in, as the config map holds it: the netns cookie
+    /// when hostns-only, nil when every namespace is translated.
+    public func hostNamespaceCookie() throws -> UInt64? {
+        guard let entry = try config.lookup(0), entry.flags & UInt32(VEER_CFG_F_HOSTNS_ONLY) != 0 else { return nil }
+        return entry.hostns_cookie
     }
 
     // MARK: - State

@@ -59,7 +59,7 @@ public struct Explanation: Codable, Sendable {
             let programmed = d.address.flatMap { state.masters[$0] } != nil
             if let address = d.address {
                 for id in (state.slots[address] ?? [:]).values {
-                    if let be = state.backends[id]?.address { inKernel.append("\(be.ip):\(be.port)") }
+                    if let be = state.backends[id]?.address { inKernel.append(be.hostPort) }
                 }
             }
             return Frontend(decision: d, kernel: Kernel(

@@ -52,7 +52,7 @@ public struct Inspection: Sendable {
                 }
                 if slot > master.count { problems.append("slot \(slot) beyond count \(master.count)") }
                 let name = names.backend(be.address)
-                return BackendRow(id: id, slot: slot, address: "\(be.address.ip):\(be.address.port)",
+                return BackendRow(id: id, slot: slot, address: be.address.hostPort,
                                   state: be.flags & BackendEntry.flagTerminating != 0 ? "terminating" : "ready",
                                   pod: name?.pod, zone: name?.zone,
                                   hits: hits[FrontendBackend(frontend: address, backend: be.address)] ?? 0)

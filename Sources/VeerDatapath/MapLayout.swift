@@ -2,15 +2,27 @@ import CVeer
 import VeerModel
 
 // Conversions between the model's types and the C structs of veer_maps.h.
-// __be32/__be16 fields hold network byte order; the model holds host order.
+// struct veer_addr and __be16 fields hold network byte order; the model holds host order.
+// Both hold IPv4 as ::ffff:a.b.c.d, so an address converts the same for either family.
 
-extension L4Address {
-    init(be addr: UInt32, port: UInt16, proto: UInt8) {
-        self.init(ip: IPAddress(ipv4: UInt32(bigEndian: addr)), port: UInt16(bigEndian: port),
-                  proto: L4Protocol(rawValue: proto) ?? .tcp)
+extension veer_addr {
+    init(_ ip: IPAddress) {
+        self.init()
+        // The 16 network-order bytes, laid over the four __be32 words as they are.
+        withUnsafeMutableBytes(of: &ip6) { raw in
+            for (i, b) in ip.bytes.enumerated() { raw[i] = b }
+        }
     }
 
-    var beAddr: UInt32 { (ip.ipv4 ?? 0).bigEndian }
+    var ip: IPAddress { withUnsafeBytes(of: ip6) { IPAddress(bytes: $0)! } }
+}
+
+extension L4Address {
+    init(be addr: veer_addr, port: UInt16, proto: UInt8) {
+        self.init(ip: addr.ip, port: UInt16(bigEndian: port), proto: L4Protocol(rawValue: proto) ?? .tcp)
+    }
+
+    var beAddr: veer_addr { veer_addr(ip) }
     var bePort: UInt16 { port.bigEndian }
 }
 
@@ -82,6 +94,7 @@ extension veer_member_key {
 /// The datapath's own event counters (enum veer_stat), by name.
 public enum DatapathStat: UInt32, CaseIterable, Sendable {
     case translated, refused, dropped, slotMissing, sockRevFailed, reversed, traced, traceDropped
+    case familyMismatch, otherNetns
 
     var index: UInt32 {
         switch self {
@@ -93,6 +106,8 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .reversed: VEER_STAT_REVERSED.rawValue
         case .traced: VEER_STAT_TRACED.rawValue
         case .traceDropped: VEER_STAT_TRACE_DROPPED.rawValue
+        case .familyMismatch: VEER_STAT_FAMILY_MISMATCH.rawValue
+        case .otherNetns: VEER_STAT_OTHER_NETNS.rawValue
         }
     }
 
@@ -106,6 +121,8 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .reversed: "reversed"
         case .traced: "traced"
         case .traceDropped: "trace_dropped"
+        case .familyMismatch: "family_mismatch"
+        case .otherNetns: "other_netns"
         }
     }
 }

@@ -27,7 +27,7 @@ extension Datapath {
         guard !stale.isEmpty else { return result }
         for proto in protocols {
             var targets = stale.filter { $0.backend.proto == proto }.map {
-                veer_destroy_target(cookie: $0.cookie, addr: $0.backend.beAddr, port: $0.backend.bePort, pad: 0)
+                veer_destroy_target(cookie: $0.cookie, addr: $0.backend.beAddr, port: $0.backend.bePort, pad0: 0, pad1: 0)
             }
             guard !targets.isEmpty else { continue }
             for netns in NetworkNamespaces.all() {

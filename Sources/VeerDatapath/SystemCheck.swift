@@ -39,6 +39,18 @@ public enum SystemCheck {
     }
 
     /// On cgroup2 the directory's inode number is the cgroup id the kernel reports.
+    /// The netns cookie of the network namespace at `path` (e.g. /proc/self/ns/net): what
+    /// the programs' bpf_get_netns_cookie() returns for its sockets.
+    public static func netnsCookie(_ path: String) throws -> UInt64 {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw DatapathError.syscall(operation: "open network namespace \(path)", errno: errno) }
+        defer { close(fd) }
+        var cookie: UInt64 = 0
+        let rc = veer_netns_cookie(fd, &cookie)
+        guard rc == 0 else { throw DatapathError.syscall(operation: "read the netns cookie of \(path)", errno: -rc) }
+        return cookie
+    }
+
     static func cgroupID(_ path: String) -> UInt64 {
         var st = stat()
         return stat(path, &st) == 0 ? UInt64(st.st_ino) : 0

@@ -76,7 +76,7 @@ struct Backends: ParsableCommand {
         for f in inspection.frontends { for b in f.backends { users[b.id, default: []].append(f.frontend) } }
         let rows = inspection.state.backends.sorted { $0.key < $1.key }.map { id, be in
             let name = inspection.names.backend(be.address)
-            return Row(id: id, address: "\(be.address.ip):\(be.address.port)", protocol: be.address.proto.description, terminating: be.flags & BackendEntry.flagTerminating != 0,
+            return Row(id: id, address: be.address.hostPort, protocol: be.address.proto.description, terminating: be.flags & BackendEntry.flagTerminating != 0,
                        pod: name?.pod, zone: name?.zone, frontends: users[id] ?? [])
         }
         if options.output == .json { return try printJSON(rows) }
@@ -195,9 +195,9 @@ struct Trace: ParsableCommand {
                 let line = Line(time: formatter.string(from: Date().addingTimeInterval(-ageNS / 1e9)), pid: event.pid,
                                 command: event.command, netnsCookie: event.netnsCookie,
                                 protocol: event.frontend.proto.description,
-                                frontend: "\(event.frontend.ip):\(event.frontend.port)", service: serviceName,
+                                frontend: event.frontend.hostPort, service: serviceName,
                                 verdict: event.verdict.rawValue,
-                                backend: event.backend.map { "\($0.ip):\($0.port)" }, pod: podName)
+                                backend: event.backend?.hostPort, pod: podName)
                 if options.output == .json {
                     let encoder = JSONEncoder()
                     encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]

@@ -64,6 +64,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Never destroy sockets connected to removed backends, not even UDP.")
     var noSocketTermination = false
 
+    @Flag(help: "Translate only sockets in veerd's own (the host's) network namespace. Pods then reach the ClusterIP itself, for a service mesh sidecar (Istio, Linkerd) to intercept. See docs/operations.md.")
+    var hostnsOnly = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -116,6 +119,8 @@ struct Run: AsyncParsableCommand {
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
         options.agent.terminateProtocols = terminate
+        // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
+        options.agent.hostNamespace = hostnsOnly ? "/proc/self/ns/net" : nil
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DatapathError {

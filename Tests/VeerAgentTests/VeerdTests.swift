@@ -47,14 +47,22 @@ private final class Veerd {
     let log: String
     let manifests: String
 
-    init(_ sb: KernelSandbox, manifests: String, extra: [String] = []) throws {
+    /// `netns`: run veerd inside that network namespace (nsenter execs, so the pid is veerd's).
+    init(_ sb: KernelSandbox, manifests: String, extra: [String] = [], netns: String? = nil) throws {
         self.manifests = manifests
         log = "\(manifests).veerd.log"
         FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = URL(fileURLWithPath: "\(KernelSandbox.veerBinaries)/veerd")
-        process.arguments = ["--manifests", manifests, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root,
-                             "--node-name", "node-a", "--metrics-address", "127.0.0.1:0",
-                             "--bpf-object", KernelSandbox.bpfObject] + extra
+        let veerd = "\(KernelSandbox.veerBinaries)/veerd"
+        let args = ["--manifests", manifests, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root,
+                    "--node-name", "node-a", "--metrics-address", "127.0.0.1:0",
+                    "--bpf-object", KernelSandbox.bpfObject] + extra
+        if let netns {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+            process.arguments = ["--net=\(netns)", veerd] + args
+        } else {
+            process.executableURL = URL(fileURLWithPath: veerd)
+            process.arguments = args
+        }
         process.standardError = FileHandle(forWritingAtPath: log)
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()
@@ -140,6 +148,34 @@ struct VeerdTests {
                 #expect(results.allSatisfy { $0.ok }, "failed: \(results.filter { !$0.ok }.prefix(3))")
                 #expect(!results.contains { $0.reply == "pod-c" && $0.startNS > converged })
                 #expect(second.logText.contains("adopted_frontends=1"), "\(second.logText)")
+            }
+        }
+    }
+
+    @Test("--hostns-only: clients in veerd's network namespace are translated, a pod's namespace reaches the ClusterIP itself")
+    func hostNamespaceOnly() throws {
+        try withBackends { sb in
+            // The "pod": the VIP is a local address there, answered by a stand-in for a sidecar.
+            let pod = try sb.addNamespace()
+            try sb.addAddresses([vip], netns: pod)
+            try sb.startServer(.tcp, vip, 80, reply: "vip-itself", netns: pod)
+            try withManifests(["web.yaml": serviceYAML(), "slice.yaml": sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                // veerd runs in the sandbox's namespace, which plays the host's.
+                let veerd = try Veerd(sb, manifests: dir, extra: ["--hostns-only"], netns: sb.netnsPath)
+                try waitFor("programmed") { backendCount(sb) == 3 }
+                #expect(try Datapath(pins: sb.pins).hostNamespaceCookie() == SystemCheck.netnsCookie(sb.netnsPath))
+                let host = try sb.client(["tcp", vip, "80", "20"])
+                #expect(host.allSatisfy { $0.ok && pods.contains($0.reply) && $0.peer == "\(vip):80" }, "\(host.prefix(3))")
+                let inPod = try sb.client(["tcp", vip, "80", "10"], netns: pod)
+                #expect(inPod.allSatisfy { $0.ok && $0.reply == "vip-itself" }, "\(inPod.prefix(3))")
+                veerd.signal(SIGTERM)
+
+                // Restarted without the flag, veerd translates every namespace again.
+                let plain = try Veerd(sb, manifests: dir, netns: sb.netnsPath)
+                try waitFor("adopted without hostns-only") { try Datapath(pins: sb.pins).hostNamespaceCookie() == nil }
+                let after = try sb.client(["tcp", vip, "80", "5"], netns: pod)
+                #expect(after.allSatisfy { !$0.ok || $0.reply != "vip-itself" }, "\(after)")
+                plain.signal(SIGTERM)
             }
         }
     }

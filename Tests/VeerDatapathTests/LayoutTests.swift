@@ -1,4 +1,5 @@
 import CVeer
+@testable import VeerDatapath
 import Foundation
 import Testing
 import VeerModel
@@ -12,6 +13,14 @@ struct LayoutTests {
     struct Field { let name: String; let offset: Int? }
 
     static let swiftLayouts: [String: (size: Int, fields: [Field])] = [
+        "veer_addr": (MemoryLayout<veer_addr>.size, [
+            Field(name: "ip6", offset: MemoryLayout<veer_addr>.offset(of: \.ip6)),
+        ]),
+        "veer_config": (MemoryLayout<veer_config>.size, [
+            Field(name: "hostns_cookie", offset: MemoryLayout<veer_config>.offset(of: \.hostns_cookie)),
+            Field(name: "flags", offset: MemoryLayout<veer_config>.offset(of: \.flags)),
+            Field(name: "pad0", offset: MemoryLayout<veer_config>.offset(of: \.pad0)),
+        ]),
         "veer_svc_key": (MemoryLayout<veer_svc_key>.size, [
             Field(name: "addr", offset: MemoryLayout<veer_svc_key>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_svc_key>.offset(of: \.port)),
@@ -47,6 +56,7 @@ struct LayoutTests {
             Field(name: "addr", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.port)),
             Field(name: "proto", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.proto)),
+            Field(name: "pad1", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.pad1)),
         ]),
         "veer_sock_rev_val": (MemoryLayout<veer_sock_rev_val>.size, [
             Field(name: "addr", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.addr)),
@@ -126,11 +136,37 @@ struct LayoutTests {
         }
     }
 
+    @Test("Addresses are 16 bytes everywhere, IPv4 as ::ffff:a.b.c.d, in network order")
+    func addressLayout() {
+        #expect(MemoryLayout<veer_addr>.size == 16)
+        #expect(MemoryLayout<veer_svc_key>.size == 24)
+        #expect(MemoryLayout<veer_sock_rev_key>.size == 32, "no implicit tail padding in a hashed key")
+        #expect(MemoryLayout<veer_trace_event>.size == 96)
+        #expect(VEER_PIN_VERSION == "v2")
+    }
+
     @Test("The model's flag constants are the header's")
     func flags() {
         #expect(MasterEntry.flagAffinity == UInt16(VEER_SVC_F_AFFINITY))
         #expect(MasterEntry.flagEmptyDrop == UInt16(VEER_SVC_F_EMPTY_DROP))
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
         #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
+    }
+}
+
+/// The 16-byte address as the programs read it: the bytes in network order, IPv4 mapped.
+@Suite("Address conversion")
+struct AddressConversionTests {
+    @Test("IPv4 is ::ffff:a.b.c.d in network order; IPv6 as it is; both round-trip through veer_addr")
+    func addresses() {
+        let v4 = veer_addr(IPAddress("10.96.0.10")!)
+        #expect(withUnsafeBytes(of: v4) { Array($0) } == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 96, 0, 10])
+        #expect(v4.ip6.3 == UInt32(0x0A60_000A).bigEndian, "ip6[3] is user_ip4")
+        #expect(v4.ip == IPAddress("10.96.0.10")!)
+        let v6 = veer_addr(IPAddress("fd00:96::10")!)
+        #expect(withUnsafeBytes(of: v6) { Array($0) } == [0xfd, 0, 0, 0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10])
+        #expect(v6.ip.description == "fd00:96::10")
+        let key = veer_svc_key(L4Address("[fd00:96::10]:80/udp")!, slot: 2)
+        #expect(key.frontend == L4Address("[fd00:96::10]:80/udp")! && key.slot == 2 && key.port == UInt16(80).bigEndian)
     }
 }

@@ -13,6 +13,10 @@
  *   udp-hold IP PORT COUNT [GAP_US]  one connected UDP socket for COUNT queries; after
  *                                an error it reconnects, as a long-lived client would
  *
+ * IP is IPv4 (an AF_INET socket) or IPv6 (an AF_INET6 socket), so ::ffff:a.b.c.d is an
+ * AF_INET6 socket talking to an IPv4 address, as Java does. Peers print as 10.96.0.10:80
+ * or [fd00::10]:80.
+ *
  * Clients print one line per attempt: "ok NAME PEER T_NS" (PEER from getpeername for
  * connected sockets, from recvfrom otherwise; T_NS the CLOCK_MONOTONIC start of the
  * attempt) or "err ERRNO_NAME T_NS". Servers print "ready" once bound.
@@ -46,21 +50,46 @@ static void die(const char *what)
 	exit(2);
 }
 
-static struct sockaddr_in addr_of(const char *ip, const char *port)
+/* An address of either family; its family is the family of the sockets made for it. */
+struct addr {
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in4;
+		struct sockaddr_in6 in6;
+	};
+	socklen_t len;
+};
+
+static struct addr addr_of(const char *ip, const char *port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(port)) };
-	if (inet_pton(AF_INET, ip, &sa.sin_addr) != 1) {
+	struct addr a;
+	memset(&a, 0, sizeof(a));
+	unsigned short p = htons((unsigned short)atoi(port));
+	if (inet_pton(AF_INET, ip, &a.in4.sin_addr) == 1) {
+		a.in4.sin_family = AF_INET;
+		a.in4.sin_port = p;
+		a.len = sizeof(a.in4);
+	} else if (inet_pton(AF_INET6, ip, &a.in6.sin6_addr) == 1) {
+		a.in6.sin6_family = AF_INET6;
+		a.in6.sin6_port = p;
+		a.len = sizeof(a.in6);
+	} else {
 		fprintf(stderr, "veer-probe: bad address %s\n", ip);
 		exit(2);
 	}
-	return sa;
+	return a;
 }
 
-static const char *fmt_addr(const struct sockaddr_in *sa, char *buf, size_t len)
+static const char *fmt_addr(const struct addr *a, char *buf, size_t len)
 {
-	char ip[INET_ADDRSTRLEN];
-	inet_ntop(AF_INET, &sa->sin_addr, ip, sizeof(ip));
-	snprintf(buf, len, "%s:%u", ip, ntohs(sa->sin_port));
+	char ip[INET6_ADDRSTRLEN];
+	if (a->sa.sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &a->in6.sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->in6.sin6_port));
+	} else {
+		inet_ntop(AF_INET, &a->in4.sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(a->in4.sin_port));
+	}
 	return buf;
 }
 
@@ -83,19 +112,19 @@ static void trim(char *s)
 }
 
 /* A listening TCP socket; "ready" tells the test it may connect. */
-static int listen_on(struct sockaddr_in sa)
+static int listen_on(struct addr sa)
 {
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1, fd = socket(sa.sa.sa_family, SOCK_STREAM, 0);
 	if (fd < 0) die("socket");
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
+	if (bind(fd, &sa.sa, sa.len)) die("bind");
 	if (listen(fd, 4096)) die("listen");
 	printf("ready\n");
 	fflush(stdout);
 	return fd;
 }
 
-static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char *name)
+static __attribute__((noreturn)) int serve_tcp(struct addr sa, const char *name)
 {
 	int fd = listen_on(sa);
 	char reply[256];
@@ -112,7 +141,7 @@ static __attribute__((noreturn)) int serve_tcp(struct sockaddr_in sa, const char
 }
 
 /* A pod that answers with its name, as the seed articles' echo pods do. */
-static __attribute__((noreturn)) int serve_http(struct sockaddr_in sa, const char *name)
+static __attribute__((noreturn)) int serve_http(struct addr sa, const char *name)
 {
 	int fd = listen_on(sa);
 	char reply[512];
@@ -142,35 +171,35 @@ static __attribute__((noreturn)) int serve_http(struct sockaddr_in sa, const cha
 	}
 }
 
-static __attribute__((noreturn)) int serve_udp(struct sockaddr_in sa, const char *name)
+static __attribute__((noreturn)) int serve_udp(struct addr sa, const char *name)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	int fd = socket(sa.sa.sa_family, SOCK_DGRAM, 0);
 	if (fd < 0) die("socket");
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa))) die("bind");
+	if (bind(fd, &sa.sa, sa.len)) die("bind");
 	printf("ready\n");
 	fflush(stdout);
 	char buf[512], reply[256];
 	int n = snprintf(reply, sizeof(reply), "%s\n", name);
 	for (;;) {
-		struct sockaddr_in from;
-		socklen_t len = sizeof(from);
-		if (recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &len) < 0) {
+		struct addr from;
+		from.len = sizeof(from.in6);
+		if (recvfrom(fd, buf, sizeof(buf), 0, &from.sa, &from.len) < 0) {
 			if (errno == EINTR) continue;
 			die("recvfrom");
 		}
-		sendto(fd, reply, (size_t)n, 0, (struct sockaddr *)&from, len);
+		sendto(fd, reply, (size_t)n, 0, &from.sa, from.len);
 	}
 }
 
 /* One connected attempt: TCP reads the greeting, UDP sends a query and reads the reply. */
-static void connected_once(struct sockaddr_in sa, int type)
+static void connected_once(struct addr sa, int type)
 {
 	unsigned long long t = now_ns();
-	int fd = socket(AF_INET, type, 0);
+	int fd = socket(sa.sa.sa_family, type, 0);
 	if (fd < 0) die("socket");
 	set_timeout(fd, 3);
 	char buf[256] = { 0 }, peer[64];
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+	if (connect(fd, &sa.sa, sa.len)) {
 		print_err(errno, t);
 		close(fd);
 		return;
@@ -187,28 +216,28 @@ static void connected_once(struct sockaddr_in sa, int type)
 		return;
 	}
 	trim(buf);
-	struct sockaddr_in pa;
-	socklen_t len = sizeof(pa);
-	if (getpeername(fd, (struct sockaddr *)&pa, &len)) die("getpeername");
+	struct addr pa;
+	pa.len = sizeof(pa.in6);
+	if (getpeername(fd, &pa.sa, &pa.len)) die("getpeername");
 	printf("ok %s %s %llu\n", buf, fmt_addr(&pa, peer, sizeof(peer)), t);
 	close(fd);
 }
 
-static void sendto_loop(struct sockaddr_in sa, long count)
+static void sendto_loop(struct addr sa, long count)
 {
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	int fd = socket(sa.sa.sa_family, SOCK_DGRAM, 0);
 	if (fd < 0) die("socket");
 	set_timeout(fd, 3);
 	for (long i = 0; i < count; i++) {
 		unsigned long long t = now_ns();
 		char buf[256] = { 0 }, from_s[64];
-		if (sendto(fd, "q", 1, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		if (sendto(fd, "q", 1, 0, &sa.sa, sa.len) < 0) {
 			print_err(errno, t);
 			continue;
 		}
-		struct sockaddr_in from;
-		socklen_t len = sizeof(from);
-		ssize_t n = recvfrom(fd, buf, sizeof(buf) - 1, 0, (struct sockaddr *)&from, &len);
+		struct addr from;
+		from.len = sizeof(from.in6);
+		ssize_t n = recvfrom(fd, buf, sizeof(buf) - 1, 0, &from.sa, &from.len);
 		if (n <= 0) {
 			print_err(errno, t);
 			continue;
@@ -220,17 +249,17 @@ static void sendto_loop(struct sockaddr_in sa, long count)
 	close(fd);
 }
 
-static void udp_hold(struct sockaddr_in sa, long count, long gap_us)
+static void udp_hold(struct addr sa, long count, long gap_us)
 {
 	int fd = -1;
 	for (long i = 0; i < count; i++) {
 		unsigned long long t = now_ns();
 		char buf[256] = { 0 }, peer[64];
 		if (fd < 0) {
-			fd = socket(AF_INET, SOCK_DGRAM, 0);
+			fd = socket(sa.sa.sa_family, SOCK_DGRAM, 0);
 			if (fd < 0) die("socket");
 			set_timeout(fd, 1);
-			if (connect(fd, (struct sockaddr *)&sa, sizeof(sa))) {
+			if (connect(fd, &sa.sa, sa.len)) {
 				print_err(errno, t);
 				close(fd);
 				fd = -1;
@@ -247,9 +276,9 @@ static void udp_hold(struct sockaddr_in sa, long count, long gap_us)
 			continue;
 		}
 		trim(buf);
-		struct sockaddr_in pa;
-		socklen_t len = sizeof(pa);
-		if (getpeername(fd, (struct sockaddr *)&pa, &len)) die("getpeername");
+		struct addr pa;
+		pa.len = sizeof(pa.in6);
+		if (getpeername(fd, &pa.sa, &pa.len)) die("getpeername");
 		printf("ok %s %s %llu\n", buf, fmt_addr(&pa, peer, sizeof(peer)), t);
 		if (gap_us) usleep((useconds_t)gap_us);
 	}
@@ -272,7 +301,7 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	const char *cmd = argv[i];
-	struct sockaddr_in sa = addr_of(argv[i + 1], argv[i + 2]);
+	struct addr sa = addr_of(argv[i + 1], argv[i + 2]);
 	long count = atol(argv[i + 3]);
 	long gap_us = argc - i > 4 ? atol(argv[i + 4]) : 0;
 

@@ -7,8 +7,13 @@
  * restated anywhere else: Swift reads these structs directly, and the datapath checks
  * at load time that every Swift size equals the key and value size in the object's BTF.
  *
- * Byte order: fields typed __be32/__be16 hold network byte order (as in struct
- * bpf_sock_addr's user_ip4 / user_port); every other field is host order.
+ * Byte order: fields typed __be32/__be16 (and struct veer_addr) hold network byte order
+ * (as in struct bpf_sock_addr's user_ip6 / user_port); every other field is host order.
+ *
+ * Addresses: every address is a 16-byte struct veer_addr, IPv4 held in its v4-mapped form
+ * ::ffff:a.b.c.d. One map set serves both families: connect4 builds the mapped key from
+ * user_ip4, connect6 uses user_ip6 as it is, so an AF_INET6 socket connecting to ::ffff:VIP
+ * finds the IPv4 service with no extra lookup.
  * Padding is explicit and always zero, so keys hash the same from C and Swift.
  *
  * Changing any struct or max_entries here is a schema change: bump VEER_PIN_VERSION so a
@@ -19,7 +24,7 @@
 
 #include <linux/types.h>
 
-#define VEER_PIN_VERSION "v1"
+#define VEER_PIN_VERSION "v2"   /* v2: 16-byte addresses, veer_config */
 
 /* Default capacities (max_entries). The agent may override them before the first load. */
 #define VEER_SERVICES_MAX   65536   /* master + slot entries, all frontends */
@@ -29,10 +34,16 @@
 #define VEER_SOCK_REV_MAX   262144  /* LRU: translated sockets */
 #define VEER_AFFINITY_MAX   65536   /* LRU: (client netns, frontend) pairs */
 
+/* ---- addresses: IPv6, or IPv4 as ::ffff:a.b.c.d ------------------------------------ */
+
+struct veer_addr {
+	__be32 ip6[4];      /* ip6[3] is the IPv4 address when ip6[0..2] = 0, 0, htonl(0xffff) */
+};
+
 /* ---- services: frontend (+ slot) -> master or slot ------------------------------ */
 
 struct veer_svc_key {
-	__be32 addr;        /* frontend IPv4 address */
+	struct veer_addr addr; /* frontend address */
 	__be16 port;        /* frontend port */
 	__u8   proto;       /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
 	__u8   pad0;
@@ -59,7 +70,7 @@ struct veer_svc_val {
 #define VEER_BE_F_TERMINATING 0x1 /* serving+terminating fallback; informational */
 
 struct veer_backend {
-	__be32 addr;
+	struct veer_addr addr;
 	__be16 port;
 	__u8   proto;
 	__u8   flags;           /* VEER_BE_F_* */
@@ -68,7 +79,7 @@ struct veer_backend {
 /* ---- rev_nat: frontend id -> frontend address, for reverse translation ------------ */
 
 struct veer_rev_nat {
-	__be32 addr;
+	struct veer_addr addr;
 	__be16 port;
 	__u8   proto;
 	__u8   pad0;
@@ -93,14 +104,15 @@ struct veer_member_val {
 
 struct veer_sock_rev_key {
 	__u64  cookie;          /* bpf_get_socket_cookie() */
-	__be32 addr;            /* backend address the socket was sent to */
+	struct veer_addr addr;  /* backend address the socket was sent to */
 	__be16 port;
 	__u8   proto;
 	__u8   pad0;
+	__u32  pad1;            /* explicit: the key is 8-byte aligned */
 };
 
 struct veer_sock_rev_val {
-	__be32 addr;            /* frontend the application asked for */
+	struct veer_addr addr;  /* frontend the application asked for */
 	__be16 port;
 	__u8   proto;
 	__u8   pad0;
@@ -116,7 +128,7 @@ struct veer_sock_rev_val {
 struct veer_sock_state {
 	__u32  rev_nat_id;
 	__u32  backend_id;
-	__be32 be_addr;
+	struct veer_addr be_addr;
 	__be16 be_port;
 	__u8   proto;
 	__u8   pad0;
@@ -147,6 +159,10 @@ enum veer_stat {
 	VEER_STAT_REVERSED,         /* recvmsg/getpeername rewritten to the frontend */
 	VEER_STAT_TRACED,           /* trace events written (only while a tracer is attached) */
 	VEER_STAT_TRACE_DROPPED,    /* trace events lost to a full ring buffer */
+	VEER_STAT_FAMILY_MISMATCH,  /* backend of the other family than its frontend: left
+	                             * untranslated (connect4 cannot reach an IPv6 backend) */
+	VEER_STAT_OTHER_NETNS,      /* hostns-only: a frontend asked for from another network
+	                             * namespace, left untranslated */
 	VEER_STAT_MAX,
 };
 
@@ -170,14 +186,27 @@ struct veer_trace_event {
 	__u32  pid;             /* thread group id of the caller */
 	__u32  rev_nat_id;      /* the frontend */
 	__u32  backend_id;      /* 0 unless translated */
-	__be32 fe_addr;
-	__be32 be_addr;
+	struct veer_addr fe_addr;
+	struct veer_addr be_addr;
 	__be16 fe_port;
 	__be16 be_port;
 	__u8   proto;
 	__u8   verdict;         /* enum veer_trace_verdict */
 	__u8   pad0[6];
 	char   comm[16];        /* the caller's command */
+};
+
+/* ---- config: one entry, written by the agent at install and adopt ---------------- */
+
+/* veer_config.flags */
+#define VEER_CFG_F_HOSTNS_ONLY 0x1 /* translate only sockets of the network namespace
+                                    * hostns_cookie (the agent's): pods reach the ClusterIP
+                                    * itself, so a mesh sidecar can intercept it */
+
+struct veer_config {
+	__u64 hostns_cookie;    /* bpf_get_netns_cookie() of the host's network namespace */
+	__u32 flags;            /* VEER_CFG_F_* */
+	__u32 pad0;
 };
 
 #endif /* VEER_MAPS_H */

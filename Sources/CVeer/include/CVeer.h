@@ -19,13 +19,19 @@ void veer_libbpf_log_clear(void);
 /* A socket to terminate: its cookie and the backend it must be connected to. */
 struct veer_destroy_target {
 	uint64_t cookie;
-	uint32_t addr; /* network order */
-	uint16_t port; /* network order */
-	uint16_t pad;
+	struct veer_addr addr; /* network order; IPv4 as ::ffff:a.b.c.d */
+	uint16_t port;         /* network order */
+	uint16_t pad0;
+	uint32_t pad1;
 };
 
 /* Destroys (netlink SOCK_DESTROY) the sockets of `protocol` in the network namespace
- * `netns_fd` that match a target (sorts `targets`). Returns how many, or -errno. */
+ * `netns_fd` that match a target (sorts `targets`): AF_INET sockets, and AF_INET6 ones
+ * (including v4-mapped peers). Returns how many, or -errno. */
 int veer_destroy_sockets(int netns_fd, int protocol, struct veer_destroy_target *targets, size_t count);
+
+/* The netns cookie (SO_NETNS_COOKIE) of the network namespace `netns_fd`: what
+ * bpf_get_netns_cookie() returns for its sockets. Returns 0 or -errno. */
+int veer_netns_cookie(int netns_fd, uint64_t *cookie);
 
 #endif

@@ -12,6 +12,8 @@ public final class KernelSandbox: @unchecked Sendable {
     public let cgroup: String
     public let pins: PinLayout
     private var servers: [Process] = []
+    /// Further namespaces of this test (`addNamespace`), removed with it.
+    private var extraNamespaces: [String] = []
 
     nonisolated(unsafe) private static var counter = 0
     private static let lock = NSLock()
@@ -61,20 +63,38 @@ public final class KernelSandbox: @unchecked Sendable {
     }
 
     @discardableResult
-    public func install() throws -> Datapath {
-        try Datapath.install(object: Self.bpfObject, cgroup: cgroup, pins: pins)
+    public func install(scope: TranslationScope = .allNamespaces) throws -> Datapath {
+        try Datapath.install(object: Self.bpfObject, cgroup: cgroup, pins: pins, scope: scope)
     }
 
-    /// Puts `ips` on the namespace's loopback, where the servers listen.
-    public func addAddresses(_ ips: [String]) throws {
-        for ip in ips { try sh(["ip", "-n", name, "addr", "add", "\(ip)/32", "dev", "lo"]) }
+    /// Another network namespace of this test (a pod beside the sandbox's "host"), with lo
+    /// up and no link anywhere; returns its path. Removed at teardown.
+    public func addNamespace() throws -> String {
+        let other = "\(name)-\(extraNamespaces.count + 1)"
+        try sh(["ip", "netns", "add", other])
+        extraNamespaces.append(other)
+        try sh(["ip", "-n", other, "link", "set", "lo", "up"])
+        return "/run/netns/\(other)"
     }
 
-    /// A server in the namespace (outside the cgroup) answering with `reply`.
-    public func startServer(_ proto: L4Protocol, _ ip: String, _ port: UInt16, reply: String) throws {
+    /// Puts `ips` on a namespace's loopback (default: the sandbox's), where the servers
+    /// listen. IPv6 ones without duplicate address detection, so they are usable at once.
+    public func addAddresses(_ ips: [String], netns: String? = nil) throws {
+        let ns = netns.map { String($0.split(separator: "/").last!) } ?? name
+        for ip in ips {
+            if ip.contains(":") {
+                try sh(["ip", "-n", ns, "-6", "addr", "add", "\(ip)/128", "dev", "lo", "nodad"])
+            } else {
+                try sh(["ip", "-n", ns, "addr", "add", "\(ip)/32", "dev", "lo"])
+            }
+        }
+    }
+
+    /// A server in a namespace (default: the sandbox's; outside the cgroup) answering with `reply`.
+    public func startServer(_ proto: L4Protocol, _ ip: String, _ port: UInt16, reply: String, netns: String? = nil) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.probe)
-        p.arguments = ["--netns", netnsPath, proto == .udp ? "serve-udp" : "serve-tcp", ip, "\(port)", reply]
+        p.arguments = ["--netns", netns ?? netnsPath, proto == .udp ? "serve-udp" : "serve-tcp", ip, "\(port)", reply]
         let out = Pipe()
         p.standardOutput = out
         try p.run()
@@ -89,9 +109,10 @@ public final class KernelSandbox: @unchecked Sendable {
         p.waitUntilExit()
     }
 
-    /// Runs a probe client inside the cgroup and namespace; returns its result lines.
-    public func client(_ args: [String]) throws -> [ProbeResult] {
-        let result = Self.run([Self.probe, "--cgroup", cgroup, "--netns", netnsPath] + args)
+    /// Runs a probe client inside the cgroup and a namespace (default: the sandbox's);
+    /// returns its result lines.
+    public func client(_ args: [String], netns: String? = nil) throws -> [ProbeResult] {
+        let result = Self.run([Self.probe, "--cgroup", cgroup, "--netns", netns ?? netnsPath] + args)
         guard result.status == 0 else { throw SandboxError("probe \(args) exited \(result.status): \(result.stderr)") }
         return result.stdout.split(separator: "\n").map { ProbeResult(String($0)) }
     }
@@ -125,6 +146,7 @@ public final class KernelSandbox: @unchecked Sendable {
             for _ in 0..<50 where rmdir(cgroup) != 0 { usleep(20_000) }
         }
         _ = Self.run(["ip", "netns", "del", name])
+        for other in extraNamespaces { _ = Self.run(["ip", "netns", "del", other]) }
     }
 
     private func sh(_ args: [String]) throws {

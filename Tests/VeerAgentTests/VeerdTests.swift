@@ -180,6 +180,75 @@ struct VeerdTests {
         }
     }
 
+    @Test("Dual stack from manifests: each family of a dual-stack Service reaches its own pods, v4-mapped sockets the IPv4 ones; an IPv6-only Service has no IPv4 frontend")
+    func dualStackFromManifests() throws {
+        let vip6 = "fd00:96::10", v6only = "fd00:96::20"
+        let pods6 = [("fd00:244::11", "pod6-a"), ("fd00:244::12", "pod6-b")]
+        try withBackends { sb in
+            try sb.addAddresses(pods6.map(\.0))
+            for (ip, pod) in pods6 { try sb.startServer(.tcp, ip, 8080, reply: pod) }
+            let dual = """
+                apiVersion: v1
+                kind: Service
+                metadata: {name: web, namespace: default}
+                spec:
+                  ipFamilyPolicy: RequireDualStack
+                  ipFamilies: [IPv4, IPv6]
+                  clusterIP: \(vip)
+                  clusterIPs: [\(vip), "\(vip6)"]
+                  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+                ---
+                apiVersion: v1
+                kind: Service
+                metadata: {name: only6, namespace: default}
+                spec:
+                  ipFamilies: [IPv6]
+                  clusterIP: "\(v6only)"
+                  clusterIPs: ["\(v6only)"]
+                  ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
+                """
+            let slice6 = pods6.map { "\n- addresses: [\"\($0.0)\"]\n  conditions: {ready: true}\n  targetRef: {kind: Pod, name: \($0.1), namespace: default}" }
+            func v6Slice(_ name: String, _ service: String) -> String {
+                """
+                apiVersion: discovery.k8s.io/v1
+                kind: EndpointSlice
+                metadata:
+                  name: \(name)
+                  namespace: default
+                  labels: {kubernetes.io/service-name: \(service)}
+                addressType: IPv6
+                ports: [{name: http, port: 8080, protocol: TCP}]
+                endpoints:
+                """ + slice6.joined() + "\n"
+            }
+            try withManifests(["svc.yaml": dual, "slice4.yaml": sliceYAML(Array(zip(backendIPs, pods))),
+                               "slice6.yaml": v6Slice("web-6", "web"), "only6.yaml": v6Slice("only6-6", "only6")]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("both families programmed") {
+                    backendCount(sb) == 3 && backendCount(sb, "[\(vip6)]:80/tcp") == 2 && backendCount(sb, "[\(v6only)]:80/tcp") == 2
+                }
+                let v4 = try sb.client(["tcp", vip, "80", "30"])
+                #expect(v4.allSatisfy { $0.ok && pods.contains($0.reply) && $0.peer == "\(vip):80" }, "\(v4.prefix(3))")
+                let v6 = try sb.client(["tcp", vip6, "80", "30"])
+                #expect(v6.allSatisfy { $0.ok && $0.reply.hasPrefix("pod6-") && $0.peer == "[\(vip6)]:80" }, "\(v6.prefix(3))")
+                #expect(Set(v6.map(\.reply)).count == 2)
+                let mapped = try sb.client(["tcp", "::ffff:\(vip)", "80", "20"])
+                #expect(mapped.allSatisfy { $0.ok && pods.contains($0.reply) && $0.peer == "[::ffff:\(vip)]:80" }, "\(mapped.prefix(3))")
+                // Single-stack IPv6: one frontend, in its family only.
+                let state = try Datapath(pins: sb.pins).readState()
+                let only6 = state.masters.keys.filter { $0.port == 80 && ($0.ip == IPAddress(v6only)!) }
+                #expect(only6.count == 1)
+                #expect(state.masters.keys.filter { $0.ip.isIPv4 }.map(\.description).sorted() == ["\(vip):80/tcp"])
+                // veerctl and the metrics print IPv6 the usual way.
+                let rows = KernelSandbox.run(["\(KernelSandbox.veerBinaries)/veerctl", "services", "--bpffs", sb.pins.root]).stdout
+                #expect(rows.contains("[\(vip6)]:80"), "\(rows)")
+                let metrics = fetch(try #require(veerd.metricsURL))
+                #expect(metrics.contains("endpoint=\"[fd00:244::11]:8080\""), "\(metrics.split(separator: "\n").filter { $0.contains("endpoint_hits") }.prefix(4))")
+                veerd.signal(SIGTERM)
+            }
+        }
+    }
+
     @Test("SIGTERM stops veerd gracefully and the datapath keeps serving")
     func sigtermLeavesDatapath() throws {
         try withBackends { sb in

@@ -106,6 +106,9 @@ public actor Agent {
                                         scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces)
         names = NamesFile.read(pins: config.pins) ?? ProgrammedNames()
         let frontends = (try? datapath.readState().masters.count) ?? 0
+        if !datapath.retiredVersions.isEmpty {
+            logger.notice("retired the pins of an older schema (upgrade)", metadata: ["versions": "\(datapath.retiredVersions.joined(separator: ","))"])
+        }
         logger.info("datapath ready", metadata: ["pins": "\(config.pins.directory)", "cgroup": "\(config.cgroup)",
                                                  "adopted_frontends": "\(frontends)"])
     }

@@ -7,11 +7,23 @@ import VeerModel
 /// another shape.
 public struct PinLayout: Sendable, Hashable {
     public var root: String
+    /// The schema version directory; another than `PinLayout.version` only to retire old pins.
+    public var version: String
 
-    public init(root: String = "/sys/fs/bpf/veer") { self.root = root }
+    public init(root: String = "/sys/fs/bpf/veer", version: String = PinLayout.version) {
+        self.root = root
+        self.version = version
+    }
 
     public static var version: String { VEER_PIN_VERSION }
-    public var directory: String { "\(root)/\(Self.version)" }
+    public var directory: String { "\(root)/\(version)" }
+
+    /// Pin directories of other schema versions under the same root (`v1` beside `v2`).
+    public var otherVersions: [PinLayout] {
+        ((try? listDirectory(root)) ?? []).filter { name in
+            name != version && name.hasPrefix("v") && name.dropFirst().allSatisfy(\.isNumber) && name.count > 1
+        }.sorted().map { PinLayout(root: root, version: $0) }
+    }
     public var maps: String { "\(directory)/maps" }
     public var links: String { "\(directory)/links" }
 }
@@ -49,14 +61,15 @@ public final class Datapath: @unchecked Sendable {
     /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
     /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
     private var retiredHits: [String: UInt64]
+    /// Schema versions whose pins `install` found under the root and removed (an upgrade).
+    public internal(set) var retiredVersions: [String] = []
 
     /// Opens an installed datapath's maps.
     public init(pins: PinLayout = PinLayout()) throws {
         self.pins = pins
         guard access(pins.maps, F_OK) == 0 else {
-            let others = ((try? listDirectory(pins.root)) ?? []).filter { $0.hasPrefix("v") && $0 != PinLayout.version }
-            if let other = others.first {
-                throw DatapathError.versionMismatch(pinned: other, supported: PinLayout.version, root: pins.root)
+            if let other = pins.otherVersions.first {
+                throw DatapathError.versionMismatch(pinned: other.version, supported: PinLayout.version, root: pins.root)
             }
             throw DatapathError.notInstalled(pinDirectory: pins.directory)
         }
@@ -89,6 +102,7 @@ public final class Datapath: @unchecked Sendable {
             configEntry.hostns_cookie = try SystemCheck.netnsCookie(netns)
             configEntry.flags = UInt32(VEER_CFG_F_HOSTNS_ONLY)
         }
+        var retired: [String] = []
         for dir in [pins.root, pins.directory, pins.maps, pins.links] {
             guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {
                 throw DatapathError.syscall(operation: "create pin directory \(dir)", errno: errno)
@@ -165,7 +179,20 @@ public final class Datapath: @unchecked Sendable {
                 throw DatapathError.syscall(operation: "pin link \(linkPin)", errno: err)
             }
         }
-        return try Datapath(pins: pins)
+        // An in-place upgrade across a schema change leaves the old version's programs attached
+        // beside the new ones, and the first attached runs first: with its maps no longer
+        // written, it would keep translating to stale backends. Ours, under our root: retire
+        // them once the new programs are in place, so there is no moment without a program.
+        for old in pins.otherVersions {
+            do {
+                if try uninstall(pins: old) { retired.append(old.version) }
+            } catch {
+                throw DatapathError.syscall(operation: "retire pins of schema \(old.version) at \(old.directory)", errno: errno)
+            }
+        }
+        let datapath = try Datapath(pins: pins)
+        datapath.retiredVersions = retired
+        return datapath
     }
 
     /// Detaches every program, removes every pin and directory. Returns false if nothing

@@ -315,6 +315,33 @@ struct KernelTests {
         }
     }
 
+    @Test("An in-place upgrade retires the old schema's pins: its stale maps stop deciding at once")
+    func upgradeRetiresOldSchema() throws {
+        try withBackends { sb, _ in
+            // The node as an older release left it: programs attached under another schema
+            // version's pins, translating with maps nobody writes any more.
+            let old = PinLayout(root: sb.pins.root, version: "v1")
+            #expect(sb.pins.otherVersions.isEmpty)
+            _ = try Datapath.uninstall(pins: sb.pins)
+            let stale = try Datapath.install(object: KernelSandbox.bpfObject, cgroup: sb.cgroup, pins: old)
+            try stale.sync([frontend(backends: [backendIPs[0]])])
+            #expect(Set(try sb.client(["tcp", vip, "80", "10"]).map(\.reply)) == ["pod-a"])
+
+            let current = try sb.install()
+            #expect(current.retiredVersions == ["v1"])
+            #expect(access(old.directory, F_OK) != 0)
+            #expect(sb.pins.otherVersions.isEmpty)
+            var links = try linkIDs(sb)
+            for _ in 0..<100 where links.count != datapathPrograms.count { usleep(50_000); links = try linkIDs(sb) }  // freed asynchronously
+            #expect(links.count == datapathPrograms.count)
+            try current.sync([frontend(backends: [backendIPs[1], backendIPs[2]])])
+            let after = try sb.client(["tcp", vip, "80", "40"])
+            #expect(after.allSatisfy { $0.ok && $0.reply != "pod-a" }, "\(counts(after))")
+            let attached = KernelSandbox.run(["bpftool", "cgroup", "show", sb.cgroup]).stdout
+            #expect(attached.components(separatedBy: "veer_connect4").count - 1 == 1, "\(attached)")
+        }
+    }
+
     @Test("Uninstall leaves none of our programs, maps or links in the kernel")
     func uninstallLeavesNothing() throws {
         try KernelSandbox.run { sb in

@@ -139,7 +139,7 @@ public final class KernelSandbox: @unchecked Sendable {
             kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
         }
-        _ = try? Datapath.uninstall(pins: pins)
+        for layout in [pins] + pins.otherVersions { _ = try? Datapath.uninstall(pins: layout) }
         _ = rmdir(pins.root)
         if rmdir(cgroup) != 0 && errno != ENOENT {
             // A client still exiting keeps the cgroup busy for a moment.

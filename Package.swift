@@ -70,6 +70,8 @@ let package = Package(
         .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),
+        // Several nodes on one machine (ClusterSandbox): cross-node behaviour, faults, hostile input, security.
+        .testTarget(name: "VeerClusterTests", dependencies: ["VeerDatapath", "VeerModel", "VeerTestSupport"]),
         // deploy/ and docs/operations.md checked against the built veerd and the sources (no privileges).
         .testTarget(name: "VeerDeployTests", dependencies: [.product(name: "Yams", package: "Yams")]),
     ]

@@ -126,6 +126,14 @@ public enum Selector {
 
             func emit(_ ip: IPv4Address, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
                 let address = L4Address(ip: ip, port: portNumber, proto: port.proto)
+                // The node's own addresses and loopback are claimed only as NodePorts: a cluster,
+                // external or LB IP there would capture the node's own connections (ssh, the
+                // kubelet) at the socket, the socket-level form of CVE-2020-8554.
+                if kind != .nodePort && (ip.isLoopback || node.addresses.contains(ip)) {
+                    skip(.nodeLocalAddress, "\(address) is this node's own address; only a NodePort may use it",
+                         kind: "Frontend", object: address.description)
+                    return
+                }
                 guard seen.insert(address).inserted else {
                     skip(.frontendConflict, "\(address) is already a frontend of this service", kind: "Frontend", object: address.description)
                     return
@@ -171,7 +179,13 @@ public enum Selector {
 
             emit(clusterIP, port.port, .clusterIP, external: false)
             if let nodePort = port.nodePort {
-                for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
+                // The API server refuses nodePort on other types; a stray one opens no port here.
+                if service.type == .nodePort || service.type == .loadBalancer {
+                    for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
+                } else {
+                    skip(.nodePortWithoutType, "nodePort \(nodePort) on a \(service.type) Service is not served",
+                         kind: "Frontend", object: "\(port.name):\(nodePort)")
+                }
             }
             for ip in externalIPs { emit(ip, port.port, .externalIP, external: true) }
             for ip in lbIPs { emit(ip, port.port, .loadBalancer, external: true) }

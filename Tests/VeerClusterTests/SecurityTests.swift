@@ -88,10 +88,13 @@ extension ClusterTests {
             try cluster.waitForBackends("198.51.100.8:80/tcp") { _ in endpoints(pods) }
             // …its node-local ones are not, on any node.
             for node in cluster.nodes {
-                for claimed in ["\(node1.address):80/tcp", "127.0.0.1:80/tcp", "\(node.address):30081/tcp", "127.0.0.1:30081/tcp"] {
+                for claimed in ["127.0.0.1:80/tcp", "\(node.address):30081/tcp", "127.0.0.1:30081/tcp"] {
                     #expect(cluster.backends(node.index, claimed) == nil, "\(node.name) honours \(claimed)")
                 }
             }
+            #expect(cluster.backends(1, "\(node1.address):80/tcp") == nil, "node-1 lets an external IP take its own address")
+            // Elsewhere node-1's address is just an external IP, as kube-proxy treats it.
+            #expect(cluster.backends(2, "\(node1.address):80/tcp") == endpoints(pods))
             #expect(cluster.backends(2, "\(cluster.nodes[1].address):80/tcp") == nil, "node-2 does not let a cluster IP take its address")
             // node-2's own address:80 stays its own: nothing listens there, so the connect is refused, not translated.
             let own = try cluster.connect(2, cluster.nodes[1].address, 80, count: 3)

@@ -138,3 +138,29 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    @Test("Small maps on one node: the service that does not fit is rejected there with a reason and a metric; the rest, and the other nodes, are intact")
+    func smallMapsOnOneNode() throws {
+        try withCluster(agents: false) { cluster in
+            let small = try cluster.addPod("small", on: 1)
+            let big = try (1...9).map { try cluster.addPod("big-\($0)", on: ($0 % 3) + 1) }
+            try cluster.apply("services", ClusterObjects.service("small", clusterIP: "10.96.0.11"))
+            try cluster.apply("endpointslices", ClusterObjects.slice("small", [small], in: cluster))
+            try cluster.apply("services", ClusterObjects.service("big", clusterIP: "10.96.0.12"))
+            try cluster.apply("endpointslices", ClusterObjects.slice("big", big, in: cluster))
+            // 8 entries: small needs 2 (master + slot), big 10: big can never fit on node-2.
+            try cluster.startAgent(1)
+            try cluster.startAgent(2, extra: ["--max-service-entries", "8"])
+            try cluster.startAgent(3)
+            try cluster.waitForBackends("10.96.0.11:80/tcp") { _ in endpoints([small]) }
+            try cluster.waitForBackends("10.96.0.12:80/tcp") { node in node.index == 2 ? nil : endpoints(big) }
+            try cluster.waitUntil("the rejection is logged") { cluster.agent(2)?.logText.contains("service default/big not programmed") == true }
+            let metrics = cluster.metrics(2)
+            #expect(metrics.contains("veer_services_rejected 1"), "\(metrics.split(separator: "\n").filter { $0.contains("reject") })")
+            #expect(try cluster.connect(2, "10.96.0.11", 80, count: 10).allSatisfy { $0.ok && $0.reply == "small" })
+            #expect(try cluster.connect(2, "10.96.0.12", 80, count: 3).allSatisfy { $0.reply == "ENETUNREACH" }, "not translated on node-2")
+            #expect(try cluster.connect(1, "10.96.0.12", 80, count: 10).allSatisfy { $0.ok })
+        }
+    }
+}

@@ -61,7 +61,7 @@ let package = Package(
         // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
         // tests, the agent tests and later the multi-node harness.
         .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),
-        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel", "VeerTestSupport"], resources: [.copy("Fixtures")]),
         // The fake API server and the Python client check are run by the tests, not compiled.
         .testTarget(name: "VeerKubeTests", dependencies: [
             "VeerKube", "VeerModel",

@@ -105,3 +105,39 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    @Test("Seeded garbage and mutated objects in the live watch streams: agents survive, maps stay valid, the next real state converges")
+    func watchStreamFuzz() throws {
+        let env = ProcessInfo.processInfo.environment
+        let events = Int(env["VEER_CLUSTER_FUZZ_EVENTS"] ?? "") ?? 60
+        var rng = SplitMix64(seed: UInt64(env["VEER_FUZZ_SEED"] ?? "") ?? 0xC1D5)
+        try withCluster { cluster in
+            let pods = try cluster.addPods("web", perNode: 1)
+            let service = ClusterObjects.service("web", clusterIP: vip, nodePort: 30080, spec: ["type": "NodePort"])
+            try cluster.deploy(service, slice: ClusterObjects.slice("web", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
+            let api = try #require(cluster.api)
+            // Real events of both kinds, byte-mutated, written raw into the watches; some
+            // decode into other (odd) objects, some are garbage that restarts the watch.
+            let seeds: [(String, [String: Any])] = [("services", service), ("endpointslices", ClusterObjects.slice("web", pods, in: cluster))]
+            for _ in 0..<events {
+                let (resource, object) = seeds.randomElement(using: &rng)!
+                let event: [String: Any] = ["type": ["ADDED", "MODIFIED", "DELETED"].randomElement(using: &rng)!, "object": object]
+                let line = mutate(String(decoding: try JSONSerialization.data(withJSONObject: event), as: UTF8.self), &rng)
+                    .replacingOccurrences(of: "\n", with: " ")
+                try api.post("inject_raw", ["resource": resource, "line": line])
+            }
+            for node in cluster.nodes { #expect(cluster.agent(node.index)?.isRunning == true, "\(node.name): \(cluster.agentLogs())") }
+            // The real state, changed: every agent converges to it.
+            let kept = Array(pods.dropLast())
+            try cluster.apply("services", service)
+            try cluster.apply("endpointslices", ClusterObjects.slice("web", kept, in: cluster))
+            try cluster.waitForBackends(frontend, timeout: 60) { _ in endpoints(kept) }
+            for node in cluster.nodes {
+                let inspection = try Inspection(datapath: Datapath(pins: node.pins))
+                #expect(inspection.frontends.allSatisfy { $0.problems.isEmpty }, "\(node.name): \(inspection.frontends.flatMap(\.problems))")
+                #expect(try cluster.connect(node.index, vip, 80, count: 10).allSatisfy { $0.ok })
+            }
+        }
+    }
+}

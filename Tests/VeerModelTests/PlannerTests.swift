@@ -1,5 +1,6 @@
 import Testing
 import VeerModel
+import VeerTestSupport
 
 private func addr(_ s: String) -> L4Address { L4Address(s)! }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VeerModel
+import VeerTestSupport
 
 // A seeded fuzzer over watch events: random Services and EndpointSlices (hostile on purpose:
 // node-local and conflicting addresses, duplicate endpoints, odd ports, huge strings), half of

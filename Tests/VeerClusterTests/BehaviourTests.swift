@@ -6,9 +6,6 @@ import VeerTestSupport
 // What users rely on across nodes and zones, asserted by counting which pod answered each
 // connection made from each node.
 
-private let vip = "10.96.0.10"
-private let frontend = "\(vip):80/tcp"
-
 extension ClusterTests {
     @Test("Zone hints: each node reaches only its zone's pods; a zone without pods falls back to all")
     func zoneHints() throws {

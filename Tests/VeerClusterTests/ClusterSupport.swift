@@ -18,6 +18,10 @@ let clusterUnavailable: String? = {
 @Suite("cluster", .serialized, .disabled(if: clusterUnavailable != nil, Comment(rawValue: "skipped: \(clusterUnavailable ?? "")")))
 struct ClusterTests {}
 
+/// The cluster IP most tests serve, and its frontend as the maps key it.
+let vip = "10.96.0.10"
+let frontend = "\(vip):80/tcp"
+
 /// A 3-node cluster (zones a, b, c) with an agent on every node, already listing the API server.
 func withCluster<T>(agents: Bool = true, _ body: (ClusterSandbox) throws -> T) throws -> T {
     try ClusterSandbox.run(nodes: 3) { cluster in

@@ -8,9 +8,6 @@ import VeerTestSupport
 // Faults while clients on every node connect: an agent killed, the API server gone, restarted
 // with a new history, slow, or sending garbage; several agents racing for one node.
 
-private let vip = "10.96.0.10"
-private let frontend = "\(vip):80/tcp"
-
 extension ClusterTests {
     @Test("kill -9 of one agent under load: no failed connection; the restarted agent converges and keeps nothing stale")
     func agentKilledUnderLoad() throws {

@@ -7,9 +7,6 @@ import VeerTestSupport
 // Objects crafted to hurt, served by the API server to every agent. Each has one defined
 // outcome, checked in the maps of every node.
 
-private let vip = "10.96.0.10"
-private let frontend = "\(vip):80/tcp"
-
 /// An EndpointSlice of `service` with `count` ready endpoints 10.250.x.y (no server behind them:
 /// these tests count what is programmed).
 private func bigSlice(_ service: String, name: String, count: Int, offset: Int = 0) -> [String: Any] {

@@ -7,9 +7,6 @@ import VeerTestSupport
 
 // Security properties a node relies on, checked on a running cluster.
 
-private let vip = "10.96.0.10"
-private let frontend = "\(vip):80/tcp"
-
 extension ClusterTests {
     @Test("Pins and state files are root-only; /metrics listens on loopback unless told otherwise")
     func filePermissionsAndMetricsAddress() throws {

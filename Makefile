@@ -62,6 +62,13 @@ test: build bpffs
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
 		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" $(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
 
+# The watch-event fuzzer, longer than `make test`'s bounded run: make fuzz FUZZ_SECONDS=3600
+# (VEER_FUZZ_SEED=N replays one seed). No privileges needed.
+FUZZ_SECONDS ?= 600
+.PHONY: fuzz
+fuzz:
+	$(Q)VEER_FUZZ_SECONDS=$(FUZZ_SECONDS) $(SWIFT) test $(SWIFT_BUILD_FLAGS) --filter WatchEventFuzzTests 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+
 demo: build bpffs
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
 		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" ./examples/demo/run.sh $(DEMO_ARGS)

@@ -61,7 +61,7 @@ let package = Package(
         // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
         // tests, the agent tests and later the multi-node harness.
         .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),
-        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel", "VeerTestSupport"], resources: [.copy("Fixtures")]),
         // The fake API server and the Python client check are run by the tests, not compiled.
         .testTarget(name: "VeerKubeTests", dependencies: [
             "VeerKube", "VeerModel",
@@ -70,6 +70,8 @@ let package = Package(
         .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),
+        // Several nodes on one machine (ClusterSandbox): cross-node behaviour, faults, hostile input, security.
+        .testTarget(name: "VeerClusterTests", dependencies: ["VeerDatapath", "VeerModel", "VeerTestSupport"]),
         // deploy/ and docs/operations.md checked against the built veerd and the sources (no privileges).
         .testTarget(name: "VeerDeployTests", dependencies: [.product(name: "Yams", package: "Yams")]),
     ]

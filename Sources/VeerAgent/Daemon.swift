@@ -28,6 +28,9 @@ public struct DaemonOptions: Sendable {
 /// Runs veerd until SIGTERM/SIGINT: the agent, its source, and the metrics server. A
 /// graceful stop leaves the datapath attached and the maps as they are.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
+    // Before anything touches the pins: a second agent for them exits here (AgentLock.Held).
+    let lock = try AgentLock(pins: options.agent.pins)
+    defer { withExtendedLifetime(lock) {} }
     let agent = try Agent(config: options.agent, logger: logger)
     let events: AsyncStream<SourceEvent>
     let diagnostics: AsyncStream<SourceDiagnostic>

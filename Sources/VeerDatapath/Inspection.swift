@@ -98,9 +98,10 @@ func writeState<T: Encodable>(_ value: T, to path: String, pins: PinLayout) thro
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     let data = try encoder.encode(value)
-    try FileManager.default.createDirectory(atPath: NamesFile.directory(pins), withIntermediateDirectories: true)
+    try ensureStateDirectory(pins)
     let tmp = path + ".tmp"
-    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+    // Root-only, like the pins: the names say which pods serve what.
+    guard FileManager.default.createFile(atPath: tmp, contents: data, attributes: [.posixPermissions: 0o600]) else {
         throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
     }
     guard rename(tmp, path) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }

@@ -216,6 +216,10 @@ public enum SkipRule: String, Hashable, Sendable, Codable {
     case invalidAddress
     /// The same address:port/proto is already a frontend (of this or another service).
     case frontendConflict
+    /// A cluster, external or LB IP on the node's own address or loopback (only NodePorts may use them).
+    case nodeLocalAddress
+    /// A nodePort on a Service whose type is neither NodePort nor LoadBalancer.
+    case nodePortWithoutType
 }
 
 public struct SkipReason: Hashable, Sendable, Codable, CustomStringConvertible {

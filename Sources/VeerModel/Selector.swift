@@ -145,6 +145,18 @@ public enum Selector {
             func emit(_ ip: IPAddress, _ portNumber: UInt16, _ kind: FrontendKind, external: Bool) {
                 guard let sel = byFamily[ip.family] else { return }
                 let address = L4Address(ip: ip, port: portNumber, proto: port.proto)
+                // The node's own addresses and loopback: a cluster or external IP there would
+                // capture the node's own connections (ssh, the kubelet) at the socket, the
+                // socket-level form of CVE-2020-8554; anyone who may create a Service can set
+                // them. Loopback is only ever a NodePort. The node's address may also be the LB
+                // IP of a LoadBalancer Service: only a controller with status rights writes that,
+                // and k3s' ServiceLB does exactly this.
+                let nodeOwned = node.addresses.contains(ip)
+                if kind != .nodePort && (ip.isLoopback || (nodeOwned && !(kind == .loadBalancer && service.type == .loadBalancer))) {
+                    skip(.nodeLocalAddress, "\(address) is this node's own address; only a NodePort\(ip.isLoopback ? "" : " or a LoadBalancer Service's LB IP") may use it",
+                         kind: "Frontend", object: address.description)
+                    return
+                }
                 guard seen.insert(address).inserted else {
                     skip(.frontendConflict, "\(address) is already a frontend of this service", kind: "Frontend", object: address.description)
                     return
@@ -190,7 +202,13 @@ public enum Selector {
 
             for ip in clusterIPs.values.sorted() { emit(ip, port.port, .clusterIP, external: false) }
             if let nodePort = port.nodePort {
-                for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
+                // The API server refuses nodePort on other types; a stray one opens no port here.
+                if service.type == .nodePort || service.type == .loadBalancer {
+                    for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
+                } else {
+                    skip(.nodePortWithoutType, "nodePort \(nodePort) on a \(service.type) Service is not served",
+                         kind: "Frontend", object: "\(port.name):\(nodePort)")
+                }
             }
             for ip in externalIPs { emit(ip, port.port, .externalIP, external: true) }
             for ip in lbIPs { emit(ip, port.port, .loadBalancer, external: true) }

@@ -126,6 +126,9 @@ struct Run: AsyncParsableCommand {
         } catch let error as DatapathError {
             logger.critical("\(error.description)")
             throw ExitCode(1)
+        } catch let error as AgentLock.Held {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
         }
     }
 }

@@ -30,42 +30,6 @@ private func serviceObject() -> [String: Any] { [
     "spec": ["clusterIP": vip, "ports": [["name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080]]],
 ] }
 
-/// The fake API server, on 127.0.0.1 only; killed by pid.
-private final class FakeAPI {
-    let process = Process()
-    let port: Int
-    let stdin = Pipe()
-
-    init(state: String) throws {
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "\(KernelSandbox.repoRoot)/Tests/VeerKubeTests/fake_apiserver.py",
-                             "--port", "0", "--state", state, "--exit-with-stdin"]
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardInput = stdin
-        try process.run()
-        guard let line = out.fileHandleForReading.readLine(), line.hasPrefix("LISTENING "), let p = Int(line.dropFirst(10)) else {
-            throw SandboxError("fake API server did not start")
-        }
-        port = p
-    }
-
-    func post(_ action: String, _ body: [String: Any]) throws {
-        let file = NSTemporaryDirectory() + "veer-fake-body-\(getpid()).json"
-        try JSONSerialization.data(withJSONObject: body).write(to: URL(fileURLWithPath: file))
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let r = KernelSandbox.run(["curl", "-sf", "-X", "POST", "--data-binary", "@\(file)",
-                                   "http://127.0.0.1:\(port)/_fake/\(action)"])
-        guard r.status == 0 else { throw SandboxError("fake \(action) failed: \(r.stderr)") }
-    }
-
-    func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-    }
-
-    deinit { stop() }
-}
-
 private func count(_ sb: KernelSandbox) -> Int? {
     (try? Datapath(pins: sb.pins).readState().masters[L4Address("\(vip):80/tcp")!]).map { Int($0.count) }
 }
@@ -88,7 +52,7 @@ struct APIServerTests {
             defer { try? FileManager.default.removeItem(atPath: dir) }
             let state: [String: Any] = ["services": [serviceObject()], "endpointslices": [slice(3)], "nodes": []]
             try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: "\(dir)/state.json"))
-            let api = try FakeAPI(state: "\(dir)/state.json")
+            let api = try FakeAPIServer(state: "\(dir)/state.json")
             defer { api.stop() }
 
             let veerd = Process()

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """A fake Kubernetes API server for Veer's tests: the real list/watch protocol, served from
-in-memory test data, with faults on demand. Listens on 127.0.0.1 only.
+in-memory test data, with faults on demand. Listens on 127.0.0.1 unless --host says otherwise.
 
-  fake_apiserver.py [--port N] [--state FILE.json] [--rv-start N] [--token T] [--exit-with-stdin]
+  fake_apiserver.py [--host IP] [--port N] [--state FILE.json] [--rv-start N] [--token T] [--exit-with-stdin]
 
 Prints "LISTENING <port>" when ready. State file: {"services": [...], "endpointslices": [...],
 "nodes": [...]}; objects get resourceVersions from one counter, as on a real server. Restarting with
@@ -503,6 +503,7 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (the cluster tests: the bridge's, in its namespace)")
     ap.add_argument("--state")
     ap.add_argument("--rv-start", type=int, default=1000)
     ap.add_argument("--token")
@@ -522,7 +523,7 @@ def main():
     Handler.world = world
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
-    server = ThreadingHTTPServer(("127.0.0.1", a.port), Handler)
+    server = ThreadingHTTPServer((a.host, a.port), Handler)
     default_handle_error = server.handle_error
 
     def handle_error(request, client_address):

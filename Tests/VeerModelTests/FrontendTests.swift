@@ -272,6 +272,30 @@ struct FrontendTests {
         #expect(r.decisions.first?.endpoints.contains { $0.endpoint == "[fd00::9]:8080" && $0.included } == true)
     }
 
+    /// The node's own address and loopback are not for any Service to claim (CVE-2020-8554 at the socket).
+    @Test(arguments: [
+        ("ClusterIP", [String](), [String](), [String](), ["192.168.0.1:80/tcp", "127.0.0.1:80/tcp"]),
+        ("ClusterIP", ["192.168.0.1", "127.0.0.1", "203.0.113.1"], [String](), ["203.0.113.1:80/tcp"], ["192.168.0.1:80/tcp", "127.0.0.1:80/tcp"]),
+        ("ClusterIP", [], ["192.168.0.1"], [], ["192.168.0.1:80/tcp"]),
+        ("LoadBalancer", ["192.168.0.1"], ["192.168.0.1", "127.0.0.1"], ["192.168.0.1:80/tcp"], ["127.0.0.1:80/tcp"]),
+    ])
+    func nodeLocalAddresses(_ type: String, _ externalIPs: [String], _ lbIPs: [String], _ served: [String], _ refused: [String]) throws {
+        let svc = serviceJSON(type: type, externalIPs: externalIPs, ingress: lbIPs.map { ["ip": $0] })
+        var r = select(svc, [sliceJSON("s", endpoints: [.R("10.0.0.1")])])
+        if externalIPs.isEmpty && lbIPs.isEmpty {
+            // A cluster IP on the node's address or loopback.
+            r = select(serviceJSON(clusterIP: "192.168.0.1"), [sliceJSON("s", endpoints: [.R("10.0.0.1")])])
+            let r2 = select(serviceJSON("lo", clusterIP: "127.0.0.1"), [])
+            r.skipped += r2.skipped
+        }
+        let frontends = Set(r.frontends.filter { $0.kind != .nodePort }.map(\.address.description))
+        for f in served { #expect(frontends.contains(f), "\(f) not served: \(frontends)") }
+        for f in refused {
+            #expect(!frontends.contains(f), "\(f) served")
+            #expect(r.skipped.contains { $0.rule == .nodeLocalAddress && $0.object == f }, "\(r.skipped)")
+        }
+    }
+
     @Test func loadBalancerIngressModes() throws {  // 59
         let svc = serviceJSON(type: "LoadBalancer", ingress: [["ip": "198.51.100.1"], ["ip": "198.51.100.2", "ipMode": "VIP"],
                                                              ["ip": "198.51.100.3", "ipMode": "Proxy"], ["hostname": "lb.example.com"]])

@@ -1,5 +1,6 @@
 import Testing
 import VeerModel
+import VeerTestSupport
 
 private func addr(_ s: String) -> L4Address { L4Address(s)! }
 
@@ -16,7 +17,7 @@ private func fe(_ frontend: String, _ backends: [String], service: String = "web
 private let roomy = MapCapacities(services: 10_000, backends: 10_000, revNat: 10_000, members: 10_000)
 
 /// Everything bpf/veer_sock.bpf.c relies on at any instant.
-private func invariantViolations(_ s: MapState) -> [String] {
+func invariantViolations(_ s: MapState) -> [String] {
     var problems: [String] = []
     for (frontend, master) in s.masters {
         guard s.revNat[master.revNatID] == frontend else {

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Kubernetes objects as the API server serves them (JSON), for the cluster tests.
+public enum ClusterObjects {
+    /// A Service with one TCP port `http` (port → targetPort 8080); `spec` entries are merged in.
+    public static func service(_ name: String, clusterIP: String, port: Int = 80, nodePort: Int? = nil,
+                               spec extra: [String: Any] = [:], status: [String: Any]? = nil) -> [String: Any] {
+        var port: [String: Any] = ["name": "http", "port": port, "protocol": "TCP", "targetPort": 8080]
+        if let nodePort { port["nodePort"] = nodePort }
+        var spec: [String: Any] = ["clusterIP": clusterIP, "clusterIPs": [clusterIP], "ports": [port]]
+        for (k, v) in extra { spec[k] = v }
+        var object: [String: Any] = ["apiVersion": "v1", "kind": "Service",
+                                     "metadata": ["name": name, "namespace": "default"], "spec": spec]
+        if let status { object["status"] = status }
+        return object
+    }
+
+    public enum PodState: Sendable { case ready, terminating, notReady }
+
+    /// One EndpointSlice of `service` listing `pods` on port 8080, each with its node and zone;
+    /// `zoneHints` adds hints.forZones = the pod's own zone (what the EndpointSlice controller
+    /// writes when every zone has enough endpoints).
+    public static func slice(_ service: String, name: String? = nil, _ pods: [ClusterSandbox.Pod], in cluster: ClusterSandbox,
+                             zoneHints: Bool = false, states: [String: PodState] = [:]) -> [String: Any] {
+        [
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": ["name": name ?? "\(service)-1", "namespace": "default",
+                         "labels": ["kubernetes.io/service-name": service]],
+            "addressType": "IPv4",
+            "ports": [["name": "http", "port": 8080, "protocol": "TCP"]],
+            "endpoints": pods.map { pod -> [String: Any] in
+                let node = cluster.nodes[pod.node - 1]
+                let conditions: [String: Bool]
+                switch states[pod.name] ?? .ready {
+                case .ready: conditions = ["ready": true, "serving": true, "terminating": false]
+                case .terminating: conditions = ["ready": false, "serving": true, "terminating": true]
+                case .notReady: conditions = ["ready": false, "serving": false, "terminating": false]
+                }
+                var e: [String: Any] = ["addresses": [pod.ip], "conditions": conditions, "nodeName": node.name, "zone": node.zone,
+                                        "targetRef": ["kind": "Pod", "name": pod.name, "namespace": "default"]]
+                if zoneHints { e["hints"] = ["forZones": [["name": node.zone]]] }
+                return e
+            },
+        ]
+    }
+}

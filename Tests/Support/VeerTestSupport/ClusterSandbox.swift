@@ -1,0 +1,404 @@
+import Foundation
+import Glibc
+import VeerDatapath
+import VeerModel
+
+/// A small cluster's data plane on one machine, for end-to-end tests.
+///
+/// - One **bridge** namespace holds `br0` (192.168.77.254/24) and the fake API server on it.
+/// - Each **node** is a network namespace joined to the bridge by a veth (no link to the host),
+///   with its own child cgroup, pin directory and `veerd`. Node k has address 192.168.77.(10+k),
+///   zone `zone-a/b/c…`, and pod addresses 10.244.k.x on its loopback, routed from the other nodes
+///   through their node address.
+/// - Every agent runs in its node's namespace and lists/watches the one API server over the
+///   bridge, through the Kubernetes source (`veerd --api-server`): the production path.
+/// - Pods are `veer-probe serve-tcp` processes on pod addresses, answering with their name;
+///   clients are `veer-probe` processes inside a node's cgroup and namespace.
+///
+/// `ClusterSandbox.run` tears all of it down (processes by pid, datapaths, pins, cgroups,
+/// namespaces, state files) even when the test fails.
+public final class ClusterSandbox: @unchecked Sendable {
+    public struct Node: Sendable {
+        public let index: Int          // 1-based
+        public let name: String        // node-1 …
+        public let zone: String        // zone-a …
+        public let address: String     // 192.168.77.(10+index)
+        public let netns: String
+        public var netnsPath: String { "/run/netns/\(netns)" }
+        public let cgroup: String
+        public let pins: PinLayout
+    }
+
+    public struct Pod: Sendable, Hashable {
+        public let name: String
+        public let ip: String
+        public let node: Int
+    }
+
+    public let name: String
+    public let nodes: [Node]
+    public let bridgeNetns: String
+    public let directory: String
+    public static let apiAddress = "192.168.77.254"
+    public static let apiPort = 6443
+    public var apiURL: String { "http://\(Self.apiAddress):\(Self.apiPort)" }
+
+    public private(set) var api: FakeAPIServer?
+    private var agents: [Int: VeerdProcess] = [:]
+    private var retiredAgents: [VeerdProcess] = []
+    private var pods: [Pod: Process] = [:]
+    private var podCount: [Int: Int] = [:]
+    private var loads: [LoadClient] = []
+    private var agentStarts = 0
+
+    nonisolated(unsafe) private static var counter = 0
+    private static let lock = NSLock()
+
+    private init(nodeCount: Int) throws {
+        let n = Self.lock.withLock { Self.counter += 1; return Self.counter }
+        // "veer-c" never collides with the kernel tests' "veer-t" or the bench's sandboxes.
+        let name = "veer-c\(getpid())-\(n)"
+        self.name = name
+        bridgeNetns = "\(name)-br"
+        directory = NSTemporaryDirectory() + name
+        let cg2 = SystemCheck.cgroup2Mount()!
+        let zones = ["zone-a", "zone-b", "zone-c"]
+        nodes = (1...nodeCount).map { k in
+            Node(index: k, name: "node-\(k)", zone: zones[(k - 1) % zones.count], address: "192.168.77.\(10 + k)",
+                 netns: "\(name)-\(k)", cgroup: "\(cg2)/\(name)-\(k)", pins: PinLayout(root: "/sys/fs/bpf/\(name)-\(k)"))
+        }
+    }
+
+    /// Builds the network and starts the API server (no agents yet: `startAgents`).
+    private func setUp() throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try sh(["ip", "netns", "add", bridgeNetns])
+        try sh(["ip", "-n", bridgeNetns, "link", "set", "lo", "up"])
+        try sh(["ip", "-n", bridgeNetns, "link", "add", "br0", "type", "bridge"])
+        try sh(["ip", "-n", bridgeNetns, "addr", "add", "\(Self.apiAddress)/24", "dev", "br0"])
+        try sh(["ip", "-n", bridgeNetns, "link", "set", "br0", "up"])
+        for node in nodes {
+            try sh(["ip", "netns", "add", node.netns])
+            try sh(["ip", "-n", node.netns, "link", "set", "lo", "up"])
+            // Both ends are created inside our namespaces: nothing ever touches the host's.
+            try sh(["ip", "-n", node.netns, "link", "add", "eth0", "type", "veth", "peer", "name", "n\(node.index)", "netns", bridgeNetns])
+            try sh(["ip", "-n", bridgeNetns, "link", "set", "n\(node.index)", "master", "br0", "up"])
+            try sh(["ip", "-n", node.netns, "addr", "add", "\(node.address)/24", "dev", "eth0"])
+            try sh(["ip", "-n", node.netns, "link", "set", "eth0", "up"])
+            for other in nodes where other.index != node.index {
+                try sh(["ip", "-n", node.netns, "route", "add", "10.244.\(other.index).0/24", "via", other.address])
+            }
+            guard mkdir(node.cgroup, 0o755) == 0 else { throw SandboxError("mkdir \(node.cgroup): \(String(cString: strerror(errno)))") }
+        }
+        try startAPIServer()
+    }
+
+    /// Runs `body` on a fresh cluster of `nodes` nodes and always tears it down.
+    public static func run<T>(nodes: Int = 3, _ body: (ClusterSandbox) throws -> T) throws -> T {
+        let cluster = try ClusterSandbox(nodeCount: nodes)
+        defer { cluster.teardown() }
+        try cluster.setUp()
+        return try body(cluster)
+    }
+
+    // MARK: control plane
+
+    /// The Node objects the agents find their zone and NodePort addresses in.
+    public var nodeObjects: [[String: Any]] {
+        nodes.map { n in [
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": ["name": n.name, "labels": ["topology.kubernetes.io/zone": n.zone, "kubernetes.io/hostname": n.name]],
+            "status": ["addresses": [["type": "InternalIP", "address": n.address]]],
+        ] }
+    }
+
+    /// Starts (or restarts) the API server on the bridge with `state` plus the Nodes.
+    /// `rvStart` above the old counter models a restart whose history is gone (410 on resume).
+    public func startAPIServer(services: [[String: Any]] = [], slices: [[String: Any]] = [], rvStart: Int = 1000) throws {
+        let state: [String: Any] = ["services": services, "endpointslices": slices, "nodes": nodeObjects]
+        let file = "\(directory)/api-state.json"
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: file))
+        api = try FakeAPIServer(netns: "/run/netns/\(bridgeNetns)", host: Self.apiAddress, port: Self.apiPort,
+                                state: file, rvStart: rvStart)
+    }
+
+    public func stopAPIServer() { api?.stop() }
+
+    public func apply(_ resource: String, _ object: [String: Any]) throws {
+        try require(api).post("apply", ["resource": resource, "object": object])
+    }
+
+    public func delete(_ resource: String, name: String, namespace: String = "default") throws {
+        try require(api).post("delete", ["resource": resource, "name": name, "namespace": namespace])
+    }
+
+    private func require(_ api: FakeAPIServer?) throws -> FakeAPIServer {
+        guard let api, api.isRunning else { throw SandboxError("the fake API server is not running") }
+        return api
+    }
+
+    // MARK: agents
+
+    /// Starts veerd on `node` in its namespace, watching the API server.
+    @discardableResult
+    public func startAgent(_ node: Int, extra: [String] = []) throws -> VeerdProcess {
+        agentStarts += 1
+        let n = nodes[node - 1]
+        let agent = try VeerdProcess(
+            netns: n.netnsPath,
+            arguments: ["--api-server", apiURL, "--node-name", n.name, "--cgroup", n.cgroup, "--bpffs", n.pins.root,
+                        "--bpf-object", KernelSandbox.bpfObject] + extra,
+            log: "\(directory)/veerd-\(n.name)-\(agentStarts).log", home: directory)
+        if let old = agents[node] { retiredAgents.append(old) }
+        agents[node] = agent
+        return agent
+    }
+
+    public func startAgents(extra: [String] = []) throws {
+        for n in nodes { try startAgent(n.index, extra: extra) }
+    }
+
+    public func agent(_ node: Int) -> VeerdProcess? { agents[node] }
+
+    /// The metrics text of a node's agent (default metrics address, in the node's namespace).
+    public func metrics(_ node: Int, address: String = "127.0.0.1:9965") -> String {
+        KernelSandbox.run(["nsenter", "--net=\(nodes[node - 1].netnsPath)", "curl", "-s", "--max-time", "5", "http://\(address)/metrics"]).stdout
+    }
+
+    // MARK: pods
+
+    /// Puts a pod on `node`: an address from the node's pod range on its loopback and a server
+    /// there answering with `name`.
+    @discardableResult
+    public func addPod(_ name: String, on node: Int, port: UInt16 = 8080) throws -> Pod {
+        let k = (podCount[node] ?? 0) + 1
+        podCount[node] = k
+        let n = nodes[node - 1]
+        let pod = Pod(name: name, ip: "10.244.\(node).\(10 + k)", node: node)
+        try sh(["ip", "-n", n.netns, "addr", "add", "\(pod.ip)/32", "dev", "lo"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: KernelSandbox.probe)
+        p.arguments = ["--netns", n.netnsPath, "serve-tcp", pod.ip, "\(port)", name]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        pods[pod] = p
+        guard out.fileHandleForReading.readLine() == "ready" else { throw SandboxError("pod \(name) on \(pod.ip) did not start") }
+        return pod
+    }
+
+    /// Stops a pod's server (its address stays, so a connection to it is refused).
+    public func stopPod(_ pod: Pod) {
+        guard let p = pods[pod], p.isRunning else { return }
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+    }
+
+    // MARK: clients
+
+    /// Runs a probe client on `node` (in its cgroup and namespace) and returns its results.
+    public func client(_ node: Int, _ args: [String]) throws -> [ProbeResult] {
+        let n = nodes[node - 1]
+        let r = KernelSandbox.run([KernelSandbox.probe, "--cgroup", n.cgroup, "--netns", n.netnsPath] + args)
+        guard r.status == 0 else { throw SandboxError("probe \(args) on \(n.name) exited \(r.status): \(r.stderr)") }
+        return r.stdout.split(separator: "\n").map { ProbeResult(String($0)) }
+    }
+
+    /// `count` TCP connections from `node` to ip:port.
+    public func connect(_ node: Int, _ ip: String, _ port: UInt16, count: Int = 30) throws -> [ProbeResult] {
+        try client(node, ["tcp", ip, "\(port)", "\(count)"])
+    }
+
+    /// A client on `node` connecting to ip:port in a loop until stopped; results go to a file
+    /// (a pipe would fill and stall the client).
+    public func startLoad(_ node: Int, _ ip: String, _ port: UInt16, gapMicroseconds: Int = 3000) throws -> LoadClient {
+        let n = nodes[node - 1]
+        let load = try LoadClient(arguments: ["--cgroup", n.cgroup, "--netns", n.netnsPath, "tcp", ip, "\(port)", "100000000", "\(gapMicroseconds)"],
+                                  output: "\(directory)/load-\(loads.count)-\(n.name).txt", node: node)
+        loads.append(load)
+        return load
+    }
+
+    // MARK: datapath state
+
+    /// The backends ("ip:port") a node's maps hold for `frontend` ("ip:port/proto"), or nil when
+    /// it is not programmed there.
+    public func backends(_ node: Int, _ frontend: String) -> [String]? {
+        guard let address = L4Address(frontend), let dp = try? Datapath(pins: nodes[node - 1].pins),
+              let state = try? dp.readState(), let master = state.masters[address] else { return nil }
+        let slots = state.slots[address] ?? [:]
+        return (0..<Int(master.count)).compactMap { i in
+            slots[UInt16(i + 1)].flatMap { state.backends[$0] }.map { "\($0.address.ip):\($0.address.port)" }
+        }.sorted()
+    }
+
+    public func state(_ node: Int) throws -> MapState { try Datapath(pins: nodes[node - 1].pins).readState() }
+
+    /// Polls until `condition` holds (every 50 ms, so quick machines finish quickly), or throws
+    /// after `timeout` seconds: the machine is shared and slow, timeouts are generous.
+    public func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? condition()) == true { return }
+            usleep(50_000)
+        }
+        throw SandboxError("timed out after \(Int(timeout)) s waiting for \(what)\n\(agentLogs())")
+    }
+
+    /// Waits until every node's maps hold exactly `expected(node)` for `frontend`.
+    public func waitForBackends(_ frontend: String, timeout: Double = 30, _ expected: (Node) -> [String]?) throws {
+        try waitUntil("\(frontend) programmed on every node", timeout: timeout) {
+            nodes.allSatisfy { backends($0.index, frontend) == expected($0).map { $0.sorted() } }
+        }
+    }
+
+    /// The tail of every agent's log, for failure messages.
+    public func agentLogs() -> String {
+        (retiredAgents + agents.keys.sorted().compactMap { agents[$0] }).map { a in
+            "--- \(a.log)\n" + a.logText.split(separator: "\n").suffix(15).joined(separator: "\n")
+        }.joined(separator: "\n")
+    }
+
+    // MARK: teardown
+
+    public func teardown() {
+        for l in loads { l.kill() }
+        for a in Array(agents.values) + retiredAgents { a.kill() }
+        for (_, p) in pods where p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        api?.stop()
+        for n in nodes {
+            _ = try? Datapath.uninstall(pins: n.pins)
+            _ = rmdir(n.pins.root)
+            // A client still exiting keeps the cgroup busy for a moment.
+            for _ in 0..<100 where rmdir(n.cgroup) != 0 && errno != ENOENT { usleep(20_000) }
+            _ = KernelSandbox.run(["ip", "netns", "del", n.netns])
+        }
+        _ = KernelSandbox.run(["ip", "netns", "del", bridgeNetns])
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private func sh(_ args: [String]) throws {
+        let r = KernelSandbox.run(args)
+        guard r.status == 0 else { throw SandboxError("\(args.joined(separator: " ")): \(r.stderr)") }
+    }
+}
+
+/// A veerd process, optionally in a network namespace (through `nsenter`, which execs it: the
+/// pid is veerd's own). Killed by pid; its stderr goes to `log`.
+public final class VeerdProcess: @unchecked Sendable {
+    public let process = Process()
+    public let log: String
+
+    public init(netns: String?, arguments: [String], log: String, home: String) throws {
+        self.log = log
+        let veerd = "\(KernelSandbox.veerBinaries)/veerd"
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        process.arguments = netns.map { ["--net=\($0)", veerd] + arguments } ?? [veerd] + arguments
+        if netns == nil { process.executableURL = URL(fileURLWithPath: veerd); process.arguments = arguments }
+        // Hermetic: no kubeconfig of the machine's is read.
+        process.environment = ["HOME": home, "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"]
+        FileManager.default.createFile(atPath: log, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: log)
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+    public var logText: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+
+    /// Sends `sig` and waits (bounded) for the exit; SIGKILL if it does not come.
+    public func signal(_ sig: Int32, wait seconds: Double = 20) {
+        guard process.isRunning else { return }
+        Glibc.kill(pid, sig)
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { Glibc.kill(pid, SIGKILL); process.waitUntilExit() }
+    }
+
+    /// Waits (bounded) for the process to exit on its own; false if it is still running.
+    public func waitForExit(timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        return !process.isRunning
+    }
+
+    public func kill() { signal(SIGKILL) }
+}
+
+/// The fake API server (Tests/VeerKubeTests/fake_apiserver.py), optionally in a network
+/// namespace; killed by pid, and it exits by itself if the test process dies (stdin closes).
+public final class FakeAPIServer: @unchecked Sendable {
+    public let process = Process()
+    public let port: Int
+    private let netns: String?
+    private let host: String
+    private let stdin = Pipe()
+
+    public init(netns: String? = nil, host: String = "127.0.0.1", port: Int = 0, state: String, rvStart: Int = 1000) throws {
+        self.netns = netns
+        self.host = host
+        let script = ["python3", "\(KernelSandbox.repoRoot)/Tests/VeerKubeTests/fake_apiserver.py",
+                      "--host", host, "--port", "\(port)", "--state", state, "--rv-start", "\(rvStart)", "--exit-with-stdin"]
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = (netns.map { ["nsenter", "--net=\($0)"] } ?? []) + script
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardInput = stdin
+        try process.run()
+        guard let line = out.fileHandleForReading.readLine(), line.hasPrefix("LISTENING "), let p = Int(line.dropFirst(10)) else {
+            throw SandboxError("fake API server did not start")
+        }
+        self.port = p
+    }
+
+    public var isRunning: Bool { process.isRunning }
+
+    /// A control action (see the script's docstring): apply, delete, delay, inject_raw, …
+    public func post(_ action: String, _ body: [String: Any]) throws {
+        let file = NSTemporaryDirectory() + "veer-fake-body-\(getpid())-\(UUID().uuidString.prefix(8)).json"
+        try JSONSerialization.data(withJSONObject: body).write(to: URL(fileURLWithPath: file))
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let curl = ["curl", "-sf", "--max-time", "10", "-X", "POST", "--data-binary", "@\(file)", "http://\(host):\(port)/_fake/\(action)"]
+        let r = KernelSandbox.run((netns.map { ["nsenter", "--net=\($0)"] } ?? []) + curl)
+        guard r.status == 0 else { throw SandboxError("fake \(action) failed: \(r.stderr)") }
+    }
+
+    public func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
+
+    deinit { stop() }
+}
+
+/// A probe client connecting in a loop; `stop` ends it and returns every attempt.
+public final class LoadClient: @unchecked Sendable {
+    private let process = Process()
+    private let output: String
+    public let node: Int
+
+    init(arguments: [String], output: String, node: Int) throws {
+        self.output = output
+        self.node = node
+        FileManager.default.createFile(atPath: output, contents: nil)
+        process.executableURL = URL(fileURLWithPath: KernelSandbox.probe)
+        process.arguments = arguments
+        process.standardOutput = FileHandle(forWritingAtPath: output)
+        try process.run()
+    }
+
+    /// Results so far (the client writes whole lines).
+    public var results: [ProbeResult] {
+        let text = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { ProbeResult(String($0)) }
+    }
+
+    public func stop() -> [ProbeResult] {
+        kill()
+        return results
+    }
+
+    func kill() {
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+    }
+}

@@ -61,6 +61,7 @@ test: build bpffs
 	@echo "  SWIFT test"
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
 		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" $(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+	$(Q)$(MAKE) --no-print-directory bench-smoke
 
 # The watch-event fuzzer, longer than `make test`'s bounded run: make fuzz FUZZ_SECONDS=3600
 # (VEER_FUZZ_SEED=N replays one seed). No privileges needed.
@@ -87,7 +88,17 @@ demo-shell:
 BENCH_OUT  := .build/bench
 BENCH_VENV := $(BENCH_OUT)/venv
 BENCH_APT  := iptables nftables python3 python3-venv
-.PHONY: bench
+.PHONY: bench bench-smoke
+# A tiny run of the harness (Tests/bench/smoke.sh), part of `make test`: it checks the harness
+# works and cleans up, never timing; it writes to a temporary directory, not docs/.
+bench-smoke: build bpffs
+	@mkdir -p $(BENCH_OUT)
+	$(Q)$(CC) -O2 -Wall -Wextra -Werror -pthread -o $(BENCH_OUT)/netbench Tests/bench/netbench.c
+	@echo "  BENCH smoke"
+	$(Q)bin="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)"; \
+		VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) NETBENCH=$(abspath $(BENCH_OUT)/netbench) \
+		VEER_BENCH="$$bin/veer-bench" VEERD="$$bin/veerd" Tests/bench/smoke.sh
+
 bench: $(BPF_OBJ) | deps
 	$(Q)missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -97,11 +108,13 @@ bench: $(BPF_OBJ) | deps
 	@mkdir -p $(BENCH_OUT)
 	@echo "  CC   $(BENCH_OUT)/netbench"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -pthread -o $(BENCH_OUT)/netbench Tests/bench/netbench.c
-	@echo "  SWIFT build -c release --product veer-bench"
+	@echo "  SWIFT build -c release --product veer-bench --product veerd"
 	$(Q)$(SWIFT) build -c release --product veer-bench 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
+	$(Q)$(SWIFT) build -c release --product veerd 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
 	$(Q)[ -x $(BENCH_VENV)/bin/python ] || python3 -m venv $(BENCH_VENV)
 	$(Q)$(BENCH_VENV)/bin/python -c 'import matplotlib' 2>/dev/null || { echo "  PIP  matplotlib"; $(BENCH_VENV)/bin/pip install -q matplotlib; }
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) NETBENCH=$(abspath $(BENCH_OUT)/netbench) \
 		VEER_BENCH="$$($(SWIFT) build -c release --show-bin-path)/veer-bench" \
+		VEERD="$$($(SWIFT) build -c release --show-bin-path)/veerd" \
 		BENCH_PYTHON=$(abspath $(BENCH_VENV)/bin/python) BENCH_OUT=$(abspath $(BENCH_OUT)) \
 		BENCH_DOC=$(abspath docs/benchmarks.md) Tests/bench/run.sh

@@ -7,7 +7,29 @@
 /// counts past written slots, and a slot never names a missing backend or member.
 public enum Planner {
     public static func plan(desired: [DesiredFrontend], actual: MapState, capacities: MapCapacities) -> Plan {
-        var builder = TargetBuilder(actual: actual, capacities: capacities)
+        plan(scope: nil, desired: desired, actual: IndexedMapState(actual), capacities: capacities)
+    }
+
+    /// Plans only the frontends at `changed` (added, changed or removed) against `actual`; every
+    /// other frontend keeps what the maps hold, untouched and unread. Same order, id reuse,
+    /// capacity check and rejection as a full plan: on a state a plan produced, applying the
+    /// operations has the same effect as a full plan of the whole desired list.
+    ///
+    /// `desired` holds the desired frontends among `changed` (others are ignored); a changed
+    /// address without one is removed. `Plan.target` holds only the changed frontends' entries.
+    ///
+    /// Precondition for the full-plan equality: a frontend that shares a backend address with a
+    /// changed one is changed too. Otherwise the shared backend's terminating flag is the old
+    /// entry's flag combined with the changed frontends' (the others' mentions are not known).
+    public static func plan(changed: Set<L4Address>, desired: [DesiredFrontend], actual: IndexedMapState,
+                            capacities: MapCapacities) -> Plan {
+        plan(scope: changed, desired: desired.filter { changed.contains($0.address) }, actual: actual,
+             capacities: capacities)
+    }
+
+    private static func plan(scope: Set<L4Address>?, desired: [DesiredFrontend], actual: IndexedMapState,
+                             capacities: MapCapacities) -> Plan {
+        var builder = TargetBuilder(actual: actual, scope: scope, capacities: capacities)
         var rejected: [PlanRejection] = []
 
         // One frontend address, one owner: the first service in name order keeps it.
@@ -39,7 +61,8 @@ public enum Planner {
 public struct Plan: Hashable, Sendable {
     public var operations: [MapOperation]
     public var rejected: [PlanRejection]
-    /// The state the maps hold once every operation is applied.
+    /// The state the maps hold once every operation is applied (for a plan of some
+    /// frontends: the entries of those frontends).
     public var target: MapState
 
     public var isEmpty: Bool { operations.isEmpty }
@@ -54,39 +77,66 @@ public struct PlanRejection: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Accumulates the target state service by service, within the capacities, reusing the
-/// ids the maps already hold.
+/// ids the maps already hold. With a scope, only the scope's frontends are planned and only
+/// their entries (and the backends, members and rev_nat entries they use) are compared.
 private struct TargetBuilder {
+    let index: IndexedMapState
     let actual: MapState
+    let scope: Set<L4Address>?
     let capacities: MapCapacities
     var target = MapState()
 
+    // Ids handed out in this plan; the others come from the index.
     private var backendIDs: [L4Address: UInt32] = [:]
     private var revNatIDs: [L4Address: UInt32] = [:]
-    private var usedBackendIDs: Set<UInt32>
-    private var usedRevNatIDs: Set<UInt32>
-    private var nextBackendID: UInt32 = 1
-    private var nextRevNatID: UInt32 = 1
+    private var backendAllocator: IDPool.Allocator
+    private var revNatAllocator: IDPool.Allocator
     // Peak usage: old entries are deleted only at the end, so the peak is actual ∪ target.
     private var servicesUsed: Int
     private var backendsUsed: Int
     private var revNatUsed: Int
     private var membersUsed: Int
+    // Scoped plans: what the scope's frontends hold now, and per backend how many of its
+    // members are theirs (the rest belong to frontends outside the scope, which keep it).
+    private var scopeRevNats: [UInt32] = []
+    private var scopeMembers: [MemberKey] = []
+    private var scopeMembersByBackend: [UInt32: Int] = [:]
 
-    init(actual: MapState, capacities: MapCapacities) {
-        self.actual = actual
+    init(actual index: IndexedMapState, scope: Set<L4Address>?, capacities: MapCapacities) {
+        self.index = index
+        actual = index.state
+        self.scope = scope
         self.capacities = capacities
-        for (id, entry) in actual.backends.sorted(by: { $0.key < $1.key }) where backendIDs[entry.address] == nil {
-            backendIDs[entry.address] = id
-        }
-        for (address, master) in actual.masters where actual.revNat[master.revNatID] == address {
-            revNatIDs[address] = master.revNatID
-        }
-        usedBackendIDs = Set(actual.backends.keys)
-        usedRevNatIDs = Set(actual.revNat.keys).union(actual.masters.values.map(\.revNatID))
-        servicesUsed = actual.serviceEntryCount
+        backendAllocator = IDPool.Allocator(index.backendIDs)
+        revNatAllocator = IDPool.Allocator(index.revNatIDs)
+        servicesUsed = index.serviceEntryCount
         backendsUsed = actual.backends.count
         revNatUsed = actual.revNat.count
         membersUsed = actual.members.count
+        for address in scope ?? [] {
+            guard let rn = actual.masters[address]?.revNatID else { continue }
+            scopeRevNats.append(rn)
+            for b in index.membersByRevNat[rn] ?? [] {
+                scopeMembers.append(MemberKey(revNatID: rn, backendID: b))
+                scopeMembersByBackend[b, default: 0] += 1
+            }
+        }
+    }
+
+    /// Members of this backend outside the scope (none for a full plan: everything is in it).
+    private func othersUsing(_ id: UInt32) -> Int {
+        guard scope != nil else { return 0 }
+        return (index.memberCount[id] ?? 0) - (scopeMembersByBackend[id] ?? 0)
+    }
+
+    private func existingRevNatID(_ address: L4Address) -> UInt32? {
+        if let id = revNatIDs[address] { return id }
+        if let master = actual.masters[address], actual.revNat[master.revNatID] == address { return master.revNatID }
+        return nil
+    }
+
+    private func existingBackendID(_ address: L4Address) -> UInt32? {
+        backendIDs[address] ?? index.backendID(address)
     }
 
     /// Adds one service's frontends, or returns why they do not fit. The fit is checked
@@ -112,7 +162,7 @@ private struct TargetBuilder {
         var services = 0, backends = 0, revNat = 0, members = 0
         var newBackends = Set<L4Address>()
         for frontend in frontends {
-            let revNatID = revNatIDs[frontend.address]
+            let revNatID = existingRevNatID(frontend.address)
             if revNatID == nil { revNat += 1 }
             if actual.masters[frontend.address] == nil { services += 1 }
             let addresses = Set(frontend.backends.map(\.address))
@@ -121,7 +171,7 @@ private struct TargetBuilder {
                 services += (1...addresses.count).filter { oldSlots[UInt16($0)] == nil }.count
             }
             for address in addresses {
-                let id = backendIDs[address]
+                let id = existingBackendID(address)
                 if id == nil, newBackends.insert(address).inserted { backends += 1 }
                 if let revNatID, let id, actual.members.contains(MemberKey(revNatID: revNatID, backendID: id)) { continue }
                 members += 1
@@ -168,6 +218,9 @@ private struct TargetBuilder {
             if let existing = target.backends[id] {
                 target.backends[id] = BackendEntry(address: entry.address, flags: existing.flags & entry.flags)
             } else {
+                var entry = entry
+                // Shared with a frontend outside the scope: its mention is only in the old entry.
+                if othersUsing(id) > 0, let old = actual.backends[id] { entry.flags &= old.flags }
                 target.backends[id] = entry
                 if actual.backends[id] == nil { backendsUsed += 1 }
             }
@@ -201,20 +254,18 @@ private struct TargetBuilder {
                                               affinityTimeout: frontend.affinityTimeout ?? 0, flags: flags)
     }
 
+    /// The lowest id the maps do not hold and this plan has not handed out (freed ids are
+    /// reused by later plans, never within the one that frees them).
     private mutating func backendID(for address: L4Address) -> UInt32 {
-        if let id = backendIDs[address] { return id }
-        while usedBackendIDs.contains(nextBackendID) { nextBackendID += 1 }
-        let id = nextBackendID
-        usedBackendIDs.insert(id)
+        if let id = existingBackendID(address) { return id }
+        let id = backendAllocator.take()
         backendIDs[address] = id
         return id
     }
 
     private mutating func revNatID(for address: L4Address) -> UInt32 {
-        if let id = revNatIDs[address] { return id }
-        while usedRevNatIDs.contains(nextRevNatID) { nextRevNatID += 1 }
-        let id = nextRevNatID
-        usedRevNatIDs.insert(id)
+        if let id = existingRevNatID(address) { return id }
+        let id = revNatAllocator.take()
         revNatIDs[address] = id
         return id
     }
@@ -248,21 +299,31 @@ private struct TargetBuilder {
                 ops.append(.deleteSlot(address, slot: slot))
             }
         }
+        // What may be left without a user: everything (full plan), or what the scope held.
+        let candidates: (frontends: Set<L4Address>, members: [MemberKey], revNat: [UInt32], backends: [UInt32])
+        if let scope {
+            let backends = Set(scopeMembers.map(\.backendID))
+                .union(scope.flatMap { (actual.slots[$0] ?? [:]).values })
+                .filter { othersUsing($0) == 0 }
+            candidates = (scope, scopeMembers.sorted(), scopeRevNats.sorted(), backends.sorted())
+        } else {
+            candidates = (Set(actual.masters.keys).union(actual.slots.keys), actual.members.sorted(),
+                          actual.revNat.keys.sorted(), actual.backends.keys.sorted())
+        }
         // Removed frontends (and slots left without a master): master first, then slots.
-        let removed = Set(actual.masters.keys).union(actual.slots.keys).subtracting(frontends)
-        for address in removed.sorted() {
+        for address in candidates.frontends.subtracting(frontends).sorted() {
             if actual.masters[address] != nil { ops.append(.deleteMaster(address)) }
             for slot in (actual.slots[address] ?? [:]).keys.sorted() {
                 ops.append(.deleteSlot(address, slot: slot))
             }
         }
-        for member in actual.members.sorted() where !target.members.contains(member) {
+        for member in candidates.members where !target.members.contains(member) {
             ops.append(.deleteMember(member))
         }
-        for id in actual.revNat.keys.sorted() where target.revNat[id] == nil {
+        for id in candidates.revNat where target.revNat[id] == nil && actual.revNat[id] != nil {
             ops.append(.deleteRevNat(id: id))
         }
-        for id in actual.backends.keys.sorted() where target.backends[id] == nil {
+        for id in candidates.backends where target.backends[id] == nil && actual.backends[id] != nil {
             ops.append(.deleteBackend(id: id))
         }
         return ops

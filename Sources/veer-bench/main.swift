@@ -11,8 +11,10 @@
 //   veer-bench plan FRONTENDS_FILE
 //       times Planner.plan against empty maps: "veer-plan frontends=F ops=O plan_s= rss_mb="
 //   veer-bench churn PIN_ROOT FRONTENDS_FILE RATE SECONDS
-//       moves one endpoint of one random service, at most RATE times a second, each through
-//       a full Datapath.sync as the agent does, and prints the change-to-map latencies:
+//       moves one endpoint of one random service, at most RATE times a second, each planned
+//       and written as the agent does (Planner.plan of the changed frontend against the
+//       running copy of the maps, then the writes), and prints the latencies of that part
+//       alone (no source, no selection: Tests/bench/agent_bench.py measures the agent):
 //       "veer-churn changes=N rate=ACHIEVED p50_ms= p99_ms= max_ms= rss_mb="
 //   veer-bench uninstall PIN_ROOT
 import Foundation
@@ -123,6 +125,8 @@ case "churn" where args.count == 6:
     var desired = readFrontends(args[3])
     do {
         let dp = try Datapath(pins: PinLayout(root: args[2]))
+        let caps = dp.capacities
+        var running = IndexedMapState(try dp.readState())
         var latencies: [Double] = []
         var rng = SystemRandomNumberGenerator()
         let start = now()
@@ -137,8 +141,12 @@ case "churn" where args.count == 6:
             var address = desired[i].backends[j].address
             address.ip = IPAddress(ipv4: 0x0B00_0000 + UInt32(k)) // 11.0.0.0/8: fresh, never a real endpoint
             desired[i].backends[j] = DesiredBackend(address: address)
-            // What the agent does per change today (Agent.swift): a full Datapath.sync.
-            try dp.sync(desired)
+            // What the agent does per change (Agent.swift, incrementalSync): plan the changed
+            // frontend against its copy of the maps, write, keep the copy.
+            let plan = Planner.plan(changed: [desired[i].address], desired: [desired[i]], actual: running, capacities: caps)
+            guard plan.rejected.isEmpty else { fail("rejected: \(plan.rejected)") }
+            try dp.apply(plan.operations)
+            running.apply(plan.operations)
             latencies.append((now() - t0) * 1000)
             k += 1
         }

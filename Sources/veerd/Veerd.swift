@@ -58,6 +58,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Capacity of the backends map; default 65536, or what is pinned. Takes effect on a fresh install only.")
     var maxBackends: Int?
 
+    @Option(help: "Capacity of the members map (one per frontend and backend pair); default 131072, or what is pinned. Takes effect on a fresh install only.")
+    var maxMembers: Int?
+
     @Flag(help: "Also destroy TCP connections to a backend that leaves the service (UDP sockets always are).")
     var terminateTCP = false
 
@@ -110,11 +113,11 @@ struct Run: AsyncParsableCommand {
                 addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPAddress($0) },
                 cgroup: cgroup, pins: PinLayout(root: bpffs), bpfObject: bpfObject ?? defaultObject(),
                 // Only what was asked for: a restart without the flags adopts whatever is pinned.
-                capacities: maxServiceEntries == nil && maxBackends == nil ? nil : MapCapacities(
+                capacities: maxServiceEntries == nil && maxBackends == nil && maxMembers == nil ? nil : MapCapacities(
                     services: maxServiceEntries ?? MapCapacities.compiledDefaults.services,
                     backends: maxBackends ?? MapCapacities.compiledDefaults.backends,
                     revNat: MapCapacities.compiledDefaults.revNat,
-                    members: MapCapacities.compiledDefaults.members)),
+                    members: maxMembers ?? MapCapacities.compiledDefaults.members)),
             source: source,
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)

@@ -181,3 +181,152 @@ struct PlannerTests {
         #expect(plan.operations == [.deleteSlot(addr("10.96.9.9:80/tcp"), slot: 1), .deleteBackend(id: 7)])
     }
 }
+
+// MARK: - Plans of a few frontends (what the agent runs for each change)
+
+/// The changed addresses, closed over shared backends (the subset planner's precondition).
+private func changedAddresses(_ before: [DesiredFrontend], _ after: [DesiredFrontend]) -> Set<L4Address> {
+    let old = Dictionary(before.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+    let new = Dictionary(after.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+    var changed = Set(old.keys).union(new.keys).filter { old[$0] != new[$0] }
+    let all = before + after
+    while true {
+        let backends = Set(all.filter { changed.contains($0.address) }.flatMap { $0.backends.map(\.address) })
+        let more = Set(all.filter { !Set($0.backends.map(\.address)).isDisjoint(with: backends) }.map(\.address))
+        if more.isSubset(of: changed) { return changed }
+        changed.formUnion(more)
+    }
+}
+
+/// Plans `after` both ways from the state a full plan of `before` left: the subset plan applied
+/// to that state must give the full plan's target, with every prefix safe.
+private func compareSubset(_ before: [DesiredFrontend], _ after: [DesiredFrontend], capacities: MapCapacities = roomy,
+                           extra: Set<L4Address> = []) -> (subset: Plan, full: Plan, end: MapState, problems: [String]) {
+    let start = Planner.plan(desired: before, actual: MapState(), capacities: capacities).target
+    let full = Planner.plan(desired: after, actual: start, capacities: capacities)
+    let changed = changedAddresses(before, after).union(extra)
+    let subset = Planner.plan(changed: changed, desired: after, actual: IndexedMapState(start), capacities: capacities)
+    let (end, problems) = applyChecked(subset, to: start)
+    return (subset, full, end, problems)
+}
+
+@Suite("Planner, a few frontends against the maps")
+struct SubsetPlannerTests {
+    private static let web = fe("10.96.0.1:80/tcp", ["10.244.1.1:80/tcp", "10.244.1.2:80/tcp"], service: "web")
+    private static let api = fe("10.96.0.2:80/tcp", ["10.244.2.1:80/tcp", "10.244.2.2:80/tcp"], service: "api")
+    private static let db = fe("10.96.0.3:5432/tcp", ["10.244.3.1:5432/tcp"], service: "db")
+
+    struct Case: CustomTestStringConvertible, Sendable {
+        var name: String
+        var before: [DesiredFrontend]
+        var after: [DesiredFrontend]
+        var capacities = roomy
+        /// Operations the subset plan must write (nil: not checked).
+        var operations: Int?
+        var testDescription: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "first service into empty maps", before: [], after: [web], operations: 8),
+        Case(name: "a service added beside others", before: [web, api], after: [web, api, db], operations: 5),
+        Case(name: "a service removed: master, slots, members, rev_nat, backends", before: [web, api, db], after: [web, db],
+             operations: 8),
+        Case(name: "one endpoint moves", before: [web, api],
+             after: [web, fe("10.96.0.2:80/tcp", ["10.244.2.1:80/tcp", "10.244.2.9:80/tcp"], service: "api")], operations: 5),
+        Case(name: "an endpoint turns terminating", before: [web, api],
+             after: [web, fe("10.96.0.2:80/tcp", ["10.244.2.1:80/tcp", "10.244.2.2:80/tcp"], service: "api",
+                             terminating: ["10.244.2.2:80/tcp"])], operations: 1),
+        Case(name: "affinity turned on", before: [web, api],
+             after: [web, fe("10.96.0.2:80/tcp", ["10.244.2.1:80/tcp", "10.244.2.2:80/tcp"], service: "api", affinity: 60)],
+             operations: 1),
+        Case(name: "last endpoint gone, drop", before: [web, db],
+             after: [web, fe("10.96.0.3:5432/tcp", [], service: "db", whenEmpty: .drop)], operations: 4),
+        Case(name: "a backend shared with an unchanged service stays", before: [web, api],
+             after: [web, fe("10.96.0.2:80/tcp", ["10.244.1.1:80/tcp"], service: "api")]),
+        Case(name: "a service that no longer fits keeps what it had", before: [web, api],
+             after: [web, fe("10.96.0.2:80/tcp", (1...6).map { "10.244.2.\($0):80/tcp" }, service: "api")],
+             capacities: MapCapacities(services: 8, backends: 100, revNat: 100, members: 100), operations: 0),
+        Case(name: "nothing changed", before: [web, api, db], after: [web, api, db], operations: 0),
+    ]
+
+    @Test("Table: the subset plan has the full plan's effect", arguments: cases)
+    func table(_ c: Case) {
+        let (subset, full, end, problems) = compareSubset(c.before, c.after, capacities: c.capacities)
+        #expect(problems.isEmpty, "\(problems.prefix(3))")
+        #expect(end == full.target)
+        #expect(subset.rejected == full.rejected)
+        // The subset writes exactly the full plan's operations, in the same order.
+        #expect(subset.operations == full.operations)
+        if let n = c.operations { #expect(subset.operations.count == n, "\(subset.operations)") }
+    }
+
+    @Test("Generated changes: the subset plan has the full plan's effect, every prefix is safe", arguments: 0..<300)
+    func generated(seed: Int) {
+        var rng = SplitMix64(seed: UInt64(seed))
+        let before = randomDesired(&rng)
+        var after = randomDesired(&rng)
+        // Often only some services change, as in a real churn.
+        if Bool.random(using: &rng) {
+            let keep = Set(before.filter { _ in Bool.random(using: &rng) }.map(\.address))
+            after = before.filter { keep.contains($0.address) } + after.filter { a in
+                !keep.contains(a.address) && !before.contains { $0.address == a.address && keep.contains($0.address) } }
+        }
+        let tight = seed % 3 == 0 ? MapCapacities(services: 14, backends: 8, revNat: 4, members: 12) : roomy
+        // Services the first plan rejected are retried too (the agent does so).
+        let first = Planner.plan(desired: before, actual: MapState(), capacities: tight)
+        let retried = Set(after.filter { f in first.rejected.contains { $0.service == f.service.serviceKey } }.map(\.address))
+        let (subset, full, end, problems) = compareSubset(before, after, capacities: tight, extra: retried)
+        #expect(problems.isEmpty, "\(problems.prefix(3))")
+        #expect(end == full.target)
+        #expect(subset.operations == full.operations)
+    }
+
+    @Test("The agent's running copy: indexes updated op by op plan like indexes rebuilt from the maps")
+    func runningIndex() {
+        var rng = SplitMix64(seed: 7)
+        var desired = randomDesired(&rng)
+        var running = IndexedMapState()
+        running.apply(Planner.plan(desired: desired, actual: MapState(), capacities: roomy).operations)
+        for _ in 0..<50 {
+            let next = randomDesired(&rng)
+            let changed = changedAddresses(desired, next)
+            let a = Planner.plan(changed: changed, desired: next, actual: running, capacities: roomy)
+            let b = Planner.plan(changed: changed, desired: next, actual: IndexedMapState(running.state), capacities: roomy)
+            #expect(a == b)
+            running.apply(a.operations)
+            #expect(running.serviceEntryCount == running.state.serviceEntryCount)
+            desired = next
+        }
+        #expect(Planner.plan(desired: desired, actual: running.state, capacities: roomy).operations.isEmpty)
+    }
+
+    @Test("Ids freed by one change are reused by the next, never within the same plan")
+    func idReuse() {
+        let start = Planner.plan(desired: [Self.web, Self.api], actual: MapState(), capacities: roomy)
+        var running = IndexedMapState()
+        running.apply(start.operations)
+        let gone = Planner.plan(changed: [Self.api.address], desired: [], actual: running, capacities: roomy)
+        running.apply(gone.operations)
+        let freed = start.target.masters[Self.api.address]!.revNatID
+        let back = Planner.plan(changed: [Self.db.address], desired: [Self.db], actual: running, capacities: roomy)
+        #expect(back.target.masters[Self.db.address]!.revNatID == freed)
+        let oldBackends = Set(start.target.backends.filter { $0.value.address.port == 80 && $0.value.address.ip.description.hasPrefix("10.244.2") }.keys)
+        #expect(Set(back.target.backends.keys).isSubset(of: oldBackends))
+    }
+
+    @Test("Planning a few frontends is linear: a plan over 20,000 frontends touches only the changed one")
+    func proportional() {
+        let many = (0..<20_000).map { i in
+            fe("10.\(96 + i / 65_536).\(i / 256 % 256).\(i % 256):80/tcp",
+               (0..<3).map { "10.\(200 + i / 65_536).\(i / 256 % 256).\(i % 256):\(8000 + $0)/tcp" }, service: "s\(i)")
+        }
+        let start = IndexedMapState(Planner.plan(desired: many, actual: MapState(), capacities: MapCapacities(
+            services: 100_000, backends: 100_000, revNat: 100_000, members: 100_000)).target)
+        let moved = fe(many[500].address.description, ["10.250.0.1:80/tcp"], service: "s500")
+        let plan = Planner.plan(changed: [moved.address], desired: [moved], actual: start, capacities: MapCapacities(
+            services: 100_000, backends: 100_000, revNat: 100_000, members: 100_000))
+        // 1 backend, 1 member, slot 1, master, slots 2–3, 3 members, 3 backends.
+        #expect(plan.operations.count == 12, "\(plan.operations)")
+        #expect(plan.target.masters.count == 1)
+    }
+}

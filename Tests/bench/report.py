@@ -229,14 +229,49 @@ if bad:
     w("Client errors (connects or queries that failed, excluded from the numbers): " +
       ", ".join(f"{NAMES[m]} {c} at {s:,}: {v}" for (s, c, m), v in sorted(bad.items())) + ".")
     w("")
+w("## Control plane: the agent")
+w("")
+agent = [(int(s_), st, kv(d) if st == "ok" else d) for s_, m, st, secs, d in loads if m == "agent"]
+if agent:
+    w("veerd (release build) against the fake API server (Tests/VeerKubeTests/fake_apiserver.py: the real list/watch "
+      "protocol over HTTP), both in a network namespace of their own; Tests/bench/agent_bench.py drives them. "
+      "**List → maps**: from starting veerd to its log line saying the full sync wrote the maps; that includes loading "
+      "and attaching the programs, creating maps sized for the scale, the list over HTTP, decoding, selection, planning "
+      "and every map write. The agent's own split of that sync (select; read the maps + plan; write) is from the same "
+      "log line. **RSS**: veerd's peak (VmHWM) after the list, and at the end. **Churn**: one endpoint of one random "
+      "EndpointSlice moves to a new address, offered at the rate shown, as watch events; each slice carries "
+      "`endpoints.kubernetes.io/last-change-trigger-time` stamped just before it is posted to the fake server (ms "
+      "precision), so **change → maps** is kube-proxy's network-programming latency: fake API server, watch stream, "
+      "decode, store, select, plan, write. **event → maps** starts when the event reaches the agent; **sync** is the "
+      "agent's select+plan+write of one (coalesced) sync. p50/p99 are interpolated within the agent's histogram "
+      "buckets (0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10 ms …), as Prometheus' histogram_quantile does; **≤ 5 ms** is exact, "
+      "5 ms being a bucket bound.")
+    w("")
+    w("| services | list → maps | of which the agent's sync | RSS after list | changes (offered/s → achieved/s) | change → maps p50 / p99 | ≤ 5 ms | event → maps p50 / p99 | sync p50 / p99 | syncs | RSS at end |")
+    w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s_, st, d in agent:
+        if st != "ok":
+            w(f"| {s_:,} | **failed**: {d} | | | | | | | | | |")
+            continue
+        w(f"| {s_:,} | {d['list_to_maps_s']:.2f} s | select {d['select_ms']:.0f} ms, read+plan {d['plan_ms']:.0f} ms, "
+          f"write {d['write_ms']:.0f} ms | {d['rss_sync_mb']:.0f} MB | {int(d['changes'])} ({d['rate']:.0f}/s) | "
+          f"{d['np_p50_ms']:.2f} / {d['np_p99_ms']:.2f} ms | {100 * d['np_le5ms']:.1f} % | "
+          f"{d['prog_p50_ms']:.2f} / {d['prog_p99_ms']:.2f} ms | {d['sync_p50_ms']:.2f} / {d['sync_p99_ms']:.2f} ms | "
+          f"{int(d['syncs'])} | {d['rss_end_mb']:.0f} MB |")
+    w("")
+else:
+    w("Not run (BENCH_AGENT_SCALES was empty).")
+    w("")
+
 w("## Programming the rules")
 w("")
-w("Wall time to load each scale from nothing, one load at a time, each under a timeout. For Veer, two parts "
-  "measured separately (release build of Sources/veer-bench): **write** = `Datapath.install` (load, pin, "
+w("Wall time to load each scale from nothing, one load at a time, each under a timeout; a kube-proxy load is "
+  "skipped, with the reason, when its previous scale's time scaled linearly already exceeds the timeout. For Veer, "
+  "the datapath half alone (release build of Sources/veer-bench): **write** = `Datapath.install` (load, pin, "
   "attach, maps sized for the scale) plus every map write: the operations the Planner emits for empty maps "
-  "(same entries, same order of maps; veer-bench checks the count against a Planner run), built directly; **plan** = `Planner.plan` over the whole list against empty maps, in memory. The agent pays "
-  "both. The RSS is veer-bench's peak. This is the datapath half of the control plane, not the agent reading a "
-  "manifest or an API server.")
+  "(same entries, same order of maps; veer-bench checks the count against a Planner run), built directly; "
+  "**plan** = `Planner.plan` over the whole list against empty maps, in memory. The RSS is veer-bench's peak. "
+  "The agent, list to maps, is in the table above.")
 w("")
 w("| services | Veer write | Veer plan | iptables-restore | nft -f |")
 w("|---:|---|---|---|---|")
@@ -247,6 +282,8 @@ def load_cell(s, m):
     if not l:
         return "—"
     status, secs, detail = l
+    if status == "skipped":
+        return f"**skipped**, {detail}"
     if status != "ok":
         return f"**{status}**: killed after {secs:.0f} s"
     if m == "veer":
@@ -264,11 +301,11 @@ for s in scales:
 w("")
 churn = [(int(s), kv(d)) for s, m, st, secs, d in loads if m == "churn"]
 if churn:
-    w("### Change-to-map latency under churn")
+    w("### Datapath half of a change, without the agent")
     w("")
-    w("One endpoint of one random service moves to a new address, offered at 100 changes/s, each "
-      "applied the way the agent applies a change today (`Datapath.sync` of the full desired list: read every "
-      "map, plan, write the difference).")
+    w("One endpoint of one random service moves to a new address, offered at 100 changes/s for 3 s, each planned "
+      "and written the way the agent does it (`Planner.plan` of the changed frontend against the running copy of the "
+      "maps, then the map writes), timed in veer-bench: no source, no decoding, no selection. Exact quantiles.")
     w("")
     w("| services | changes | achieved changes/s | p50 ms | p99 ms | max ms | RSS MB |")
     w("|---:|---:|---:|---:|---:|---:|---:|")
@@ -276,8 +313,8 @@ if churn:
         if "changes" not in d:
             w(f"| {s:,} | did not finish | | | | | |")
             continue
-        w(f"| {s:,} | {int(d['changes'])} | {d['rate']:.1f} | {d['p50_ms']:.1f} | {d['p99_ms']:.1f} | "
-          f"{d['max_ms']:.1f} | {d['rss_mb']:.0f} |")
+        w(f"| {s:,} | {int(d['changes'])} | {d['rate']:.1f} | {d['p50_ms']:.2f} | {d['p99_ms']:.2f} | "
+          f"{d['max_ms']:.2f} | {d['rss_mb']:.0f} |")
     w("")
 
 # Chart.

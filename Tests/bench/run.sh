@@ -11,10 +11,18 @@
 #   - one child cgroup <cgroup2>/veer-bench-<pid> with Veer's programs attached (pins in
 #     /sys/fs/bpf/veer-bench-<pid>); only the Veer client processes join it.
 #   - iptables and nft rules exist only inside ipt and nft.
+#   - the control plane (Tests/bench/agent_bench.py): per scale, namespace veer-bench-<pid>-cp
+#     holding the fake API server and veerd, which attaches to <cgroup2>/veer-bench-<pid>-cp
+#     with pins in /sys/fs/bpf/veer-bench-<pid>-cp (no client ever joins that cgroup).
 #
-# Env: VEER_BPF_OBJECT, VEER_BENCH (veer-bench binary), NETBENCH (client/server binary),
+# Env: VEER_BPF_OBJECT, VEER_BENCH (veer-bench binary), NETBENCH (client/server binary), VEERD (veerd binary),
 #      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
-#      BENCH_LOAD_TIMEOUT (300 s per rule load; BENCH_NFT_TIMEOUT 240 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md)
+#      BENCH_LOAD_TIMEOUT (90 s per rule load; BENCH_NFT_TIMEOUT 160 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md),
+#      BENCH_AGENT_SCALES ("10000 50000": veerd against the fake API server), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100)
+#
+# Time budget (the whole run should stay under 10 minutes): every load runs under a timeout, and a
+# kube-proxy load is not even started when the previous scale's load, scaled linearly (its real
+# growth is worse), would already exceed the timeout; the skip and its reason are reported.
 set -uo pipefail
 export PATH=$PATH:/usr/sbin:/sbin
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,12 +31,15 @@ HERE=$REPO/Tests/bench
 SCALES=${BENCH_SCALES:-"1 1000 10000 50000"}
 ROUNDS=${BENCH_ROUNDS:-15}
 MS=${BENCH_MS:-120}
-LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-300}
-NFT_TIMEOUT=${BENCH_NFT_TIMEOUT:-240}     # nft -f grows worse than linearly: 10,000 services took minutes
+LOAD_TIMEOUT=${BENCH_LOAD_TIMEOUT:-90}
+NFT_TIMEOUT=${BENCH_NFT_TIMEOUT:-160}     # nft -f grows worse than linearly: 10,000 services took 138 s once
 PLAN_TIMEOUT=${BENCH_PLAN_TIMEOUT:-60}
 OUT=${BENCH_OUT:-$REPO/.build/bench}
 DOC=${BENCH_DOC:-}
-CHURN_SECONDS=${BENCH_CHURN_SECONDS:-5}
+CHURN_SECONDS=${BENCH_CHURN_SECONDS:-10}
+CHURN_RATE=${BENCH_CHURN_RATE:-100}
+AGENT_SCALES=${BENCH_AGENT_SCALES-"10000 50000"}
+[ -z "$AGENT_SCALES" ] || : "${VEERD:?VEERD (veerd binary) is needed for BENCH_AGENT_SCALES}"
 
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (BPF, namespaces, cgroups)" >&2; exit 1; }
 CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
@@ -40,6 +51,7 @@ CGROUP=$CG2/$TAG
 PINS=/sys/fs/bpf/$TAG
 MODES="direct veer ipt nft"
 SERVERS=()
+AGENT_PID=
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv   # scale  case  mode  round  key=value...
 LOADS=$OUT/loads.tsv       # scale  mode  status  seconds  detail
@@ -61,6 +73,19 @@ teardown_scale() {
 	fi
 	local m
 	for m in $MODES; do ip netns del "$TAG-$m" 2>/dev/null; done
+	teardown_agent
+}
+teardown_agent() {
+	# agent_bench.py kills veerd and the fake API server itself; this is for an interrupted run.
+	if [ -n "$AGENT_PID" ]; then kill -KILL "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null; AGENT_PID=; fi
+	[ -d "$PINS-cp" ] && "$VEER_BENCH" uninstall "$PINS-cp" >/dev/null 2>&1
+	[ -d "$PINS-cp" ] && rm -rf "$PINS-cp"
+	if [ -d "$CGROUP-cp" ]; then
+		local i
+		for i in $(seq 50); do rmdir "$CGROUP-cp" 2>/dev/null && break; sleep 0.1; done
+	fi
+	ip netns del "$TAG-cp" 2>/dev/null
+	rm -rf "/run/veer$PINS-cp"
 }
 cleanup() {
 	local rc=$?
@@ -117,6 +142,31 @@ timed_load() {
 	return $rc
 }
 
+# worth_loading SCALE MODE TIMEOUT: no if this mode already failed, or if its last load scaled
+# linearly to SCALE would exceed TIMEOUT (then the skip is recorded with its reason).
+declare -A LAST_LOAD_SCALE LAST_LOAD_SECS LAST_LOAD_STATUS
+worth_loading() {
+	local scale=$1 mode=$2 budget=$3
+	local prev=${LAST_LOAD_SCALE[$mode]:-} secs=${LAST_LOAD_SECS[$mode]:-} status=${LAST_LOAD_STATUS[$mode]:-}
+	[ -z "$prev" ] && return 0
+	local reason=
+	if [ "$status" != ok ]; then
+		reason="not loaded: it already failed ($status) at $prev services"
+	else
+		local predicted; predicted=$(awk "BEGIN{printf \"%.0f\", $secs * $scale / ($prev > 0 ? $prev : 1)}")
+		[ "$predicted" -gt "$budget" ] && reason="not loaded: ${secs} s at $prev services, so at least ${predicted} s here (growth is linear at best), over the ${budget} s budget"
+	fi
+	[ -z "$reason" ] && return 0
+	printf '%s\t%s\tskipped\t0\t%s\n' "$scale" "$mode" "$reason" >>"$LOADS"
+	log "load $mode at $scale services: $reason"
+	return 1
+}
+record_load() { # mode scale (after timed_load)
+	LAST_LOAD_SCALE[$1]=$2
+	LAST_LOAD_SECS[$1]=$(awk -F'\t' -v s="$2" -v m="$1" '$1==s && $2==m {print $4}' "$LOADS" | tail -1)
+	LAST_LOAD_STATUS[$1]=$(awk -F'\t' -v s="$2" -v m="$1" '$1==s && $2==m {print $3}' "$LOADS" | tail -1)
+}
+
 # One client run, appended to the results.
 run_case() { # scale case mode round args...
 	local scale=$1 case=$2 mode=$3 round=$4; shift 4
@@ -126,8 +176,13 @@ run_case() { # scale case mode round args...
 }
 
 for scale in $SCALES; do
+	try_ipt=0; try_nft=0
+	worth_loading "$scale" ipt "$LOAD_TIMEOUT" && try_ipt=1
+	worth_loading "$scale" nft "$NFT_TIMEOUT" && try_nft=1
 	log "scale $scale: generating rules"
-	for k in iptables nft veer; do python3 "$HERE/gen.py" "$k" "$scale" "$OUT/$k.$scale" || exit 1; done
+	python3 "$HERE/gen.py" veer "$scale" "$OUT/veer.$scale" || exit 1
+	[ $try_ipt = 1 ] && { python3 "$HERE/gen.py" iptables "$scale" "$OUT/iptables.$scale" || exit 1; }
+	[ $try_nft = 1 ] && { python3 "$HERE/gen.py" nft "$scale" "$OUT/nft.$scale" || exit 1; }
 	m=$(( scale / 2 ))
 	VIP=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A600001 + $m))")
 	EP=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A800100 + $m * 10))")
@@ -135,8 +190,15 @@ for scale in $SCALES; do
 
 	ok_veer=0; ok_ipt=0; ok_nft=0
 	timed_load "$scale" veer "$VEER_BENCH" install "$VEER_BPF_OBJECT" "$CGROUP" "$PINS" "$OUT/veer.$scale" && ok_veer=1
-	timed_load "$scale" ipt nsenter --net="$(ns ipt)" iptables-restore "$OUT/iptables.$scale" && ok_ipt=1
-	LOAD_TIMEOUT=$NFT_TIMEOUT timed_load "$scale" nft nsenter --net="$(ns nft)" nft -f "$OUT/nft.$scale" && ok_nft=1
+	if [ $try_ipt = 1 ]; then
+		timed_load "$scale" ipt nsenter --net="$(ns ipt)" iptables-restore "$OUT/iptables.$scale" && ok_ipt=1
+		record_load ipt "$scale"
+	fi
+	if [ $try_nft = 1 ]; then
+		LOAD_TIMEOUT=$NFT_TIMEOUT timed_load "$scale" nft nsenter --net="$(ns nft)" nft -f "$OUT/nft.$scale" && ok_nft=1
+		record_load nft "$scale"
+	fi
+	rm -f "$OUT/iptables.$scale" "$OUT/nft.$scale"
 
 	# Cases: id mode client-args. Round r runs them starting at r (rotated order).
 	CASES=(
@@ -170,20 +232,41 @@ for scale in $SCALES; do
 		done
 	done
 
-	# Control plane: the Planner alone, then changes through the agent's sync path.
+	# Control plane, datapath half: the full Planner alone, then changes planned and written
+	# the agent's way (a plan of the changed frontends against its copy of the maps).
 	line=$(timeout "$PLAN_TIMEOUT" "$VEER_BENCH" plan "$OUT/veer.$scale" 2>&1 | tail -1)
 	case $line in
 	veer-plan*) printf '%s\tplan\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS" ;;
 	*) printf '%s\tplan\ttimeout\t%s\tkilled after %ss\n' "$scale" "$PLAN_TIMEOUT" "$PLAN_TIMEOUT" >>"$LOADS" ;;
 	esac
 	log "scale $scale: plan: ${line:-killed after ${PLAN_TIMEOUT}s}"
-	if [ $ok_veer = 1 ] && [ "$scale" -ge 10000 ] && [ "$scale" -le "${BENCH_CHURN_MAX:-10000}" ]; then
-		log "scale $scale: churn for ${CHURN_SECONDS}s"
-		line=$(timeout $(( CHURN_SECONDS + 120 )) "$VEER_BENCH" churn "$PINS" "$OUT/veer.$scale" 100 "$CHURN_SECONDS" 2>&1 | tail -1)
+	if [ $ok_veer = 1 ] && [ "$scale" -ge "${BENCH_CHURN_MIN:-10000}" ]; then
+		log "scale $scale: datapath churn for 3s"
+		line=$(timeout 120 "$VEER_BENCH" churn "$PINS" "$OUT/veer.$scale" "$CHURN_RATE" 3 2>&1 | tail -1)
 		printf '%s\tchurn\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS"
 	fi
+	rm -f "$OUT/veer.$scale"
 	log "scale $scale: teardown"
 	teardown_scale
+done
+
+# Control plane through the real agent: veerd against the fake API server.
+for scale in $AGENT_SCALES; do
+	log "agent at $scale services: list, then ${CHURN_SECONDS}s of churn at ${CHURN_RATE}/s"
+	ip netns add "$TAG-cp" && ip -n "$TAG-cp" link set lo up && mkdir "$CGROUP-cp" || { log "agent sandbox setup failed"; exit 1; }
+	nsenter --net="$(ns cp)" python3 "$HERE/agent_bench.py" "$VEERD" "$VEER_BPF_OBJECT" "$CGROUP-cp" "$PINS-cp" \
+		"$scale" "$CHURN_RATE" "$CHURN_SECONDS" >"$OUT/agent-$scale.log" 2>&1 &
+	AGENT_PID=$!
+	wait "$AGENT_PID"; rc=$?
+	AGENT_PID=
+	line=$(grep '^veer-agent ' "$OUT/agent-$scale.log" | tail -1)
+	if [ $rc = 0 ] && [ -n "$line" ]; then
+		printf '%s\tagent\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS"
+	else
+		printf '%s\tagent\tfailed\t0\t%s\n' "$scale" "$(tail -1 "$OUT/agent-$scale.log" | tr '\t' ' ' | cut -c1-300)" >>"$LOADS"
+	fi
+	log "agent at $scale: ${line:-failed, see $OUT/agent-$scale.log}"
+	teardown_agent
 done
 log "measurements done in $(( $(date +%s) - START ))s"
 kernel=$(uname -r); cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); ncpu=$(nproc)

@@ -1,0 +1,130 @@
+/// What the maps hold, with the indexes that let the planner plan a few frontends in time
+/// proportional to those frontends, not to the maps: backend ids by address, members by
+/// rev_nat id and by backend, entry counts and free ids. The agent keeps one, updated with
+/// every operation it writes, instead of reading the maps back for every change.
+public struct IndexedMapState: Sendable {
+    public private(set) var state: MapState
+    /// Every id holding this address; the lowest is the one reused (as a full plan does).
+    private(set) var backendIDsByAddress: [L4Address: [UInt32]] = [:]
+    private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
+    /// Members naming each backend id.
+    private(set) var memberCount: [UInt32: Int] = [:]
+    public private(set) var serviceEntryCount = 0
+    private(set) var backendIDs: IDPool
+    private(set) var revNatIDs: IDPool
+
+    public init(_ state: MapState = MapState()) {
+        self.state = state
+        for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: []].append(id) }
+        for m in state.members {
+            membersByRevNat[m.revNatID, default: []].insert(m.backendID)
+            memberCount[m.backendID, default: 0] += 1
+        }
+        serviceEntryCount = state.serviceEntryCount
+        backendIDs = IDPool(used: Set(state.backends.keys))
+        revNatIDs = IDPool(used: Set(state.revNat.keys).union(state.masters.values.map(\.revNatID)))
+    }
+
+    /// The id a plan reuses for this backend address: the lowest that holds it.
+    func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address]?.min() }
+
+    public mutating func apply(_ operations: [MapOperation]) {
+        for op in operations { apply(op) }
+    }
+
+    /// Applies one operation, as the kernel maps would, keeping the indexes.
+    public mutating func apply(_ op: MapOperation) {
+        switch op {
+        case let .upsertBackend(id, entry):
+            if let old = state.backends[id] { dropBackendAddress(old.address, id) }
+            backendIDsByAddress[entry.address, default: []].append(id)
+            backendIDs.use(id)
+        case let .deleteBackend(id):
+            if let old = state.backends[id] {
+                dropBackendAddress(old.address, id)
+                backendIDs.free(id)
+            }
+        case let .upsertRevNat(id, _):
+            revNatIDs.use(id)
+        case let .upsertMaster(address, master):
+            revNatIDs.use(master.revNatID)
+            if state.masters[address] == nil { serviceEntryCount += 1 }
+        case let .deleteRevNat(id):
+            // Plans delete a frontend's master before its rev_nat entry: the id is free now.
+            if state.revNat[id] != nil { revNatIDs.free(id) }
+        case let .upsertMember(m):
+            if !state.members.contains(m) {
+                membersByRevNat[m.revNatID, default: []].insert(m.backendID)
+                memberCount[m.backendID, default: 0] += 1
+            }
+        case let .deleteMember(m):
+            if state.members.contains(m) {
+                membersByRevNat[m.revNatID]?.remove(m.backendID)
+                if membersByRevNat[m.revNatID]?.isEmpty == true { membersByRevNat[m.revNatID] = nil }
+                memberCount[m.backendID, default: 1] -= 1
+                if memberCount[m.backendID] == 0 { memberCount[m.backendID] = nil }
+            }
+        case let .upsertSlot(address, slot, _, _):
+            if state.slots[address]?[slot] == nil { serviceEntryCount += 1 }
+        case let .deleteSlot(address, slot):
+            if state.slots[address]?[slot] != nil { serviceEntryCount -= 1 }
+        case let .deleteMaster(address):
+            if state.masters[address] != nil { serviceEntryCount -= 1 }
+        }
+        state.apply(op)
+    }
+
+    private mutating func dropBackendAddress(_ address: L4Address, _ id: UInt32) {
+        backendIDsByAddress[address]?.removeAll { $0 == id }
+        if backendIDsByAddress[address]?.isEmpty == true { backendIDsByAddress[address] = nil }
+    }
+}
+
+/// Which ids are free, answering "the lowest free id" without scanning the used ones again:
+/// every id below `frontier` is used or in `holes`.
+struct IDPool: Sendable {
+    private(set) var used: Set<UInt32>
+    private(set) var holes: Set<UInt32> = []
+    private(set) var frontier: UInt32 = 1
+
+    init(used: Set<UInt32>) {
+        self.used = used
+        advance()
+    }
+
+    mutating func use(_ id: UInt32) {
+        used.insert(id)
+        holes.remove(id)
+        if id == frontier { advance() }
+    }
+
+    mutating func free(_ id: UInt32) {
+        used.remove(id)
+        if id < frontier { holes.insert(id) }
+    }
+
+    private mutating func advance() {
+        while used.contains(frontier) { frontier += 1 }
+    }
+
+    /// Hands out the lowest free ids in order, for one plan (which never frees an id).
+    struct Allocator {
+        private let pool: IDPool
+        private let holes: [UInt32]
+        private var next = 0
+        private var cursor: UInt32
+
+        init(_ pool: IDPool) {
+            self.pool = pool
+            holes = pool.holes.sorted()
+            cursor = pool.frontier
+        }
+
+        mutating func take() -> UInt32 {
+            if next < holes.count { next += 1; return holes[next - 1] }
+            while pool.used.contains(cursor) { cursor += 1 }
+            defer { cursor += 1 }
+            return cursor
+        }
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# A tiny run of the bench harness, for `make test`: one scale of 1 service, one round of
+# 20 ms cases, the agent at 50 services with 1 s of churn, into a temporary directory.
+# It checks that the harness still works (a results table, an agent row, nothing left
+# behind), never how fast anything is; it never touches docs/benchmarks.md.
+# Env: as run.sh (VEER_BPF_OBJECT, VEER_BENCH, NETBENCH, VEERD).
+set -uo pipefail
+export PATH=$PATH:/usr/sbin:/sbin
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+TMP=$(mktemp -d /tmp/veer-bench-smoke.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+fail() { echo "bench smoke: $*" >&2; [ -f "$TMP/run.log" ] && tail -20 "$TMP/run.log" >&2; exit 1; }
+
+BENCH_SCALES=1 BENCH_ROUNDS=1 BENCH_MS=20 BENCH_AGENT_SCALES=50 BENCH_CHURN_SECONDS=1 BENCH_CHURN_RATE=20 \
+	BENCH_OUT="$TMP/out" BENCH_DOC="$TMP/bench.md" "$HERE/run.sh" >"$TMP/run.log" 2>&1 &
+pid=$!
+wait $pid || fail "run.sh failed (rc=$?)"
+
+doc=$TMP/bench.md
+[ -s "$doc" ] || fail "no report written"
+grep -q '^| 1 | Veer | ' "$doc" || fail "no Veer row in the results table"
+grep -q '^| 1 | direct | ' "$doc" || fail "no direct row in the raw numbers"
+grep -Eq '^\| 50 \| [0-9.]+ s \|' "$doc" || fail "no agent row (list → maps) in the report"
+grep -q 'failed' "$TMP/out/loads.tsv" && grep -P '\t(veer|agent|plan)\tfailed' "$TMP/out/loads.tsv" && fail "a Veer step failed"
+
+# Nothing left: namespaces, cgroups, pins, state files of run.sh's pid.
+CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
+tag=veer-bench-$pid
+ip netns list | grep -q "^$tag" && fail "network namespace $tag-* left behind"
+ls -d "$CG2/$tag"* >/dev/null 2>&1 && fail "cgroup $CG2/$tag* left behind"
+ls -d "/sys/fs/bpf/$tag"* >/dev/null 2>&1 && fail "pins /sys/fs/bpf/$tag* left behind"
+ls -d "/run/veer/sys/fs/bpf/$tag"* >/dev/null 2>&1 && fail "state files /run/veer/sys/fs/bpf/$tag* left behind"
+echo "bench smoke: ok ($(grep -c . "$TMP/out/results.tsv") client runs, report and agent row present, sandbox removed)"

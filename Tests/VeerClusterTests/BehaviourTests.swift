@@ -67,7 +67,9 @@ extension ClusterTests {
             try cluster.deploy(ClusterObjects.service("roll", clusterIP: vip),
                                slice: ClusterObjects.slice("roll", current, in: cluster), frontend: frontend) { _ in endpoints(current) }
             let loads = try cluster.nodes.map { try cluster.startLoad($0.index, vip, 80, gapMicroseconds: 5000) }
-            var removedAt: [String: UInt64] = [:]   // pod → when every node had stopped using it
+            // pod → node → when that node's maps were first seen without it (polled every 50 ms,
+            // so a connection started later was certainly translated without it).
+            var removedAt: [String: [Int: UInt64]] = [:]
             let old = current
             for (i, pod) in old.enumerated() {
                 // A new pod becomes ready on the same node, the old one starts terminating.
@@ -76,8 +78,13 @@ extension ClusterTests {
                 states[pod.name] = .terminating
                 try cluster.apply("endpointslices", ClusterObjects.slice("roll", current, in: cluster, states: states))
                 let serving = current.filter { states[$0.name] == nil }
-                try cluster.waitForBackends(frontend) { _ in endpoints(serving) }
-                removedAt[pod.name] = monotonicNow()
+                try cluster.waitUntil("\(pod.name) replaced on every node") {
+                    for node in cluster.nodes where removedAt[pod.name]?[node.index] == nil
+                        && cluster.backends(node.index, frontend) == endpoints(serving) {
+                        removedAt[pod.name, default: [:]][node.index] = monotonicNow()
+                    }
+                    return removedAt[pod.name]?.count == cluster.nodes.count
+                }
                 // Then it is gone from the slice, and the process exits.
                 current.removeAll { $0 == pod }
                 states[pod.name] = nil
@@ -91,7 +98,8 @@ extension ClusterTests {
             for (load, r) in zip(loads, results) {
                 #expect(r.count > 50, "node-\(load.node) made only \(r.count) connections")
                 #expect(r.allSatisfy { $0.ok }, "node-\(load.node): \(failures(r))")
-                for (name, t) in removedAt {
+                for (name, perNode) in removedAt {
+                    let t = perNode[load.node]!
                     let late = r.filter { $0.reply == name && $0.startNS > t }
                     #expect(late.isEmpty, "node-\(load.node): \(late.count) connections reached \(name) after its removal")
                 }

@@ -27,13 +27,18 @@ public final class AgentLock: Sendable {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw DatapathError.syscall(operation: "open \(path)", errno: errno) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let busy = errno == EWOULDBLOCK
             let err = errno
-            var buf = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &buf, buf.count, 0)
-            close(fd)
-            guard busy else { throw DatapathError.syscall(operation: "flock \(path)", errno: err) }
-            let pid = String(decoding: buf.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            defer { close(fd) }
+            guard err == EWOULDBLOCK else { throw DatapathError.syscall(operation: "flock \(path)", errno: err) }
+            // The holder writes its pid just after locking: give it a moment (agents started together).
+            var pid = ""
+            for _ in 0..<50 {
+                var buf = [UInt8](repeating: 0, count: 32)
+                let n = pread(fd, &buf, buf.count, 0)
+                let text = String(decoding: buf.prefix(max(0, n)), as: UTF8.self)
+                if text.hasSuffix("\n") { pid = text.trimmingCharacters(in: .whitespacesAndNewlines); break }
+                usleep(10_000)
+            }
             throw Held(path: path, holder: pid.isEmpty ? "pid unknown" : "pid \(pid)")
         }
         // The holder's pid, for the message the next one prints.

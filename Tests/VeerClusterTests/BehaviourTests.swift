@@ -8,10 +8,10 @@ import VeerTestSupport
 
 extension ClusterTests {
     @Test("Zone hints: each node reaches only its zone's pods; a zone without pods falls back to all")
-    func zoneHints() throws {
-        try withCluster { cluster in
+    func zoneHints() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("web", perNode: 2)
-            try cluster.deploy(ClusterObjects.service("web", clusterIP: vip),
+            try await cluster.deploy(ClusterObjects.service("web", clusterIP: vip),
                                slice: ClusterObjects.slice("web", pods, in: cluster, zoneHints: true),
                                frontend: frontend) { node in endpoints(pods.filter { $0.node == node.index }) }
             for node in cluster.nodes {
@@ -25,7 +25,7 @@ extension ClusterTests {
             // hinted endpoint for its zone, so it uses every pod; the others keep to their zone.
             let remaining = pods.filter { $0.node != 1 }
             try cluster.apply("endpointslices", ClusterObjects.slice("web", remaining, in: cluster, zoneHints: true))
-            try cluster.waitForBackends(frontend) { node in
+            try await cluster.waitForBackends(frontend) { node in
                 node.index == 1 ? endpoints(remaining) : endpoints(remaining.filter { $0.node == node.index })
             }
             let fallback = try cluster.connect(1, vip, 80, count: 60)
@@ -41,10 +41,10 @@ extension ClusterTests {
     }
 
     @Test("internalTrafficPolicy Local: only the node's own pods; a node with none fails connections as kube-proxy drops them")
-    func internalTrafficPolicyLocal() throws {
-        try withCluster { cluster in
+    func internalTrafficPolicyLocal() async throws {
+        try await withCluster { cluster in
             let pods = try [cluster.addPod("local-1a", on: 1), cluster.addPod("local-1b", on: 1), cluster.addPod("local-2a", on: 2)]
-            try cluster.deploy(ClusterObjects.service("local", clusterIP: vip, spec: ["internalTrafficPolicy": "Local"]),
+            try await cluster.deploy(ClusterObjects.service("local", clusterIP: vip, spec: ["internalTrafficPolicy": "Local"]),
                                slice: ClusterObjects.slice("local", pods, in: cluster), frontend: frontend) { node in
                 endpoints(pods.filter { $0.node == node.index })
             }
@@ -60,14 +60,16 @@ extension ClusterTests {
     }
 
     @Test("Rolling update of 6 pods under load from every node: no failed connection, none reaches a pod after its removal is programmed")
-    func rollingUpdate() throws {
-        try withCluster { cluster in
+    func rollingUpdate() async throws {
+        try await withCluster { cluster in
             var current = try cluster.addPods("v1", perNode: 2)
             var states: [String: ClusterObjects.PodState] = [:]
-            try cluster.deploy(ClusterObjects.service("roll", clusterIP: vip),
+            try await cluster.deploy(ClusterObjects.service("roll", clusterIP: vip),
                                slice: ClusterObjects.slice("roll", current, in: cluster), frontend: frontend) { _ in endpoints(current) }
             let loads = try cluster.nodes.map { try cluster.startLoad($0.index, vip, 80, gapMicroseconds: 5000) }
-            var removedAt: [String: UInt64] = [:]   // pod → when every node had stopped using it
+            // pod → node → when that node's maps were first seen without it (polled every 50 ms,
+            // so a connection started later was certainly translated without it).
+            var removedAt: [String: [Int: UInt64]] = [:]
             let old = current
             for (i, pod) in old.enumerated() {
                 // A new pod becomes ready on the same node, the old one starts terminating.
@@ -76,22 +78,28 @@ extension ClusterTests {
                 states[pod.name] = .terminating
                 try cluster.apply("endpointslices", ClusterObjects.slice("roll", current, in: cluster, states: states))
                 let serving = current.filter { states[$0.name] == nil }
-                try cluster.waitForBackends(frontend) { _ in endpoints(serving) }
-                removedAt[pod.name] = monotonicNow()
+                try await cluster.waitUntil("\(pod.name) replaced on every node") {
+                    for node in cluster.nodes where removedAt[pod.name]?[node.index] == nil
+                        && cluster.backends(node.index, frontend) == endpoints(serving) {
+                        removedAt[pod.name, default: [:]][node.index] = monotonicNow()
+                    }
+                    return removedAt[pod.name]?.count == cluster.nodes.count
+                }
                 // Then it is gone from the slice, and the process exits.
                 current.removeAll { $0 == pod }
                 states[pod.name] = nil
                 try cluster.apply("endpointslices", ClusterObjects.slice("roll", current, in: cluster, states: states))
-                try cluster.waitForBackends(frontend) { _ in endpoints(serving) }
-                usleep(300_000)   // connections accepted just before the removal finish
+                try await cluster.waitForBackends(frontend) { _ in endpoints(serving) }
+                try await pause(seconds: 0.3)   // connections accepted just before the removal finish
                 cluster.stopPod(pod)
             }
-            usleep(500_000)
+            try await pause(seconds: 0.5)
             let results = loads.map { $0.stop() }
             for (load, r) in zip(loads, results) {
                 #expect(r.count > 50, "node-\(load.node) made only \(r.count) connections")
                 #expect(r.allSatisfy { $0.ok }, "node-\(load.node): \(failures(r))")
-                for (name, t) in removedAt {
+                for (name, perNode) in removedAt {
+                    let t = perNode[load.node]!
                     let late = r.filter { $0.reply == name && $0.startNS > t }
                     #expect(late.isEmpty, "node-\(load.node): \(late.count) connections reached \(name) after its removal")
                 }
@@ -102,10 +110,10 @@ extension ClusterTests {
     }
 
     @Test("Session affinity: every client namespace keeps its pod across many connections")
-    func sessionAffinity() throws {
-        try withCluster { cluster in
+    func sessionAffinity() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("sticky", perNode: 2)
-            try cluster.deploy(ClusterObjects.service("sticky", clusterIP: vip, spec: [
+            try await cluster.deploy(ClusterObjects.service("sticky", clusterIP: vip, spec: [
                 "sessionAffinity": "ClientIP", "sessionAffinityConfig": ["clientIP": ["timeoutSeconds": 600]]]),
                                slice: ClusterObjects.slice("sticky", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
             for node in cluster.nodes {
@@ -117,16 +125,16 @@ extension ClusterTests {
     }
 
     @Test("NodePort on each node's address and on loopback, externalIPs and LB IPs reach the pods, with the frontend as peer")
-    func nodePortExternalAndLoadBalancer() throws {
-        try withCluster { cluster in
+    func nodePortExternalAndLoadBalancer() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("lb", perNode: 1)
             let service = ClusterObjects.service("lb", clusterIP: vip, nodePort: 30080,
                                                  spec: ["type": "LoadBalancer", "externalIPs": ["198.51.100.7"]],
                                                  status: ["loadBalancer": ["ingress": [["ip": "203.0.113.9"]]]])
-            try cluster.deploy(service, slice: ClusterObjects.slice("lb", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
+            try await cluster.deploy(service, slice: ClusterObjects.slice("lb", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
             for node in cluster.nodes {
                 for (ip, port) in [(node.address, 30080), ("127.0.0.1", 30080), ("198.51.100.7", 80), ("203.0.113.9", 80)] {
-                    try cluster.waitUntil("\(ip):\(port) on \(node.name)") { cluster.backends(node.index, "\(ip):\(port)/tcp") == endpoints(pods) }
+                    try await cluster.waitUntil("\(ip):\(port) on \(node.name)") { cluster.backends(node.index, "\(ip):\(port)/tcp") == endpoints(pods) }
                     let results = try cluster.connect(node.index, ip, UInt16(port), count: 30)
                     #expect(results.allSatisfy { $0.ok && $0.peer == "\(ip):\(port)" }, "\(node.name) \(ip):\(port): \(results.prefix(2))")
                     #expect(Set(results.map(\.reply)).count > 1, "spread over the pods of every node")

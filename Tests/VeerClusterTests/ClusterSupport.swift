@@ -23,10 +23,10 @@ let vip = "10.96.0.10"
 let frontend = "\(vip):80/tcp"
 
 /// A 3-node cluster (zones a, b, c) with an agent on every node, already listing the API server.
-func withCluster<T>(agents: Bool = true, _ body: (ClusterSandbox) throws -> T) throws -> T {
-    try ClusterSandbox.run(nodes: 3) { cluster in
+func withCluster<T>(agents: Bool = true, _ body: (ClusterSandbox) async throws -> T) async throws -> T {
+    try await ClusterSandbox.run(nodes: 3) { cluster in
         if agents { try cluster.startAgents() }
-        return try body(cluster)
+        return try await body(cluster)
     }
 }
 
@@ -40,10 +40,10 @@ extension ClusterSandbox {
 
     /// Applies a service and its one slice, and waits until every node programs `expected`
     /// (default: every pod) for clusterIP:80.
-    func deploy(_ service: [String: Any], slice: [String: Any], frontend: String, expected: ((Node) -> [String]?)) throws {
+    func deploy(_ service: [String: Any], slice: [String: Any], frontend: String, expected: ((Node) -> [String]?)) async throws {
         try apply("services", service)
         try apply("endpointslices", slice)
-        try waitForBackends(frontend, expected)
+        try await waitForBackends(frontend, expected)
     }
 }
 

@@ -23,32 +23,32 @@ private func bigBackends(_ count: Int) -> [String] { (0..<count).map { "10.250.\
 
 extension ClusterTests {
     @Test("A 1,000-endpoint slice: all 1,000 programmed on every node")
-    func thousandEndpointSlice() throws {
-        try withCluster(agents: false) { cluster in
+    func thousandEndpointSlice() async throws {
+        try await withCluster(agents: false) { cluster in
             cluster.stopAPIServer()
             try cluster.startAPIServer(services: [ClusterObjects.service("big", clusterIP: vip)],
                                        slices: [bigSlice("big", name: "big-1", count: 1000)])
             try cluster.startAgents()
-            try cluster.waitForBackends(frontend, timeout: 60) { _ in bigBackends(1000) }
+            try await cluster.waitForBackends(frontend, timeout: 60) { _ in bigBackends(1000) }
         }
     }
 
     @Test("100 slices of one service: merged, 1,000 backends on every node; deleting one slice removes exactly its 10")
-    func hundredSlices() throws {
-        try withCluster(agents: false) { cluster in
+    func hundredSlices() async throws {
+        try await withCluster(agents: false) { cluster in
             cluster.stopAPIServer()
             try cluster.startAPIServer(services: [ClusterObjects.service("many", clusterIP: vip)],
                                        slices: (0..<100).map { bigSlice("many", name: "many-\($0)", count: 10, offset: $0 * 10) })
             try cluster.startAgents()
-            try cluster.waitForBackends(frontend, timeout: 60) { _ in bigBackends(1000) }
+            try await cluster.waitForBackends(frontend, timeout: 60) { _ in bigBackends(1000) }
             try cluster.delete("endpointslices", name: "many-0")
-            try cluster.waitForBackends(frontend, timeout: 60) { _ in Array(bigBackends(1000).filter { !bigBackends(10).contains($0) }) }
+            try await cluster.waitForBackends(frontend, timeout: 60) { _ in Array(bigBackends(1000).filter { !bigBackends(10).contains($0) }) }
         }
     }
 
     @Test("Duplicate endpoints (twice in a slice, and in two slices) are programmed once")
-    func duplicateEndpoints() throws {
-        try withCluster { cluster in
+    func duplicateEndpoints() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("dup", perNode: 1)
             var first = ClusterObjects.slice("dup", pods + [pods[0]], in: cluster)
             first["metadata"] = ["name": "dup-1", "namespace": "default", "labels": ["kubernetes.io/service-name": "dup"]]
@@ -56,37 +56,37 @@ extension ClusterTests {
             try cluster.apply("services", ClusterObjects.service("dup", clusterIP: vip))
             try cluster.apply("endpointslices", first)
             try cluster.apply("endpointslices", second)
-            try cluster.waitForBackends(frontend) { _ in endpoints(pods) }
+            try await cluster.waitForBackends(frontend) { _ in endpoints(pods) }
             let results = try cluster.connect(1, vip, 80, count: 30)
             #expect(results.allSatisfy { $0.ok }, "\(failures(results))")
         }
     }
 
     @Test("Two services claiming one IP:port: the first by name wins everywhere, the other is reported; it takes over when the winner goes")
-    func conflictingFrontends() throws {
-        try withCluster { cluster in
+    func conflictingFrontends() async throws {
+        try await withCluster { cluster in
             let alpha = try cluster.addPod("alpha", on: 1), beta = try cluster.addPod("beta", on: 2)
             try cluster.apply("services", ClusterObjects.service("beta", clusterIP: vip))
             try cluster.apply("endpointslices", ClusterObjects.slice("beta", [beta], in: cluster))
-            try cluster.waitForBackends(frontend) { _ in endpoints([beta]) }
+            try await cluster.waitForBackends(frontend) { _ in endpoints([beta]) }
             try cluster.apply("services", ClusterObjects.service("alpha", clusterIP: vip))
             try cluster.apply("endpointslices", ClusterObjects.slice("alpha", [alpha], in: cluster))
-            try cluster.waitForBackends(frontend) { _ in endpoints([alpha]) }
+            try await cluster.waitForBackends(frontend) { _ in endpoints([alpha]) }
             for node in cluster.nodes {
                 #expect(try cluster.connect(node.index, vip, 80, count: 10).allSatisfy { $0.ok && $0.reply == "alpha" })
             }
-            try cluster.waitUntil("the conflict is logged") {
+            try await cluster.waitUntil("the conflict is logged") {
                 cluster.agent(1)?.logText.contains("is already the clusterIP frontend of default/alpha") == true
             }
             try cluster.delete("services", name: "alpha")
-            try cluster.waitForBackends(frontend) { _ in endpoints([beta]) }
+            try await cluster.waitForBackends(frontend) { _ in endpoints([beta]) }
             #expect(try cluster.connect(3, vip, 80, count: 10).allSatisfy { $0.ok && $0.reply == "beta" })
         }
     }
 
     @Test("Huge strings: a 1 MiB annotation and 253-character names are programmed like any other service")
-    func hugeStrings() throws {
-        try withCluster { cluster in
+    func hugeStrings() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("huge", perNode: 1)
             let name = String(repeating: "n", count: 253)
             var service = ClusterObjects.service(name, clusterIP: vip)
@@ -95,7 +95,7 @@ extension ClusterTests {
                                    "labels": ["l": String(repeating: "v", count: 63)]]
             try cluster.apply("services", service)
             try cluster.apply("endpointslices", ClusterObjects.slice(name, pods, in: cluster))
-            try cluster.waitForBackends(frontend) { _ in endpoints(pods) }
+            try await cluster.waitForBackends(frontend) { _ in endpoints(pods) }
             #expect(try cluster.connect(2, vip, 80, count: 10).allSatisfy { $0.ok })
             #expect(cluster.metrics(2).contains("service=\"\(name)\""))
             #expect(cluster.nodes.allSatisfy { cluster.agent($0.index)?.isRunning == true })
@@ -105,14 +105,14 @@ extension ClusterTests {
 
 extension ClusterTests {
     @Test("Seeded garbage and mutated objects in the live watch streams: agents survive, maps stay valid, the next real state converges")
-    func watchStreamFuzz() throws {
+    func watchStreamFuzz() async throws {
         let env = ProcessInfo.processInfo.environment
         let events = Int(env["VEER_CLUSTER_FUZZ_EVENTS"] ?? "") ?? 60
         var rng = SplitMix64(seed: UInt64(env["VEER_FUZZ_SEED"] ?? "") ?? 0xC1D5)
-        try withCluster { cluster in
+        try await withCluster { cluster in
             let pods = try cluster.addPods("web", perNode: 1)
             let service = ClusterObjects.service("web", clusterIP: vip, nodePort: 30080, spec: ["type": "NodePort"])
-            try cluster.deploy(service, slice: ClusterObjects.slice("web", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
+            try await cluster.deploy(service, slice: ClusterObjects.slice("web", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
             let api = try #require(cluster.api)
             // Real events of both kinds, byte-mutated, written raw into the watches; some
             // decode into other (odd) objects, some are garbage that restarts the watch.
@@ -139,7 +139,7 @@ extension ClusterTests {
             let kept = Array(pods.dropLast())
             try cluster.apply("services", service)
             try cluster.apply("endpointslices", ClusterObjects.slice("web", kept, in: cluster))
-            try cluster.waitForBackends(frontend, timeout: 60) { _ in endpoints(kept) }
+            try await cluster.waitForBackends(frontend, timeout: 60) { _ in endpoints(kept) }
             for node in cluster.nodes {
                 let inspection = try Inspection(datapath: Datapath(pins: node.pins))
                 #expect(inspection.frontends.allSatisfy { $0.problems.isEmpty }, "\(node.name): \(inspection.frontends.flatMap(\.problems))")

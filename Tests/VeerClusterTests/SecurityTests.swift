@@ -9,15 +9,15 @@ import VeerTestSupport
 
 extension ClusterTests {
     @Test("Pins and state files are root-only; /metrics listens on loopback unless told otherwise")
-    func filePermissionsAndMetricsAddress() throws {
-        try withCluster(agents: false) { cluster in
+    func filePermissionsAndMetricsAddress() async throws {
+        try await withCluster(agents: false) { cluster in
             let pods = try cluster.addPods("web", perNode: 1)
             try cluster.apply("services", ClusterObjects.service("web", clusterIP: vip))
             try cluster.apply("endpointslices", ClusterObjects.slice("web", pods, in: cluster))
             try cluster.startAgent(1)   // the default metrics address
             try cluster.startAgent(2, extra: ["--metrics-address", "0.0.0.0:9966"])
-            try cluster.waitUntil("programmed") { [1, 2].allSatisfy { cluster.backends($0, frontend) == endpoints(pods) } }
-            try cluster.waitUntil("names written") { access(NamesFile.path(cluster.nodes[0].pins), F_OK) == 0 }
+            try await cluster.waitUntil("programmed") { [1, 2].allSatisfy { cluster.backends($0, frontend) == endpoints(pods) } }
+            try await cluster.waitUntil("names written") { access(NamesFile.path(cluster.nodes[0].pins), F_OK) == 0 }
 
             let pins = cluster.nodes[0].pins
             var checked = 0
@@ -45,10 +45,10 @@ extension ClusterTests {
     }
 
     @Test("Traffic to a non-service address is never rewritten")
-    func nonServiceTrafficUntouched() throws {
-        try withCluster { cluster in
+    func nonServiceTrafficUntouched() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("web", perNode: 1)
-            try cluster.deploy(ClusterObjects.service("web", clusterIP: vip), slice: ClusterObjects.slice("web", pods, in: cluster),
+            try await cluster.deploy(ClusterObjects.service("web", clusterIP: vip), slice: ClusterObjects.slice("web", pods, in: cluster),
                                frontend: frontend) { _ in endpoints(pods) }
             let dp = try Datapath(pins: cluster.nodes[0].pins)
             let before = try dp.stats()[.translated] ?? 0
@@ -65,8 +65,8 @@ extension ClusterTests {
     }
 
     @Test("A frontend claiming the node's own address or loopback is honoured only as a NodePort of the right service type")
-    func nodeLocalFrontends() throws {
-        try withCluster { cluster in
+    func nodeLocalFrontends() async throws {
+        try await withCluster { cluster in
             let pods = try cluster.addPods("web", perNode: 1)
             let node1 = cluster.nodes[0]
             // A ClusterIP service grabbing node-1's address as external IP and LB IP, loopback as
@@ -81,8 +81,8 @@ extension ClusterTests {
             try cluster.apply("endpointslices", ClusterObjects.slice("hijack", pods, in: cluster))
             try cluster.apply("endpointslices", ClusterObjects.slice("squat", pods, in: cluster))
             // Its plain frontends are programmed (so the agent has seen everything)…
-            try cluster.waitForBackends(frontend) { _ in endpoints(pods) }
-            try cluster.waitForBackends("198.51.100.8:80/tcp") { _ in endpoints(pods) }
+            try await cluster.waitForBackends(frontend) { _ in endpoints(pods) }
+            try await cluster.waitForBackends("198.51.100.8:80/tcp") { _ in endpoints(pods) }
             // …its node-local ones are not, on any node.
             for node in cluster.nodes {
                 for claimed in ["127.0.0.1:80/tcp", "\(node.address):30081/tcp", "127.0.0.1:30081/tcp"] {

@@ -238,7 +238,7 @@ struct KernelTests {
             #expect(try dp.staleSockets(dp.readState()).map(\.backend) == [victim])
             let destroyed = try dp.terminateStaleSockets(protocols: [.udp])
             let terminated = monotonicNow()
-            #expect(destroyed.destroyed[.udp] == 1 && destroyed.failures.isEmpty)
+            #expect(destroyed.destroyed[.udp] == 1 && destroyed.failures.isEmpty, "\(destroyed.failures)")
             let results = sb.finish(client)
             let victimPod = podNames[backendIPs.firstIndex(of: victim.ip.description)!]
             let after = results.filter { $0.startNS > terminated }

@@ -96,7 +96,7 @@ struct WatchEventFuzzTests {
         let seconds = Double(env["VEER_FUZZ_SECONDS"] ?? "") ?? 0
         let seeds: [UInt64] = env["VEER_FUZZ_SEED"].flatMap { UInt64($0) }.map { [$0] } ?? Array(1...4)
         let deadline = ContinuousClock.now + .seconds(seconds)
-        var steps = 0, seed = seeds[0]
+        var steps = 0, events = 0, seed = seeds[0]
         var seedIndex = 0
         repeat {
             var gen = EventGenerator(rng: SplitMix64(seed: seed))
@@ -105,7 +105,7 @@ struct WatchEventFuzzTests {
             // Small maps, so capacity rejections happen too.
             let capacities = MapCapacities(services: 300, backends: 120, revNat: 40, members: 400)
             for _ in 0..<150 {
-                for e in gen.event() { store.apply(e) }
+                for e in gen.event() { store.apply(e); events += 1 }
                 let stepStart = ContinuousClock.now
                 let selection = Selector.select(store, node: gen.node)
                 #expect(Set(selection.frontends.map(\.address)).count == selection.frontends.count, "seed \(seed): one frontend per address")
@@ -128,5 +128,6 @@ struct WatchEventFuzzTests {
             seed = seedIndex < seeds.count ? seeds[seedIndex] : UInt64(seedIndex + 1)
         } while seedIndex < seeds.count || ContinuousClock.now < deadline
         #expect(steps >= 150)
+        print("watch-event fuzz: \(steps) steps, \(seedIndex) seeds, \(events) events")
     }
 }

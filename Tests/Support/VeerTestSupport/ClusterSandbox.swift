@@ -93,12 +93,13 @@ public final class ClusterSandbox: @unchecked Sendable {
         try startAPIServer()
     }
 
-    /// Runs `body` on a fresh cluster of `nodes` nodes and always tears it down.
-    public static func run<T>(nodes: Int = 3, _ body: (ClusterSandbox) throws -> T) throws -> T {
+    /// Runs `body` on a fresh cluster of `nodes` nodes and always tears it down. Async, so
+    /// that its long waits give the test runner's few threads back to the other suites.
+    public static func run<T>(nodes: Int = 3, _ body: (ClusterSandbox) async throws -> T) async throws -> T {
         let cluster = try ClusterSandbox(nodeCount: nodes)
         defer { cluster.teardown() }
         try cluster.setUp()
-        return try body(cluster)
+        return try await body(cluster)
     }
 
     // MARK: control plane
@@ -236,18 +237,18 @@ public final class ClusterSandbox: @unchecked Sendable {
 
     /// Polls until `condition` holds (every 50 ms, so quick machines finish quickly), or throws
     /// after `timeout` seconds: the machine is shared and slow, timeouts are generous.
-    public func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) throws {
+    public func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) async throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if (try? condition()) == true { return }
-            usleep(50_000)
+            try await Task.sleep(for: .milliseconds(50))
         }
         throw SandboxError("timed out after \(Int(timeout)) s waiting for \(what)\n\(agentLogs())")
     }
 
     /// Waits until every node's maps hold exactly `expected(node)` for `frontend`.
-    public func waitForBackends(_ frontend: String, timeout: Double = 30, _ expected: (Node) -> [String]?) throws {
-        try waitUntil("\(frontend) programmed on every node", timeout: timeout) {
+    public func waitForBackends(_ frontend: String, timeout: Double = 30, _ expected: (Node) -> [String]?) async throws {
+        try await waitUntil("\(frontend) programmed on every node", timeout: timeout) {
             nodes.allSatisfy { backends($0.index, frontend) == expected($0).map { $0.sorted() } }
         }
     }
@@ -401,4 +402,9 @@ public final class LoadClient: @unchecked Sendable {
     func kill() {
         if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
     }
+}
+
+/// A pause that frees the thread (the test runner has only as many as there are cores).
+public func pause(seconds: Double) async throws {
+    try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
 }

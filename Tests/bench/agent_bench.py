@@ -22,7 +22,7 @@ and veerd's metrics listen on that namespace's 127.0.0.1 only.
 Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the caller removes
 the pins and the cgroup (veerd leaves the datapath attached on purpose).
 """
-import datetime, http.client, ipaddress, json, os, random, re, signal, subprocess, sys, tempfile, time
+import datetime, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "..", "VeerKubeTests", "fake_apiserver.py")
@@ -173,6 +173,8 @@ def main():
 
         # Churn: one endpoint of one random service moves, at most `rate` times a second.
         api = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        api.connect()
+        api.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rng = random.Random(7)
         start, k, fresh = time.time(), 0, 0x0B000000
         while time.time() - start < seconds:

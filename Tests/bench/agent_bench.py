@@ -128,7 +128,8 @@ def main():
             json.dump(state, f)
         del state
         fake = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--state", os.path.join(work, "state.json"),
-                                 "--exit-with-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                 "--exit-with-stdin"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         line = fake.stdout.readline()
         if not line.startswith("LISTENING "):
@@ -161,6 +162,8 @@ def main():
         if synced_line is None:
             raise SystemExit(f"veerd did not sync in time (rc={agent.poll()}): " + open(log_path).read()[-600:])
         nums = dict(re.findall(r"(select|read\+plan|write) ([0-9.]+) ms", synced_line))
+        decoded = sum(float(x) for x in re.findall(r"objects: decoded and stored in ([0-9.]+) ms", open(log_path).read()))
+        result["decode_ms"] = round(decoded, 1)
         result.update(list_to_maps_s=round(t1 - t0, 3),
                       listed_to_maps_s=round(t1 - (listed_at or t1), 3),
                       select_ms=nums.get("select"), plan_ms=nums.get("read+plan"), write_ms=nums.get("write"),

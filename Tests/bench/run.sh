@@ -155,8 +155,9 @@ worth_loading() {
 	else
 		# iptables-restore grows linearly at best; nft -f grew as n² in earlier runs on this machine
 		# (1.3 s at 1,000 services, 138 s at 10,000).
+		# Below 1,000 services fixed costs dominate, so only linear growth is assumed from there.
 		local power=1 growth="linear at best"
-		[ "$mode" = nft ] && power=2 growth="as n² in earlier runs"
+		[ "$mode" = nft ] && [ "$prev" -ge 1000 ] && power=2 growth="as n² in earlier runs"
 		local predicted; predicted=$(awk "BEGIN{printf \"%.0f\", $secs * ($scale / ($prev > 0 ? $prev : 1)) ^ $power}")
 		[ "$predicted" -gt "$budget" ] && reason="not loaded: ${secs} s at $prev services, so about ${predicted} s here (growth: $growth), over the ${budget} s budget"
 	fi

@@ -266,7 +266,8 @@ else:
 w("## Programming the rules")
 w("")
 w("Wall time to load each scale from nothing, one load at a time, each under a timeout; a kube-proxy load is "
-  "skipped, with the reason, when its previous scale's time scaled linearly already exceeds the timeout. For Veer, "
+  "skipped, with the reason, when its previous scale's time, scaled up (linearly; as n² for nft from 1,000 services "
+  "up, as measured before), already exceeds the timeout. For Veer, "
   "the datapath half alone (release build of Sources/veer-bench): **write** = `Datapath.install` (load, pin, "
   "attach, maps sized for the scale) plus every map write: the operations the Planner emits for empty maps "
   "(same entries, same order of maps; veer-bench checks the count against a Planner run), built directly; "
@@ -367,7 +368,8 @@ w("## Reproduce")
 w("")
 w("```sh")
 w("make bench                                    # as root; installs iptables, nftables, matplotlib (venv) itself")
-w("make bench BENCH_SCALES=\"1 1000\" BENCH_ROUNDS=3   # a quicker subset")
+w("make bench BENCH_SCALES=\"1 1000\" BENCH_ROUNDS=3 BENCH_AGENT_SCALES=10000   # a quicker subset")
+w("make bench-smoke                              # the tiny run make test does: harness works, sandbox removed")
 w("```")
 open(doc, "w").write("\n".join(L) + "\n")
 print(f"report: wrote {doc}" + (f" and {chart}" if chart else ""))

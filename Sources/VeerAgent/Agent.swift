@@ -150,7 +150,12 @@ public actor Agent {
     }
 
     public func ingest(_ event: SourceEvent) {
+        let started = clock.now
         let change = store.apply(event)
+        if case let .replaceAll(kind, objects) = event {
+            // A full list: decoding it is part of what a start or relist costs (`make bench` reads it).
+            logger.info("listed \(objects.count) \(kind.rawValue) objects: decoded and stored in \(Self.ms(clock.now - started)) ms")
+        }
         for problem in change.rejected {
             // The field path without indices is the reason's label: bounded cardinality.
             let field = problem.field.replacingOccurrences(of: "\\[[0-9]+\\]", with: "[]", options: .regularExpression)
@@ -379,16 +384,21 @@ public actor Agent {
         return merged.frontends.first
     }
 
-    /// Writes the names and decisions files for veerctl from the latest state, off the loop,
-    /// at most once a second under churn.
+    /// Writes the names and decisions files for veerctl from the latest state, off the loop.
+    /// Under churn it pauses between writes for a second or ten times the last write's time,
+    /// whichever is longer: at 10,000 services a write costs a good part of a second, which
+    /// would otherwise keep a core busy and delay the map writes that matter.
     private func startWritingFiles() {
         guard filesDirty, !writingFiles else { return }
         writingFiles = true
         Task.detached { [pins = config.pins] in
-            var first = true
-            while let snapshot = await self.takeFilesSnapshot() {
-                if !first { try? await Task.sleep(for: .seconds(1)) }
-                first = false
+            let clock = ContinuousClock()
+            var pause: Duration?
+            while await self.filesPending() {
+                // Only when more changed since the last write: an idle agent finishes at once.
+                if let pause { try? await Task.sleep(for: pause) }
+                guard let snapshot = await self.takeFilesSnapshot() else { break }
+                let started = clock.now
                 let selection = Self.merged(snapshot.selections)
                 do {
                     try NamesFile.write(snapshot.names, pins: pins)
@@ -396,8 +406,17 @@ public actor Agent {
                 } catch {
                     await self.filesFailed(error)
                 }
+                pause = max(.seconds(1), (clock.now - started) * 10)
             }
         }
+    }
+
+    /// Whether the files are out of date; if not, the writer is done.
+    private func filesPending() -> Bool {
+        if filesDirty { return true }
+        writingFiles = false
+        resumeIdleWaiters()
+        return false
     }
 
     private func takeFilesSnapshot() -> (names: ProgrammedNames, selections: [ObjectKey: SelectionResult], node: NodeContext)? {
@@ -419,7 +438,7 @@ public actor Agent {
     private func terminateStaleSockets() {
         guard !config.terminateProtocols.isEmpty else { return }
         do {
-            let result = try datapath.terminateStaleSockets(protocols: config.terminateProtocols)
+            let result = try datapath.terminateStaleSockets(protocols: config.terminateProtocols, state: running)
             for (proto, n) in result.destroyed where n > 0 {
                 socketsTerminated[proto, default: 0] += UInt64(n)
                 logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")

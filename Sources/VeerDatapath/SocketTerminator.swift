@@ -19,10 +19,22 @@ extension Datapath {
         }
     }
 
-    /// Destroys the stale sockets of these protocols in every network namespace on the node.
+    /// The same, against a copy of the maps the caller keeps (the agent's): no read of the
+    /// maps, and no pass over every backend, per call.
+    public func staleSockets(_ state: IndexedMapState) throws -> [TranslatedSocket] {
+        try sockets().filter { socket in
+            guard state.state.revNat[socket.revNatID] == socket.frontend,
+                  let id = state.backendID(socket.backend) else { return true }
+            return !state.state.members.contains(MemberKey(revNatID: socket.revNatID, backendID: id))
+        }
+    }
+
+    /// Destroys the stale sockets of these protocols in every network namespace on the node,
+    /// judged against `state` when given (what the maps hold), else against the maps read back.
     @discardableResult
-    public func terminateStaleSockets(protocols: Set<L4Protocol>) throws -> SocketTermination {
-        let stale = try staleSockets(readState()).filter { protocols.contains($0.backend.proto) }
+    public func terminateStaleSockets(protocols: Set<L4Protocol>, state: IndexedMapState? = nil) throws -> SocketTermination {
+        let all = try state.map { try staleSockets($0) } ?? staleSockets(readState())
+        let stale = all.filter { protocols.contains($0.backend.proto) }
         var result = SocketTermination()
         guard !stale.isEmpty else { return result }
         for proto in protocols {

@@ -26,7 +26,7 @@ public struct IndexedMapState: Sendable {
     }
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
-    func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address]?.min() }
+    public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address]?.min() }
 
     public mutating func apply(_ operations: [MapOperation]) {
         for op in operations { apply(op) }

@@ -300,6 +300,21 @@ struct SubsetPlannerTests {
         #expect(Planner.plan(desired: desired, actual: running.state, capacities: roomy).operations.isEmpty)
     }
 
+    @Test("A backend still used outside the scope is never deleted, even if the caller left its other user out")
+    func keptUsers() {
+        let shared = "10.244.1.1:80/tcp"
+        let web = fe("10.96.0.1:80/tcp", [shared], service: "web")
+        let api = fe("10.96.0.2:80/tcp", [shared, "10.244.2.1:80/tcp"], service: "api")
+        let start = Planner.plan(desired: [web, api], actual: MapState(), capacities: roomy).target
+        // api drops the shared backend, or goes away; web (not in the scope) keeps using it.
+        for after in [[fe("10.96.0.2:80/tcp", ["10.244.2.1:80/tcp"], service: "api")], []] {
+            let plan = Planner.plan(changed: [api.address], desired: after, actual: IndexedMapState(start), capacities: roomy)
+            let (end, problems) = applyChecked(plan, to: start)
+            #expect(problems.isEmpty, "\(problems.prefix(3))")
+            #expect(end == Planner.plan(desired: [web] + after, actual: start, capacities: roomy).target)
+        }
+    }
+
     @Test("Ids freed by one change are reused by the next, never within the same plan")
     func idReuse() {
         let start = Planner.plan(desired: [Self.web, Self.api], actual: MapState(), capacities: roomy)

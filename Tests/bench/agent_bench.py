@@ -22,7 +22,7 @@ and veerd's metrics listen on that namespace's 127.0.0.1 only.
 Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the caller removes
 the pins and the cgroup (veerd leaves the datapath attached on purpose).
 """
-import datetime, http.client, ipaddress, json, os, random, re, signal, subprocess, sys, tempfile, time
+import datetime, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "..", "VeerKubeTests", "fake_apiserver.py")
@@ -128,7 +128,8 @@ def main():
             json.dump(state, f)
         del state
         fake = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--state", os.path.join(work, "state.json"),
-                                 "--exit-with-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                 "--exit-with-stdin"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         line = fake.stdout.readline()
         if not line.startswith("LISTENING "):
@@ -161,6 +162,8 @@ def main():
         if synced_line is None:
             raise SystemExit(f"veerd did not sync in time (rc={agent.poll()}): " + open(log_path).read()[-600:])
         nums = dict(re.findall(r"(select|read\+plan|write) ([0-9.]+) ms", synced_line))
+        decoded = sum(float(x) for x in re.findall(r"objects: decoded and stored in ([0-9.]+) ms", open(log_path).read()))
+        result["decode_ms"] = round(decoded, 1)
         result.update(list_to_maps_s=round(t1 - t0, 3),
                       listed_to_maps_s=round(t1 - (listed_at or t1), 3),
                       select_ms=nums.get("select"), plan_ms=nums.get("read+plan"), write_ms=nums.get("write"),
@@ -173,6 +176,8 @@ def main():
 
         # Churn: one endpoint of one random service moves, at most `rate` times a second.
         api = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        api.connect()
+        api.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rng = random.Random(7)
         start, k, fresh = time.time(), 0, 0x0B000000
         while time.time() - start < seconds:

@@ -49,6 +49,24 @@ public final class AgentLock: Sendable {
     }
 
     deinit { close(fd) }
+
+    /// "pid N" of the veerd holding the lock for these pins, nil when none runs. Uninstalling
+    /// under a running agent would leave it serving nothing while it reports itself healthy.
+    public static func holder(_ pins: PinLayout) -> String? {
+        let path = path(pins)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        if flock(fd, LOCK_SH | LOCK_NB) == 0 {
+            _ = flock(fd, LOCK_UN)
+            return nil
+        }
+        guard errno == EWOULDBLOCK else { return nil }
+        var buf = [UInt8](repeating: 0, count: 32)
+        let n = pread(fd, &buf, buf.count, 0)
+        let pid = String(decoding: buf.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return pid.isEmpty ? "pid unknown" : "pid \(pid)"
+    }
 }
 
 /// The state directory, root-only: it names every Service and pod this node serves.

@@ -222,8 +222,13 @@ struct Trace: ParsableCommand {
 struct Uninstall: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Detach Veer's programs and remove every pin. Service traffic stops being translated.")
     @OptionGroup var options: CommonOptions
+    @Flag(help: "Uninstall even while a veerd runs for these pins.")
+    var force = false
 
     func run() throws {
+        if !force, let holder = AgentLock.holder(options.pins) {
+            throw CtlError("veerd (\(holder)) is running for \(options.pins.directory): stop it first, or pass --force (it would keep running with nothing attached)")
+        }
         do {
             let removed = try Datapath.uninstall(pins: options.pins)
             print(removed ? "removed the datapath pinned at \(options.pins.directory)" : "nothing pinned at \(options.pins.directory)")

@@ -141,9 +141,14 @@ struct Uninstall: ParsableCommand {
 
     @Option(help: "Root of Veer's pins on bpffs.")
     var bpffs = "/sys/fs/bpf/veer"
+    @Flag(help: "Uninstall even while a veerd runs for these pins.")
+    var force = false
 
     func run() throws {
         let pins = PinLayout(root: bpffs)
+        if !force, let holder = AgentLock.holder(pins) {
+            throw ValidationError("veerd (\(holder)) is running for \(pins.directory): stop it first, or pass --force (it would keep running with nothing attached)")
+        }
         print(try Datapath.uninstall(pins: pins) ? "removed the datapath pinned at \(pins.directory)" : "nothing pinned at \(pins.directory)")
     }
 }

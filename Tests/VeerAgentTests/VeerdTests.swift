@@ -249,6 +249,33 @@ struct VeerdTests {
         }
     }
 
+    @Test("Uninstall refuses while veerd runs for the pins (it would serve nothing and look healthy); --force and a stopped veerd proceed")
+    func uninstallUnderRunningAgent() throws {
+        try withBackends { sb in
+            try withManifests(["web.yaml": serviceYAML() + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir)
+                try waitFor("programmed") { backendCount(sb) == 3 }
+                for tool in ["veerctl", "veerd"] {
+                    let refused = KernelSandbox.run(["\(KernelSandbox.veerBinaries)/\(tool)", "uninstall", "--bpffs", sb.pins.root])
+                    #expect(refused.status != 0, "\(tool): \(refused.stdout)")
+                    #expect(refused.stderr.contains("veerd (pid \(veerd.process.processIdentifier)) is running"), "\(tool): \(refused.stderr)")
+                }
+                #expect(try Datapath(pins: sb.pins).isAttached)
+                #expect(try sb.client(["tcp", vip, "80", "5"]).allSatisfy { $0.ok && pods.contains($0.reply) })
+                veerd.signal(SIGTERM)
+                let removed = KernelSandbox.run(["\(KernelSandbox.veerBinaries)/veerctl", "uninstall", "--bpffs", sb.pins.root])
+                #expect(removed.status == 0 && removed.stdout.contains("removed the datapath"), "\(removed)")
+
+                // --force removes it under a running agent.
+                let again = try Veerd(sb, manifests: dir)
+                try waitFor("programmed again") { backendCount(sb) == 3 }
+                let forced = KernelSandbox.run(["\(KernelSandbox.veerBinaries)/veerctl", "uninstall", "--force", "--bpffs", sb.pins.root])
+                #expect(forced.status == 0 && access(sb.pins.directory, F_OK) != 0, "\(forced)")
+                again.signal(SIGKILL)
+            }
+        }
+    }
+
     @Test("SIGTERM stops veerd gracefully and the datapath keeps serving")
     func sigtermLeavesDatapath() throws {
         try withBackends { sb in

@@ -36,7 +36,7 @@ cleanup() {
 	for _ in $(seq 40); do [[ -n ${VEERD_PID:-} ]] && kill -0 "$VEERD_PID" 2>/dev/null || break; sleep 0.05; done
 	for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	"$BIN/veerctl" uninstall --bpffs "$PINS" >/dev/null 2>&1
+	"$BIN/veerctl" uninstall --force --bpffs "$PINS" >/dev/null 2>&1
 	rmdir "$PINS" 2>/dev/null
 	for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
 	ip netns del "$NAME" 2>/dev/null

@@ -192,7 +192,8 @@ public final class KubeAPISource: Sendable {
                 count(kind) { $0.failures += 1 }
                 let delay = max(backoff.next(), error.retryAfter ?? .zero)
                 report(failure: error, kind: kind, verb: "watch", delay: delay)
-                if error.status != 429 && error.status != 504 { resourceVersion = nil }  // relist, as client-go does
+                // Relist, as client-go does; a 504 "Too large resource version" too, or it would repeat forever.
+                if (error.status != 429 && error.status != 504) || error.tooLargeResourceVersion { resourceVersion = nil }
                 await sleep(delay)
             } catch let error as WatchRestart {
                 if Task.isCancelled { return }
@@ -367,6 +368,9 @@ public final class KubeAPISource: Sendable {
             let reason = object["reason"] as? String ?? ""
             let message = object["message"] as? String ?? ""
             if code == 410 || reason == "Expired" || reason == "Gone" { return .expired(message) }
+            // Our resourceVersion is ahead of the server's (a restored etcd, or a bogus version
+            // taken from an event): client-go relists rather than wait for it forever.
+            if APIStatusError.isTooLargeResourceVersion(status: object) { return .expired(message) }
             return .failure("\(code.map(String.init) ?? "?") \(reason): \(message)")
         default:
             return .skip("unknown event type \(type)")
@@ -454,6 +458,8 @@ struct APIStatusError: Error, CustomStringConvertible {
     var message: String?
     var note: String?
     var retryAfter: Duration?
+    /// The server has not reached the resourceVersion asked for (504, cause ResourceVersionTooLarge).
+    var tooLargeResourceVersion = false
 
     init(status: Int, body: Data, note: String? = nil) {
         self.status = status
@@ -461,6 +467,7 @@ struct APIStatusError: Error, CustomStringConvertible {
         if let s = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] {
             reason = s["reason"] as? String
             message = s["message"] as? String
+            tooLargeResourceVersion = Self.isTooLargeResourceVersion(status: s)
         } else if !body.isEmpty {
             message = String(decoding: body.prefix(200), as: UTF8.self)
         }
@@ -468,6 +475,13 @@ struct APIStatusError: Error, CustomStringConvertible {
 
     var summary: String {
         [note, reason, message].compactMap { $0 }.joined(separator: ": ")
+    }
+
+    /// apimachinery's IsTooLargeResourceVersion: the cause type, or the message of older servers.
+    static func isTooLargeResourceVersion(status s: [String: Any]) -> Bool {
+        let causes = ((s["details"] as? [String: Any])?["causes"] as? [[String: Any]]) ?? []
+        return causes.contains { $0["reason"] as? String == "ResourceVersionTooLarge" }
+            || (s["message"] as? String)?.contains("Too large resource version") == true
     }
     var description: String { "HTTP \(status): \(summary)" }
 }

@@ -204,6 +204,25 @@ struct APISourceTests {
         server.stop()
     }
 
+    @Test("a server whose history is behind our resourceVersion (restored from a backup): 504 Too large resource version → relist, as client-go does")
+    func serverBehindUs() async throws {
+        var server = try FakeAPIServer(state: standardState(), rvStart: 5000)
+        let port = server.port
+        try await withSource(server) { _, rec in
+            await rec.wait("synced") { rec.syncedCount == 1 }
+            server.stop()
+            // Restored from an older backup: resourceVersions from 1000 again, other objects.
+            var state = standardState()
+            state["services"] = [svc("restored")]
+            server = try FakeAPIServer(state: state, port: port, rvStart: 1000)
+            await rec.wait("relisted", timeout: .seconds(30)) { rec.keys(.service) == ["shop/restored"] }
+            #expect(rec.diagnostics.contains { $0.message.contains("Too large resource version") }, "\(rec.diagnostics)")
+            try await server.apply("services", svc("after"))
+            await rec.wait("watching the restored server") { rec.keys(.service).contains("shop/after") }
+        }
+        server.stop()
+    }
+
     @Test("401 and 403 are reported with the missing permission; a rotated token file is picked up")
     func authErrors() async throws {
         let server = try FakeAPIServer(state: standardState(), token: "good-token")

@@ -432,6 +432,13 @@ class Handler(BaseHTTPRequestHandler):
                     since = int(rv)
                 except ValueError:
                     return self.send_json(400, status(400, "BadRequest", "invalid resourceVersion " + rv))
+                if since > w.rv:
+                    # The apiserver's watch cache waits up to 3 s for a version it has not seen,
+                    # then answers 504 with cause ResourceVersionTooLarge (NewTooLargeResourceVersionError).
+                    s = status(504, "Timeout", "Too large resource version: %d, current: %d" % (since, w.rv))
+                    s["details"] = {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                                    "retryAfterSeconds": 1}
+                    return self.send_json(504, s)
                 if since < w.oldest - 1:
                     expired = status(410, "Expired", "too old resource version: %s (%d)" % (rv, w.oldest))
                 else:

@@ -223,9 +223,11 @@ struct KernelTests {
 
     @Test("A connected UDP socket to a removed backend is destroyed; the client reconnects to a live one")
     func staleUDPSocketsAreTerminated() throws {
+        // The client holds its socket for 4 s: the sync and scan below must happen while it lives,
+        // also on a machine busy with other suites.
         try withBackends([.udp]) { sb, dp in
             try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
-            let client = try sb.startClient(["udp-hold", vip, "53", "1500", "1000"])
+            let client = try sb.startClient(["udp-hold", vip, "53", "4000", "1000"])
             var used: TranslatedSocket?
             for _ in 0..<100 where used == nil {
                 used = try dp.sockets().first { $0.frontend == L4Address("\(vip):53/udp")! }

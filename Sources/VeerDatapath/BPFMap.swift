@@ -55,6 +55,33 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
         guard bpf_map_update_elem(fd, &key, &value, UInt64(flags)) == 0 else { throw mapError("update", errno) }
     }
 
+    /// Writes entries in order with BPF_MAP_UPDATE_BATCH (BPF_ANY), `chunk` entries per syscall.
+    /// The kernel (generic_map_update_batch) applies them one by one in array order, each as a
+    /// plain update, so a concurrent reader sees the same prefixes as with one syscall each. On a
+    /// failure the entries before the failing one are written, as with single updates. Falls
+    /// back to one update each where the map type cannot batch.
+    func updateBatch(_ keys: [Key], _ values: [Value], chunk: Int = 8192) throws {
+        precondition(keys.count == values.count)
+        var done = 0
+        while done < keys.count {
+            let n = min(chunk, keys.count - done)
+            var count = UInt32(n)
+            let rc = keys.withUnsafeBufferPointer { k in
+                values.withUnsafeBufferPointer { v in
+                    bpf_map_update_batch(fd, k.baseAddress! + done, v.baseAddress! + done, &count, nil)
+                }
+            }
+            if rc == 0 { done += n; continue }
+            let err = errno
+            if done == 0 && count == 0 && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
+                // This map type (or kernel) cannot batch: one update each.
+                for i in keys.indices { try update(keys[i], values[i]) }
+                return
+            }
+            throw mapError("update", err)
+        }
+    }
+
     /// Returns false when the key was not there.
     @discardableResult
     func delete(_ key: Key) throws -> Bool {

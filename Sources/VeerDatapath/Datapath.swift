@@ -267,10 +267,47 @@ public final class Datapath: @unchecked Sendable {
 
     /// Applies operations in order. On a failure it stops and throws: the maps then hold
     /// a consistent prefix of the plan, and the next plan starts from what they hold.
+    ///
+    /// A run of consecutive updates of one map (backends, rev_nat, or slots and masters) is
+    /// written with BPF_MAP_UPDATE_BATCH, which the kernel applies one entry at a time in the
+    /// same order: the runs never cross another map or a delete, so every prefix a reader can
+    /// see is a prefix of the plan, as with one syscall per operation. Members are inserted
+    /// one by one (BPF_NOEXIST keeps an existing entry's counters; the batch takes BPF_ANY only).
     public func apply(_ operations: [MapOperation]) throws {
         var retiredChanged = false
         defer { if retiredChanged { RetiredHitsFile.write(retiredHits, pins: pins) } }
-        for op in operations {
+        var i = operations.startIndex
+        while i < operations.endIndex {
+            // Runs of two or more updates of the same map: one batch.
+            var backendKeys: [UInt32] = [], backendValues: [veer_backend] = []
+            var revNatKeys: [UInt32] = [], revNatValues: [veer_rev_nat] = []
+            var serviceKeys: [veer_svc_key] = [], serviceValues: [veer_svc_val] = []
+            var j = i
+            scan: while j < operations.endIndex {
+                switch operations[j] {
+                case let .upsertBackend(id, entry) where revNatKeys.isEmpty && serviceKeys.isEmpty:
+                    backendKeys.append(id); backendValues.append(veer_backend(entry))
+                case let .upsertRevNat(id, address) where backendKeys.isEmpty && serviceKeys.isEmpty:
+                    revNatKeys.append(id); revNatValues.append(veer_rev_nat(address))
+                case let .upsertSlot(address, slot, backendID, revNatID) where backendKeys.isEmpty && revNatKeys.isEmpty:
+                    serviceKeys.append(veer_svc_key(address, slot: slot))
+                    serviceValues.append(veer_svc_val(backendID: backendID, revNatID: revNatID))
+                case let .upsertMaster(address, master) where backendKeys.isEmpty && revNatKeys.isEmpty:
+                    serviceKeys.append(veer_svc_key(address, slot: 0)); serviceValues.append(veer_svc_val(master))
+                default:
+                    break scan
+                }
+                j += 1
+            }
+            if j - i >= 2 {
+                if !backendKeys.isEmpty { try backends.updateBatch(backendKeys, backendValues) }
+                if !revNatKeys.isEmpty { try revNat.updateBatch(revNatKeys, revNatValues) }
+                if !serviceKeys.isEmpty { try services.updateBatch(serviceKeys, serviceValues) }
+                i = j
+                continue
+            }
+            let op = operations[i]
+            i += 1
             switch op {
             case let .upsertBackend(id, entry):
                 try backends.update(id, veer_backend(entry))

@@ -9,8 +9,22 @@ public enum DecisionsFile {
         readState(SavedDecisions.self, from: path(pins))
     }
 
+    /// Written one decision at a time (`StreamingJSONFile`), the same JSON as encoding the whole
+    /// value with sorted keys: at 10,000 services that whole-value encode held about 200 MB.
     public static func write(_ decisions: SavedDecisions, pins: PinLayout) throws {
-        try writeState(decisions, to: path(pins), pins: pins)
+        try StreamingJSONFile.write(to: path(pins), pins: pins) { out in
+            try out.raw("{\"decisions\":")
+            try out.array(decisions.decisions)
+            try out.raw(",\"node\":")
+            try out.value(decisions.node)
+            try out.raw(",\"skipped\":")
+            try out.array(decisions.skipped)
+            if let zone = decisions.zone {
+                try out.raw(",\"zone\":")
+                try out.value(zone)
+            }
+            try out.raw("}")
+        }
     }
 }
 

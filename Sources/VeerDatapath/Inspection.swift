@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import VeerModel
 
 /// What `veerctl` shows, built from the pinned maps (and the names file beside them).
@@ -81,8 +84,16 @@ public enum NamesFile {
         readState(ProgrammedNames.self, from: path(pins))
     }
 
+    /// Written one entry at a time (`StreamingJSONFile`): at 10,000 services × 10 endpoints a
+    /// whole-value JSONEncoder run held about as much memory again as the agent itself.
     public static func write(_ names: ProgrammedNames, pins: PinLayout) throws {
-        try writeState(names, to: path(pins), pins: pins)
+        try StreamingJSONFile.write(to: path(pins), pins: pins) { out in
+            try out.raw("{\"backends\":")
+            try out.object(names.backends)
+            try out.raw(",\"frontends\":")
+            try out.object(names.frontends)
+            try out.raw("}")
+        }
     }
 }
 
@@ -105,6 +116,100 @@ func writeState<T: Encodable>(_ value: T, to path: String, pins: PinLayout) thro
         throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
     }
     guard rename(tmp, path) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }
+}
+
+/// Writes one large JSON state file piece by piece: every element of its big arrays and maps
+/// is encoded on its own (same encoder settings as `writeState`, so each piece's bytes are what a
+/// whole-value encode writes for it) and appended to a buffer flushed to the file every 256 KiB.
+/// Peak memory is one element's encoding, not the whole document's tree and text. Same
+/// temporary-file-then-rename as `writeState`: a reader never sees half a file.
+struct StreamingJSONFile {
+    private let fd: Int32
+    private let tmp: String
+    private var buffer: [UInt8] = []
+    private let encoder: JSONEncoder = {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }()
+
+    private init(fd: Int32, tmp: String) {
+        self.fd = fd
+        self.tmp = tmp
+        buffer.reserveCapacity(Self.flushAt + 64 * 1024)
+    }
+
+    private static let flushAt = 256 * 1024
+
+    static func write(to path: String, pins: PinLayout, _ body: (inout StreamingJSONFile) throws -> Void) throws {
+        try ensureStateDirectory(pins)
+        let tmp = path + ".tmp"
+        // Root-only, like the pins: the names say which pods serve what.
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw DatapathError.syscall(operation: "write \(tmp)", errno: errno) }
+        var file = StreamingJSONFile(fd: fd, tmp: tmp)
+        do {
+            guard fchmod(fd, 0o600) == 0 else { throw DatapathError.syscall(operation: "chmod \(tmp)", errno: errno) }
+            try body(&file)
+            try file.flush()
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        guard rename(tmp, path) == 0 else { throw DatapathError.syscall(operation: "rename \(tmp)", errno: errno) }
+    }
+
+    /// Literal JSON punctuation and keys.
+    mutating func raw(_ text: String) throws {
+        buffer.append(contentsOf: text.utf8)
+        try flushIfFull()
+    }
+
+    /// One value, encoded on its own.
+    mutating func value<T: Encodable>(_ value: T) throws {
+        buffer.append(contentsOf: try encoder.encode(value))
+        try flushIfFull()
+    }
+
+    mutating func array<T: Encodable>(_ elements: [T]) throws {
+        try raw("[")
+        for (i, e) in elements.enumerated() {
+            if i > 0 { try raw(",") }
+            try value(e)
+        }
+        try raw("]")
+    }
+
+    /// A map as a JSON object, keys in order (any order reads back the same).
+    mutating func object<T: Encodable>(_ entries: [String: T]) throws {
+        try raw("{")
+        for (i, key) in entries.keys.sorted().enumerated() {
+            if i > 0 { try raw(",") }
+            try value(key)
+            try raw(":")
+            try value(entries[key]!)
+        }
+        try raw("}")
+    }
+
+    private mutating func flushIfFull() throws {
+        if buffer.count >= Self.flushAt { try flush() }
+    }
+
+    private mutating func flush() throws {
+        var done = 0
+        while done < buffer.count {
+            let n = buffer.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw DatapathError.syscall(operation: "write \(tmp)", errno: errno)
+            }
+            done += n
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
 }
 
 /// Plain aligned columns, like kubectl's.

@@ -138,7 +138,12 @@ public enum Selector {
         var seen: Set<L4Address> = []
         for port in service.ports {
             let spn = ServicePortName(namespace: key.namespace, name: key.name, port: port.name, proto: port.proto)
-            let selections = clusterIPs.keys.map { ($0, selectPort(port, slices: usable[$0] ?? [], family: $0, node: node)) }
+            // Only a frontend that uses the Local set reads it (see `emit`): without one, its
+            // verdicts (a reason string per endpoint) are not built at all.
+            let needsLocal = iTPLocal || (eTPLocal && node.externalLocalForLocalClients)
+            let selections = clusterIPs.keys.map {
+                ($0, selectPort(port, slices: usable[$0] ?? [], family: $0, node: node, local: needsLocal))
+            }
             let byFamily = Dictionary(uniqueKeysWithValues: selections)
             let decisionBase = (service: key, port: port.name, proto: port.proto.description)
 
@@ -241,8 +246,10 @@ public enum Selector {
         var servingTerminating: Bool { endpoint.conditions.isServing && endpoint.conditions.isTerminating }
     }
 
-    /// `slices` are the service's usable slices of `family`.
-    static func selectPort(_ port: ServicePort, slices: [EndpointSlice], family: IPFamily, node: NodeContext) -> PortSelection {
+    /// `slices` are the service's usable slices of `family`. `local: false` leaves the Local set
+    /// empty, for a service none of whose frontends uses it.
+    static func selectPort(_ port: ServicePort, slices: [EndpointSlice], family: IPFamily, node: NodeContext,
+                           local wantLocal: Bool = true) -> PortSelection {
         var excluded: [EndpointVerdict] = []  // out of every set of this port
         var candidates: [Candidate] = []
         var index: [String: Int] = [:]
@@ -337,7 +344,7 @@ public enum Selector {
         // §1.4 Local set: no topology; local terminating used when no local endpoint is ready.
         var local = EndpointSet()
         let localReadyExists = candidates.contains { isLocal($0) && $0.ready }
-        for c in candidates {
+        for c in candidates where wantLocal {
             let rule: EndpointRule
             let reason: String
             if !isLocal(c) {
@@ -356,7 +363,7 @@ public enum Selector {
         }
 
         cluster.verdicts += excluded
-        local.verdicts += excluded
+        if wantLocal { local.verdicts += excluded }
         cluster.backends.sort { $0.address < $1.address }
         local.backends.sort { $0.address < $1.address }
         return PortSelection(cluster: cluster, local: local, topology: topology, hasAny: hasAny)

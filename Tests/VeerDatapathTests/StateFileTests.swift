@@ -1,0 +1,64 @@
+@testable import VeerDatapath
+import Foundation
+import Testing
+import VeerModel
+
+/// names.json and decisions.json are written piece by piece (StreamingJSONFile); veerctl reads
+/// them with JSONDecoder. The pieces must add up to the same document as one whole-value encode.
+@Suite("State files")
+struct StateFileTests {
+    // Every field, optional ones present and absent, and text JSON must escape.
+    static let decisionsJSON = #"""
+    {"node":"node-a","zone":"zone-\"a\"/1","skipped":[
+      {"kind":"Frontend","object":"10.96.0.9:80/tcp","service":{"namespace":"default","name":"b"},
+       "rule":"frontendConflict","reason":"10.96.0.9:80/tcp is already the clusterIP frontend of default/a:http\n\tü ✓ \u0001"}],
+     "decisions":[
+      {"service":{"namespace":"default","name":"a"},"port":"http","proto":"tcp","frontend":"10.96.0.9:80/tcp",
+       "kind":"clusterIP","set":"cluster","setRule":"internalPolicyCluster","setReason":"internalTrafficPolicy Cluster",
+       "topology":{"mode":"none","rules":["endpointWithoutNodeHint","nodeHasNoZone"],"reason":"node hints ignored"},
+       "whenEmpty":"reject","backends":1,"affinityTimeout":10800,
+       "endpoints":[
+         {"endpoint":"10.128.0.1:8080","slice":"default/a-1","pod":"a-0","node":"node-a","included":true,"rule":"ready","reason":"ready"},
+         {"endpoint":"10.128.0.2:8080","slice":"default/a-1","included":false,"rule":"notReady",
+          "reason":"not ready (ready=false, serving=false, terminating=false)"}]},
+      {"service":{"namespace":"default","name":"c"},"port":"","proto":"udp","frontend":"10.96.0.10:53/udp",
+       "kind":"nodePort","set":"local","setRule":"externalPolicyLocal","setReason":"Local",
+       "whenEmpty":"drop","emptyReason":"no endpoint on this node","backends":0,"endpoints":[]}]}
+    """#
+
+    static let namesJSON = #"""
+    {"frontends":{"10.96.0.9:80/tcp":{"namespace":"default","service":"a","port":"http","kind":"clusterIP"},
+                  "10.96.0.10:53/udp":{"namespace":"default","service":"c","port":"","kind":"nodePort"}},
+     "backends":{"10.128.0.1:8080/tcp":{"pod":"a-0","node":"node-a","zone":"z\"1"},
+                 "10.128.0.2:8080/tcp":{},"10.128.0.10:8080/tcp":{"pod":"ü"}}}
+    """#
+
+    @Test("decisions.json: the same bytes as encoding the whole value, and reads back equal")
+    func decisions() throws {
+        let pins = PinLayout(root: "/tmp/veer-t\(getpid())-state")
+        defer { try? FileManager.default.removeItem(atPath: "/run/veer\(pins.root)") }
+        var value = try JSONDecoder().decode(SavedDecisions.self, from: Data(Self.decisionsJSON.utf8))
+        for zone in [value.zone, nil] {
+            value.zone = zone
+            try DecisionsFile.write(value, pins: pins)
+            let written = try Data(contentsOf: URL(fileURLWithPath: DecisionsFile.path(pins)))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            #expect(written == (try encoder.encode(value)))
+            #expect(DecisionsFile.read(pins: pins) == value)
+        }
+        let mode = try FileManager.default.attributesOfItem(atPath: DecisionsFile.path(pins))[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+    }
+
+    @Test("names.json reads back equal")
+    func names() throws {
+        let pins = PinLayout(root: "/tmp/veer-t\(getpid())-names")
+        defer { try? FileManager.default.removeItem(atPath: "/run/veer\(pins.root)") }
+        let value = try JSONDecoder().decode(ProgrammedNames.self, from: Data(Self.namesJSON.utf8))
+        try NamesFile.write(value, pins: pins)
+        #expect(NamesFile.read(pins: pins) == value)
+        try NamesFile.write(ProgrammedNames(), pins: pins)
+        #expect(NamesFile.read(pins: pins) == ProgrammedNames())
+    }
+}

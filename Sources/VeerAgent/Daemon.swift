@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 import VeerDatapath
 import VeerKube
@@ -28,47 +29,62 @@ public struct DaemonOptions: Sendable {
 /// Runs veerd until SIGTERM/SIGINT: the agent, its source, and the metrics server. A
 /// graceful stop leaves the datapath attached and the maps as they are.
 public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
-    // Before anything touches the pins: a second agent for them exits here (AgentLock.Held).
-    let lock = try AgentLock(pins: options.agent.pins)
-    defer { withExtendedLifetime(lock) {} }
-    let agent = try Agent(config: options.agent, logger: logger)
+    // The source and the listener are made before the datapath is installed, so a bad
+    // source or a port in use fails the start with nothing attached. The handler answers
+    // 503 in the moment before the agent exists.
+    let started = NIOLockedValueBox<Agent?>(nil)
+    let metrics: MetricsServer
+    do {
+        metrics = try await MetricsServer(host: options.metricsHost, port: options.metricsPort, handler: metricsHandler(started))
+    } catch {
+        throw DaemonStartError(description: "cannot listen on \(options.metricsHost):\(options.metricsPort) for /metrics: \(error)")
+    }
     let events: AsyncStream<SourceEvent>
     let diagnostics: AsyncStream<SourceDiagnostic>
     let startSource: @Sendable () throws -> Void
     let stopSource: @Sendable () async -> Void
+    let connect: (Agent) async -> Void
     switch options.source {
     case let .manifests(directory):
         let source = ManifestSource(directory: directory)
         (events, diagnostics) = (source.events, source.diagnostics)
         startSource = { try source.start() }
         stopSource = { source.stop() }
+        connect = { _ in }
         logger.info("reading manifests from \(directory)")
     case let .kubernetes(config):
-        let source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
-        await agent.exportStatistics(of: source)
-        let recorder = try KubeEventRecorder(config: config, nodeName: options.agent.nodeName, logger: logger)
-        await agent.recordEvents(with: recorder)
+        let source: KubeAPISource
+        let recorder: KubeEventRecorder
+        do {
+            source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
+            recorder = try KubeEventRecorder(config: config, nodeName: options.agent.nodeName, logger: logger)
+        } catch {
+            await metrics.close()
+            throw error
+        }
         (events, diagnostics) = (source.events, source.diagnostics)
         startSource = { source.start() }
         stopSource = { await source.stop() }
+        connect = { agent in
+            await agent.exportStatistics(of: source)
+            await agent.recordEvents(with: recorder)
+        }
         logger.info("watching the Kubernetes API at \(config.server)")
     }
 
-    let metrics = try await MetricsServer(host: options.metricsHost, port: options.metricsPort) { path in
-        switch path {
-        case "/metrics":
-            return (.ok, "text/plain; version=0.0.4; charset=utf-8", await agent.metricsText())
-        case "/healthz":
-            // Alive: the programs are still attached through their pinned links.
-            let attached = await agent.datapathAttached
-            return (attached ? .ok : .serviceUnavailable, "text/plain", attached ? "ok\n" : "datapath links are gone\n")
-        case "/readyz":
-            let synced = await agent.isSynced
-            return (synced ? .ok : .serviceUnavailable, "text/plain", synced ? "ok\n" : "waiting for the first full list\n")
-        default:
-            return (.notFound, "text/plain", "not found\n")
-        }
+    // Before anything touches the pins: a second agent for them exits here (AgentLock.Held).
+    let lock: AgentLock
+    let agent: Agent
+    do {
+        lock = try AgentLock(pins: options.agent.pins)
+        agent = try Agent(config: options.agent, logger: logger)
+    } catch {
+        await metrics.close()
+        throw error
     }
+    defer { withExtendedLifetime(lock) {} }
+    await connect(agent)
+    started.withLockedValue { $0 = agent }
     logger.info("metrics on http://\(options.metricsHost):\(metrics.port)/metrics")
 
     let group = ServiceGroup(
@@ -126,5 +142,32 @@ private struct MetricsService: ServiceLifecycle.Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.close()
+    }
+}
+
+/// A start that failed before the datapath was touched.
+public struct DaemonStartError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+/// /metrics, /healthz and /readyz; 503 until the agent exists.
+private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> MetricsServer.Handler {
+    { path in
+        guard let agent = started.withLockedValue({ $0 }) else {
+            return (.serviceUnavailable, "text/plain", "starting\n")
+        }
+        switch path {
+        case "/metrics":
+            return (.ok, "text/plain; version=0.0.4; charset=utf-8", await agent.metricsText())
+        case "/healthz":
+            // Alive: the programs are still attached through their pinned links.
+            let attached = await agent.datapathAttached
+            return (attached ? .ok : .serviceUnavailable, "text/plain", attached ? "ok\n" : "datapath links are gone\n")
+        case "/readyz":
+            let synced = await agent.isSynced
+            return (synced ? .ok : .serviceUnavailable, "text/plain", synced ? "ok\n" : "waiting for the first full list\n")
+        default:
+            return (.notFound, "text/plain", "not found\n")
+        }
     }
 }

@@ -199,7 +199,12 @@ public final class Datapath: @unchecked Sendable {
     /// was installed.
     @discardableResult
     public static func uninstall(pins: PinLayout = PinLayout()) throws -> Bool {
-        guard access(pins.directory, F_OK) == 0 else { return false }
+        guard access(pins.directory, F_OK) == 0 else {
+            // Even with the pins gone, the state directory goes (a veerd that never installed
+            // leaves its lock file there).
+            removeStateDirectory(pins)
+            return false
+        }
         for name in (try? listDirectory(pins.links)) ?? [] {
             let path = "\(pins.links)/\(name)"
             if let link = bpf_link__open(path) {
@@ -216,18 +221,22 @@ public final class Datapath: @unchecked Sendable {
                 throw DatapathError.syscall(operation: "unpin \(path)", errno: errno)
             }
         }
-        // The state directory and its now-empty parents up to /run/veer.
+        removeStateDirectory(pins)
+        for dir in [pins.links, pins.maps, pins.directory] where rmdir(dir) != 0 && errno != ENOENT {
+            throw DatapathError.syscall(operation: "remove \(dir)", errno: errno)
+        }
+        _ = rmdir(pins.root) // only if empty: another version may still live there
+        return true
+    }
+
+    /// The state directory and its now-empty parents up to /run/veer.
+    private static func removeStateDirectory(_ pins: PinLayout) {
         var state = NamesFile.directory(pins)
         try? FileManager.default.removeItem(atPath: state)
         while state.count > "/run/veer".count, let slash = state.lastIndex(of: "/") {
             state = String(state[..<slash])
             if rmdir(state) != 0 { break }
         }
-        for dir in [pins.links, pins.maps, pins.directory] where rmdir(dir) != 0 && errno != ENOENT {
-            throw DatapathError.syscall(operation: "remove \(dir)", errno: errno)
-        }
-        _ = rmdir(pins.root) // only if empty: another version may still live there
-        return true
     }
 
     /// Every program's pinned link is in place.

@@ -80,6 +80,19 @@ struct Run: AsyncParsableCommand {
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
         }
+        // Every path is checked here, before the first kernel change: a start that fails
+        // leaves nothing attached and nothing pinned.
+        var isDirectory: ObjCBool = false
+        if let manifests, !(FileManager.default.fileExists(atPath: manifests, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            throw ValidationError("manifest directory \(manifests) does not exist or is not a directory")
+        }
+        let object = bpfObject ?? defaultObject()
+        guard FileManager.default.isReadableFile(atPath: object) else {
+            throw ValidationError("BPF object \(object) is not a readable file (pass --bpf-object or set VEER_BPF_OBJECT)")
+        }
+        if let cgroup {
+            do { try SystemCheck.requireCgroup2(cgroup) } catch { throw ValidationError("--cgroup: \(error)") }
+        }
     }
 
     func run() async throws {
@@ -130,6 +143,9 @@ struct Run: AsyncParsableCommand {
             logger.critical("\(error.description)")
             throw ExitCode(1)
         } catch let error as AgentLock.Held {
+            logger.critical("\(error.description)")
+            throw ExitCode(1)
+        } catch let error as DaemonStartError {
             logger.critical("\(error.description)")
             throw ExitCode(1)
         }

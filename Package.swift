@@ -68,7 +68,10 @@ let package = Package(
             "VeerKube", "VeerModel",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ], exclude: ["fake_apiserver.py", "python_client_check.py"]),
-        .testTarget(name: "VeerAgentTests", dependencies: ["VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport"]),
+        .testTarget(name: "VeerAgentTests", dependencies: [
+            "VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),
         // Several nodes on one machine (ClusterSandbox): cross-node behaviour, faults, hostile input, security.

@@ -10,27 +10,22 @@ public struct AgentConfiguration: Sendable {
     public var zoneOverride: String?
     /// Overrides the Node's InternalIP/ExternalIP addresses for NodePorts.
     public var addressOverride: [IPAddress]?
-    public var cgroup: String
+    /// Where the state files for veerctl go (`/run/veer/<pin directory>`).
     public var pins: PinLayout
-    public var bpfObject: String
-    /// nil: the sizes compiled into the object.
-    public var capacities: MapCapacities?
+    /// Writes names.json and decisions.json for veerctl (off for an in-memory store).
+    public var writesStateFiles = true
     /// Protocols whose connected sockets are destroyed when their backend leaves the
     /// service. UDP by default: nothing else ever tells a UDP client its peer is gone.
     public var terminateProtocols: Set<L4Protocol> = [.udp]
-    /// hostns-only: translate only sockets of this network namespace (veerd: its own,
-    /// /proc/self/ns/net); nil translates every socket in the cgroup.
-    public var hostNamespace: String?
+    /// How long after a failed write the maps are read back and planned again.
+    public var retryDelay: Duration = .seconds(1)
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
-                cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
+                pins: PinLayout) {
         self.nodeName = nodeName
         self.zoneOverride = zoneOverride
         self.addressOverride = addressOverride
-        self.cgroup = cgroup
         self.pins = pins
-        self.bpfObject = bpfObject
-        self.capacities = capacities
     }
 }
 
@@ -45,7 +40,8 @@ public struct AgentConfiguration: Sendable {
 /// Events that arrive while a sync runs are coalesced into the next one, so churn costs
 /// one sync per burst while a lone change reaches the maps at once.
 public actor Agent {
-    public let datapath: Datapath
+    /// The maps: the kernel's (`Datapath`, installed by the daemon) or a test's in memory.
+    public let maps: any MapStore
     public let config: AgentConfiguration
     private let logger: Logger
     private let clock = ContinuousClock()
@@ -106,7 +102,7 @@ public actor Agent {
     /// Posts Events on this node's Node object (API source only).
     public func recordEvents(with recorder: KubeEventRecorder) {
         events = recorder
-        let frontends = (try? datapath.readState().masters.count) ?? 0
+        let frontends = (try? maps.readState().masters.count) ?? 0
         post(.normal, "Starting", "Starting veerd: datapath pinned at \(config.pins.directory), \(frontends) frontends adopted")
     }
 
@@ -120,21 +116,13 @@ public actor Agent {
         apiStatistics = { source.statistics() }
     }
 
-    /// Loads or adopts the datapath. Nothing is written to the maps before the source's
-    /// first full list: a restarted agent must not blackhole what the maps already serve.
-    public init(config: AgentConfiguration, logger: Logger) throws {
+    /// Nothing is written to the maps before the source's first full list: a restarted agent
+    /// must not blackhole what the maps already serve.
+    public init(config: AgentConfiguration, maps: any MapStore, logger: Logger) {
         self.config = config
+        self.maps = maps
         self.logger = logger
-        datapath = try Datapath.install(object: config.bpfObject, cgroup: config.cgroup, pins: config.pins,
-                                        capacities: config.capacities,
-                                        scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces)
-        names = NamesFile.read(pins: config.pins) ?? ProgrammedNames()
-        let frontends = (try? datapath.readState().masters.count) ?? 0
-        if !datapath.retiredVersions.isEmpty {
-            logger.notice("retired the pins of an older schema (upgrade)", metadata: ["versions": "\(datapath.retiredVersions.joined(separator: ","))"])
-        }
-        logger.info("datapath ready", metadata: ["pins": "\(config.pins.directory)", "cgroup": "\(config.cgroup)",
-                                                 "adopted_frontends": "\(frontends)"])
+        names = config.writesStateFiles ? NamesFile.read(pins: config.pins) ?? ProgrammedNames() : ProgrammedNames()
     }
 
     /// Consumes a source until it ends or the task is cancelled.
@@ -196,7 +184,7 @@ public actor Agent {
     }
 
     public var isSynced: Bool { store.isSynced }
-    public var datapathAttached: Bool { datapath.isAttached }
+    public var datapathAttached: Bool { maps.isAttached }
     /// The whole selection, conflicts resolved (merged on demand: the loop keeps it per service).
     public var selection: SelectionResult { Self.merged(selections) }
 
@@ -263,7 +251,7 @@ public actor Agent {
             // The maps hold some prefix of the plan: read them back and plan everything.
             running = nil
             needsFullSync = true
-            logger.error("writing the maps failed, retrying in 1s: \(error)")
+            logger.error("writing the maps failed, retrying in \(config.retryDelay): \(error)")
             scheduleRetry()
         }
     }
@@ -277,11 +265,11 @@ public actor Agent {
         for key in keys { fresh[key] = Selector.select(store, service: key, node: node) }
         let merged = Selector.merge(keys.map { fresh[$0]! })
         let t1 = clock.now
-        let actual = try running?.state ?? datapath.readState()
-        let plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: datapath.capacities)
+        let actual = try running?.state ?? maps.readState()
+        let plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: maps.capacities)
         let t2 = clock.now
         running = nil
-        try datapath.apply(plan.operations)
+        try maps.apply(plan.operations)
         let t3 = clock.now
         running = IndexedMapState(plan.target)
         // One line per full sync (start, node change, recovery): what `make bench` times.
@@ -353,8 +341,8 @@ public actor Agent {
         changed.formUnion(sharing)
 
         let plan = Planner.plan(changed: changed, desired: changed.compactMap { desired[$0] }, actual: running!,
-                                capacities: datapath.capacities)
-        try datapath.apply(plan.operations)
+                                capacities: maps.capacities)
+        try maps.apply(plan.operations)
         running?.apply(plan.operations)
         for address in changed {
             if plan.target.masters[address] != nil, let f = desired[address] {
@@ -389,6 +377,7 @@ public actor Agent {
     /// whichever is longer: at 10,000 services a write costs a good part of a second, which
     /// would otherwise keep a core busy and delay the map writes that matter.
     private func startWritingFiles() {
+        guard config.writesStateFiles else { filesDirty = false; return }
         guard filesDirty, !writingFiles else { return }
         writingFiles = true
         Task.detached { [pins = config.pins] in
@@ -438,7 +427,7 @@ public actor Agent {
     private func terminateStaleSockets() {
         guard !config.terminateProtocols.isEmpty else { return }
         do {
-            let result = try datapath.terminateStaleSockets(protocols: config.terminateProtocols, state: running)
+            let result = try maps.terminateStaleSockets(protocols: config.terminateProtocols, state: running)
             for (proto, n) in result.destroyed where n > 0 {
                 socketsTerminated[proto, default: 0] += UInt64(n)
                 logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")
@@ -457,7 +446,7 @@ public actor Agent {
         guard !retryScheduled else { return }
         retryScheduled = true
         Task {
-            try? await Task.sleep(for: .seconds(1))
+            try? await Task.sleep(for: self.config.retryDelay)
             self.retry()
         }
     }
@@ -493,8 +482,8 @@ public actor Agent {
 
     public func metricsText() -> String {
         var out = PrometheusText()
-        let state = (try? datapath.readState()) ?? MapState()
-        let hits = (try? datapath.hitsByAddress(state)) ?? [:]
+        let state = (try? maps.readState()) ?? MapState()
+        let hits = (try? maps.hitsByAddress(state)) ?? [:]
 
         // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share
         // them. Identity labels only: pod, node and zone come from veer_endpoint_info (a join), so
@@ -525,12 +514,12 @@ public actor Agent {
         }
 
         out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")
-        let stats = (try? datapath.stats()) ?? [:]
+        let stats = (try? maps.stats()) ?? [:]
         for stat in DatapathStat.allCases {
             out.sample("veer_datapath_events_total", ["event": stat.name], Double(stats[stat] ?? 0))
         }
 
-        let fill = (try? datapath.fill()) ?? []
+        let fill = (try? maps.fill()) ?? []
         out.family("veer_map_entries", .gauge, help: "Entries in each BPF map.")
         for f in fill { out.sample("veer_map_entries", ["map": f.map], Double(f.entries)) }
         out.family("veer_map_capacity", .gauge, help: "max_entries of each BPF map.")

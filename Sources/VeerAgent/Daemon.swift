@@ -12,14 +12,32 @@ public enum SourceChoice: Sendable {
     case kubernetes(KubeAPIConfig)
 }
 
+/// What the daemon installs (or adopts) before the agent starts.
+public struct DatapathOptions: Sendable {
+    public var bpfObject: String
+    public var cgroup: String
+    /// nil: the sizes compiled into the object, or what is pinned.
+    public var capacities: MapCapacities?
+    public var scope: TranslationScope
+
+    public init(bpfObject: String, cgroup: String, capacities: MapCapacities? = nil, scope: TranslationScope = .allNamespaces) {
+        self.bpfObject = bpfObject
+        self.cgroup = cgroup
+        self.capacities = capacities
+        self.scope = scope
+    }
+}
+
 public struct DaemonOptions: Sendable {
     public var agent: AgentConfiguration
+    public var datapath: DatapathOptions
     public var source: SourceChoice
     public var metricsHost: String
     public var metricsPort: Int
 
-    public init(agent: AgentConfiguration, source: SourceChoice, metricsHost: String, metricsPort: Int) {
+    public init(agent: AgentConfiguration, datapath: DatapathOptions, source: SourceChoice, metricsHost: String, metricsPort: Int) {
         self.agent = agent
+        self.datapath = datapath
         self.source = source
         self.metricsHost = metricsHost
         self.metricsPort = metricsPort
@@ -77,7 +95,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let agent: Agent
     do {
         lock = try AgentLock(pins: options.agent.pins)
-        agent = try Agent(config: options.agent, logger: logger)
+        agent = Agent(config: options.agent, maps: try installDatapath(options, logger: logger), logger: logger)
     } catch {
         await metrics.close()
         throw error
@@ -170,4 +188,17 @@ private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> MetricsServ
             return (.notFound, "text/plain", "not found\n")
         }
     }
+}
+
+/// Loads or adopts the datapath: the programs attached, the maps pinned, nothing written.
+private func installDatapath(_ options: DaemonOptions, logger: Logger) throws -> Datapath {
+    let o = options.datapath
+    let pins = options.agent.pins
+    let datapath = try Datapath.install(object: o.bpfObject, cgroup: o.cgroup, pins: pins, capacities: o.capacities, scope: o.scope)
+    if !datapath.retiredVersions.isEmpty {
+        logger.notice("retired the pins of an older schema (upgrade)", metadata: ["versions": "\(datapath.retiredVersions.joined(separator: ","))"])
+    }
+    let frontends = (try? datapath.readState().masters.count) ?? 0
+    logger.info("datapath ready", metadata: ["pins": "\(pins.directory)", "cgroup": "\(o.cgroup)", "adopted_frontends": "\(frontends)"])
+    return datapath
 }

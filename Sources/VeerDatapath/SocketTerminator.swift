@@ -60,6 +60,8 @@ public struct SocketTermination: Sendable {
     public var destroyed: [L4Protocol: Int] = [:]
     /// Distinct errors met (e.g. "Operation not permitted" without CAP_SYS_ADMIN).
     public var failures: Set<String> = []
+
+    public init() {}
 }
 
 /// Every network namespace in use on the node, each opened once.

@@ -6,6 +6,9 @@ public struct IndexedMapState: Sendable {
     public private(set) var state: MapState
     /// Every id holding this address; the lowest is the one reused (as a full plan does).
     private(set) var backendIDsByAddress: [L4Address: [UInt32]] = [:]
+    /// rev_nat ids by the frontend they hold. A failed write can leave one with no master
+    /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
+    private(set) var revNatIDsByAddress: [L4Address: [UInt32]] = [:]
     private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
     /// Members naming each backend id.
     private(set) var memberCount: [UInt32: Int] = [:]
@@ -16,6 +19,7 @@ public struct IndexedMapState: Sendable {
     public init(_ state: MapState = MapState()) {
         self.state = state
         for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: []].append(id) }
+        for (id, address) in state.revNat { revNatIDsByAddress[address, default: []].append(id) }
         for m in state.members {
             membersByRevNat[m.revNatID, default: []].insert(m.backendID)
             memberCount[m.backendID, default: 0] += 1
@@ -27,6 +31,9 @@ public struct IndexedMapState: Sendable {
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
     public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address]?.min() }
+
+    /// The lowest rev_nat id holding this frontend address, master or not.
+    public func revNatID(_ address: L4Address) -> UInt32? { revNatIDsByAddress[address]?.min() }
 
     public mutating func apply(_ operations: [MapOperation]) {
         for op in operations { apply(op) }
@@ -44,14 +51,19 @@ public struct IndexedMapState: Sendable {
                 dropBackendAddress(old.address, id)
                 backendIDs.free(id)
             }
-        case let .upsertRevNat(id, _):
+        case let .upsertRevNat(id, address):
+            if let old = state.revNat[id] { dropRevNatAddress(old, id) }
+            revNatIDsByAddress[address, default: []].append(id)
             revNatIDs.use(id)
         case let .upsertMaster(address, master):
             revNatIDs.use(master.revNatID)
             if state.masters[address] == nil { serviceEntryCount += 1 }
         case let .deleteRevNat(id):
             // Plans delete a frontend's master before its rev_nat entry: the id is free now.
-            if state.revNat[id] != nil { revNatIDs.free(id) }
+            if let old = state.revNat[id] {
+                dropRevNatAddress(old, id)
+                revNatIDs.free(id)
+            }
         case let .upsertMember(m):
             if !state.members.contains(m) {
                 membersByRevNat[m.revNatID, default: []].insert(m.backendID)
@@ -72,6 +84,11 @@ public struct IndexedMapState: Sendable {
             if state.masters[address] != nil { serviceEntryCount -= 1 }
         }
         state.apply(op)
+    }
+
+    private mutating func dropRevNatAddress(_ address: L4Address, _ id: UInt32) {
+        revNatIDsByAddress[address]?.removeAll { $0 == id }
+        if revNatIDsByAddress[address]?.isEmpty == true { revNatIDsByAddress[address] = nil }
     }
 
     private mutating func dropBackendAddress(_ address: L4Address, _ id: UInt32) {

@@ -132,7 +132,10 @@ private struct TargetBuilder {
     private func existingRevNatID(_ address: L4Address) -> UInt32? {
         if let id = revNatIDs[address] { return id }
         if let master = actual.masters[address], actual.revNat[master.revNatID] == address { return master.revNatID }
-        return nil
+        // An entry a failed plan wrote before it reached the master: reusing it keeps a retry
+        // from writing (and leaking) another id for the same frontend on every attempt.
+        // No other master can name it: a master is written only after its own rev_nat entry.
+        return index.revNatID(address)
     }
 
     private func existingBackendID(_ address: L4Address) -> UInt32? {

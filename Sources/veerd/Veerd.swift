@@ -120,23 +120,25 @@ struct Run: AsyncParsableCommand {
         let colon = metricsAddress.lastIndex(of: ":")!
         var terminate: Set<L4Protocol> = noSocketTermination ? [] : [.udp]
         if terminateTCP && !noSocketTermination { terminate.insert(.tcp) }
-        var options = DaemonOptions(
-            agent: AgentConfiguration(
-                nodeName: nodeName ?? hostname(), zoneOverride: zone,
-                addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPAddress($0) },
-                cgroup: cgroup, pins: PinLayout(root: bpffs), bpfObject: bpfObject ?? defaultObject(),
-                // Only what was asked for: a restart without the flags adopts whatever is pinned.
-                capacities: maxServiceEntries == nil && maxBackends == nil && maxMembers == nil ? nil : MapCapacities(
-                    services: maxServiceEntries ?? MapCapacities.compiledDefaults.services,
-                    backends: maxBackends ?? MapCapacities.compiledDefaults.backends,
-                    revNat: MapCapacities.compiledDefaults.revNat,
-                    members: maxMembers ?? MapCapacities.compiledDefaults.members)),
-            source: source,
+        var agent = AgentConfiguration(
+            nodeName: nodeName ?? hostname(), zoneOverride: zone,
+            addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPAddress($0) },
+            pins: PinLayout(root: bpffs))
+        agent.terminateProtocols = terminate
+        let datapath = DatapathOptions(
+            bpfObject: bpfObject ?? defaultObject(), cgroup: cgroup,
+            // Only what was asked for: a restart without the flags adopts whatever is pinned.
+            capacities: maxServiceEntries == nil && maxBackends == nil && maxMembers == nil ? nil : MapCapacities(
+                services: maxServiceEntries ?? MapCapacities.compiledDefaults.services,
+                backends: maxBackends ?? MapCapacities.compiledDefaults.backends,
+                revNat: MapCapacities.compiledDefaults.revNat,
+                members: maxMembers ?? MapCapacities.compiledDefaults.members),
+            // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
+            scope: hostnsOnly ? .hostNamespaceOnly(netns: "/proc/self/ns/net") : .allNamespaces)
+        let options = DaemonOptions(
+            agent: agent, datapath: datapath, source: source,
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
-        options.agent.terminateProtocols = terminate
-        // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
-        options.agent.hostNamespace = hostnsOnly ? "/proc/self/ns/net" : nil
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DatapathError {

@@ -180,6 +180,26 @@ struct PlannerTests {
         let plan = Planner.plan(desired: [], actual: actual, capacities: roomy)
         #expect(plan.operations == [.deleteSlot(addr("10.96.9.9:80/tcp"), slot: 1), .deleteBackend(id: 7)])
     }
+
+    @Test("A plan that failed before its master is retried with the entries it wrote, not new ids: nothing leaks")
+    func retryAfterPartialWrite() {
+        let desired = [fe("10.96.0.1:80/tcp", ["10.244.0.1:80/tcp", "10.244.0.2:80/tcp"])]
+        let plan = Planner.plan(desired: desired, actual: MapState(), capacities: roomy)
+        // Every prefix that stops before the master: the write failed there.
+        let master = plan.operations.firstIndex { if case .upsertMaster = $0 { true } else { false } }!
+        for cut in 1..<master {
+            var state = MapState()
+            for op in plan.operations[..<cut] { state.apply(op) }
+            let retry = Planner.plan(desired: desired, actual: state, capacities: roomy)
+            var end = state
+            for op in retry.operations { end.apply(op) }
+            // The same ids as the first plan: every entry written before the failure is reused.
+            #expect(end == plan.target, "cut after \(cut) operations: \(retry.operations)")
+            let revNatWritten = plan.operations[..<cut].contains { if case .upsertRevNat = $0 { true } else { false } }
+            #expect(!revNatWritten || !retry.operations.contains { if case .upsertRevNat = $0 { true } else { false } },
+                    "cut after \(cut): the rev_nat entry is written once")
+        }
+    }
 }
 
 // MARK: - Plans of a few frontends (what the agent runs for each change)

@@ -1,0 +1,85 @@
+import Foundation
+import VeerDatapath
+import VeerModel
+
+/// The maps in memory, for the agent's own loop without the kernel: each operation is
+/// `MapState.apply`, each map holds at most its capacity, and `failureRate` fails that
+/// share of writes (seeded, so a run repeats). A failed write stops the batch where it is,
+/// the operations before it applied, as a failed syscall leaves the kernel's maps.
+public final class MemoryMapStore: MapStore, @unchecked Sendable {
+    public struct InjectedFailure: Error, CustomStringConvertible {
+        public let operation: MapOperation
+        public var description: String { "injected failure: \(operation)" }
+    }
+    public struct MapFull: Error, CustomStringConvertible {
+        public let operation: MapOperation
+        public var description: String { "map full: \(operation)" }
+    }
+
+    public let capacities: MapCapacities
+    private let lock = NSLock()
+    private var state = MapState()
+    private var failureRate: Double
+    private var random: UInt64
+    private var counts = (writes: 0, failures: 0)
+
+    public init(capacities: MapCapacities = MapCapacities(services: 65_536, backends: 65_536, revNat: 65_536, members: 131_072),
+                failureRate: Double = 0, seed: UInt64 = 1) {
+        self.capacities = capacities
+        self.failureRate = failureRate
+        random = seed
+    }
+
+    /// Writes attempted and writes failed by injection so far.
+    public var writes: (attempted: Int, failed: Int) { lock.withLock { (counts.writes, counts.failures) } }
+
+    /// Stops (or starts) failing writes, e.g. to let a test converge.
+    public func setFailureRate(_ rate: Double) { lock.withLock { failureRate = rate } }
+
+    public func readState() -> MapState { lock.withLock { state } }
+
+    public func apply(_ operations: [MapOperation]) throws {
+        try lock.withLock {
+            for op in operations {
+                counts.writes += 1
+                if failureRate > 0, nextUniform() < failureRate {
+                    counts.failures += 1
+                    throw InjectedFailure(operation: op)
+                }
+                guard fits(op) else { throw MapFull(operation: op) }
+                state.apply(op)
+            }
+        }
+    }
+
+    /// A new key in a full map fails, as the kernel's update does (E2BIG).
+    private func fits(_ op: MapOperation) -> Bool {
+        switch op {
+        case let .upsertBackend(id, _): state.backends[id] != nil || state.backends.count < capacities.backends
+        case let .upsertRevNat(id, _): state.revNat[id] != nil || state.revNat.count < capacities.revNat
+        case let .upsertMember(m): state.members.contains(m) || state.members.count < capacities.members
+        case let .upsertSlot(a, slot, _, _): state.slots[a]?[slot] != nil || state.serviceEntryCount < capacities.services
+        case let .upsertMaster(a, _): state.masters[a] != nil || state.serviceEntryCount < capacities.services
+        default: true
+        }
+    }
+
+    /// splitmix64: small, seeded, good enough to pick which writes fail.
+    private func nextUniform() -> Double {
+        random &+= 0x9E37_79B9_7F4A_7C15
+        var z = random
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
+    }
+
+    public func hitsByAddress(_ state: MapState) -> [FrontendBackend: UInt64] { [:] }
+    public func stats() -> [DatapathStat: UInt64] { [:] }
+    public func fill() -> [(map: String, entries: Int, capacity: Int)] {
+        let s = readState()
+        return [("veer_services", s.serviceEntryCount, capacities.services), ("veer_backends", s.backends.count, capacities.backends),
+                ("veer_rev_nat", s.revNat.count, capacities.revNat), ("veer_members", s.members.count, capacities.members)]
+    }
+    public var isAttached: Bool { true }
+    public func terminateStaleSockets(protocols: Set<L4Protocol>, state: IndexedMapState?) -> SocketTermination { SocketTermination() }
+}

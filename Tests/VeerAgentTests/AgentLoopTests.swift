@@ -1,0 +1,204 @@
+import Foundation
+import Logging
+import Testing
+import VeerAgent
+import VeerDatapath
+import VeerModel
+import VeerTestSupport
+
+// The agent's own reconcile loop (full sync, then incremental syncs, retries after failed
+// writes) against maps in memory: no root, no kernel. Whatever order the objects arrive in
+// and whichever writes fail, the maps converge to what one full plan of the final objects
+// would write.
+
+private let node = "node-a"
+
+private func service(_ name: String, ip: String, port: Int = 80, nodePort: Int? = nil, affinity: Bool = false, itpLocal: Bool = false) -> String {
+    """
+    apiVersion: v1
+    kind: Service
+    metadata: {name: \(name), namespace: default}
+    spec:
+      type: \(nodePort == nil ? "ClusterIP" : "NodePort")
+      clusterIP: \(ip)
+      \(affinity ? "sessionAffinity: ClientIP" : "sessionAffinity: None")
+      \(itpLocal ? "internalTrafficPolicy: Local" : "internalTrafficPolicy: Cluster")
+      ports: [{name: http, port: \(port), protocol: TCP, targetPort: 8080\(nodePort.map { ", nodePort: \($0)" } ?? "")}]
+    """
+}
+
+private func slice(_ name: String, service: String, _ endpoints: [(ip: String, node: String, ready: Bool, terminating: Bool)]) -> String {
+    var s = """
+    apiVersion: discovery.k8s.io/v1
+    kind: EndpointSlice
+    metadata:
+      name: \(name)
+      namespace: default
+      labels: {kubernetes.io/service-name: \(service)}
+    addressType: IPv4
+    ports: [{name: http, port: 8080, protocol: TCP}]
+    endpoints:
+    """
+    for e in endpoints {
+        s += "\n- addresses: [\(e.ip)]\n  nodeName: \(e.node)\n  conditions: {ready: \(e.ready), serving: \(e.ready || e.terminating), terminating: \(e.terminating)}"
+    }
+    return s + "\n"
+}
+
+private func events(_ yaml: String) -> [SourceEvent] {
+    let parsed = ManifestParser.parse(Data(yaml.utf8), origin: "test")
+    precondition(parsed.errors.isEmpty, "\(parsed.errors)")
+    return parsed.events
+}
+
+private func delete(_ kind: ResourceKind, _ name: String) -> SourceEvent { .delete(kind, namespace: "default", name: name) }
+
+/// The history: services added, endpoints flapping, a conflict, deletions; some objects
+/// arrive before the service they belong to.
+private func history() -> [[SourceEvent]] {
+    var steps: [[SourceEvent]] = []
+    for k in 0..<8 {
+        let ip = "10.96.0.\(10 + k)"
+        steps.append(events(service("svc-\(k)", ip: ip, nodePort: k % 3 == 0 ? 30_000 + k : nil, affinity: k % 4 == 1, itpLocal: k % 4 == 2)))
+        steps.append(events(slice("svc-\(k)-a", service: "svc-\(k)", (0..<3).map { j in
+            (ip: "10.244.\(k).\(j + 1)", node: j == 0 ? node : "node-b", ready: true, terminating: false)
+        })))
+    }
+    // Readiness flaps, terminating fallback, a second slice, a shared backend.
+    steps.append(events(slice("svc-1-a", service: "svc-1", [(ip: "10.244.1.1", node: node, ready: false, terminating: true),
+                                                              (ip: "10.244.1.2", node: "node-b", ready: false, terminating: true)])))
+    steps.append(events(slice("svc-2-b", service: "svc-2", [(ip: "10.244.0.1", node: node, ready: true, terminating: false)])))
+    steps.append(events(slice("svc-3-a", service: "svc-3", [])))
+    // A second service claims svc-4's ClusterIP (the first by name keeps it), then svc-4 goes.
+    steps.append(events(service("svc-zz", ip: "10.96.0.14")))
+    steps.append(events(slice("svc-zz-a", service: "svc-zz", [(ip: "10.244.9.9", node: "node-b", ready: true, terminating: false)])))
+    steps.append([delete(.service, "svc-4")])
+    steps.append([delete(.endpointSlice, "svc-5-a")])
+    steps.append([delete(.service, "svc-6"), delete(.endpointSlice, "svc-6-a")])
+    return steps
+}
+
+/// The maps as a user sees them, without ids (which depend on the order of writes): every
+/// frontend with its count, flags and backends, and the sizes of the id-keyed maps. A slot
+/// naming a missing backend or a member left behind shows up here too.
+private func dump(_ s: MapState) -> [String] {
+    var lines = s.masters.keys.sorted().map { address -> String in
+        let m = s.masters[address]!
+        let backends = (s.slots[address] ?? [:]).sorted { $0.key < $1.key }.map { slot, id in
+            s.backends[id].map { "\($0.address)\($0.flags != 0 ? "(t)" : "")" } ?? "missing-\(id)"
+        }.sorted()
+        let members = backends.count == (s.slots[address]?.count ?? 0) ? "" : " members?"
+        return "\(address) count=\(m.count) flags=\(m.flags) affinity=\(m.affinityTimeout) → \(backends.joined(separator: " "))\(members)"
+    }
+    lines.append("backends=\(s.backends.count) rev_nat=\(s.revNat.count) members=\(s.members.count)")
+    return lines
+}
+
+private func expected(after steps: [[SourceEvent]]) -> [String] {
+    var store = ServiceStore()
+    for kind in ResourceKind.allCases { _ = store.apply(.replaceAll(kind, [])) }
+    _ = store.apply(.synced)
+    for e in steps.joined() { _ = store.apply(e) }
+    let selection = Selector.select(store, node: NodeContext(nodeName: node, node: nil))
+    let plan = Planner.plan(desired: selection.frontends, actual: MapState(),
+                            capacities: MapCapacities(services: 1 << 16, backends: 1 << 16, revNat: 1 << 16, members: 1 << 17))
+    return dump(plan.target)
+}
+
+private func agent(_ maps: MemoryMapStore) -> Agent {
+    var config = AgentConfiguration(nodeName: node, pins: PinLayout(root: "/nonexistent"))
+    config.writesStateFiles = false
+    config.retryDelay = .milliseconds(5)
+    var logger = Logger(label: "agent-loop-test")
+    logger.logLevel = .critical
+    return Agent(config: config, maps: maps, logger: logger)
+}
+
+/// Waits until the agent is idle and its maps match; failed writes retry on a timer, so
+/// idleness alone is not convergence.
+private func converge(_ agent: Agent, _ maps: MemoryMapStore, to want: [String]) async -> Bool {
+    let deadline = ContinuousClock.now + .seconds(20)
+    while ContinuousClock.now < deadline {
+        await agent.waitUntilIdle()
+        if dump(maps.readState()) == want { return true }
+        try? await Task.sleep(for: .milliseconds(5))
+    }
+    return false
+}
+
+@Suite("Agent loop on in-memory maps")
+struct AgentLoopTests {
+    @Test("objects in any order, one change at a time: the incremental syncs end where one full plan does",
+          arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func anyOrder(seed: UInt64) async {
+        var rng = SeededGenerator(seed: seed)
+        let steps = history().shuffled(using: &rng)
+        let maps = MemoryMapStore()
+        let agent = agent(maps)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(.synced)
+        for step in steps {
+            for e in step { await agent.ingest(e) }
+            await agent.waitUntilIdle()
+        }
+        let want = expected(after: steps)
+        #expect(want.count > 5, "the history programs frontends")
+        #expect(dump(maps.readState()) == want)
+        #expect(maps.writes.failed == 0)
+    }
+
+    @Test("10% of writes fail: every sync is retried from what the maps hold, and the maps converge",
+          arguments: [11, 12, 13] as [UInt64])
+    func faultyWrites(seed: UInt64) async {
+        var rng = SeededGenerator(seed: seed)
+        let steps = history().shuffled(using: &rng)
+        let maps = MemoryMapStore(failureRate: 0.1, seed: seed)
+        let agent = agent(maps)
+        // The first list arrives whole, then changes one by one without waiting: bursts coalesce.
+        let half = steps.count / 2
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        for e in steps[..<half].joined() { await agent.ingest(e) }
+        await agent.ingest(.synced)
+        for step in steps[half...] {
+            for e in step { await agent.ingest(e) }
+        }
+        let want = expected(after: steps)
+        let converged = await converge(agent, maps, to: want)
+        #expect(converged, "maps: \(dump(maps.readState()))\nwant: \(want)")
+        #expect(maps.writes.failed > 0, "the faults were injected")
+    }
+
+    @Test("a full map rejects the service that does not fit, whole; the others are programmed")
+    func fullMap() async {
+        // Room for two services of three backends (1 master + 3 slots each), not a third.
+        let maps = MemoryMapStore(capacities: MapCapacities(services: 8, backends: 64, revNat: 64, members: 64))
+        let agent = agent(maps)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(.synced)
+        for k in 0..<3 {
+            for e in events(service("svc-\(k)", ip: "10.96.0.\(10 + k)")) { await agent.ingest(e) }
+            for e in events(slice("svc-\(k)-a", service: "svc-\(k)", (0..<3).map { j in
+                (ip: "10.244.\(k).\(j + 1)", node: "node-b", ready: true, terminating: false)
+            })) { await agent.ingest(e) }
+            await agent.waitUntilIdle()
+        }
+        let state = maps.readState()
+        #expect(Set(state.masters.keys.map(\.description)) == ["10.96.0.10:80/tcp", "10.96.0.11:80/tcp"])
+        #expect(state.masters.values.allSatisfy { $0.count == 3 })
+        let metrics = await agent.metricsText()
+        #expect(metrics.contains("veer_services_rejected 1"), "\(metrics)")
+    }
+}
+
+/// splitmix64, for repeatable shuffles.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

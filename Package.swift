@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(name: "VeerAgentTests", dependencies: [
             "VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport",
             .product(name: "Logging", package: "swift-log"),
-        ]),
+        ], exclude: ["golden"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),
         // Several nodes on one machine (ClusterSandbox): cross-node behaviour, faults, hostile input, security.

@@ -184,6 +184,10 @@ public actor Agent {
     }
 
     public var isSynced: Bool { store.isSynced }
+    /// The names behind the programmed addresses (what names.json holds).
+    public var programmedNames: ProgrammedNames { names }
+    /// Services not programmed now (a map full), with the reason.
+    public var rejectedServices: [PlanRejection] { rejections.values.sorted { $0.service < $1.service } }
     public var datapathAttached: Bool { maps.isAttached }
     /// The whole selection, conflicts resolved (merged on demand: the loop keeps it per service).
     public var selection: SelectionResult { Self.merged(selections) }
@@ -241,6 +245,9 @@ public actor Agent {
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
             }
+            // A plan counts old and new entries together (old ones are deleted last), so a
+            // service rejected by a plan that also freed entries may fit now: plan once more.
+            if !plan.rejected.isEmpty, plan.operations.contains(where: \.isDelete) { dirty = true }
             for rejection in plan.rejected {
                 serviceRejections += 1
                 logger.error("service \(rejection.service) not programmed: \(rejection.reason)")

@@ -436,15 +436,6 @@ public final class Datapath: @unchecked Sendable {
     }
 }
 
-public struct FrontendBackend: Hashable, Sendable {
-    public var frontend: L4Address
-    public var backend: L4Address
-
-    public init(frontend: L4Address, backend: L4Address) {
-        self.frontend = frontend
-        self.backend = backend
-    }
-}
 
 /// retired-hits.json in the state directory, beside names.json.
 enum RetiredHitsFile {

@@ -188,6 +188,15 @@ public enum MapOperation: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
+extension MapOperation {
+    public var isDelete: Bool {
+        switch self {
+        case .deleteSlot, .deleteMaster, .deleteMember, .deleteRevNat, .deleteBackend: true
+        default: false
+        }
+    }
+}
+
 extension MapState {
     /// Applies one operation, as the kernel maps would.
     public mutating func apply(_ op: MapOperation) {

@@ -48,19 +48,9 @@ struct Services: ParsableCommand {
     @OptionGroup var options: CommonOptions
 
     func run() throws {
-        let rows = try Inspection(datapath: options.open()).frontends
-        if options.output == .json { return try printJSON(rows) }
-        var table: [[String]] = []
-        for f in rows {
-            let backends = f.backends.isEmpty
-                ? (f.whenEmpty == "drop" ? "(none: dropped, Local set empty)" : "(none: refused)")
-                : f.backends.map { b in "\(b.pod ?? b.address)\(b.state == "terminating" ? " (terminating)" : "")=\(b.hits)" }.joined(separator: " ")
-            var notes: [String] = []
-            if let t = f.affinityTimeoutSeconds { notes.append("affinity \(t)s") }
-            notes += f.problems
-            table.append([f.service ?? "-", f.kind ?? "-", f.frontend, backends, notes.joined(separator: "; ")])
-        }
-        print(renderTable(["SERVICE", "KIND", "FRONTEND", "BACKENDS (hits)", "NOTES"], table))
+        let inspection = try Inspection(datapath: options.open())
+        if options.output == .json { return try printJSON(inspection.frontends) }
+        print(inspection.servicesTable())
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import Testing
 import VeerDatapath
+import VeerModel
 import VeerTestSupport
 
 // Objects crafted to hurt, served by the API server to every agent. Each has one defined

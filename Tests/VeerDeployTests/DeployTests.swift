@@ -487,7 +487,7 @@ struct OperationsDocTests {
 
     @Test("veerctl services -o json: the documented keys are exactly the encoded fields")
     func servicesJSONDocumented() throws {
-        let source = try text("Sources/VeerDatapath/Inspection.swift")
+        let source = try text("Sources/VeerModel/Inspection.swift")
         let expected = Set(try fields(of: "FrontendRow", in: source).filter { $0 != "backends" } + ["backends"]
             + (try fields(of: "BackendRow", in: source)).map { "backends[].\($0)" })
         let doc = try text("docs/operations.md")

@@ -62,6 +62,13 @@ public final class KernelSandbox: @unchecked Sendable {
         return try body(sandbox)
     }
 
+    /// `run` for async bodies.
+    public static func runAsync<T>(_ body: (KernelSandbox) async throws -> T) async throws -> T {
+        let sandbox = try KernelSandbox()
+        defer { sandbox.teardown() }
+        return try await body(sandbox)
+    }
+
     @discardableResult
     public func install(scope: TranslationScope = .allNamespaces) throws -> Datapath {
         try Datapath.install(object: Self.bpfObject, cgroup: cgroup, pins: pins, scope: scope)

@@ -4,31 +4,6 @@ import VeerDatapath
 import VeerKube
 import VeerModel
 
-public struct AgentConfiguration: Sendable {
-    public var nodeName: String
-    /// Overrides the Node's `topology.kubernetes.io/zone` label.
-    public var zoneOverride: String?
-    /// Overrides the Node's InternalIP/ExternalIP addresses for NodePorts.
-    public var addressOverride: [IPAddress]?
-    /// Where the state files for veerctl go (`/run/veer/<pin directory>`).
-    public var pins: PinLayout
-    /// Writes names.json and decisions.json for veerctl (off for an in-memory store).
-    public var writesStateFiles = true
-    /// Protocols whose connected sockets are destroyed when their backend leaves the
-    /// service. UDP by default: nothing else ever tells a UDP client its peer is gone.
-    public var terminateProtocols: Set<L4Protocol> = [.udp]
-    /// How long after a failed write the maps are read back and planned again.
-    public var retryDelay: Duration = .seconds(1)
-
-    public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
-                pins: PinLayout) {
-        self.nodeName = nodeName
-        self.zoneOverride = zoneOverride
-        self.addressOverride = addressOverride
-        self.pins = pins
-    }
-}
-
 /// The reconcile loop: source events update the store; after the first full list every
 /// change re-selects the services it touches, plans their frontends against the agent's
 /// copy of what the maps hold, and writes the difference.
@@ -59,43 +34,18 @@ public actor Agent {
     private var running: IndexedMapState?
     private var needsFullSync = true
     private var pendingServices: Set<ObjectKey> = []
-    /// Per service, before cross-service conflicts are resolved.
-    private var selections: [ObjectKey: SelectionResult] = [:]
-    /// Services whose selection has a frontend at this address.
-    private var claims: [L4Address: Set<ObjectKey>] = [:]
-    /// The winning frontend at each address: what the maps should serve.
-    private var desired: [L4Address: DesiredFrontend] = [:]
-    /// Frontends using each backend address (a shared backend's flags depend on all of them).
-    private var backendUsers: [L4Address: Set<L4Address>] = [:]
-    private var rejections: [String: PlanRejection] = [:]
+    /// Each service's selection and the winner at each frontend address.
+    private var index = FrontendIndex()
+    /// Services a plan rejected (a map full), by service.
+    private var rejections: [ObjectKey: PlanRejection] = [:]
     /// The names and decisions files are written off the reconcile loop, the latest state
     /// winning: at 10,000 services encoding them costs more than a change's whole sync.
     private var filesDirty = false
     private var writingFiles = false
 
-    // Metrics
-    // Fine buckets below 10 ms: a change's sync is meant to take a few (the 5 ms target is a bound).
-    private static let fineBuckets = [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
-                                      0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
-    private var syncDuration = Histogram(buckets: fineBuckets)
-    private var programmingLatency = Histogram(buckets: fineBuckets)
-    private var syncCount: UInt64 = 0
-    private var syncErrors: UInt64 = 0
-    private var mapOperations: UInt64 = 0
-    private var rejectedObjects: [RejectionKey: UInt64] = [:]
-    private var networkProgramming = Histogram(buckets: fineBuckets)
+    private var counters = AgentCounters()
     /// EndpointSlice last-change-trigger-times waiting for the sync that writes them.
     private var pendingTriggers: [Date] = []
-
-    private struct RejectionKey: Hashable, Comparable {
-        var kind: String
-        var field: String
-        static func < (a: Self, b: Self) -> Bool { (a.kind, a.field) < (b.kind, b.field) }
-    }
-    private var serviceRejections: UInt64 = 0
-    private var sourceProblems: [String: UInt64] = [:]
-    private var socketsTerminated: [L4Protocol: UInt64] = [:]
-    private var terminationFailures: UInt64 = 0
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
     private var events: KubeEventRecorder?
 
@@ -147,7 +97,7 @@ public actor Agent {
         for problem in change.rejected {
             // The field path without indices is the reason's label: bounded cardinality.
             let field = problem.field.replacingOccurrences(of: "\\[[0-9]+\\]", with: "[]", options: .regularExpression)
-            rejectedObjects[RejectionKey(kind: problem.kind, field: field.isEmpty ? "document" : field), default: 0] += 1
+            counters.rejectedObjects[AgentCounters.RejectionKey(kind: problem.kind, field: field.isEmpty ? "document" : field), default: 0] += 1
             let text = "\(problem.kind) \(problem.object): \(problem.field.isEmpty ? "" : "\(problem.field): ")\(problem.message)"
             logger.warning("rejected \(text)", metadata: problem.origin.isEmpty ? [:] : ["origin": "\(problem.origin)"])
             post(.warning, "InvalidObject", "rejected \(text)")
@@ -174,7 +124,7 @@ public actor Agent {
 
     /// Called by a source for a problem that is not an object (a failed watch, a bad file).
     public func sourceProblem(_ category: String) {
-        sourceProblems[category, default: 0] += 1
+        counters.sourceProblems[category, default: 0] += 1
     }
 
     /// Returns once no change is waiting to be written (tests and the demo use it).
@@ -190,11 +140,7 @@ public actor Agent {
     public var rejectedServices: [PlanRejection] { rejections.values.sorted { $0.service < $1.service } }
     public var datapathAttached: Bool { maps.isAttached }
     /// The whole selection, conflicts resolved (merged on demand: the loop keeps it per service).
-    public var selection: SelectionResult { Self.merged(selections) }
-
-    private static func merged(_ selections: [ObjectKey: SelectionResult]) -> SelectionResult {
-        Selector.merge(selections.sorted { $0.key < $1.key }.map(\.value))
-    }
+    public var selection: SelectionResult { index.merged }
 
     private func startSyncing() {
         guard !syncing else { return }
@@ -230,18 +176,18 @@ public actor Agent {
             let outcome = needsFullSync || running == nil ? try fullSync(node) : try incrementalSync(node)
             let plan = outcome.plan
             let elapsed = clock.now - started
-            syncCount += 1
-            mapOperations += UInt64(plan.operations.count)
-            syncDuration.observe(elapsed.seconds)
-            if let since = pendingSince, !plan.operations.isEmpty { programmingLatency.observe((clock.now - since).seconds) }
+            counters.syncCount += 1
+            counters.mapOperations += UInt64(plan.operations.count)
+            counters.syncDuration.observe(elapsed.seconds)
+            if let since = pendingSince, !plan.operations.isEmpty { counters.programmingLatency.observe((clock.now - since).seconds) }
             pendingSince = nil
             // kube-proxy's network programming latency: from the change that triggered the
             // EndpointSlice update to the kernel holding it.
             let now = Date()
-            for trigger in pendingTriggers { networkProgramming.observe(max(0, now.timeIntervalSince(trigger))) }
+            for trigger in pendingTriggers { counters.networkProgramming.observe(max(0, now.timeIntervalSince(trigger))) }
             pendingTriggers = []
             filesDirty = true
-            logChanges(plan, outcome.skipped)
+            for line in SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired) { logger.info("\(line)") }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
             }
@@ -249,12 +195,12 @@ public actor Agent {
             // service rejected by a plan that also freed entries may fit now: plan once more.
             if !plan.rejected.isEmpty, plan.operations.contains(where: \.isDelete) { dirty = true }
             for rejection in plan.rejected {
-                serviceRejections += 1
+                counters.serviceRejections += 1
                 logger.error("service \(rejection.service) not programmed: \(rejection.reason)")
                 post(.warning, "ServiceRejected", "service \(rejection.service) not programmed: \(rejection.reason)")
             }
         } catch {
-            syncErrors += 1
+            counters.syncErrors += 1
             // The maps hold some prefix of the plan: read them back and plan everything.
             running = nil
             needsFullSync = true
@@ -284,16 +230,7 @@ public actor Agent {
         logger.info("full sync: \(merged.frontends.count) frontends of \(keys.count) services, \(plan.operations.count) map operations; \(timing)")
         needsFullSync = false
         pendingServices = []
-        selections = fresh
-        claims = [:]
-        for (key, result) in fresh {
-            for f in result.frontends { claims[f.address, default: []].insert(key) }
-        }
-        desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
-        backendUsers = [:]
-        for f in merged.frontends {
-            for b in f.backends { backendUsers[b.address, default: []].insert(f.address) }
-        }
+        index = FrontendIndex(selections: fresh, merged: merged)
         rejections = Dictionary(plan.rejected.map { ($0.service, $0) }, uniquingKeysWith: { a, _ in a })
         let accepted = Set(plan.target.masters.keys)
         names = ProgrammedNames(merged.frontends.filter { accepted.contains($0.address) })
@@ -304,55 +241,19 @@ public actor Agent {
     /// whose winner changed (plus those sharing a backend with them, and services rejected
     /// before, which may fit now) against the running copy of the maps.
     private func incrementalSync(_ node: NodeContext) throws -> (plan: Plan, skipped: [SkipReason]) {
-        let touched = pendingServices
+        let touched = pendingServices.sorted()
         pendingServices = []
-        var changed = Set<L4Address>()
-        var skipped: [SkipReason] = []
-        for key in touched.sorted() {
-            let old = selections[key]
-            let new = Selector.select(store, service: key, node: node)
-            selections[key] = store.services[key] == nil ? nil : new
-            for f in old?.frontends ?? [] {
-                claims[f.address]?.remove(key)
-                if claims[f.address]?.isEmpty == true { claims[f.address] = nil }
-                changed.insert(f.address)
-            }
-            for f in new.frontends {
-                claims[f.address, default: []].insert(key)
-                changed.insert(f.address)
-            }
-            let before = Set(old?.skipped ?? [])
-            skipped += new.skipped.filter { !before.contains($0) }
-        }
-        for rejection in rejections.values {
-            let key = ObjectKey(namespace: String(rejection.service.prefix { $0 != "/" }),
-                                name: String(rejection.service.drop { $0 != "/" }.dropFirst()))
-            for f in selections[key]?.frontends ?? [] { changed.insert(f.address) }
-        }
-        var sharing = Set<L4Address>()
-        for address in changed {
-            let old = desired[address]
-            let new = winner(at: address, skipped: &skipped)
-            guard old != new else { continue }
-            for b in old?.backends ?? [] {
-                backendUsers[b.address]?.remove(address)
-                if backendUsers[b.address]?.isEmpty == true { backendUsers[b.address] = nil }
-                sharing.formUnion(backendUsers[b.address] ?? [])
-            }
-            for b in new?.backends ?? [] {
-                backendUsers[b.address, default: []].insert(address)
-                sharing.formUnion(backendUsers[b.address] ?? [])
-            }
-            desired[address] = new
-        }
-        changed.formUnion(sharing)
+        let rejected = Set(rejections.keys.flatMap { index.selections[$0]?.frontends.map(\.address) ?? [] })
+        let (changed, skipped) = index.update(
+            touched.map { key in (key, store.services[key] == nil ? nil : Selector.select(store, service: key, node: node)) },
+            recheck: rejected)
 
-        let plan = Planner.plan(changed: changed, desired: changed.compactMap { desired[$0] }, actual: running!,
+        let plan = Planner.plan(changed: changed, desired: changed.compactMap { index.desired[$0] }, actual: running!,
                                 capacities: maps.capacities)
         try maps.apply(plan.operations)
         running?.apply(plan.operations)
         for address in changed {
-            if plan.target.masters[address] != nil, let f = desired[address] {
+            if plan.target.masters[address] != nil, let f = index.desired[address] {
                 let one = ProgrammedNames([f])
                 names.frontends.merge(one.frontends) { _, new in new }
                 names.backends.merge(one.backends) { _, new in new }
@@ -360,50 +261,20 @@ public actor Agent {
                 names.frontends[address.description] = nil
             }
         }
-        for service in Set(changed.compactMap { desired[$0]?.service.serviceKey }) { rejections[service] = nil }
+        for service in Set(changed.compactMap { index.desired[$0]?.service.serviceKey }) { rejections[service] = nil }
         for rejection in plan.rejected { rejections[rejection.service] = rejection }
         return (plan, skipped)
     }
 
-    /// The frontend that serves this address, by `Selector.merge`'s own rule (a ClusterIP beats
-    /// a NodePort beats an externalIP beats an LB IP; ties go to the first service by name),
-    /// applied to the services claiming it; the losers are reported as skipped.
-    private func winner(at address: L4Address, skipped: inout [SkipReason]) -> DesiredFrontend? {
-        let claimants = (claims[address] ?? []).sorted().compactMap { key -> SelectionResult? in
-            guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == address }) else { return nil }
-            return SelectionResult(frontends: [r.frontends[i]], decisions: [r.decisions[i]])
-        }
-        guard claimants.count > 1 else { return claimants.first?.frontends.first }
-        let merged = Selector.merge(claimants)
-        skipped += merged.skipped
-        return merged.frontends.first
-    }
-
-    /// Writes the names and decisions files for veerctl from the latest state, off the loop.
-    /// Under churn it pauses between writes for a second or ten times the last write's time,
-    /// whichever is longer: at 10,000 services a write costs a good part of a second, which
-    /// would otherwise keep a core busy and delay the map writes that matter.
+    /// Starts the state-file writer if the files are out of date and none runs.
     private func startWritingFiles() {
         guard config.writesStateFiles else { filesDirty = false; return }
         guard filesDirty, !writingFiles else { return }
         writingFiles = true
-        Task.detached { [pins = config.pins] in
-            let clock = ContinuousClock()
-            var pause: Duration?
-            while await self.filesPending() {
-                // Only when more changed since the last write: an idle agent finishes at once.
-                if let pause { try? await Task.sleep(for: pause) }
-                guard let snapshot = await self.takeFilesSnapshot() else { break }
-                let started = clock.now
-                let selection = Self.merged(snapshot.selections)
-                do {
-                    try NamesFile.write(snapshot.names, pins: pins)
-                    try DecisionsFile.write(SavedDecisions(node: snapshot.node, selection: selection), pins: pins)
-                } catch {
-                    await self.filesFailed(error)
-                }
-                pause = max(.seconds(1), (clock.now - started) * 10)
-            }
+        let writer = StateFileWriter(pins: config.pins)
+        Task.detached {
+            await writer.run(pending: { await self.filesPending() }, take: { await self.takeFilesSnapshot() },
+                             failed: { await self.filesFailed($0) })
         }
     }
 
@@ -415,7 +286,7 @@ public actor Agent {
         return false
     }
 
-    private func takeFilesSnapshot() -> (names: ProgrammedNames, selections: [ObjectKey: SelectionResult], node: NodeContext)? {
+    private func takeFilesSnapshot() -> StateFileWriter.Snapshot? {
         guard filesDirty else {
             writingFiles = false
             resumeIdleWaiters()
@@ -424,29 +295,20 @@ public actor Agent {
         filesDirty = false
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
                                zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
-        return (names, selections, node)
+        return StateFileWriter.Snapshot(names: names, index: index, node: node)
     }
 
-    private func filesFailed(_ error: Error) {
+    private func filesFailed(_ error: any Error) {
         logger.warning("could not save the names of programmed services for veerctl: \(error)")
     }
 
     private func terminateStaleSockets() {
-        guard !config.terminateProtocols.isEmpty else { return }
-        do {
-            let result = try maps.terminateStaleSockets(protocols: config.terminateProtocols, state: running)
-            for (proto, n) in result.destroyed where n > 0 {
-                socketsTerminated[proto, default: 0] += UInt64(n)
-                logger.info("terminated \(n) \(proto) socket(s) connected to removed backends")
-                post(.normal, "SocketsTerminated", "terminated \(n) \(proto) socket(s) connected to removed backends")
-            }
-            for failure in result.failures.sorted() {
-                terminationFailures += 1
-                logger.warning("socket termination failed in a network namespace (needs CAP_SYS_ADMIN): \(failure)")
-            }
-        } catch {
-            logger.warning("terminating sockets of removed backends failed: \(error)")
+        let result = StaleSocketReaper(protocols: config.terminateProtocols).reap(maps, state: running, logger: logger)
+        for (proto, n) in result.destroyed where n > 0 {
+            counters.socketsTerminated[proto, default: 0] += UInt64(n)
+            post(.normal, "SocketsTerminated", "terminated \(n) \(proto) socket(s) connected to removed backends")
         }
+        counters.terminationFailures += UInt64(result.failures.count)
     }
 
     private func scheduleRetry() {
@@ -464,148 +326,10 @@ public actor Agent {
         startSyncing()
     }
 
-    /// One line per frontend that changed; nothing at steady state.
-    private func logChanges(_ plan: Plan, _ skipped: [SkipReason]) {
-        var touched = Set<L4Address>()
-        var removed = Set<L4Address>()
-        for op in plan.operations {
-            switch op {
-            case let .upsertMaster(a, _), let .upsertSlot(a, _, _, _), let .deleteSlot(a, _): touched.insert(a)
-            case let .deleteMaster(a): removed.insert(a)
-            default: break
-            }
-        }
-        for address in touched.subtracting(removed).sorted() {
-            guard let f = desired[address], plan.target.masters[address] != nil else { continue }
-            let backends = f.backends.isEmpty ? "no endpoints (\(f.whenEmpty == .drop ? "drop" : "reject"))"
-                : f.backends.map { $0.podName ?? $0.address.description }.sorted().joined(separator: ", ")
-            logger.info("programmed \(f.service) \(f.kind.rawValue) \(address) → \(backends)")
-        }
-        for address in removed.sorted() { logger.info("removed frontend \(address)") }
-        for s in Set(skipped.map { "\($0)" }).sorted() { logger.info("skipped \(s)") }
-    }
-
-    // MARK: - Metrics
-
-    public func metricsText() -> String {
-        var out = PrometheusText()
-        let state = (try? maps.readState()) ?? MapState()
-        let hits = (try? maps.hitsByAddress(state)) ?? [:]
-
-        // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share
-        // them. Identity labels only: pod, node and zone come from veer_endpoint_info (a join), so
-        // a pod's rename does not start a new counter series.
-        struct Series: Hashable { var labels: [String] }
-        var series: [Series: UInt64] = [:]
-        var info = Set<Series>()
-        for (pair, count) in hits {
-            let (frontend, backend) = (pair.frontend, pair.backend)
-            guard let fname = names.frontend(frontend) else { continue }
-            let endpoint = backend.hostPort  // [fd00::1]:80 for IPv6
-            let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName, endpoint]
-            series[Series(labels: labels), default: 0] += count
-            let bname = names.backend(backend)
-            info.insert(Series(labels: [fname.namespace, fname.service, endpoint, bname?.pod ?? "", bname?.node ?? "", bname?.zone ?? ""]))
-        }
-        out.family("veer_endpoint_hits_total", .counter,
-                   help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
-        let keys = ["namespace", "service", "port", "protocol", "endpoint"]
-        for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
-            out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
-        }
-        out.family("veer_endpoint_info", .gauge,
-                   help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
-        let infoKeys = ["namespace", "service", "endpoint", "pod", "node", "zone"]
-        for s in info.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
-            out.sample("veer_endpoint_info", Array(zip(infoKeys, s.labels)), 1)
-        }
-
-        out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")
-        let stats = (try? maps.stats()) ?? [:]
-        for stat in DatapathStat.allCases {
-            out.sample("veer_datapath_events_total", ["event": stat.name], Double(stats[stat] ?? 0))
-        }
-
-        let fill = (try? maps.fill()) ?? []
-        out.family("veer_map_entries", .gauge, help: "Entries in each BPF map.")
-        for f in fill { out.sample("veer_map_entries", ["map": f.map], Double(f.entries)) }
-        out.family("veer_map_capacity", .gauge, help: "max_entries of each BPF map.")
-        for f in fill { out.sample("veer_map_capacity", ["map": f.map], Double(f.capacity)) }
-
-        out.family("veer_frontends", .gauge, help: "Frontends programmed on this node.")
-        out.sample("veer_frontends", [], Double(state.masters.count))
-        out.family("veer_backends", .gauge, help: "Backends programmed on this node.")
-        out.sample("veer_backends", [], Double(state.backends.count))
-        out.family("veer_synced", .gauge, help: "1 once the source's first full list has been programmed.")
-        out.sample("veer_synced", [], store.isSynced ? 1 : 0)
-
-        out.family("veer_sync_duration_seconds", .histogram, help: "Time to select, plan and write the maps.")
-        syncDuration.write("veer_sync_duration_seconds", into: &out)
-        out.family("veer_programming_latency_seconds", .histogram,
-                   help: "Time from a source change arriving to the maps holding it.")
-        programmingLatency.write("veer_programming_latency_seconds", into: &out)
-        out.family("veer_network_programming_duration_seconds", .histogram,
-                   help: "From an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time to the maps holding it, as kube-proxy measures it.")
-        networkProgramming.write("veer_network_programming_duration_seconds", into: &out)
-        out.family("veer_syncs_total", .counter, help: "Syncs of the maps.")
-        out.sample("veer_syncs_total", [], Double(syncCount))
-        out.family("veer_sync_errors_total", .counter, help: "Syncs that failed to write the maps (retried).")
-        out.sample("veer_sync_errors_total", [], Double(syncErrors))
-        out.family("veer_map_operations_total", .counter, help: "Map writes and deletes performed.")
-        out.sample("veer_map_operations_total", [], Double(mapOperations))
-        out.family("veer_rejected_objects_total", .counter,
-                   help: "Objects (or parts of them) rejected as malformed, by kind and offending field.")
-        for (key, n) in rejectedObjects.sorted(by: { $0.key < $1.key }) {
-            out.sample("veer_rejected_objects_total", ["kind": key.kind, "field": key.field], Double(n))
-        }
-        out.family("veer_service_rejections_total", .counter, help: "Services not programmed because a map was full or a frontend was claimed twice.")
-        out.sample("veer_service_rejections_total", [], Double(serviceRejections))
-        out.family("veer_services_rejected", .gauge, help: "Services currently not programmed (map full, conflicting frontend).")
-        out.sample("veer_services_rejected", [], Double(rejections.count))
-        out.family("veer_sockets_terminated_total", .counter,
-                   help: "Connected sockets destroyed because their backend left the service, by protocol.")
-        for proto in [L4Protocol.tcp, .udp] {
-            out.sample("veer_sockets_terminated_total", ["protocol": proto.kubernetesName], Double(socketsTerminated[proto] ?? 0))
-        }
-        if let stats = apiStatistics?() {
-            let series: [(String, String, KeyPath<KubeAPISource.Statistics, Int>)] = [
-                ("veer_source_lists_total", "Completed lists of a kind from the API server, the first included.", \.lists),
-                ("veer_source_watches_total", "Watch requests the API server accepted; more than one means the watch restarted.", \.watches),
-                ("veer_source_relists_total", "Relists forced by 410 Gone (the watch's resourceVersion expired).", \.expired),
-                ("veer_source_failures_total", "Failed API requests: unreachable server, HTTP errors, broken streams.", \.failures),
-                ("veer_source_skipped_total", "Watch events and list items that could not be used.", \.skipped),
-            ]
-            for (name, help, path) in series {
-                out.family(name, .counter, help: help)
-                for kind in ResourceKind.allCases {
-                    out.sample(name, ["kind": kind.rawValue], Double(stats[kind]?[keyPath: path] ?? 0))
-                }
-            }
-        }
-        out.family("veer_socket_termination_failures_total", .counter,
-                   help: "Network namespaces where terminating sockets failed (e.g. without CAP_SYS_ADMIN).")
-        out.sample("veer_socket_termination_failures_total", [], Double(terminationFailures))
-        out.family("veer_source_problems_total", .counter, help: "Problems a source reported (unreadable files, failed requests), by severity.")
-        for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
-            out.sample("veer_source_problems_total", ["problem": kind], Double(n))
-        }
-        return out.output
+    /// The counters and names as they are now, for a scrape to render off the actor.
+    func metricsSnapshot() -> MetricsSnapshot {
+        MetricsSnapshot(counters: counters, names: names, synced: store.isSynced, rejectedServices: rejections.count,
+                        apiStatistics: apiStatistics?(), maps: maps)
     }
 }
 
-extension Agent {
-    static func rfc3339(_ text: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        if let d = f.date(from: text) { return d }
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return f.date(from: text)
-    }
-}
-
-extension Agent {
-    static func ms(_ d: Duration) -> String { String(format: "%.1f", d.seconds * 1000) }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}

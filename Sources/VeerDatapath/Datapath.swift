@@ -61,6 +61,8 @@ public final class Datapath: @unchecked Sendable {
     /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
     /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
     private var retiredHits: [String: UInt64]
+    /// A scrape reads `retiredHits` off the agent's actor while a sync may add to it.
+    private let retiredLock = NSLock()
     /// Schema versions whose pins `install` found under the root and removed (an upgrade).
     public internal(set) var retiredVersions: [String] = []
 
@@ -284,7 +286,7 @@ public final class Datapath: @unchecked Sendable {
     /// one by one (BPF_NOEXIST keeps an existing entry's counters; the batch takes BPF_ANY only).
     public func apply(_ operations: [MapOperation]) throws {
         var retiredChanged = false
-        defer { if retiredChanged { RetiredHitsFile.write(retiredHits, pins: pins) } }
+        defer { if retiredChanged { RetiredHitsFile.write(retiredLock.withLock { retiredHits }, pins: pins) } }
         var i = operations.startIndex
         while i < operations.endIndex {
             // Runs of two or more updates of the same map: one batch.
@@ -337,7 +339,7 @@ public final class Datapath: @unchecked Sendable {
                 if let sum = try members.perCPUSum(veer_member_key(key)), sum > 0,
                    let frontend = try revNat.lookup(key.revNatID)?.frontend,
                    let backend = try backends.lookup(key.backendID)?.entry.address {
-                    retiredHits[RetiredHitsFile.key(frontend, backend), default: 0] += sum
+                    retiredLock.withLock { retiredHits[RetiredHitsFile.key(frontend, backend), default: 0] += sum }
                     retiredChanged = true
                 }
                 try members.delete(veer_member_key(key))
@@ -372,6 +374,7 @@ public final class Datapath: @unchecked Sendable {
     /// earlier memberships of the same pair counted: monotonic, as a Prometheus counter must be.
     public func hitsByAddress(_ state: MapState) throws -> [FrontendBackend: UInt64] {
         var result: [FrontendBackend: UInt64] = [:]
+        let retiredHits = retiredLock.withLock { self.retiredHits }
         for (member, count) in try hits() {
             guard let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address else { continue }
             let pair = FrontendBackend(frontend: frontend, backend: backend)

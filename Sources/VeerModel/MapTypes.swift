@@ -19,7 +19,7 @@ public struct ServicePortName: Hashable, Comparable, Sendable, CustomStringConve
         self.proto = proto
     }
 
-    public var serviceKey: String { "\(namespace)/\(name)" }
+    public var serviceKey: ObjectKey { ObjectKey(namespace: namespace, name: name) }
     public var description: String { port.isEmpty ? "\(namespace)/\(name)" : "\(namespace)/\(name):\(port)" }
 
     public static func < (a: Self, b: Self) -> Bool {
@@ -79,6 +79,17 @@ public struct DesiredFrontend: Hashable, Sendable {
         self.backends = backends
         self.whenEmpty = whenEmpty
         self.affinityTimeout = affinityTimeout
+    }
+}
+
+extension DesiredFrontend {
+    private static let kindRank: [FrontendKind: Int] = [.clusterIP: 0, .nodePort: 1, .externalIP: 2, .loadBalancer: 3]
+
+    /// Which of two frontends claiming one address serves it: a ClusterIP beats a NodePort beats
+    /// an externalIP beats an LB IP; then the first service by namespace/name. The one rule the
+    /// Selector, the agent's `FrontendIndex` and the Planner apply.
+    public func precedes(_ other: DesiredFrontend) -> Bool {
+        (Self.kindRank[kind] ?? 9, service) < (Self.kindRank[other.kind] ?? 9, other.service)
     }
 }
 

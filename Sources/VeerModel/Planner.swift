@@ -32,17 +32,20 @@ public enum Planner {
         var builder = TargetBuilder(actual: actual, scope: scope, capacities: capacities)
         var rejected: [PlanRejection] = []
 
-        // One frontend address, one owner: the first service in name order keeps it.
-        var owner: [L4Address: ServicePortName] = [:]
-        var byService: [String: [DesiredFrontend]] = [:]
+        // One frontend address, one owner, by the Selector's own rule (callers resolve claims
+        // before planning; this keeps a plan well-formed if one did not).
+        var owner: [L4Address: DesiredFrontend] = [:]
+        for frontend in desired where owner[frontend.address].map({ frontend.precedes($0) }) ?? true {
+            owner[frontend.address] = frontend
+        }
+        var byService: [ObjectKey: [DesiredFrontend]] = [:]
         for frontend in desired.sorted(by: { ($0.service, $0.address) < ($1.service, $1.address) }) {
-            if let first = owner[frontend.address] {
+            if let first = owner[frontend.address], first != frontend {
                 rejected.append(PlanRejection(
                     service: frontend.service.serviceKey,
-                    reason: "frontend \(frontend.address) is already served by \(first)"))
+                    reason: "frontend \(frontend.address) is already served by \(first.service)"))
                 continue
             }
-            owner[frontend.address] = frontend.service
             byService[frontend.service.serviceKey, default: []].append(frontend)
         }
 
@@ -69,8 +72,7 @@ public struct Plan: Hashable, Sendable {
 }
 
 public struct PlanRejection: Hashable, Sendable, CustomStringConvertible {
-    /// namespace/name
-    public var service: String
+    public var service: ObjectKey
     public var reason: String
 
     public var description: String { "\(service): \(reason)" }

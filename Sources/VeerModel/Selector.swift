@@ -454,16 +454,13 @@ public enum Selector {
         return out
     }
 
-    private static let kindRank: [FrontendKind: Int] = [.clusterIP: 0, .nodePort: 1, .externalIP: 2, .loadBalancer: 3]
-
-    /// Two services claiming one address: a ClusterIP beats a NodePort beats an externalIP beats an
-    /// LB IP; ties go to the first service by namespace/name. The loser is reported.
+    /// Two services claiming one address: the one that `precedes` serves it; the loser is reported.
     static func resolveConflicts(_ r: SelectionResult) -> SelectionResult {
         var winner: [L4Address: Int] = [:]
         for (i, f) in r.frontends.enumerated() {
             if let w = winner[f.address] {
                 let a = r.frontends[w]
-                if (kindRank[f.kind] ?? 9, f.service) < (kindRank[a.kind] ?? 9, a.service) { winner[f.address] = i }
+                if f.precedes(a) { winner[f.address] = i }
             } else {
                 winner[f.address] = i
             }

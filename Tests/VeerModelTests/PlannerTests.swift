@@ -126,7 +126,7 @@ struct PlannerTests {
         let big = fe("10.96.0.2:80/tcp", (1...8).map { "10.244.2.\($0):80/tcp" }, service: "b-big")
         let tight = MapCapacities(services: 6, backends: 100, revNat: 100, members: 100)
         let plan = Planner.plan(desired: [small, big], actual: MapState(), capacities: tight)
-        #expect(plan.rejected.map(\.service) == ["default/b-big"])
+        #expect(plan.rejected.map(\.service.description) == ["default/b-big"])
         #expect(plan.rejected.first?.reason.contains("veer_services is full") == true)
         #expect(plan.target.masters.keys.sorted() == [small.address])
 
@@ -143,7 +143,7 @@ struct PlannerTests {
         let a = fe("10.96.0.1:80/tcp", ["10.244.1.1:80/tcp"], service: "a")
         let b = fe("10.96.0.1:80/tcp", ["10.244.1.2:80/tcp"], service: "b")
         let plan = Planner.plan(desired: [b, a], actual: MapState(), capacities: roomy)
-        #expect(plan.rejected.count == 1 && plan.rejected[0].service == "default/b")
+        #expect(plan.rejected.count == 1 && plan.rejected[0].service.description == "default/b")
         let only = plan.target.slots[a.address]!.values.map { plan.target.backends[$0]!.address }
         #expect(only == [addr("10.244.1.1:80/tcp")])
     }

@@ -1,0 +1,153 @@
+import Foundation
+import VeerDatapath
+import VeerKube
+import VeerModel
+
+/// The agent's own counters and histograms, kept by the reconcile loop.
+struct AgentCounters: Sendable {
+    // Fine buckets below 10 ms: a change's sync is meant to take a few (the 5 ms target is a bound).
+    static let fineBuckets = [0.00025, 0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
+                              0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+    var syncDuration = Histogram(buckets: fineBuckets)
+    var programmingLatency = Histogram(buckets: fineBuckets)
+    var networkProgramming = Histogram(buckets: fineBuckets)
+    var syncCount: UInt64 = 0
+    var syncErrors: UInt64 = 0
+    var mapOperations: UInt64 = 0
+    var serviceRejections: UInt64 = 0
+    var terminationFailures: UInt64 = 0
+    var rejectedObjects: [RejectionKey: UInt64] = [:]
+    var sourceProblems: [String: UInt64] = [:]
+    var socketsTerminated: [L4Protocol: UInt64] = [:]
+
+    struct RejectionKey: Hashable, Comparable {
+        var kind: String
+        var field: String
+        static func < (a: Self, b: Self) -> Bool { (a.kind, a.field) < (b.kind, b.field) }
+    }
+}
+
+/// One scrape: the agent's counters and names as they were when it was taken (values, copied
+/// cheaply on the agent's actor), rendered off it. Rendering reads the kernel's counters, a
+/// syscall per member: at 100,000 endpoints that takes seconds, and no change may wait for it.
+public struct MetricsSnapshot: Sendable {
+    let counters: AgentCounters
+    let names: ProgrammedNames
+    let synced: Bool
+    let rejectedServices: Int
+    let apiStatistics: [ResourceKind: KubeAPISource.Statistics]?
+    let maps: any MapStore
+
+    public func render() -> String {
+        var out = PrometheusText()
+        let state = (try? maps.readState()) ?? MapState()
+        let hits = (try? maps.hitsByAddress(state)) ?? [:]
+
+        // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share
+        // them. Identity labels only: pod, node and zone come from veer_endpoint_info (a join), so
+        // a pod's rename does not start a new counter series.
+        struct Series: Hashable { var labels: [String] }
+        var series: [Series: UInt64] = [:]
+        var info = Set<Series>()
+        for (pair, count) in hits {
+            let (frontend, backend) = (pair.frontend, pair.backend)
+            guard let fname = names.frontend(frontend) else { continue }
+            let endpoint = backend.hostPort  // [fd00::1]:80 for IPv6
+            let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName, endpoint]
+            series[Series(labels: labels), default: 0] += count
+            let bname = names.backend(backend)
+            info.insert(Series(labels: [fname.namespace, fname.service, endpoint, bname?.pod ?? "", bname?.node ?? "", bname?.zone ?? ""]))
+        }
+        out.family("veer_endpoint_hits_total", .counter,
+                   help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
+        let keys = ["namespace", "service", "port", "protocol", "endpoint"]
+        for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
+            out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
+        }
+        out.family("veer_endpoint_info", .gauge,
+                   help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
+        let infoKeys = ["namespace", "service", "endpoint", "pod", "node", "zone"]
+        for s in info.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
+            out.sample("veer_endpoint_info", Array(zip(infoKeys, s.labels)), 1)
+        }
+
+        out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")
+        let stats = (try? maps.stats()) ?? [:]
+        for stat in DatapathStat.allCases {
+            out.sample("veer_datapath_events_total", ["event": stat.name], Double(stats[stat] ?? 0))
+        }
+
+        let fill = (try? maps.fill()) ?? []
+        out.family("veer_map_entries", .gauge, help: "Entries in each BPF map.")
+        for f in fill { out.sample("veer_map_entries", ["map": f.map], Double(f.entries)) }
+        out.family("veer_map_capacity", .gauge, help: "max_entries of each BPF map.")
+        for f in fill { out.sample("veer_map_capacity", ["map": f.map], Double(f.capacity)) }
+
+        out.family("veer_frontends", .gauge, help: "Frontends programmed on this node.")
+        out.sample("veer_frontends", [], Double(state.masters.count))
+        out.family("veer_backends", .gauge, help: "Backends programmed on this node.")
+        out.sample("veer_backends", [], Double(state.backends.count))
+        out.family("veer_synced", .gauge, help: "1 once the source's first full list has been programmed.")
+        out.sample("veer_synced", [], synced ? 1 : 0)
+
+        out.family("veer_sync_duration_seconds", .histogram, help: "Time to select, plan and write the maps.")
+        counters.syncDuration.write("veer_sync_duration_seconds", into: &out)
+        out.family("veer_programming_latency_seconds", .histogram,
+                   help: "Time from a source change arriving to the maps holding it.")
+        counters.programmingLatency.write("veer_programming_latency_seconds", into: &out)
+        out.family("veer_network_programming_duration_seconds", .histogram,
+                   help: "From an EndpointSlice's endpoints.kubernetes.io/last-change-trigger-time to the maps holding it, as kube-proxy measures it.")
+        counters.networkProgramming.write("veer_network_programming_duration_seconds", into: &out)
+        out.family("veer_syncs_total", .counter, help: "Syncs of the maps.")
+        out.sample("veer_syncs_total", [], Double(counters.syncCount))
+        out.family("veer_sync_errors_total", .counter, help: "Syncs that failed to write the maps (retried).")
+        out.sample("veer_sync_errors_total", [], Double(counters.syncErrors))
+        out.family("veer_map_operations_total", .counter, help: "Map writes and deletes performed.")
+        out.sample("veer_map_operations_total", [], Double(counters.mapOperations))
+        out.family("veer_rejected_objects_total", .counter,
+                   help: "Objects (or parts of them) rejected as malformed, by kind and offending field.")
+        for (key, n) in counters.rejectedObjects.sorted(by: { $0.key < $1.key }) {
+            out.sample("veer_rejected_objects_total", ["kind": key.kind, "field": key.field], Double(n))
+        }
+        out.family("veer_service_rejections_total", .counter, help: "Services not programmed because a map was full or a frontend was claimed twice.")
+        out.sample("veer_service_rejections_total", [], Double(counters.serviceRejections))
+        out.family("veer_services_rejected", .gauge, help: "Services currently not programmed (map full, conflicting frontend).")
+        out.sample("veer_services_rejected", [], Double(rejectedServices))
+        out.family("veer_sockets_terminated_total", .counter,
+                   help: "Connected sockets destroyed because their backend left the service, by protocol.")
+        for proto in [L4Protocol.tcp, .udp] {
+            out.sample("veer_sockets_terminated_total", ["protocol": proto.kubernetesName], Double(counters.socketsTerminated[proto] ?? 0))
+        }
+        if let stats = apiStatistics {
+            let series: [(String, String, KeyPath<KubeAPISource.Statistics, Int>)] = [
+                ("veer_source_lists_total", "Completed lists of a kind from the API server, the first included.", \.lists),
+                ("veer_source_watches_total", "Watch requests the API server accepted; more than one means the watch restarted.", \.watches),
+                ("veer_source_relists_total", "Relists forced by 410 Gone (the watch's resourceVersion expired).", \.expired),
+                ("veer_source_failures_total", "Failed API requests: unreachable server, HTTP errors, broken streams.", \.failures),
+                ("veer_source_skipped_total", "Watch events and list items that could not be used.", \.skipped),
+            ]
+            for (name, help, path) in series {
+                out.family(name, .counter, help: help)
+                for kind in ResourceKind.allCases {
+                    out.sample(name, ["kind": kind.rawValue], Double(stats[kind]?[keyPath: path] ?? 0))
+                }
+            }
+        }
+        out.family("veer_socket_termination_failures_total", .counter,
+                   help: "Network namespaces where terminating sockets failed (e.g. without CAP_SYS_ADMIN).")
+        out.sample("veer_socket_termination_failures_total", [], Double(counters.terminationFailures))
+        out.family("veer_source_problems_total", .counter, help: "Problems a source reported (unreadable files, failed requests), by severity.")
+        for (kind, n) in counters.sourceProblems.sorted(by: { $0.key < $1.key }) {
+            out.sample("veer_source_problems_total", ["problem": kind], Double(n))
+        }
+        return out.output
+    }
+}
+
+extension Agent {
+    /// The metrics as Prometheus text. The snapshot is taken on the agent's actor; the
+    /// rendering and the kernel reads run off it, so a scrape never delays a change.
+    public nonisolated func metricsText() async -> String {
+        await metricsSnapshot().render()
+    }
+}

@@ -1,0 +1,89 @@
+/// What the maps should serve, kept per service so that a change costs in proportion to the
+/// services it touches: each service's own selection, the services claiming each frontend
+/// address, the winner at each address (by `DesiredFrontend.precedes`, the rule
+/// `Selector.merge` applies), and the frontends using each backend address. Pure; the agent
+/// keeps one and hands the planner the addresses whose winner changed.
+public struct FrontendIndex: Sendable {
+    /// Per service, before cross-service claims are resolved.
+    public private(set) var selections: [ObjectKey: SelectionResult] = [:]
+    /// The winning frontend at each address: what the maps should serve.
+    public private(set) var desired: [L4Address: DesiredFrontend] = [:]
+    /// Services whose selection has a frontend at this address.
+    private var claims: [L4Address: Set<ObjectKey>] = [:]
+    /// Frontends using each backend address (a shared backend's flags depend on all of them).
+    private var backendUsers: [L4Address: Set<L4Address>] = [:]
+
+    public init() {}
+
+    /// Every service anew (a full sync). `merged` is `Selector.merge` of the selections, which
+    /// the caller has computed for its plan already.
+    public init(selections: [ObjectKey: SelectionResult], merged: SelectionResult) {
+        self.selections = selections
+        for (key, result) in selections {
+            for f in result.frontends { claims[f.address, default: []].insert(key) }
+        }
+        desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        for f in merged.frontends {
+            for b in f.backends { backendUsers[b.address, default: []].insert(f.address) }
+        }
+    }
+
+    /// The whole selection, claims resolved.
+    public var merged: SelectionResult { Selector.merge(selections.sorted { $0.key < $1.key }.map(\.value)) }
+
+    /// Replaces these services' selections (nil: the service is gone). Returns the frontend
+    /// addresses to plan: those the services had or have, those in `recheck` (e.g. frontends of
+    /// services a plan rejected, which may fit now), and every frontend sharing a backend with
+    /// one whose winner changed (the subset planner's precondition); and the skip reasons that
+    /// are new.
+    public mutating func update(_ changes: [(key: ObjectKey, selection: SelectionResult?)],
+                                recheck: Set<L4Address> = []) -> (changed: Set<L4Address>, skipped: [SkipReason]) {
+        var changed = recheck
+        var skipped: [SkipReason] = []
+        for (key, new) in changes {
+            let old = selections[key]
+            selections[key] = new
+            for f in old?.frontends ?? [] {
+                claims[f.address]?.remove(key)
+                if claims[f.address]?.isEmpty == true { claims[f.address] = nil }
+                changed.insert(f.address)
+            }
+            for f in new?.frontends ?? [] {
+                claims[f.address, default: []].insert(key)
+                changed.insert(f.address)
+            }
+            let before = Set(old?.skipped ?? [])
+            skipped += (new?.skipped ?? []).filter { !before.contains($0) }
+        }
+        var sharing = Set<L4Address>()
+        for address in changed {
+            let old = desired[address]
+            let new = winner(at: address, skipped: &skipped)
+            guard old != new else { continue }
+            for b in old?.backends ?? [] {
+                backendUsers[b.address]?.remove(address)
+                if backendUsers[b.address]?.isEmpty == true { backendUsers[b.address] = nil }
+                sharing.formUnion(backendUsers[b.address] ?? [])
+            }
+            for b in new?.backends ?? [] {
+                backendUsers[b.address, default: []].insert(address)
+                sharing.formUnion(backendUsers[b.address] ?? [])
+            }
+            desired[address] = new
+        }
+        return (changed.union(sharing), skipped)
+    }
+
+    /// The frontend that serves this address among the services claiming it; the losers are
+    /// reported as skipped.
+    private func winner(at address: L4Address, skipped: inout [SkipReason]) -> DesiredFrontend? {
+        let claimants = (claims[address] ?? []).sorted().compactMap { key -> SelectionResult? in
+            guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == address }) else { return nil }
+            return SelectionResult(frontends: [r.frontends[i]], decisions: [r.decisions[i]])
+        }
+        guard claimants.count > 1 else { return claimants.first?.frontends.first }
+        let merged = Selector.merge(claimants)
+        skipped += merged.skipped
+        return merged.frontends.first
+    }
+}

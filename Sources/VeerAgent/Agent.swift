@@ -329,7 +329,7 @@ public actor Agent {
     /// The counters and names as they are now, for a scrape to render off the actor.
     func metricsSnapshot() -> MetricsSnapshot {
         MetricsSnapshot(counters: counters, names: names, synced: store.isSynced, rejectedServices: rejections.count,
-                        apiStatistics: apiStatistics?(), maps: maps)
+                        apiStatistics: apiStatistics?(), maps: maps, hitMetrics: config.hitMetrics)
     }
 }
 

@@ -17,6 +17,8 @@ public struct AgentConfiguration: Sendable {
     public var terminateProtocols: Set<L4Protocol> = [.udp]
     /// How long after a failed write the maps are read back and planned again.
     public var retryDelay: Duration = .seconds(1)
+    /// Per-endpoint hit series (the default), or per Service port where they are too many.
+    public var hitMetrics: HitMetrics = .endpoint
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 pins: PinLayout) {

@@ -27,6 +27,14 @@ struct AgentCounters: Sendable {
     }
 }
 
+/// How finely hit counters are exported.
+public enum HitMetrics: String, Sendable, CaseIterable {
+    /// `veer_endpoint_hits_total` and `veer_endpoint_info`: two series per endpoint.
+    case endpoint
+    /// `veer_service_hits_total`: one series per Service port.
+    case service
+}
+
 /// One scrape: the agent's counters and names as they were when it was taken (values, copied
 /// cheaply on the agent's actor), rendered off it. Rendering reads the kernel's counters, a
 /// syscall per member: at 100,000 endpoints that takes seconds, and no change may wait for it.
@@ -37,6 +45,7 @@ public struct MetricsSnapshot: Sendable {
     let rejectedServices: Int
     let apiStatistics: [ResourceKind: KubeAPISource.Statistics]?
     let maps: any MapStore
+    let hitMetrics: HitMetrics
 
     public func render() -> String {
         var out = PrometheusText()
@@ -58,17 +67,30 @@ public struct MetricsSnapshot: Sendable {
             let bname = names.backend(backend)
             info.insert(Series(labels: [fname.namespace, fname.service, endpoint, bname?.pod ?? "", bname?.node ?? "", bname?.zone ?? ""]))
         }
-        out.family("veer_endpoint_hits_total", .counter,
-                   help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
-        let keys = ["namespace", "service", "port", "protocol", "endpoint"]
-        for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
-            out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
-        }
-        out.family("veer_endpoint_info", .gauge,
-                   help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
-        let infoKeys = ["namespace", "service", "endpoint", "pod", "node", "zone"]
-        for s in info.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
-            out.sample("veer_endpoint_info", Array(zip(infoKeys, s.labels)), 1)
+        switch hitMetrics {
+        case .endpoint:
+            out.family("veer_endpoint_hits_total", .counter,
+                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
+            let keys = ["namespace", "service", "port", "protocol", "endpoint"]
+            for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
+                out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
+            }
+            out.family("veer_endpoint_info", .gauge,
+                       help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
+            let infoKeys = ["namespace", "service", "endpoint", "pod", "node", "zone"]
+            for s in info.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
+                out.sample("veer_endpoint_info", Array(zip(infoKeys, s.labels)), 1)
+            }
+        case .service:
+            // One series per Service port: for clusters where one per endpoint is too many.
+            var perService: [Series: UInt64] = [:]
+            for (s, count) in series { perService[Series(labels: Array(s.labels.prefix(4))), default: 0] += count }
+            out.family("veer_service_hits_total", .counter,
+                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each Service port's endpoints.")
+            let serviceKeys = ["namespace", "service", "port", "protocol"]
+            for (s, count) in perService.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
+                out.sample("veer_service_hits_total", Array(zip(serviceKeys, s.labels)), Double(count))
+            }
         }
 
         out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")

@@ -62,6 +62,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let startSource: @Sendable () throws -> Void
     let stopSource: @Sendable () async -> Void
     let connect: (Agent) async -> Void
+    /// Closes what was opened before the start failed (HTTP clients must be shut down).
+    let abandon: @Sendable () async -> Void
     switch options.source {
     case let .manifests(directory):
         let source = ManifestSource(directory: directory)
@@ -69,14 +71,21 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         startSource = { try source.start() }
         stopSource = { source.stop() }
         connect = { _ in }
+        abandon = { await metrics.close() }
         logger.info("reading manifests from \(directory)")
     case let .kubernetes(config):
         let source: KubeAPISource
         let recorder: KubeEventRecorder
         do {
             source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
+        } catch {
+            await metrics.close()
+            throw error
+        }
+        do {
             recorder = try KubeEventRecorder(config: config, nodeName: options.agent.nodeName, logger: logger)
         } catch {
+            await source.stop()
             await metrics.close()
             throw error
         }
@@ -86,6 +95,11 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         connect = { agent in
             await agent.exportStatistics(of: source)
             await agent.recordEvents(with: recorder)
+        }
+        abandon = {
+            await source.stop()
+            await recorder.shutdown()
+            await metrics.close()
         }
         logger.info("watching the Kubernetes API at \(config.server)")
     }
@@ -97,7 +111,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         lock = try AgentLock(pins: options.agent.pins)
         agent = Agent(config: options.agent, maps: try installDatapath(options, logger: logger), logger: logger)
     } catch {
-        await metrics.close()
+        await abandon()
         throw error
     }
     defer { withExtendedLifetime(lock) {} }

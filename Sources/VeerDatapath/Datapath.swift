@@ -364,9 +364,7 @@ public final class Datapath: @unchecked Sendable {
     /// Selections per (frontend, backend), summed over CPUs.
     public func hits() throws -> [MemberKey: UInt64] {
         var result: [MemberKey: UInt64] = [:]
-        for key in try members.keys() {
-            if let sum = try members.perCPUSum(key) { result[key.member] = sum }
-        }
+        for (key, sum) in try members.perCPUSums() { result[key.member] = sum }
         return result
     }
 

@@ -70,6 +70,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Translate only sockets in veerd's own (the host's) network namespace. Pods then reach the ClusterIP itself, for a service mesh sidecar (Istio, Linkerd) to intercept. See docs/operations.md.")
     var hostnsOnly = false
 
+    @Option(help: "Hit counters per endpoint (veer_endpoint_hits_total, veer_endpoint_info) or per Service port (veer_service_hits_total): endpoint or service.")
+    var hitMetrics: HitMetrics = .endpoint
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
@@ -125,6 +128,7 @@ struct Run: AsyncParsableCommand {
             addressOverride: nodeAddresses.isEmpty ? nil : nodeAddresses.compactMap { IPAddress($0) },
             pins: PinLayout(root: bpffs))
         agent.terminateProtocols = terminate
+        agent.hitMetrics = hitMetrics
         let datapath = DatapathOptions(
             bpfObject: bpfObject ?? defaultObject(), cgroup: cgroup,
             // Only what was asked for: a restart without the flags adopts whatever is pinned.
@@ -172,6 +176,7 @@ struct Uninstall: ParsableCommand {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension HitMetrics: ExpressibleByArgument {}
 
 func hostname() -> String {
     var buf = [CChar](repeating: 0, count: 256)

@@ -105,8 +105,9 @@ private func expected(after steps: [[SourceEvent]]) -> [String] {
     return dump(plan.target)
 }
 
-private func agent(_ maps: MemoryMapStore) -> Agent {
+private func agent(_ maps: MemoryMapStore, hitMetrics: HitMetrics = .endpoint) -> Agent {
     var config = AgentConfiguration(nodeName: node, pins: PinLayout(root: "/nonexistent"))
+    config.hitMetrics = hitMetrics
     config.writesStateFiles = false
     config.retryDelay = .milliseconds(5)
     var logger = Logger(label: "agent-loop-test")
@@ -187,6 +188,34 @@ struct AgentLoopTests {
         #expect(state.masters.values.allSatisfy { $0.count == 3 })
         let metrics = await agent.metricsText()
         #expect(metrics.contains("veer_services_rejected 1"), "\(metrics)")
+    }
+}
+
+@Suite("Agent metrics")
+struct AgentMetricsTests {
+    @Test("hit counters per endpoint by default, per Service port with --hit-metrics service", arguments: HitMetrics.allCases)
+    func hitGranularity(_ granularity: HitMetrics) async {
+        let maps = MemoryMapStore()
+        let agent = agent(maps, hitMetrics: granularity)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(.synced)
+        for e in events(service("web", ip: "10.96.0.10") + "\n---\n" + slice("web-a", service: "web", [
+            (ip: "10.244.0.1", node: node, ready: true, terminating: false), (ip: "10.244.0.2", node: "node-b", ready: true, terminating: false),
+        ])) { await agent.ingest(e) }
+        await agent.waitUntilIdle()
+        let frontend = L4Address("10.96.0.10:80/tcp")!
+        maps.setHits([FrontendBackend(frontend: frontend, backend: L4Address("10.244.0.1:8080/tcp")!): 5,
+                      FrontendBackend(frontend: frontend, backend: L4Address("10.244.0.2:8080/tcp")!): 7])
+        let text = await agent.metricsText()
+        switch granularity {
+        case .endpoint:
+            #expect(text.contains(#"veer_endpoint_hits_total{namespace="default",service="web",port="http",protocol="TCP",endpoint="10.244.0.2:8080"} 7"#), "\(text)")
+            #expect(text.contains("veer_endpoint_info{"))
+            #expect(!text.contains("veer_service_hits_total"))
+        case .service:
+            #expect(text.contains(#"veer_service_hits_total{namespace="default",service="web",port="http",protocol="TCP"} 12"#), "\(text)")
+            #expect(!text.contains("veer_endpoint_hits_total") && !text.contains("veer_endpoint_info"))
+        }
     }
 }
 

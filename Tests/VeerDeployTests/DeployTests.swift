@@ -412,7 +412,7 @@ struct OperationsDocTests {
 
     /// Every `out.family("veer_…", .type` in the agent, with the label names of its samples.
     private func emittedMetrics() throws -> [String: (type: String, labels: Set<String>)] {
-        let source = try text("Sources/VeerAgent/Agent.swift")
+        let source = try text("Sources/VeerAgent/AgentMetrics.swift")
         let family = try Regex(#"out\.family\("(veer_[a-z_]+)",\s*\.(counter|gauge|histogram)"#)
         let sample = try Regex(#"out\.sample\("(veer_[a-z_]+)",\s*([^\n]*)"#)
         let quotedKey = try Regex(#""([a-z_]+)":"#)
@@ -450,7 +450,7 @@ struct OperationsDocTests {
     @Test("Every metric in the docs is emitted by the agent, and every emitted metric is documented, with its type and labels")
     func metricsMatchSource() throws {
         let documented = try documentedMetrics(), emitted = try emittedMetrics()
-        #expect(emitted.count >= 10, "could not read the metric families from Agent.swift: \(emitted.keys.sorted())")
+        #expect(emitted.count >= 10, "could not read the metric families from AgentMetrics.swift: \(emitted.keys.sorted())")
         #expect(Set(documented.keys) == Set(emitted.keys), """
             documented, not emitted: \(Set(documented.keys).subtracting(emitted.keys).sorted()); \
             emitted, not documented: \(Set(emitted.keys).subtracting(documented.keys).sorted())

@@ -62,11 +62,18 @@ public final class KernelSandbox: @unchecked Sendable {
         return try body(sandbox)
     }
 
-    /// `run` for async bodies.
+    /// `run` for async bodies. Making and removing the sandbox block (ip, mkdir, rmdir), so they
+    /// run on a thread of their own: the test runner's few threads stay free for async suites.
     public static func runAsync<T>(_ body: (KernelSandbox) async throws -> T) async throws -> T {
-        let sandbox = try KernelSandbox()
-        defer { sandbox.teardown() }
-        return try await body(sandbox)
+        let sandbox = try await onThread { try KernelSandbox() }
+        do {
+            let result = try await body(sandbox)
+            await onThread { sandbox.teardown() }
+            return result
+        } catch {
+            await onThread { sandbox.teardown() }
+            throw error
+        }
     }
 
     @discardableResult
@@ -225,4 +232,18 @@ public func monotonicNow() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// Runs blocking work (subprocesses, BPF loads) on a thread of its own, off the cooperative
+/// pool, which on a 2-core machine has two threads for every async test in the process.
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+public func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: body()) }.start()
+    }
 }

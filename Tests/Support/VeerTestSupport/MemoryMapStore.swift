@@ -73,7 +73,10 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
         return Double((z ^ (z >> 31)) >> 11) / Double(1 << 53)
     }
 
-    public func hitsByAddress(_ state: MapState) -> [FrontendBackend: UInt64] { [:] }
+    private var hits: [FrontendBackend: UInt64] = [:]
+    /// What the kernel would have counted (tests of the metrics).
+    public func setHits(_ hits: [FrontendBackend: UInt64]) { lock.withLock { self.hits = hits } }
+    public func hitsByAddress(_ state: MapState) -> [FrontendBackend: UInt64] { lock.withLock { hits } }
     public func stats() -> [DatapathStat: UInt64] { [:] }
     public func fill() -> [(map: String, entries: Int, capacity: Int)] {
         let s = readState()

@@ -2,7 +2,7 @@
 /// the minimal, ordered list of map writes.
 ///
 /// Order (bpf/veer_sock.bpf.c reads concurrently, so every prefix of a plan is a state it
-/// can use): backends → rev_nat → members → slots → masters → surplus slots → removed
+/// can use): backends → rev_nat → members → each frontend's slots then its master → surplus slots → removed
 /// frontends (master, then slots) → members → rev_nat → orphan backends. A master never
 /// counts past written slots, and a slot never names a missing backend or member.
 public enum Planner {
@@ -286,17 +286,19 @@ private struct TargetBuilder {
         for member in target.members.sorted() where !actual.members.contains(member) {
             ops.append(.upsertMember(member))
         }
+        // Slots, then the master, frontend by frontend: a master never counts past written
+        // slots, and a plan that fails midway leaves whole frontends behind it. (All slots
+        // first would make every retry rewrite the slots of every frontend still without a
+        // master, since a slot's rev_nat id is not read back.) One map: the runs still batch.
         let frontends = target.masters.keys.sorted()
         for address in frontends {
-            let revNatID = target.masters[address]!.revNatID
+            let master = target.masters[address]!
             let old = actual.slots[address] ?? [:]
             for (slot, id) in (target.slots[address] ?? [:]).sorted(by: { $0.key < $1.key })
-            where old[slot] != id || actual.masters[address]?.revNatID != revNatID {
-                ops.append(.upsertSlot(address, slot: slot, backendID: id, revNatID: revNatID))
+            where old[slot] != id || actual.masters[address]?.revNatID != master.revNatID {
+                ops.append(.upsertSlot(address, slot: slot, backendID: id, revNatID: master.revNatID))
             }
-        }
-        for address in frontends where actual.masters[address] != target.masters[address] {
-            ops.append(.upsertMaster(address, target.masters[address]!))
+            if actual.masters[address] != master { ops.append(.upsertMaster(address, master)) }
         }
         for address in frontends {
             let keep = target.slots[address] ?? [:]

@@ -58,7 +58,11 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // `make bench`: installs the datapath on the bench cgroup and fills its maps at scale (Tests/bench/run.sh).
-        .executableTarget(name: "veer-bench", dependencies: ["VeerDatapath", "VeerModel"]),
+        // `pipeline` runs the agent itself into VeerTestSupport's in-memory maps.
+        .executableTarget(name: "veer-bench", dependencies: [
+            "CVeer", "VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
         // tests, the agent tests and later the multi-node harness.
         .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),

@@ -16,6 +16,8 @@
 //       running copy of the maps, then the writes), and prints the latencies of that part
 //       alone (no source, no selection: Tests/bench/agent_bench.py measures the agent):
 //       "veer-churn changes=N rate=ACHIEVED p50_ms= p99_ms= max_ms= rss_mb="
+//   veer-bench pipeline SERVICES ENDPOINTS
+//       the agent's whole pipeline in one process, into maps in memory (Pipeline.swift)
 //   veer-bench uninstall PIN_ROOT
 import Foundation
 import Glibc
@@ -158,8 +160,17 @@ case "churn" where args.count == 6:
     } catch {
         fail("\(error)")
     }
+case "pipeline" where args.count == 4:
+    guard let n = Int(args[2]), let e = Int(args[3]), n > 0, e > 0 else { fail("pipeline SERVICES ENDPOINTS") }
+    let done = DispatchSemaphore(value: 0)
+    // Detached: top-level code is on the main actor, which the semaphore holds.
+    Task.detached {
+        await PipelineBench.run(services: n, endpoints: e)
+        done.signal()
+    }
+    done.wait()
 case "uninstall" where args.count == 3:
     do { try Datapath.uninstall(pins: PinLayout(root: args[2])) } catch { fail("\(error)") }
 default:
-    fail("usage: veer-bench install OBJECT CGROUP PIN_ROOT FRONTENDS | plan FRONTENDS | churn PIN_ROOT FRONTENDS RATE SECONDS | uninstall PIN_ROOT")
+    fail("usage: veer-bench install OBJECT CGROUP PIN_ROOT FRONTENDS | plan FRONTENDS | churn PIN_ROOT FRONTENDS RATE SECONDS | pipeline SERVICES ENDPOINTS | uninstall PIN_ROOT")
 }

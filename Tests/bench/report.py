@@ -360,6 +360,24 @@ except ImportError as e:
 if chart:
     L.insert(L.index("## Result: cost relative to direct") + 1, f"\n![cost relative to direct]({chart})")
 
+pipeline = [l for l in loads if len(l) >= 5 and l[1] == "pipeline"]
+if pipeline:
+    w("## The agent's pipeline in one process (`veer-bench pipeline`)")
+    w("")
+    w("N Services × 10 endpoints as list bytes → parse → decode and store → select → plan → maps in")
+    w("memory: what the agent itself costs, with no API server and no kernel in the way. Target")
+    w("(issue 16, Cilium's figure): ≥ 70,000 services/s end to end.")
+    w("")
+    w("| services | parse s | decode+store s | select+plan+write s | total s | services/s | heap bytes/service | peak RSS MB |")
+    w("|---|---|---|---|---|---|---|---|")
+    for l in pipeline:
+        if l[2] != "ok":
+            w(f"| {l[0]} | failed: {l[4]} | | | | | | |")
+            continue
+        v = kv(l[4])
+        w(f"| {l[0]} | {v.get('parse_s')} | {v.get('store_s')} | {v.get('sync_s')} | {v.get('total_s')} | {v.get('services_per_s')} | {v.get('heap_bytes_per_service')} | {v.get('rss_mb')} |")
+    w("")
+
 tail_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reading.md")
 if os.path.exists(tail_path):
     w(open(tail_path).read().rstrip("\n"))

@@ -273,6 +273,16 @@ for scale in $AGENT_SCALES; do
 	log "agent at $scale: ${line:-failed, see $OUT/agent-$scale.log}"
 	teardown_agent
 done
+# The agent's pipeline in one process (veer-bench pipeline): list bytes → parse → decode and
+# store → select → plan → maps in memory, no API server and no kernel in the way.
+for scale in $AGENT_SCALES; do
+	line=$(timeout 600 "$VEER_BENCH" pipeline "$scale" 10 2>&1 | tail -1)
+	case "$line" in
+	veer-pipeline*) printf '%s\tpipeline\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS" ;;
+	*) printf '%s\tpipeline\tfailed\t0\t%s\n' "$scale" "$(printf '%s' "$line" | tr '\t' ' ' | cut -c1-300)" >>"$LOADS" ;;
+	esac
+	log "pipeline at $scale: $line"
+done
 log "measurements done in $(( $(date +%s) - START ))s"
 kernel=$(uname -r); cpu=$(awk -F: '/model name/{print $2; exit}' /proc/cpuinfo | sed 's/^ *//'); ncpu=$(nproc)
 printf 'kernel\t%s\ncpu\t%s\nncpu\t%s\nrounds\t%s\nms\t%s\nscales\t%s\nseconds\t%s\niptables\t%s\nnft\t%s\n' \

@@ -21,7 +21,8 @@ doc=$TMP/bench.md
 grep -q '^| 1 | Veer | ' "$doc" || fail "no Veer row in the results table"
 grep -q '^| 1 | direct | ' "$doc" || fail "no direct row in the raw numbers"
 grep -Eq '^\| 50 \| [0-9.]+ s \|' "$doc" || fail "no agent row (list → maps) in the report"
-grep -q 'failed' "$TMP/out/loads.tsv" && grep -P '\t(veer|agent|plan)\tfailed' "$TMP/out/loads.tsv" && fail "a Veer step failed"
+grep -q 'failed' "$TMP/out/loads.tsv" && grep -P '\t(veer|agent|plan|pipeline)\tfailed' "$TMP/out/loads.tsv" && fail "a Veer step failed"
+grep -Pq '^50\tpipeline\tok\t' "$TMP/out/loads.tsv" || fail "no pipeline row (veer-bench pipeline)"
 
 # Nothing left: namespaces, cgroups, pins, state files of run.sh's pid.
 CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)

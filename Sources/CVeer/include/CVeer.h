@@ -34,4 +34,7 @@ int veer_destroy_sockets(int netns_fd, int protocol, struct veer_destroy_target 
  * bpf_get_netns_cookie() returns for its sockets. Returns 0 or -errno. */
 int veer_netns_cookie(int netns_fd, uint64_t *cookie);
 
+/* Bytes the process holds in malloc'd memory (glibc's mallinfo2 uordblks), for `make bench`. */
+size_t veer_heap_in_use(void);
+
 #endif

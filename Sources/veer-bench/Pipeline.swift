@@ -1,0 +1,81 @@
+// veer-bench pipeline SERVICES ENDPOINTS: the agent's own pipeline in one process, like
+// Cilium's pkg/loadbalancer benchmark: N Services and their EndpointSlices as list bytes (what
+// the API server sends) → parsed into objects → decoded and stored → selected → planned →
+// written into maps in memory (no root). Prints
+//   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
+//    heap_bytes_per_service= rss_mb="
+// heap_bytes_per_service is what the process holds once the maps are written, less what it held
+// before, per service (glibc's mallinfo2): the agent's steady memory, not its peak.
+import CVeer
+import Foundation
+import Glibc
+import Logging
+import VeerAgent
+import VeerDatapath
+import VeerModel
+import VeerTestSupport
+
+enum PipelineBench {
+    /// A ServiceList and an EndpointSliceList as the API serves them (compact JSON).
+    static func lists(services n: Int, endpoints e: Int) -> (services: Data, slices: Data) {
+        var svc = #"{"kind":"ServiceList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":["#
+        var eps = #"{"kind":"EndpointSliceList","apiVersion":"discovery.k8s.io/v1","metadata":{"resourceVersion":"1"},"items":["#
+        for i in 0..<n {
+            let ip = "10.\(96 + i / 65_536).\(i / 256 % 256).\(i % 256)"
+            if i > 0 { svc += ","; eps += "," }
+            svc += #"{"metadata":{"name":"svc-\#(i)","namespace":"ns-\#(i % 100)","resourceVersion":"\#(i + 2)"},"#
+                + #""spec":{"type":"ClusterIP","clusterIP":"\#(ip)","clusterIPs":["\#(ip)"],"ipFamilies":["IPv4"],"#
+                + #""ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]}}"#
+            eps += #"{"metadata":{"name":"svc-\#(i)-abcde","namespace":"ns-\#(i % 100)","resourceVersion":"\#(i + 2)","#
+                + #""labels":{"kubernetes.io/service-name":"svc-\#(i)"}},"addressType":"IPv4","#
+                + #""ports":[{"name":"http","port":8080,"protocol":"TCP"}],"endpoints":["#
+            for j in 0..<e {
+                let k = i * e + j
+                if j > 0 { eps += "," }
+                eps += #"{"addresses":["172.\#(16 + k / 65_536 % 16).\#(k / 256 % 256).\#(k % 256)"],"#
+                    + #""conditions":{"ready":true,"serving":true,"terminating":false},"#
+                    + #""nodeName":"node-\#(j % 50)","zone":"zone-\#(j % 3)","#
+                    + #""targetRef":{"kind":"Pod","name":"svc-\#(i)-pod-\#(j)","namespace":"ns-\#(i % 100)"}}"#
+            }
+            eps += "]}"
+        }
+        return (Data((svc + "]}").utf8), Data((eps + "]}").utf8))
+    }
+
+    static func run(services n: Int, endpoints e: Int) async {
+        let (svcBytes, epsBytes) = lists(services: n, endpoints: e)
+        let heapBefore = veer_heap_in_use()
+        let t0 = now()
+        let parsedServices = ManifestParser.parse(svcBytes, origin: "list services")
+        let parsedSlices = ManifestParser.parse(epsBytes, origin: "list endpointslices")
+        let (services, slices) = (parsedServices.objects, parsedSlices.objects)
+        guard services.count == n, slices.count == n else {
+            fail("parsed \(services.count) services and \(slices.count) slices of \(n): \((parsedServices.errors + parsedSlices.errors).prefix(2))")
+        }
+        let t1 = now()
+        // Room for every entry: the in-memory maps check capacity as the kernel's do.
+        let caps = MapCapacities(services: n * (e + 1) + 1024, backends: n * e + 1024, revNat: n + 1024, members: n * e + 1024)
+        let maps = MemoryMapStore(capacities: caps)
+        var config = AgentConfiguration(nodeName: "node-0", pins: PinLayout(root: "/nonexistent"))
+        config.writesStateFiles = false
+        var logger = Logger(label: "veer-bench")
+        logger.logLevel = .error
+        let agent = Agent(config: config, maps: maps, logger: logger)
+        await agent.ingest(.replaceAll(.node, []))
+        await agent.ingest(.replaceAll(.service, services))
+        await agent.ingest(.replaceAll(.endpointSlice, slices))
+        let t2 = now()
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        let t3 = now()
+        let state = maps.readState()
+        guard state.masters.count == n, state.backends.count == n * e else {
+            fail("maps hold \(state.masters.count) frontends and \(state.backends.count) backends, not \(n) and \(n * e)")
+        }
+        let heapAfter = veer_heap_in_use()
+        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f rss_mb=%.1f",
+                     n, e, t1 - t0, t2 - t1, t3 - t2, t3 - t0, Double(n) / (t3 - t0),
+                     Double(Int(heapAfter) - Int(heapBefore)) / Double(n), rssMB()))
+        withExtendedLifetime((agent, services, slices)) {}
+    }
+}

@@ -94,6 +94,15 @@ struct {
 	__type(value, struct veer_config);
 } veer_config SEC(".maps");
 
+/* ClusterIPs (/128) and service CIDRs, consulted only after the frontend lookup missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, VEER_SERVICE_IPS_MAX);
+	__type(key, struct veer_lpm_addr_key);
+	__type(value, struct veer_service_ip);
+} veer_service_ips SEC(".maps");
+
 /* Non-zero while `veerctl trace` runs: nobody pays for events nobody reads. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -212,6 +221,36 @@ static __always_inline bool other_netns(struct bpf_sock_addr *ctx)
 }
 
 /*
+ * No frontend at this address and port. kube-proxy's nftables mode rejects a ClusterIP on a
+ * port its Service does not expose and drops an address of a service CIDR that no Service
+ * holds; everything else is not ours. The trie is read only while the agent has filled it
+ * (an inlined array read otherwise). Returns 1 to let the call proceed, 0 to fail it.
+ */
+static __always_inline int no_frontend(struct bpf_sock_addr *ctx, const struct veer_addr *addr)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+	struct veer_lpm_addr_key k = { .prefixlen = 128, .addr = *addr };
+	struct veer_service_ip *ip;
+
+	if (!cfg || !(cfg->flags & VEER_CFG_F_SERVICE_IPS))
+		return 1;
+	ip = bpf_map_lookup_elem(&veer_service_ips, &k);
+	if (!ip)
+		return 1;
+	if ((cfg->flags & VEER_CFG_F_HOSTNS_ONLY) && bpf_get_netns_cookie(ctx) != cfg->hostns_cookie)
+		return 1;
+	if (ip->rule == VEER_SVCIP_REFUSE) {
+		stat_inc(VEER_STAT_PORT_REFUSED);
+		bpf_set_retval(-ECONNREFUSED);
+	} else {
+		stat_inc(VEER_STAT_UNALLOCATED);
+		bpf_set_retval(-ETIMEDOUT);
+	}
+	return 0;
+}
+
+/*
  * Forward translation for connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected
  * UDP), for either family: `v6` is a constant of each hook, so the verifier sees only the
  * ctx fields that hook may touch. Returns 1 to let the call proceed (translated or not a
@@ -233,7 +272,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bo
 	ctx_addr(ctx, v6, &key.addr);
 	svc = bpf_map_lookup_elem(&veer_services, &key);
 	if (!svc)
-		return 1; /* not a frontend: one failed lookup, nothing else */
+		return no_frontend(ctx, &key.addr); /* not a frontend: no more than one trie lookup */
 	if (other_netns(ctx)) {
 		stat_inc(VEER_STAT_OTHER_NETNS);
 		return 1;
@@ -449,4 +488,60 @@ int veer_sock_release(struct bpf_sock *sk)
 		bpf_map_delete_elem(&veer_sock_rev, &rk);
 	}
 	return 1;
+}
+
+/*
+ * Bind protection, as Cilium's post_bind hooks: a process of the host's network namespace
+ * that binds a frontend's address and port (a NodePort on a node address, an externalIP or
+ * LB IP held locally) gets EADDRINUSE, so nothing on the node silently captures a Service's
+ * traffic. A wildcard bind (0.0.0.0 or ::) would receive a NodePort's traffic on every node
+ * address: it is checked against the NodePort's loopback frontend (127.0.0.1:port), which
+ * the agent programs beside each node address. Pods bind what they like in their own
+ * namespaces. Runs only on bind(), never on a connection's path.
+ */
+static __always_inline int post_bind(struct bpf_sock *sk, bool v6)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+	struct veer_svc_key key = {
+		.port = bpf_htons((__u16)sk->src_port),
+		.proto = (__u8)sk->protocol,
+	};
+
+	if (!cfg || !(cfg->flags & VEER_CFG_F_BIND_PROTECT) || !sk->src_port)
+		return 1;
+	if (bpf_get_netns_cookie(sk) != cfg->hostns_cookie)
+		return 1;
+	if (v6) {
+		key.addr.ip6[0] = sk->src_ip6[0];
+		key.addr.ip6[1] = sk->src_ip6[1];
+		key.addr.ip6[2] = sk->src_ip6[2];
+		key.addr.ip6[3] = sk->src_ip6[3];
+	} else {
+		key.addr.ip6[2] = bpf_htonl(0xffff);
+		key.addr.ip6[3] = sk->src_ip4;
+	}
+	if (!key.addr.ip6[0] && !key.addr.ip6[1] && !key.addr.ip6[3] &&
+	    (!key.addr.ip6[2] || key.addr.ip6[2] == bpf_htonl(0xffff))) {
+		/* 0.0.0.0 or :: (which takes IPv4 too): the NodePort's loopback frontend. */
+		key.addr.ip6[2] = bpf_htonl(0xffff);
+		key.addr.ip6[3] = bpf_htonl(0x7f000001);
+	}
+	if (!bpf_map_lookup_elem(&veer_services, &key))
+		return 1;
+	stat_inc(VEER_STAT_BIND_DENIED);
+	bpf_set_retval(-EADDRINUSE);
+	return 0;
+}
+
+SEC("cgroup/post_bind4")
+int veer_post_bind4(struct bpf_sock *sk)
+{
+	return post_bind(sk, false);
+}
+
+SEC("cgroup/post_bind6")
+int veer_post_bind6(struct bpf_sock *sk)
+{
+	return post_bind(sk, true);
 }

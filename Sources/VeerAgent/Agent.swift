@@ -21,6 +21,14 @@ public struct AgentConfiguration: Sendable {
     /// hostns-only: translate only sockets of this network namespace (veerd: its own,
     /// /proc/self/ns/net); nil translates every socket in the cgroup.
     public var hostNamespace: String?
+    /// How long a change may wait to reach the maps before /healthz turns 503 (kube-proxy:
+    /// twice its sync period, 60 s by default).
+    public var healthTimeout: Duration = .seconds(60)
+    /// The cluster's service CIDRs (--service-cidr): an address there that no Service holds fails
+    /// at once. ServiceCIDR objects, when the API serves them, are added to these.
+    public var serviceCIDRs: [IPPrefix] = []
+    /// bind() of the host's processes onto a frontend (a NodePort…) fails with EADDRINUSE.
+    public var bindProtection = true
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
@@ -47,12 +55,12 @@ public struct AgentConfiguration: Sendable {
 public actor Agent {
     public let datapath: Datapath
     public let config: AgentConfiguration
-    private let logger: Logger
+    let logger: Logger
     private let clock = ContinuousClock()
 
-    private var store = ServiceStore()
-    private var dirty = false
-    private var syncing = false
+    private(set) var store = ServiceStore()
+    private(set) var dirty = false
+    private(set) var syncing = false
     private var retryScheduled = false
     private var pendingSince: ContinuousClock.Instant?
     private var names = ProgrammedNames()
@@ -68,7 +76,7 @@ public actor Agent {
     /// Services whose selection has a frontend at this address.
     private var claims: [L4Address: Set<ObjectKey>] = [:]
     /// The winning frontend at each address: what the maps should serve.
-    private var desired: [L4Address: DesiredFrontend] = [:]
+    private(set) var desired: [L4Address: DesiredFrontend] = [:]
     /// Frontends using each backend address (a shared backend's flags depend on all of them).
     private var backendUsers: [L4Address: Set<L4Address>] = [:]
     private var rejections: [String: PlanRejection] = [:]
@@ -102,6 +110,18 @@ public actor Agent {
     private var terminationFailures: UInt64 = 0
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
     private var events: KubeEventRecorder?
+    /// kube-proxy's /healthz state; the daemon serves it (ProxyHealthServer.swift).
+    public let proxyHealth: ProxyHealth
+    /// The healthCheckNodePort servers and what they should serve (HealthChecks.swift).
+    var serviceHealth: ServiceHealthServers?
+    var healthTargets: [ObjectKey: HealthCheckTarget] = [:]
+    /// ClusterIPs with a programmed frontend, counted per frontend (UnusedAddresses.swift).
+    var clusterIPRefs: [IPAddress: Int] = [:]
+    /// ClusterIPs that appeared (true) or went (false) since the trie was last written.
+    var clusterIPChanges: [IPAddress: Bool] = [:]
+    /// What the service_ips trie holds; nil: unknown, read it back and rewrite it whole.
+    var serviceAddressesWritten: Set<ServiceAddressEntry>?
+    var serviceAddressErrors: UInt64 = 0
 
     /// Posts Events on this node's Node object (API source only).
     public func recordEvents(with recorder: KubeEventRecorder) {
@@ -110,7 +130,7 @@ public actor Agent {
         post(.normal, "Starting", "Starting veerd: datapath pinned at \(config.pins.directory), \(frontends) frontends adopted")
     }
 
-    private func post(_ type: KubeEventRecorder.EventType, _ reason: String, _ message: String) {
+    func post(_ type: KubeEventRecorder.EventType, _ reason: String, _ message: String) {
         guard let events else { return }
         Task { await events.record(type, reason: reason, message: message) }
     }
@@ -125,9 +145,11 @@ public actor Agent {
     public init(config: AgentConfiguration, logger: Logger) throws {
         self.config = config
         self.logger = logger
+        proxyHealth = ProxyHealth(timeout: config.healthTimeout)
         datapath = try Datapath.install(object: config.bpfObject, cgroup: config.cgroup, pins: config.pins,
                                         capacities: config.capacities,
-                                        scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces)
+                                        scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces,
+                                        bindProtection: config.bindProtection)
         names = NamesFile.read(pins: config.pins) ?? ProgrammedNames()
         let frontends = (try? datapath.readState().masters.count) ?? 0
         if !datapath.retiredVersions.isEmpty {
@@ -168,7 +190,12 @@ public actor Agent {
             logger.info("ignored \(ignored.kind) \(ignored.object): \(ignored.message)")
         }
         if change.synced { logger.info("source synced: \(store.services.count) services, \(store.slices.count) endpoint slices") }
-        guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else { return }
+        guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else {
+            // Nothing to write: the maps already hold everything received.
+            if !dirty && !syncing { proxyHealth.updated() }
+            return
+        }
+        if store.isSynced { proxyHealth.queuedUpdate() }
         pendingServices.formUnion(change.services)
         // This node's zone and addresses shape every service's selection; other nodes matter
         // only through the slices that name them.
@@ -234,8 +261,10 @@ public actor Agent {
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
                                zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
         let started = clock.now
+        let full = needsFullSync || running == nil
+        let touched = pendingServices
         do {
-            let outcome = needsFullSync || running == nil ? try fullSync(node) : try incrementalSync(node)
+            let outcome = full ? try fullSync(node) : try incrementalSync(node)
             let plan = outcome.plan
             let elapsed = clock.now - started
             syncCount += 1
@@ -249,6 +278,8 @@ public actor Agent {
             for trigger in pendingTriggers { networkProgramming.observe(max(0, now.timeIntervalSince(trigger))) }
             pendingTriggers = []
             filesDirty = true
+            syncHealth(full ? nil : touched)
+            syncServiceAddresses()
             logChanges(plan, outcome.skipped)
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
@@ -295,6 +326,7 @@ public actor Agent {
             for f in result.frontends { claims[f.address, default: []].insert(key) }
         }
         desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+        rebuildClusterIPs()
         backendUsers = [:]
         for f in merged.frontends {
             for b in f.backends { backendUsers[b.address, default: []].insert(f.address) }
@@ -349,6 +381,7 @@ public actor Agent {
                 sharing.formUnion(backendUsers[b.address] ?? [])
             }
             desired[address] = new
+            trackClusterIP(old: old, new: new)
         }
         changed.formUnion(sharing)
 
@@ -593,6 +626,8 @@ public actor Agent {
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
+        writeHealthMetrics(into: &out)
+        writeServiceAddressMetrics(into: &out)
         return out.output
     }
 }

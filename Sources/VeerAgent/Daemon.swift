@@ -16,6 +16,11 @@ public struct DaemonOptions: Sendable {
     public var source: SourceChoice
     public var metricsHost: String
     public var metricsPort: Int
+    /// kube-proxy's --healthz-bind-address (/healthz, /livez); nil: not served.
+    public var healthzHost: String? = "0.0.0.0"
+    public var healthzPort = 10256
+    /// Serve the healthCheckNodePort of eTP=Local LoadBalancer Services.
+    public var serviceHealthChecks = true
 
     public init(agent: AgentConfiguration, source: SourceChoice, metricsHost: String, metricsPort: Int) {
         self.agent = agent
@@ -70,13 +75,15 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         }
     }
     logger.info("metrics on http://\(options.metricsHost):\(metrics.port)/metrics")
+    let healthz = options.healthzHost.map { ProxyHealthServer(health: agent.proxyHealth, host: $0, port: options.healthzPort, logger: logger) }
+    if options.serviceHealthChecks { await agent.serveHealthChecks() }
 
     let group = ServiceGroup(
         services: [
             AgentService(agent: agent, events: events, start: startSource, stop: stopSource),
             DiagnosticsService(agent: agent, diagnostics: diagnostics, logger: logger),
             MetricsService(server: metrics),
-        ],
+        ] + (healthz.map { [$0] } ?? []) + [HealthChecksService(agent: agent)],
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger)
     try await group.run()
@@ -106,6 +113,11 @@ private struct DiagnosticsService: ServiceLifecycle.Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             for await d in diagnostics {
+                switch d.connectivity {
+                case let .failing(kind): await agent.sourceConnectivity(kind, failing: true)
+                case let .restored(kind): await agent.sourceConnectivity(kind, failing: false)
+                case nil: break
+                }
                 switch d.severity {
                 case .info: logger.info("\(d.origin): \(d.message)")
                 case .warning:
@@ -126,5 +138,14 @@ private struct MetricsService: ServiceLifecycle.Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.close()
+    }
+}
+
+private struct HealthChecksService: ServiceLifecycle.Service {
+    let agent: Agent
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await agent.stopHealthChecks()
     }
 }

@@ -272,7 +272,16 @@ private struct Validator {
             }
             addresses.append(NodeAddress(type: type, address: address))
         }
-        return Node(meta: meta, addresses: addresses)
+        let deleting = w.metadata?.deletionTimestamp.map { !$0.isEmpty } ?? false
+        var taints: [String] = []
+        for (i, t) in (w.spec?.taints ?? []).enumerated() {
+            guard let key = t.key, !key.isEmpty else {
+                warn("spec.taints[\(i)].key", "taint without a key; skipped")
+                continue
+            }
+            taints.append(key)
+        }
+        return Node(meta: meta, addresses: addresses, beingDeleted: deleting, taintKeys: taints)
     }
 }
 
@@ -284,6 +293,7 @@ struct WireMeta: Decodable {
     var labels: [String: String]?
     var annotations: [String: String]?
     var resourceVersion: String?
+    var deletionTimestamp: String?
 }
 
 struct WireIntOrString: Decodable {
@@ -377,7 +387,10 @@ struct WireNode: Decodable {
         var address: String?
     }
     struct Status: Decodable { var addresses: [Address]? }
+    struct Taint: Decodable { var key: String? }
+    struct Spec: Decodable { var taints: [Taint]? }
 
     var metadata: WireMeta?
+    var spec: Spec?
     var status: Status?
 }

@@ -1,0 +1,72 @@
+import VeerDatapath
+import VeerModel
+
+/// Addresses no frontend serves, as kube-proxy's nftables mode treats them: a ClusterIP on a
+/// port its Service does not expose is refused, an address of a service CIDR no Service holds is
+/// dropped (ServiceAddresses in VeerModel). The agent keeps the ClusterIPs counted per frontend
+/// as the syncs change them, so a sync that adds or removes no ClusterIP writes nothing here.
+extension Agent {
+    func trackClusterIP(old: DesiredFrontend?, new: DesiredFrontend?) {
+        if let old, old.kind == .clusterIP {
+            let ip = old.address.ip
+            let n = (clusterIPRefs[ip] ?? 1) - 1
+            clusterIPRefs[ip] = n > 0 ? n : nil
+            if n <= 0 { clusterIPChanges[ip] = false }
+        }
+        if let new, new.kind == .clusterIP {
+            let ip = new.address.ip
+            clusterIPRefs[ip, default: 0] += 1
+            if clusterIPRefs[ip] == 1 { clusterIPChanges[ip] = true }
+        }
+    }
+
+    func rebuildClusterIPs() {
+        clusterIPRefs = [:]
+        for f in desired.values where f.kind == .clusterIP { clusterIPRefs[f.address.ip, default: 0] += 1 }
+        clusterIPChanges = [:]
+        serviceAddressesWritten = nil
+    }
+
+    /// The whole table: CIDRs from the flags, ClusterIPs from the frontends.
+    private var wantedServiceAddresses: Set<ServiceAddressEntry> {
+        var out = Set(config.serviceCIDRs.map { ServiceAddressEntry(prefix: $0, rule: .drop) })
+        for ip in clusterIPRefs.keys { out.insert(ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)) }
+        return out
+    }
+
+    func syncServiceAddresses() {
+        do {
+            if var written = serviceAddressesWritten {
+                guard !clusterIPChanges.isEmpty else { return }
+                var add: [ServiceAddressEntry] = [], remove: [IPPrefix] = []
+                for (ip, present) in clusterIPChanges {
+                    let e = ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)
+                    if present, written.insert(e).inserted { add.append(e) }
+                    if !present, written.remove(e) != nil { remove.append(e.prefix) }
+                }
+                try datapath.updateServiceAddresses(add: add, remove: remove, nonEmpty: !written.isEmpty)
+                serviceAddressesWritten = written
+            } else {
+                let wanted = wantedServiceAddresses
+                try datapath.writeServiceAddresses(wanted)
+                serviceAddressesWritten = wanted
+            }
+            clusterIPChanges = [:]
+        } catch {
+            // A full trie: the addresses already there keep working; read back and retry next sync.
+            serviceAddressErrors += 1
+            serviceAddressesWritten = nil
+            logger.error("writing the service address table failed (unexposed ports and unallocated service addresses may not fail fast): \(error)")
+        }
+    }
+
+    func writeServiceAddressMetrics(into out: inout PrometheusText) {
+        out.family("veer_service_address_entries", .gauge,
+                   help: "Entries of the table for addresses no frontend serves, by rule (refuse: ClusterIPs, drop: service CIDRs).")
+        let written = serviceAddressesWritten ?? []
+        out.sample("veer_service_address_entries", ["rule": "refuse"], Double(written.filter { $0.rule == .refuse }.count))
+        out.sample("veer_service_address_entries", ["rule": "drop"], Double(written.filter { $0.rule == .drop }.count))
+        out.family("veer_service_address_errors_total", .counter, help: "Failed writes of that table (a full map), retried on the next sync.")
+        out.sample("veer_service_address_errors_total", [], Double(serviceAddressErrors))
+    }
+}

@@ -58,10 +58,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds a received change may wait to reach the maps (or the API server stay unreachable) before /healthz and every healthCheckNodePort answer 503.")
     var healthzTimeout: Double = 60
 
-    @Flag(inversion: .prefixedNo, help: "Serve the healthCheckNodePort of every type LoadBalancer Service with externalTrafficPolicy Local, on every address of the node.")
+    @Flag(inversion: .prefixedNo, help: "Serve the healthCheckNodePort of each LoadBalancer Service with externalTrafficPolicy Local, on all the node's addresses.")
     var healthCheckNodePorts = true
 
-    @Option(name: .customLong("service-cidr"), help: "The cluster's service CIDR (kube-apiserver --service-cluster-ip-range); repeatable, one per family. A connection to an address there that no Service holds fails at once, as kube-proxy's nftables mode drops it.")
+    @Option(name: .customLong("service-cidr"), help: "The cluster's service CIDR, as the API server's service-cluster-ip-range; repeatable, one per family. A connection to an address there that no Service holds fails at once, as kube-proxy's nftables mode drops it.")
     var serviceCIDRs: [String] = []
 
     @Flag(inversion: .prefixedNo, help: "Make bind() by processes of the host's network namespace onto a Service frontend (a NodePort on a node address or on 0.0.0.0, an externalIP or LB IP held by the node) fail with EADDRINUSE, as Cilium's bind protection does.")

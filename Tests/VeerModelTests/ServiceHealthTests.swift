@@ -13,8 +13,8 @@ private func target(_ service: [String: Any], _ slices: [[String: Any]], node: S
     return ServiceHealth.targets(store, nodeName: node)[ObjectKey(namespace: "default", name: "svc")]
 }
 
-private let lbLocal: [String: Any] = serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Local",
-                                                  extraSpec: ["healthCheckNodePort": 32000])
+private var lbLocal: [String: Any] { serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Local",
+                                                  extraSpec: ["healthCheckNodePort": 32000]) }
 
 struct ServiceHealthTests {
     @Test func loadBalancerLocalGetsItsPort() {
@@ -22,17 +22,25 @@ struct ServiceHealthTests {
         #expect(t == HealthCheckTarget(service: ObjectKey(namespace: "default", name: "svc"), port: 32000, localEndpoints: 1))
     }
 
+    /// Services that get no health check, by why.
+    private static func without(_ why: String) -> [String: Any] {
+        let np = [SvcPort(nodePort: 30080)]
+        switch why {
+        case "NodePort eTP Local (row 41)": return serviceJSON(type: "NodePort", ports: np, etp: "Local", extraSpec: ["healthCheckNodePort": 32000])
+        case "LoadBalancer eTP Cluster": return serviceJSON(type: "LoadBalancer", ports: np, etp: "Cluster", extraSpec: ["healthCheckNodePort": 32000])
+        case "no healthCheckNodePort": return serviceJSON(type: "LoadBalancer", ports: np, etp: "Local")
+        case "healthCheckNodePort 0": return serviceJSON(type: "LoadBalancer", ports: np, etp: "Local", extraSpec: ["healthCheckNodePort": 0])
+        case "another proxy's": return serviceJSON(type: "LoadBalancer", ports: np, etp: "Local", labels: [KubeLabel.serviceProxyName: "other"],
+                                                   extraSpec: ["healthCheckNodePort": 32000])
+        default: return serviceJSON(type: "LoadBalancer", clusterIP: "None", ports: np, etp: "Local", extraSpec: ["healthCheckNodePort": 32000])
+        }
+    }
+
     @Test("Only LoadBalancer + eTP Local + a healthCheckNodePort, among the services kube-proxy proxies", arguments: [
-        ("NodePort eTP Local (row 41)", serviceJSON(type: "NodePort", ports: [SvcPort(nodePort: 30080)], etp: "Local", extraSpec: ["healthCheckNodePort": 32000])),
-        ("LoadBalancer eTP Cluster", serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Cluster", extraSpec: ["healthCheckNodePort": 32000])),
-        ("no healthCheckNodePort", serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Local")),
-        ("healthCheckNodePort 0", serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Local", extraSpec: ["healthCheckNodePort": 0])),
-        ("another proxy's", serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Local",
-                                        labels: [KubeLabel.serviceProxyName: "other"], extraSpec: ["healthCheckNodePort": 32000])),
-        ("headless", serviceJSON(type: "LoadBalancer", clusterIP: "None", ports: [SvcPort(nodePort: 30080)], etp: "Local", extraSpec: ["healthCheckNodePort": 32000])),
+        "NodePort eTP Local (row 41)", "LoadBalancer eTP Cluster", "no healthCheckNodePort", "healthCheckNodePort 0", "another proxy's", "headless",
     ])
-    func noHealthCheck(_ why: String, _ service: [String: Any]) {
-        #expect(target(service, [sliceJSON("s1", endpoints: [.R("10.0.0.1", "N1")])]) == nil, "\(why)")
+    func noHealthCheck(_ why: String) {
+        #expect(target(Self.without(why), [sliceJSON("s1", endpoints: [.R("10.0.0.1", "N1")])]) == nil, "\(why)")
     }
 
     @Test("localEndpoints counts distinct local Ready IPs", arguments: [

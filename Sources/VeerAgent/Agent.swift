@@ -122,6 +122,10 @@ public actor Agent {
     /// What the service_ips trie holds; nil: unknown, read it back and rewrite it whole.
     var serviceAddressesWritten: Set<ServiceAddressEntry>?
     var serviceAddressErrors: UInt64 = 0
+    /// ServiceCIDR objects' ranges, nil until the API answered (or when it has none to give).
+    var apiServiceCIDRs: [IPPrefix]?
+    /// A sync has written the maps since start: the address table may be written outside one.
+    var programmed = false
 
     /// Posts Events on this node's Node object (API source only).
     public func recordEvents(with recorder: KubeEventRecorder) {

@@ -38,6 +38,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     defer { withExtendedLifetime(lock) {} }
     let agent = try Agent(config: options.agent, logger: logger)
     let events: AsyncStream<SourceEvent>
+    var serviceCIDRs: ServiceCIDRSource?
     let diagnostics: AsyncStream<SourceDiagnostic>
     let startSource: @Sendable () throws -> Void
     let stopSource: @Sendable () async -> Void
@@ -53,6 +54,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         await agent.exportStatistics(of: source)
         let recorder = try KubeEventRecorder(config: config, nodeName: options.agent.nodeName, logger: logger)
         await agent.recordEvents(with: recorder)
+        let cidrs = try ServiceCIDRSource(config: config, logger: logger)
+        serviceCIDRs = cidrs
         (events, diagnostics) = (source.events, source.diagnostics)
         startSource = { source.start() }
         stopSource = { await source.stop() }
@@ -83,7 +86,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
             AgentService(agent: agent, events: events, start: startSource, stop: stopSource),
             DiagnosticsService(agent: agent, diagnostics: diagnostics, logger: logger),
             MetricsService(server: metrics),
-        ] + (healthz.map { [$0] } ?? []) + [HealthChecksService(agent: agent)],
+        ] + (healthz.map { [$0] } ?? []) + [HealthChecksService(agent: agent)]
+          + (serviceCIDRs.map { [ServiceCIDRService(agent: agent, source: $0)] } ?? []),
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger)
     try await group.run()
@@ -147,5 +151,24 @@ private struct HealthChecksService: ServiceLifecycle.Service {
     func run() async throws {
         try? await gracefulShutdown()
         await agent.stopHealthChecks()
+    }
+}
+
+/// Feeds the ServiceCIDR objects' ranges to the agent (API source only).
+private struct ServiceCIDRService: ServiceLifecycle.Service {
+    let agent: Agent
+    let source: ServiceCIDRSource
+
+    func run() async throws {
+        source.start()
+        await cancelWhenGracefulShutdown {
+            for await update in source.updates {
+                switch update {
+                case let .cidrs(texts): await agent.serviceCIDRsFromAPI(texts)
+                case .unavailable: await agent.serviceCIDRsFromAPI(nil)
+                }
+            }
+        }
+        await source.stop()
     }
 }

@@ -27,14 +27,39 @@ extension Agent {
         serviceAddressesWritten = nil
     }
 
-    /// The whole table: CIDRs from the flags, ClusterIPs from the frontends.
+    /// The ranges in force: the API's ServiceCIDR objects when it has any, else --service-cidr.
+    var serviceCIDRs: [IPPrefix] {
+        if let api = apiServiceCIDRs, !api.isEmpty { return api }
+        return config.serviceCIDRs
+    }
+
+    /// From `ServiceCIDRSource`: the union of the ServiceCIDR objects' `spec.cidrs`, or nil when the
+    /// API does not serve them. A range that does not parse is skipped with a logged reason.
+    public func serviceCIDRsFromAPI(_ texts: [String]?) {
+        var parsed: [IPPrefix]?
+        if let texts {
+            let (good, problems) = ServiceAddresses.parse(texts)
+            for p in problems { logger.warning("ServiceCIDR: \(p)") }
+            parsed = good
+        }
+        let before = serviceCIDRs
+        apiServiceCIDRs = parsed
+        guard serviceCIDRs != before else { return }
+        logger.info("service CIDRs: \(serviceCIDRs.map(\.description).joined(separator: ", ")) (from \(apiServiceCIDRs?.isEmpty == false ? "ServiceCIDR objects" : "--service-cidr"))")
+        // Rewritten whole with the next sync; at once if the first sync is done.
+        serviceAddressesWritten = nil
+        if programmed { syncServiceAddresses() }
+    }
+
+    /// The whole table: the service CIDRs, ClusterIPs from the frontends.
     private var wantedServiceAddresses: Set<ServiceAddressEntry> {
-        var out = Set(config.serviceCIDRs.map { ServiceAddressEntry(prefix: $0, rule: .drop) })
+        var out = Set(serviceCIDRs.map { ServiceAddressEntry(prefix: $0, rule: .drop) })
         for ip in clusterIPRefs.keys { out.insert(ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)) }
         return out
     }
 
     func syncServiceAddresses() {
+        programmed = true
         do {
             if var written = serviceAddressesWritten {
                 guard !clusterIPChanges.isEmpty else { return }

@@ -179,6 +179,8 @@ struct ManifestTests {
             Grant(group: "discovery.k8s.io", resource: "endpointslices", verb: "watch"),
             Grant(group: "", resource: "nodes", verb: "get"), Grant(group: "", resource: "nodes", verb: "list"),
             Grant(group: "", resource: "nodes", verb: "watch"),
+            Grant(group: "networking.k8s.io", resource: "servicecidrs", verb: "list"),
+            Grant(group: "networking.k8s.io", resource: "servicecidrs", verb: "watch"),
         ]
         let events: Set<Grant> = [
             Grant(group: "", resource: "events", verb: "create"), Grant(group: "", resource: "events", verb: "patch"),

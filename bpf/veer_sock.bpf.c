@@ -103,6 +103,15 @@ struct {
 	__type(value, struct veer_service_ip);
 } veer_service_ips SEC(".maps");
 
+/* loadBalancerSourceRanges: (frontend id, client prefix) -> allow; see veer_maps.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, VEER_SOURCE_RANGES_MAX);
+	__type(key, struct veer_src_range_key);
+	__type(value, struct veer_src_range_val);
+} veer_source_ranges SEC(".maps");
+
 /* Non-zero while `veerctl trace` runs: nobody pays for events nobody reads. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -251,6 +260,51 @@ static __always_inline int no_frontend(struct bpf_sock_addr *ctx, const struct v
 }
 
 /*
+ * loadBalancerSourceRanges at connect()/sendmsg(): the client is the datagram's source
+ * (sendmsg with IP_PKTINFO), else the socket's bound address, else a sentinel for an
+ * unbound socket of the host or of a pod (veer_maps.h), whose verdict the agent wrote.
+ * One trie lookup, only for frontends while any is restricted. true: deny.
+ */
+static __always_inline bool source_denied(struct bpf_sock_addr *ctx, bool v6, bool is_connect, __u32 rev_nat_id)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+	struct veer_src_range_key k = { .prefixlen = 32 + 128, .rev_nat_id = bpf_htonl(rev_nat_id) };
+	struct bpf_sock *sk = ctx->sk;
+	struct veer_src_range_val *v;
+
+	if (!cfg || !(cfg->flags & VEER_CFG_F_SOURCE_RANGES))
+		return false;
+	if (v6) {
+		if (!is_connect) {
+			k.addr.ip6[0] = ctx->msg_src_ip6[0];
+			k.addr.ip6[1] = ctx->msg_src_ip6[1];
+			k.addr.ip6[2] = ctx->msg_src_ip6[2];
+			k.addr.ip6[3] = ctx->msg_src_ip6[3];
+		}
+		if (!k.addr.ip6[0] && !k.addr.ip6[1] && !k.addr.ip6[2] && !k.addr.ip6[3] && sk) {
+			k.addr.ip6[0] = sk->src_ip6[0];
+			k.addr.ip6[1] = sk->src_ip6[1];
+			k.addr.ip6[2] = sk->src_ip6[2];
+			k.addr.ip6[3] = sk->src_ip6[3];
+		}
+		if (!k.addr.ip6[0] && !k.addr.ip6[1] && !k.addr.ip6[2] && !k.addr.ip6[3])
+			k.addr.ip6[2] = bpf_htonl(0xffff); /* unbound: a sentinel below */
+	} else {
+		k.addr.ip6[2] = bpf_htonl(0xffff);
+		if (!is_connect)
+			k.addr.ip6[3] = ctx->msg_src_ip4;
+		if (!k.addr.ip6[3] && sk)
+			k.addr.ip6[3] = sk->src_ip4;
+	}
+	if (k.addr.ip6[2] == bpf_htonl(0xffff) && !k.addr.ip6[0] && !k.addr.ip6[1] && !k.addr.ip6[3] &&
+	    bpf_get_netns_cookie(ctx) != cfg->hostns_cookie)
+		k.addr.ip6[3] = bpf_htonl(1); /* ::ffff:0.0.0.1, "unbound, pod" */
+	v = bpf_map_lookup_elem(&veer_source_ranges, &k);
+	return v && !v->allow;
+}
+
+/*
  * Forward translation for connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected
  * UDP), for either family: `v6` is a constant of each hook, so the verifier sees only the
  * ctx fields that hook may touch. Returns 1 to let the call proceed (translated or not a
@@ -276,6 +330,12 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bo
 	if (other_netns(ctx)) {
 		stat_inc(VEER_STAT_OTHER_NETNS);
 		return 1;
+	}
+	/* kube-proxy checks the source ranges before anything else, endpoints or none. */
+	if (source_denied(ctx, v6, is_connect, svc->rev_nat_id)) {
+		stat_inc(VEER_STAT_SOURCE_DENIED);
+		bpf_set_retval(-ETIMEDOUT);
+		return 0;
 	}
 
 	count = svc->count_or_backend;

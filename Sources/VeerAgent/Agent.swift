@@ -68,11 +68,11 @@ public actor Agent {
 
     // Incremental state. `running` is what the maps hold, kept with every write; nil: read
     // them back (at start, and after a failed write left them in an unknown prefix).
-    private var running: IndexedMapState?
+    private(set) var running: IndexedMapState?
     private var needsFullSync = true
     private var pendingServices: Set<ObjectKey> = []
     /// Per service, before cross-service conflicts are resolved.
-    private var selections: [ObjectKey: SelectionResult] = [:]
+    private(set) var selections: [ObjectKey: SelectionResult] = [:]
     /// Services whose selection has a frontend at this address.
     private var claims: [L4Address: Set<ObjectKey>] = [:]
     /// The winning frontend at each address: what the maps should serve.
@@ -126,6 +126,10 @@ public actor Agent {
     var apiServiceCIDRs: [IPPrefix]?
     /// A sync has written the maps since start: the address table may be written outside one.
     var programmed = false
+    /// loadBalancerSourceRanges entries per service (SourceRangeSync.swift); nil: read the trie back.
+    var sourceRangeEntries: [ObjectKey: Set<SourceRangeEntry>] = [:]
+    var sourceRangesWritten: Set<SourceRangeEntry>?
+    var sourceRangeErrors: UInt64 = 0
 
     /// Posts Events on this node's Node object (API source only).
     public func recordEvents(with recorder: KubeEventRecorder) {
@@ -284,6 +288,7 @@ public actor Agent {
             filesDirty = true
             syncHealth(full ? nil : touched)
             syncServiceAddresses()
+            syncSourceRanges(full ? nil : touched)
             logChanges(plan, outcome.skipped)
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
@@ -632,6 +637,7 @@ public actor Agent {
         }
         writeHealthMetrics(into: &out)
         writeServiceAddressMetrics(into: &out)
+        writeSourceRangeMetrics(into: &out)
         return out.output
     }
 }

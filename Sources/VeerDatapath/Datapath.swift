@@ -60,6 +60,7 @@ public final class Datapath: @unchecked Sendable {
     let statsMap: BPFMap<UInt32, UInt64>
     let config: BPFMap<UInt32, veer_config>
     let serviceIPs: BPFMap<veer_lpm_addr_key, veer_service_ip>
+    let sourceRanges: BPFMap<veer_src_range_key, veer_src_range_val>
     /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
     /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
     private var retiredHits: [String: UInt64]
@@ -85,6 +86,7 @@ public final class Datapath: @unchecked Sendable {
         statsMap = try BPFMap(pinned: path("veer_stats"), name: "veer_stats")
         config = try BPFMap(pinned: path("veer_config"), name: "veer_config")
         serviceIPs = try BPFMap(pinned: path("veer_service_ips"), name: "veer_service_ips")
+        sourceRanges = try BPFMap(pinned: path("veer_source_ranges"), name: "veer_source_ranges")
         retiredHits = RetiredHitsFile.read(pins: pins)
     }
 
@@ -105,8 +107,9 @@ public final class Datapath: @unchecked Sendable {
         if case let .hostNamespaceOnly(netns) = scope {
             configEntry.hostns_cookie = try SystemCheck.netnsCookie(netns)
             configEntry.flags = UInt32(VEER_CFG_F_HOSTNS_ONLY)
-        } else if bindProtection {
-            // Bind protection applies to the installer's namespace: the host's, for veerd.
+        } else {
+            // The host's namespace is the installer's (veerd's): bind protection applies there,
+            // and an unbound socket there is the node itself for loadBalancerSourceRanges.
             configEntry.hostns_cookie = try SystemCheck.netnsCookie("/proc/self/ns/net")
         }
         if bindProtection { configEntry.flags |= UInt32(VEER_CFG_F_BIND_PROTECT) }

@@ -94,7 +94,7 @@ extension veer_member_key {
 /// The datapath's own event counters (enum veer_stat), by name.
 public enum DatapathStat: UInt32, CaseIterable, Sendable {
     case translated, refused, dropped, slotMissing, sockRevFailed, reversed, traced, traceDropped
-    case familyMismatch, otherNetns, portRefused, unallocated, bindDenied
+    case familyMismatch, otherNetns, portRefused, unallocated, bindDenied, sourceDenied
 
     var index: UInt32 {
         switch self {
@@ -111,6 +111,7 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .portRefused: VEER_STAT_PORT_REFUSED.rawValue
         case .unallocated: VEER_STAT_UNALLOCATED.rawValue
         case .bindDenied: VEER_STAT_BIND_DENIED.rawValue
+        case .sourceDenied: VEER_STAT_SOURCE_DENIED.rawValue
         }
     }
 
@@ -129,6 +130,7 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .portRefused: "port_refused"
         case .unallocated: "unallocated_dropped"
         case .bindDenied: "bind_denied"
+        case .sourceDenied: "source_denied"
         }
     }
 }

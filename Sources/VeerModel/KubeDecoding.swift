@@ -281,7 +281,15 @@ private struct Validator {
             }
             taints.append(key)
         }
-        return Node(meta: meta, addresses: addresses, beingDeleted: deleting, taintKeys: taints)
+        var node = Node(meta: meta, addresses: addresses, beingDeleted: deleting, taintKeys: taints)
+        for (i, text) in (w.spec?.podCIDRs ?? w.spec?.podCIDR.map { [$0] } ?? []).enumerated() {
+            guard let p = IPPrefix(text) else {
+                warn("spec.podCIDRs[\(i)]", "\"\(text)\" is not a CIDR; skipped")
+                continue
+            }
+            node.podCIDRs.append(p)
+        }
+        return node
     }
 }
 
@@ -388,7 +396,11 @@ struct WireNode: Decodable {
     }
     struct Status: Decodable { var addresses: [Address]? }
     struct Taint: Decodable { var key: String? }
-    struct Spec: Decodable { var taints: [Taint]? }
+    struct Spec: Decodable {
+        var taints: [Taint]?
+        var podCIDR: String?
+        var podCIDRs: [String]?
+    }
 
     var metadata: WireMeta?
     var spec: Spec?

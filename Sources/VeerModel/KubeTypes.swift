@@ -306,6 +306,9 @@ public struct Node: Hashable, Sendable {
     public var beingDeleted: Bool
     /// `spec.taints[].key`.
     public var taintKeys: [String]
+    /// `spec.podCIDRs` (or `spec.podCIDR`): where this node's pods get their addresses, when the
+    /// cluster allocates per-node ranges.
+    public var podCIDRs: [IPPrefix] = []
 
     /// The taint the Cluster Autoscaler puts on a node before deleting it
     /// (kube-proxy's `healthcheck.ToBeDeletedTaint`).

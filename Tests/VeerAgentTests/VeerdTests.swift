@@ -578,3 +578,73 @@ extension VeerdTests {
         }
     }
 }
+
+extension VeerdTests {
+    @Test("loadBalancerSourceRanges at connect(): the LB IP only, by bound source, host (node address) and pod (podCIDRs); bad ranges skipped")
+    func sourceRanges() throws {
+        func manifests(ranges: [String], podCIDRs: [String]) -> String {
+            """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node-a}
+            spec: {podCIDRs: [\(podCIDRs.joined(separator: ", "))]}
+            status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: default}
+            spec:
+              type: LoadBalancer
+              clusterIP: \(vip)
+              loadBalancerSourceRanges: [\(ranges.map { "\"\($0)\"" }.joined(separator: ", "))]
+              ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080, nodePort: 30080}]
+            status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}
+            """
+        }
+        try withBackends { sb in
+            try sb.addAddresses(["192.0.2.10", "198.51.100.5"])
+            // The "pod" reaches the backends' addresses on its own loopback: a translated connect succeeds there.
+            let pod = try sb.addNamespace()
+            try sb.addAddresses(backendIPs, netns: pod)
+            for ip in backendIPs { try sb.startServer(.tcp, ip, 8080, reply: "in-pod", netns: pod) }
+            func replies(_ ip: String, port: Int = 80, source: String? = nil, netns: String? = nil) -> Set<String> {
+                let r = KernelSandbox.run((source.map { ["env", "VEER_PROBE_SOURCE=\($0)"] } ?? [])
+                    + [KernelSandbox.probe, "--cgroup", sb.cgroup, "--netns", netns ?? sb.netnsPath, "tcp", ip, "\(port)", "3"])
+                return Set(r.stdout.split(separator: "\n").map { ProbeResult(String($0)) }.map { $0.ok ? "ok" : $0.reply })
+            }
+            // The node's address is inside, the pods' range too: everyone on the node may connect,
+            // except a socket bound to a source outside the ranges.
+            try withManifests(["all.yaml": manifests(ranges: ["192.0.2.0/24", "10.244.0.0/16"], podCIDRs: ["10.244.1.0/24"])
+                                + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir, netns: sb.netnsPath)
+                defer { if backendCount(sb, "203.0.113.9:80/tcp") == nil { Issue.record("veerd log:\n\(veerd.logText)") } }
+                try waitFor("programmed") { backendCount(sb, "203.0.113.9:80/tcp") == 3 }
+                try waitFor("the ranges") { try Datapath(pins: sb.pins).readSourceRanges().count == 5 }
+                #expect(replies("203.0.113.9") == ["ok"], "host, unbound: the node address is in a range")
+                #expect(replies("203.0.113.9", netns: pod) == ["ok"], "pod, unbound: the podCIDR is in a range")
+                #expect(replies("203.0.113.9", source: "192.0.2.10") == ["ok"])
+                #expect(replies("203.0.113.9", source: "198.51.100.5") == ["ETIMEDOUT"], "bound outside every range: dropped")
+                // Only the LB IP is filtered, as in kube-proxy: the ClusterIP and NodePort serve anyone.
+                #expect(replies(vip, source: "198.51.100.5") == ["ok"])
+                #expect(replies("192.0.2.10", port: 30080, source: "198.51.100.5") == ["ok"])
+                #expect((try Datapath(pins: sb.pins).stats()[.sourceDenied] ?? 0) >= 3)
+                veerd.signal(SIGTERM)
+            }
+            // A bad range is skipped, the rest applies: the node (198.51.100.0/24 holds neither
+            // 192.0.2.10 nor the pods) is denied; a socket bound inside the range is served.
+            try withManifests(["all.yaml": manifests(ranges: ["not-a-cidr", "198.51.100.0/24"], podCIDRs: [])
+                                + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir, netns: sb.netnsPath)
+                try waitFor("the new ranges") {
+                    try Datapath(pins: sb.pins).readSourceRanges().contains { $0.prefix == IPPrefix("198.51.100.0/24") }
+                }
+                #expect(veerd.logText.contains("spec.loadBalancerSourceRanges: \"not-a-cidr\" is not a CIDR"), "\(veerd.logText)")
+                #expect(replies("203.0.113.9") == ["ETIMEDOUT"], "host, unbound: no node address in a range")
+                #expect(replies("203.0.113.9", netns: pod) == ["ETIMEDOUT"], "pod, unbound: no podCIDRs on the Node")
+                #expect(replies("203.0.113.9", source: "198.51.100.5") == ["ok"])
+                #expect(replies(vip) == ["ok"])
+                veerd.signal(SIGTERM)
+            }
+        }
+    }
+}

@@ -357,7 +357,7 @@ struct KernelTests {
                 #expect(links.count == datapathPrograms.count && links.count == 11, "nine translation hooks and post_bind4/6")
                 #expect(ourProgs.isSubset(of: Set(progs.map(\.id))))
                 let pinned = try pinnedMapIDs(sb)
-                #expect(pinned.count == 12, "eleven maps and veer_service_ips")
+                #expect(pinned.count == 13, "eleven maps, veer_service_ips and veer_source_ranges")
                 #expect(try mapIDsOfPrograms(ourProgs).isSubset(of: pinned))
                 return (links, ourProgs, pinned)
             }()

@@ -94,6 +94,15 @@ struct LayoutTests {
             Field(name: "prefixlen", offset: MemoryLayout<veer_lpm_addr_key>.offset(of: \.prefixlen)),
             Field(name: "addr", offset: MemoryLayout<veer_lpm_addr_key>.offset(of: \.addr)),
         ]),
+        "veer_src_range_key": (MemoryLayout<veer_src_range_key>.size, [
+            Field(name: "prefixlen", offset: MemoryLayout<veer_src_range_key>.offset(of: \.prefixlen)),
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_src_range_key>.offset(of: \.rev_nat_id)),
+            Field(name: "addr", offset: MemoryLayout<veer_src_range_key>.offset(of: \.addr)),
+        ]),
+        "veer_src_range_val": (MemoryLayout<veer_src_range_val>.size, [
+            Field(name: "allow", offset: MemoryLayout<veer_src_range_val>.offset(of: \.allow)),
+            Field(name: "pad0", offset: MemoryLayout<veer_src_range_val>.offset(of: \.pad0)),
+        ]),
         "veer_service_ip": (MemoryLayout<veer_service_ip>.size, [
             Field(name: "rule", offset: MemoryLayout<veer_service_ip>.offset(of: \.rule)),
             Field(name: "pad0", offset: MemoryLayout<veer_service_ip>.offset(of: \.pad0)),
@@ -151,6 +160,7 @@ struct LayoutTests {
         #expect(MemoryLayout<veer_sock_rev_key>.size == 32, "no implicit tail padding in a hashed key")
         #expect(MemoryLayout<veer_trace_event>.size == 96)
         #expect(MemoryLayout<veer_lpm_addr_key>.size == 20, "an LPM trie key: prefixlen, then the 16-byte address")
+        #expect(MemoryLayout<veer_src_range_key>.size == 24, "an LPM trie key: prefixlen, frontend id, address")
         #expect(VEER_PIN_VERSION == "v3")
     }
 

@@ -415,7 +415,7 @@ struct OperationsDocTests {
     /// Every `out.family("veer_…", .type` in the agent, with the label names of its samples.
     private func emittedMetrics() throws -> [String: (type: String, labels: Set<String>)] {
         // The agent's metrics, and those its extensions write (health checks, the address table).
-        let source = try ["Agent.swift", "HealthChecks.swift", "UnusedAddresses.swift"]
+        let source = try ["Agent.swift", "HealthChecks.swift", "UnusedAddresses.swift", "SourceRangeSync.swift"]
             .map { try text("Sources/VeerAgent/\($0)") }.joined(separator: "\n")
         let family = try Regex(#"out\.family\("(veer_[a-z_]+)",\s*\.(counter|gauge|histogram)"#)
         let sample = try Regex(#"out\.sample\("(veer_[a-z_]+)",\s*([^\n]*)"#)

@@ -15,6 +15,8 @@
  *   bind-tcp IP PORT COUNT       COUNT TCP sockets each bound (and closed): "ok bound ADDR T_NS"
  *   bind-udp IP PORT COUNT       the same for UDP
  *
+ * VEER_PROBE_SOURCE=IP binds every client socket to that source address (port 0) first.
+ *
  * IP is IPv4 (an AF_INET socket) or IPv6 (an AF_INET6 socket), so ::ffff:a.b.c.d is an
  * AF_INET6 socket talking to an IPv4 address, as Java does. Peers print as 10.96.0.10:80
  * or [fd00::10]:80.
@@ -201,6 +203,11 @@ static void connected_once(struct addr sa, int type)
 	if (fd < 0) die("socket");
 	set_timeout(fd, 3);
 	char buf[256] = { 0 }, peer[64];
+	const char *src = getenv("VEER_PROBE_SOURCE");
+	if (src) {
+		struct addr from = addr_of(src, "0");
+		if (bind(fd, &from.sa, from.len)) die("bind VEER_PROBE_SOURCE");
+	}
 	if (connect(fd, &sa.sa, sa.len)) {
 		print_err(errno, t);
 		close(fd);

@@ -24,7 +24,7 @@
 
 #include <linux/types.h>
 
-#define VEER_PIN_VERSION "v3"   /* v2: 16-byte addresses, veer_config; v3: veer_service_ips */
+#define VEER_PIN_VERSION "v3"   /* v2: 16-byte addresses, veer_config; v3: veer_service_ips, veer_source_ranges */
 
 /* Default capacities (max_entries). The agent may override them before the first load. */
 #define VEER_SERVICES_MAX   65536   /* master + slot entries, all frontends */
@@ -166,6 +166,7 @@ enum veer_stat {
 	VEER_STAT_PORT_REFUSED,     /* a ClusterIP on a port its Service does not expose: ECONNREFUSED */
 	VEER_STAT_UNALLOCATED,      /* a service-CIDR address no Service holds: ETIMEDOUT */
 	VEER_STAT_BIND_DENIED,      /* bind() onto a frontend (a NodePort...): EADDRINUSE */
+	VEER_STAT_SOURCE_DENIED,    /* an LB VIP from outside its loadBalancerSourceRanges: ETIMEDOUT */
 	VEER_STAT_MAX,
 };
 
@@ -247,5 +248,42 @@ struct veer_service_ip {
 #define VEER_CFG_F_SERVICE_IPS 0x2
 /* veer_config.flags: bind() onto a frontend fails with EADDRINUSE (post_bind4/6). */
 #define VEER_CFG_F_BIND_PROTECT 0x4
+
+/*
+ * ---- source_ranges: loadBalancerSourceRanges, per frontend -------------------------
+ * An LPM trie keyed by frontend id (rev_nat_id) + client address, so one lookup answers
+ * "may this client use this frontend" for the socket hooks here and for a packet-path
+ * (tc) program alike. prefixlen counts the 32 bits of rev_nat_id first, then address bits
+ * (IPv4 ranges as ::ffff:a.b.c.d/96+n). For each restricted frontend the agent writes
+ *   {32, id, ::}                 allow = 0: the frontend is restricted (matches any client)
+ *   {32 + 128 - n, id, range}    allow = 1: one range
+ * so a lookup returns NULL for an unrestricted frontend, allow = 1 for a client inside a
+ * range, allow = 0 otherwise (kube-proxy DROPs). Only LoadBalancer ingress IPs are
+ * restricted, as in kube-proxy. Looked up only while veer_config has
+ * VEER_CFG_F_SOURCE_RANGES.
+ *
+ * At connect() a socket may have no source address yet. The socket hooks then use one of
+ * two sentinel clients, whose verdicts the agent writes as /128 entries:
+ *   ::ffff:0.0.0.0, "unbound, host": a socket of the host's network namespace; the
+ *     kernel will pick a node address, so allowed iff a node address is in a range;
+ *   ::ffff:0.0.0.1, "unbound, pod": a socket of another namespace, a pod of this
+ *     node; allowed iff the Node's podCIDRs lie wholly inside the ranges.
+ * Neither is ever a real source address, so a tc program never matches them.
+ */
+#define VEER_SOURCE_RANGES_MAX 65536
+
+struct veer_src_range_key {
+	__u32 prefixlen;        /* 32 (the id) + address bits */
+	__u32 rev_nat_id;       /* network byte order: matched as bytes, most significant first */
+	struct veer_addr addr;
+};
+
+struct veer_src_range_val {
+	__u32 allow;            /* 1: inside a range; 0: the frontend's catch-all (deny) */
+	__u32 pad0;
+};
+
+/* veer_config.flags: the source_ranges trie holds entries. */
+#define VEER_CFG_F_SOURCE_RANGES 0x8
 
 #endif /* VEER_MAPS_H */

@@ -132,10 +132,16 @@ public final class ServiceHealthServers: @unchecked Sendable {
     private func open(_ key: ObjectKey, _ port: UInt16) async throws -> [HealthHTTPServer] {
         var opened: [HealthHTTPServer] = []
         for host in hosts {
+            let handler: HealthHTTPServer.Handler = { [weak self] _ in
+                self?.respond(key) ?? HealthResponse(status: .serviceUnavailable, headers: [], body: "")
+            }
             do {
-                opened.append(try await HealthHTTPServer(group: group, host: host, port: Int(port)) { [weak self] _ in
-                    self?.respond(key) ?? HealthResponse(status: .serviceUnavailable, headers: [], body: "")
-                })
+                do {
+                    opened.append(try await HealthHTTPServer(group: group, host: host, port: Int(port), handler: handler))
+                } catch let e as IOError where host == "::" && (e.errnoCode == EAFNOSUPPORT || e.errnoCode == EADDRNOTAVAIL) {
+                    // No IPv6 on this node: every IPv4 address, as kube-proxy's 0.0.0.0.
+                    opened.append(try await HealthHTTPServer(group: group, host: "0.0.0.0", port: Int(port), handler: handler))
+                }
             } catch {
                 // All or nothing, as kube-proxy's listenAndServeAll: a half-open check would lie.
                 for l in opened { await l.close() }

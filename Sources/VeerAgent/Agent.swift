@@ -115,8 +115,8 @@ public actor Agent {
     /// The healthCheckNodePort servers and what they should serve (HealthChecks.swift).
     var serviceHealth: ServiceHealthServers?
     var healthTargets: [ObjectKey: HealthCheckTarget] = [:]
-    /// ClusterIPs with a programmed frontend, counted per frontend (UnusedAddresses.swift).
-    var clusterIPRefs: [IPAddress: Int] = [:]
+    /// The programmed ClusterIP frontends of each ClusterIP (UnusedAddresses.swift).
+    var clusterIPRefs: [IPAddress: Set<L4Address>] = [:]
     /// ClusterIPs that appeared (true) or went (false) since the trie was last written.
     var clusterIPChanges: [IPAddress: Bool] = [:]
     /// What the service_ips trie holds; nil: unknown, read it back and rewrite it whole.
@@ -154,6 +154,9 @@ public actor Agent {
         self.config = config
         self.logger = logger
         proxyHealth = ProxyHealth(timeout: config.healthTimeout)
+        // The first full sync is pending from the start: healthy during the bound, as kube-proxy
+        // is while starting up, but a veerd that never syncs (no API server) turns 503.
+        proxyHealth.queuedUpdate()
         datapath = try Datapath.install(object: config.bpfObject, cgroup: config.cgroup, pins: config.pins,
                                         capacities: config.capacities,
                                         scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces,
@@ -390,7 +393,6 @@ public actor Agent {
                 sharing.formUnion(backendUsers[b.address] ?? [])
             }
             desired[address] = new
-            trackClusterIP(old: old, new: new)
         }
         changed.formUnion(sharing)
 
@@ -398,6 +400,7 @@ public actor Agent {
                                 capacities: datapath.capacities)
         try datapath.apply(plan.operations)
         running?.apply(plan.operations)
+        trackClusterIPs(changed)
         for address in changed {
             if plan.target.masters[address] != nil, let f = desired[address] {
                 let one = ProgrammedNames([f])

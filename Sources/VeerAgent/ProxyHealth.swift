@@ -8,7 +8,9 @@ import VeerModel
 ///
 /// Healthy while no change has waited longer than `timeout` to reach the maps: a change that
 /// arrives marks an update as queued (`queuedUpdate`, only the oldest counts), a successful sync
-/// clears it (`updated`). Healthy while starting, as kube-proxy is. One addition: a list or watch
+/// clears it (`updated`). The agent queues the first sync at start: healthy while starting, as
+/// kube-proxy is, but 503 if the first sync has not happened within the bound (kube-proxy stays
+/// 200 forever then, kubernetes #83263). One addition: a list or watch
 /// failing against the API server also queues an update, cleared once every kind lists or watches
 /// again and the maps hold what it delivered, so a node cut off from the API server longer than the
 /// bound turns unhealthy (kube-proxy's informers retry silently and it stays healthy).

@@ -6,23 +6,25 @@ import VeerModel
 /// dropped (ServiceAddresses in VeerModel). The agent keeps the ClusterIPs counted per frontend
 /// as the syncs change them, so a sync that adds or removes no ClusterIP writes nothing here.
 extension Agent {
-    func trackClusterIP(old: DesiredFrontend?, new: DesiredFrontend?) {
-        if let old, old.kind == .clusterIP {
-            let ip = old.address.ip
-            let n = (clusterIPRefs[ip] ?? 1) - 1
-            clusterIPRefs[ip] = n > 0 ? n : nil
-            if n <= 0 { clusterIPChanges[ip] = false }
-        }
-        if let new, new.kind == .clusterIP {
-            let ip = new.address.ip
-            clusterIPRefs[ip, default: 0] += 1
-            if clusterIPRefs[ip] == 1 { clusterIPChanges[ip] = true }
+    /// After a sync wrote `changed`: a ClusterIP counts while one of its frontends is programmed
+    /// (a Service rejected for a full map is not, so its address stays untouched).
+    func trackClusterIPs(_ changed: Set<L4Address>) {
+        for address in changed {
+            let ip = address.ip
+            let programmed = desired[address]?.kind == .clusterIP && running?.state.masters[address] != nil
+            var set = clusterIPRefs[ip] ?? []
+            let before = !set.isEmpty
+            if programmed { set.insert(address) } else { set.remove(address) }
+            clusterIPRefs[ip] = set.isEmpty ? nil : set
+            if before != !set.isEmpty { clusterIPChanges[ip] = !set.isEmpty }
         }
     }
 
     func rebuildClusterIPs() {
         clusterIPRefs = [:]
-        for f in desired.values where f.kind == .clusterIP { clusterIPRefs[f.address.ip, default: 0] += 1 }
+        for (address, f) in desired where f.kind == .clusterIP && running?.state.masters[address] != nil {
+            clusterIPRefs[address.ip, default: []].insert(address)
+        }
         clusterIPChanges = [:]
         serviceAddressesWritten = nil
     }

@@ -126,15 +126,19 @@ extension ClusterTests {
         }
     }
 
-    @Test("/healthz goes 503 when the API server stays unreachable longer than --healthz-timeout, and recovers; the health check follows")
+    @Test("/healthz: 503 when the first sync does not come within --healthz-timeout; 200 once it does; 503 when the API server stays unreachable longer, and recovers; the health check follows")
     func healthzWhenSyncsStop() async throws {
         try await ClusterSandbox.run(nodes: 1) { cluster in
             let pod = try cluster.addPod("web-1a", on: 1)
             let service = lbLocal("web", healthCheckNodePort: 32001)
             let slice = ClusterObjects.slice("web", [pod], in: cluster)
-            try cluster.apply("services", service)
-            try cluster.apply("endpointslices", slice)
+            // No API server at start: the first sync never comes.
+            cluster.stopAPIServer()
             try cluster.startAgent(1, extra: ["--healthz-timeout", "2"])
+            try await cluster.waitUntil("503 before any sync, after the bound", timeout: 60) {
+                cluster.probe(1, port: 10256, path: "/healthz").status == 503
+            }
+            try cluster.startAPIServer(services: [service], slices: [slice], rvStart: 20000)
             try await cluster.waitUntil("healthy") {
                 cluster.probe(1, port: 10256, path: "/healthz").status == 200 && cluster.probe(1, port: 32001).status == 200
             }

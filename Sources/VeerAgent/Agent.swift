@@ -202,8 +202,8 @@ public actor Agent {
         }
         if change.synced { logger.info("source synced: \(store.services.count) services, \(store.slices.count) endpoint slices") }
         guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else {
-            // Nothing to write: the maps already hold everything received.
-            if !dirty && !syncing { proxyHealth.updated() }
+            // Nothing to write: the maps already hold everything received (once a first sync wrote them).
+            if !dirty && !syncing && programmed { proxyHealth.updated() }
             return
         }
         if store.isSynced { proxyHealth.queuedUpdate() }

@@ -55,7 +55,7 @@ extension Agent {
             proxyHealth.sourceFailing(kind)
         } else {
             proxyHealth.sourceRestored(kind)
-            if !dirty && !syncing { proxyHealth.updated() }
+            if !dirty && !syncing && programmed { proxyHealth.updated() }
         }
     }
 

@@ -466,6 +466,28 @@ struct OperationsDocTests {
         }
     }
 
+    @Test("Bad values of the health and address flags stop veerd with a message naming the flag, before it touches anything", arguments: [
+        (["--service-cidr", "10.96.0.0/33"], "--service-cidr 10.96.0.0/33 is not a CIDR"),
+        (["--service-cidr", "10.96.0.0"], "--service-cidr 10.96.0.0 is not a CIDR"),
+        (["--healthz-bind-address", "10256"], "--healthz-bind-address must be HOST:PORT"),
+        (["--healthz-bind-address", "0.0.0.0:99999"], "--healthz-bind-address must be HOST:PORT"),
+        (["--healthz-timeout", "0"], "--healthz-timeout must be a positive number of seconds"),
+    ])
+    func badFlagValues(_ flags: [String], _ message: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try veerdBinary())
+        // A manifest directory that does not exist: validation must fail before anything is read.
+        process.arguments = ["run", "--manifests", "/nonexistent-veer-\(getpid())"] + flags
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains(message), "\(text)")
+    }
+
     @Test("Every veerd flag is documented, and every documented flag exists")
     func flagsMatchHelp() throws {
         let known = try veerdFlags("run").union(try veerdFlags("uninstall"))

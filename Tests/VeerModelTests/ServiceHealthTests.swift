@@ -66,6 +66,17 @@ struct ServiceHealthTests {
         #expect(target(lbLocal, [twoPorts, again])?.localEndpoints == 2)
     }
 
+    @Test("Bad input: a healthCheckNodePort out of range rejects that version of the Service with its field; the last good one keeps its health check")
+    func badHealthCheckNodePort() {
+        var store = ServiceStore()
+        store.apply(.apply(raw(lbLocal)))
+        store.apply(.apply(raw(sliceJSON("s1", endpoints: [.R("10.0.0.1", "N1")]))))
+        let bad = serviceJSON(type: "LoadBalancer", ports: [SvcPort(nodePort: 30080)], etp: "Local", extraSpec: ["healthCheckNodePort": 70000])
+        let change = store.apply(.apply(raw(bad)))
+        #expect(change.rejected.contains { $0.field == "spec.healthCheckNodePort" }, "\(change.rejected)")
+        #expect(ServiceHealth.targets(store, nodeName: "N1")[ObjectKey(namespace: "default", name: "svc")]?.port == 32000)
+    }
+
     @Test("A slice whose ports carry no number contributes nothing, as in kube-proxy's slice cache")
     func portlessSlice() {
         #expect(target(lbLocal, [sliceJSON("s1", ports: [SP(port: nil)], endpoints: [.R("10.0.0.1", "N1")])])?.localEndpoints == 0)

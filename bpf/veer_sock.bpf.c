@@ -94,6 +94,24 @@ struct {
 	__type(value, struct veer_config);
 } veer_config SEC(".maps");
 
+/* ClusterIPs (/128) and service CIDRs, consulted only after the frontend lookup missed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, VEER_SERVICE_IPS_MAX);
+	__type(key, struct veer_lpm_addr_key);
+	__type(value, struct veer_service_ip);
+} veer_service_ips SEC(".maps");
+
+/* loadBalancerSourceRanges: (frontend id, client prefix) -> allow; see veer_maps.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, VEER_SOURCE_RANGES_MAX);
+	__type(key, struct veer_src_range_key);
+	__type(value, struct veer_src_range_val);
+} veer_source_ranges SEC(".maps");
+
 /* Non-zero while `veerctl trace` runs: nobody pays for events nobody reads. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -212,6 +230,81 @@ static __always_inline bool other_netns(struct bpf_sock_addr *ctx)
 }
 
 /*
+ * No frontend at this address and port. kube-proxy's nftables mode rejects a ClusterIP on a
+ * port its Service does not expose and drops an address of a service CIDR that no Service
+ * holds; everything else is not ours. The trie is read only while the agent has filled it
+ * (an inlined array read otherwise). Returns 1 to let the call proceed, 0 to fail it.
+ */
+static __always_inline int no_frontend(struct bpf_sock_addr *ctx, const struct veer_addr *addr)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+	struct veer_lpm_addr_key k = { .prefixlen = 128, .addr = *addr };
+	struct veer_service_ip *ip;
+
+	if (!cfg || !(cfg->flags & VEER_CFG_F_SERVICE_IPS))
+		return 1;
+	ip = bpf_map_lookup_elem(&veer_service_ips, &k);
+	if (!ip)
+		return 1;
+	if ((cfg->flags & VEER_CFG_F_HOSTNS_ONLY) && bpf_get_netns_cookie(ctx) != cfg->hostns_cookie)
+		return 1;
+	if (ip->rule == VEER_SVCIP_REFUSE) {
+		stat_inc(VEER_STAT_PORT_REFUSED);
+		bpf_set_retval(-ECONNREFUSED);
+	} else {
+		stat_inc(VEER_STAT_UNALLOCATED);
+		bpf_set_retval(-ETIMEDOUT);
+	}
+	return 0;
+}
+
+/*
+ * loadBalancerSourceRanges at connect()/sendmsg(): the client is the datagram's source
+ * (sendmsg with IP_PKTINFO), else the socket's bound address, else a sentinel for an
+ * unbound socket of the host or of a pod (veer_maps.h), whose verdict the agent wrote.
+ * One trie lookup, only for frontends while any is restricted. true: deny.
+ */
+static __always_inline bool source_denied(struct bpf_sock_addr *ctx, bool v6, bool is_connect, __u32 rev_nat_id)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+	struct veer_src_range_key k = { .prefixlen = 32 + 128, .rev_nat_id = bpf_htonl(rev_nat_id) };
+	struct bpf_sock *sk = ctx->sk;
+	struct veer_src_range_val *v;
+
+	if (!cfg || !(cfg->flags & VEER_CFG_F_SOURCE_RANGES))
+		return false;
+	if (v6) {
+		if (!is_connect) {
+			k.addr.ip6[0] = ctx->msg_src_ip6[0];
+			k.addr.ip6[1] = ctx->msg_src_ip6[1];
+			k.addr.ip6[2] = ctx->msg_src_ip6[2];
+			k.addr.ip6[3] = ctx->msg_src_ip6[3];
+		}
+		if (!k.addr.ip6[0] && !k.addr.ip6[1] && !k.addr.ip6[2] && !k.addr.ip6[3] && sk) {
+			k.addr.ip6[0] = sk->src_ip6[0];
+			k.addr.ip6[1] = sk->src_ip6[1];
+			k.addr.ip6[2] = sk->src_ip6[2];
+			k.addr.ip6[3] = sk->src_ip6[3];
+		}
+		if (!k.addr.ip6[0] && !k.addr.ip6[1] && !k.addr.ip6[2] && !k.addr.ip6[3])
+			k.addr.ip6[2] = bpf_htonl(0xffff); /* unbound: a sentinel below */
+	} else {
+		k.addr.ip6[2] = bpf_htonl(0xffff);
+		if (!is_connect)
+			k.addr.ip6[3] = ctx->msg_src_ip4;
+		if (!k.addr.ip6[3] && sk)
+			k.addr.ip6[3] = sk->src_ip4;
+	}
+	if (k.addr.ip6[2] == bpf_htonl(0xffff) && !k.addr.ip6[0] && !k.addr.ip6[1] && !k.addr.ip6[3] &&
+	    bpf_get_netns_cookie(ctx) != cfg->hostns_cookie)
+		k.addr.ip6[3] = bpf_htonl(1); /* ::ffff:0.0.0.1, "unbound, pod" */
+	v = bpf_map_lookup_elem(&veer_source_ranges, &k);
+	return v && !v->allow;
+}
+
+/*
  * Forward translation for connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected
  * UDP), for either family: `v6` is a constant of each hook, so the verifier sees only the
  * ctx fields that hook may touch. Returns 1 to let the call proceed (translated or not a
@@ -233,10 +326,16 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bo
 	ctx_addr(ctx, v6, &key.addr);
 	svc = bpf_map_lookup_elem(&veer_services, &key);
 	if (!svc)
-		return 1; /* not a frontend: one failed lookup, nothing else */
+		return no_frontend(ctx, &key.addr); /* not a frontend: no more than one trie lookup */
 	if (other_netns(ctx)) {
 		stat_inc(VEER_STAT_OTHER_NETNS);
 		return 1;
+	}
+	/* kube-proxy checks the source ranges before anything else, endpoints or none. */
+	if (source_denied(ctx, v6, is_connect, svc->rev_nat_id)) {
+		stat_inc(VEER_STAT_SOURCE_DENIED);
+		bpf_set_retval(-ETIMEDOUT);
+		return 0;
 	}
 
 	count = svc->count_or_backend;
@@ -449,4 +548,60 @@ int veer_sock_release(struct bpf_sock *sk)
 		bpf_map_delete_elem(&veer_sock_rev, &rk);
 	}
 	return 1;
+}
+
+/*
+ * Bind protection, as Cilium's post_bind hooks: a process of the host's network namespace
+ * that binds a frontend's address and port (a NodePort on a node address, an externalIP or
+ * LB IP held locally) gets EADDRINUSE, so nothing on the node silently captures a Service's
+ * traffic. A wildcard bind (0.0.0.0 or ::) would receive a NodePort's traffic on every node
+ * address: it is checked against the NodePort's loopback frontend (127.0.0.1:port), which
+ * the agent programs beside each node address. Pods bind what they like in their own
+ * namespaces. Runs only on bind(), never on a connection's path.
+ */
+static __always_inline int post_bind(struct bpf_sock *sk, bool v6)
+{
+	__u32 zero = 0;
+	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
+	struct veer_svc_key key = {
+		.port = bpf_htons((__u16)sk->src_port),
+		.proto = (__u8)sk->protocol,
+	};
+
+	if (!cfg || !(cfg->flags & VEER_CFG_F_BIND_PROTECT) || !sk->src_port)
+		return 1;
+	if (bpf_get_netns_cookie(sk) != cfg->hostns_cookie)
+		return 1;
+	if (v6) {
+		key.addr.ip6[0] = sk->src_ip6[0];
+		key.addr.ip6[1] = sk->src_ip6[1];
+		key.addr.ip6[2] = sk->src_ip6[2];
+		key.addr.ip6[3] = sk->src_ip6[3];
+	} else {
+		key.addr.ip6[2] = bpf_htonl(0xffff);
+		key.addr.ip6[3] = sk->src_ip4;
+	}
+	if (!key.addr.ip6[0] && !key.addr.ip6[1] && !key.addr.ip6[3] &&
+	    (!key.addr.ip6[2] || key.addr.ip6[2] == bpf_htonl(0xffff))) {
+		/* 0.0.0.0 or :: (which takes IPv4 too): the NodePort's loopback frontend. */
+		key.addr.ip6[2] = bpf_htonl(0xffff);
+		key.addr.ip6[3] = bpf_htonl(0x7f000001);
+	}
+	if (!bpf_map_lookup_elem(&veer_services, &key))
+		return 1;
+	stat_inc(VEER_STAT_BIND_DENIED);
+	bpf_set_retval(-EADDRINUSE);
+	return 0;
+}
+
+SEC("cgroup/post_bind4")
+int veer_post_bind4(struct bpf_sock *sk)
+{
+	return post_bind(sk, false);
+}
+
+SEC("cgroup/post_bind6")
+int veer_post_bind6(struct bpf_sock *sk)
+{
+	return post_bind(sk, true);
 }

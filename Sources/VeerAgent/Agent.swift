@@ -18,12 +18,12 @@ public actor Agent {
     /// The maps: the kernel's (`Datapath`, installed by the daemon) or a test's in memory.
     public let maps: any MapStore
     public let config: AgentConfiguration
-    private let logger: Logger
+    let logger: Logger
     private let clock = ContinuousClock()
 
-    private var store = ServiceStore()
-    private var dirty = false
-    private var syncing = false
+    private(set) var store = ServiceStore()
+    private(set) var dirty = false
+    private(set) var syncing = false
     private var retryScheduled = false
     private var pendingSince: ContinuousClock.Instant?
     private var names = ProgrammedNames()
@@ -31,11 +31,11 @@ public actor Agent {
 
     // Incremental state. `running` is what the maps hold, kept with every write; nil: read
     // them back (at start, and after a failed write left them in an unknown prefix).
-    private var running: IndexedMapState?
+    private(set) var running: IndexedMapState?
     private var needsFullSync = true
     private var pendingServices: Set<ObjectKey> = []
     /// Each service's selection and the winner at each frontend address.
-    private var index = FrontendIndex()
+    private(set) var index = FrontendIndex()
     /// Services a plan rejected (a map full), by service.
     private var rejections: [ObjectKey: PlanRejection] = [:]
     /// The names and decisions files are written off the reconcile loop, the latest state
@@ -48,6 +48,26 @@ public actor Agent {
     private var pendingTriggers: [Date] = []
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
     private var events: KubeEventRecorder?
+    /// kube-proxy's /healthz state; the daemon serves it (ProxyHealthServer.swift).
+    public let proxyHealth: ProxyHealth
+    /// The healthCheckNodePort servers and what they should serve (HealthChecks.swift).
+    var serviceHealth: ServiceHealthServers?
+    var healthTargets: [ObjectKey: HealthCheckTarget] = [:]
+    /// The programmed ClusterIP frontends of each ClusterIP (UnusedAddresses.swift).
+    var clusterIPRefs: [IPAddress: Set<L4Address>] = [:]
+    /// ClusterIPs that appeared (true) or went (false) since the trie was last written.
+    var clusterIPChanges: [IPAddress: Bool] = [:]
+    /// What the service_ips trie holds; nil: unknown, read it back and rewrite it whole.
+    var serviceAddressesWritten: Set<ServiceAddressEntry>?
+    var serviceAddressErrors: UInt64 = 0
+    /// ServiceCIDR objects' ranges, nil until the API answered (or when it has none to give).
+    var apiServiceCIDRs: [IPPrefix]?
+    /// A sync has written the maps since start: the address table may be written outside one.
+    var programmed = false
+    /// loadBalancerSourceRanges entries per service (SourceRangeSync.swift); nil: read the trie back.
+    var sourceRangeEntries: [ObjectKey: Set<SourceRangeEntry>] = [:]
+    var sourceRangesWritten: Set<SourceRangeEntry>?
+    var sourceRangeErrors: UInt64 = 0
 
     /// Posts Events on this node's Node object (API source only).
     public func recordEvents(with recorder: KubeEventRecorder) {
@@ -56,7 +76,7 @@ public actor Agent {
         post(.normal, "Starting", "Starting veerd: datapath pinned at \(config.pins.directory), \(frontends) frontends adopted")
     }
 
-    private func post(_ type: KubeEventRecorder.EventType, _ reason: String, _ message: String) {
+    func post(_ type: KubeEventRecorder.EventType, _ reason: String, _ message: String) {
         guard let events else { return }
         Task { await events.record(type, reason: reason, message: message) }
     }
@@ -72,6 +92,10 @@ public actor Agent {
         self.config = config
         self.maps = maps
         self.logger = logger
+        proxyHealth = ProxyHealth(timeout: config.healthTimeout)
+        // The first full sync is pending from the start: healthy during the bound, as kube-proxy
+        // is while starting up, but a veerd that never syncs (no API server) turns 503.
+        proxyHealth.queuedUpdate()
         names = config.writesStateFiles ? NamesFile.read(pins: config.pins) ?? ProgrammedNames() : ProgrammedNames()
     }
 
@@ -106,7 +130,12 @@ public actor Agent {
             logger.info("ignored \(ignored.kind) \(ignored.object): \(ignored.message)")
         }
         if change.synced { logger.info("source synced: \(store.services.count) services, \(store.slices.count) endpoint slices") }
-        guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else { return }
+        guard !change.services.isEmpty || !change.nodes.isEmpty || change.synced else {
+            // Nothing to write: the maps already hold everything received.
+            if !dirty && !syncing { proxyHealth.updated() }
+            return
+        }
+        if store.isSynced { proxyHealth.queuedUpdate() }
         pendingServices.formUnion(change.services)
         // This node's zone and addresses shape every service's selection; other nodes matter
         // only through the slices that name them.
@@ -172,8 +201,10 @@ public actor Agent {
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
                                zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
         let started = clock.now
+        let full = needsFullSync || running == nil
+        let touched = pendingServices
         do {
-            let outcome = needsFullSync || running == nil ? try fullSync(node) : try incrementalSync(node)
+            let outcome = full ? try fullSync(node) : try incrementalSync(node)
             let plan = outcome.plan
             let elapsed = clock.now - started
             counters.syncCount += 1
@@ -187,6 +218,9 @@ public actor Agent {
             for trigger in pendingTriggers { counters.networkProgramming.observe(max(0, now.timeIntervalSince(trigger))) }
             pendingTriggers = []
             filesDirty = true
+            syncHealth(full ? nil : touched)
+            syncServiceAddresses()
+            syncSourceRanges(full ? nil : touched)
             for line in SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired) { logger.info("\(line)") }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
@@ -231,6 +265,7 @@ public actor Agent {
         needsFullSync = false
         pendingServices = []
         index = FrontendIndex(selections: fresh, merged: merged)
+        rebuildClusterIPs()
         rejections = Dictionary(plan.rejected.map { ($0.service, $0) }, uniquingKeysWith: { a, _ in a })
         let accepted = Set(plan.target.masters.keys)
         names = ProgrammedNames(merged.frontends.filter { accepted.contains($0.address) })
@@ -252,6 +287,7 @@ public actor Agent {
                                 capacities: maps.capacities)
         try maps.apply(plan.operations)
         running?.apply(plan.operations)
+        trackClusterIPs(changed)
         for address in changed {
             if plan.target.masters[address] != nil, let f = index.desired[address] {
                 let one = ProgrammedNames([f])
@@ -328,8 +364,13 @@ public actor Agent {
 
     /// The counters and names as they are now, for a scrape to render off the actor.
     func metricsSnapshot() -> MetricsSnapshot {
-        MetricsSnapshot(counters: counters, names: names, synced: store.isSynced, rejectedServices: rejections.count,
-                        apiStatistics: apiStatistics?(), maps: maps, hitMetrics: config.hitMetrics)
+        // The health, address and source-range tables' few series are read here, on the actor.
+        var extra = PrometheusText()
+        writeHealthMetrics(into: &extra)
+        writeServiceAddressMetrics(into: &extra)
+        writeSourceRangeMetrics(into: &extra)
+        return MetricsSnapshot(counters: counters, names: names, synced: store.isSynced, rejectedServices: rejections.count,
+                               apiStatistics: apiStatistics?(), maps: maps, hitMetrics: config.hitMetrics, extra: extra.output)
     }
 }
 

@@ -19,6 +19,12 @@ public struct AgentConfiguration: Sendable {
     public var retryDelay: Duration = .seconds(1)
     /// Per-endpoint hit series (the default), or per Service port where they are too many.
     public var hitMetrics: HitMetrics = .endpoint
+    /// How long a change may wait to reach the maps before /healthz turns 503 (kube-proxy:
+    /// twice its sync period, 60 s by default).
+    public var healthTimeout: Duration = .seconds(60)
+    /// The cluster's service CIDRs (--service-cidr): an address there that no Service holds fails
+    /// at once. ServiceCIDR objects, when the API serves them, are added to these.
+    public var serviceCIDRs: [IPPrefix] = []
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 pins: PinLayout) {

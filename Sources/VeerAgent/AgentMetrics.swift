@@ -46,6 +46,8 @@ public struct MetricsSnapshot: Sendable {
     let apiStatistics: [ResourceKind: KubeAPISource.Statistics]?
     let maps: any MapStore
     let hitMetrics: HitMetrics
+    /// Series the agent rendered on its actor (health checks, address and source-range tables).
+    let extra: String
 
     public func render() -> String {
         var out = PrometheusText()
@@ -162,7 +164,7 @@ public struct MetricsSnapshot: Sendable {
         for (kind, n) in counters.sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
-        return out.output
+        return out.output + extra
     }
 }
 

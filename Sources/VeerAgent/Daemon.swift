@@ -19,6 +19,8 @@ public struct DatapathOptions: Sendable {
     /// nil: the sizes compiled into the object, or what is pinned.
     public var capacities: MapCapacities?
     public var scope: TranslationScope
+    /// bind() of the host's processes onto a frontend (a NodePort…) fails with EADDRINUSE.
+    public var bindProtection = true
 
     public init(bpfObject: String, cgroup: String, capacities: MapCapacities? = nil, scope: TranslationScope = .allNamespaces) {
         self.bpfObject = bpfObject
@@ -34,6 +36,11 @@ public struct DaemonOptions: Sendable {
     public var source: SourceChoice
     public var metricsHost: String
     public var metricsPort: Int
+    /// kube-proxy's --healthz-bind-address (/healthz, /livez); nil: not served.
+    public var healthzHost: String? = "0.0.0.0"
+    public var healthzPort = 10256
+    /// Serve the healthCheckNodePort of eTP=Local LoadBalancer Services.
+    public var serviceHealthChecks = true
 
     public init(agent: AgentConfiguration, datapath: DatapathOptions, source: SourceChoice, metricsHost: String, metricsPort: Int) {
         self.agent = agent
@@ -62,6 +69,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let startSource: @Sendable () throws -> Void
     let stopSource: @Sendable () async -> Void
     let connect: (Agent) async -> Void
+    var serviceCIDRs: ServiceCIDRSource?
     /// Closes what was opened before the start failed (HTTP clients must be shut down).
     let abandon: @Sendable () async -> Void
     switch options.source {
@@ -76,6 +84,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     case let .kubernetes(config):
         let source: KubeAPISource
         let recorder: KubeEventRecorder
+        let cidrs: ServiceCIDRSource
         do {
             source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
         } catch {
@@ -89,6 +98,15 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
             await metrics.close()
             throw error
         }
+        do {
+            cidrs = try ServiceCIDRSource(config: config, logger: logger)
+        } catch {
+            await source.stop()
+            await recorder.shutdown()
+            await metrics.close()
+            throw error
+        }
+        serviceCIDRs = cidrs
         (events, diagnostics) = (source.events, source.diagnostics)
         startSource = { source.start() }
         stopSource = { await source.stop() }
@@ -99,6 +117,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         abandon = {
             await source.stop()
             await recorder.shutdown()
+            await cidrs.stop()
             await metrics.close()
         }
         logger.info("watching the Kubernetes API at \(config.server)")
@@ -118,13 +137,16 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     await connect(agent)
     started.withLockedValue { $0 = agent }
     logger.info("metrics on http://\(options.metricsHost):\(metrics.port)/metrics")
+    let healthz = options.healthzHost.map { ProxyHealthServer(health: agent.proxyHealth, host: $0, port: options.healthzPort, logger: logger) }
+    if options.serviceHealthChecks { await agent.serveHealthChecks() }
 
     let group = ServiceGroup(
         services: [
             AgentService(agent: agent, events: events, start: startSource, stop: stopSource),
             DiagnosticsService(agent: agent, diagnostics: diagnostics, logger: logger),
             MetricsService(server: metrics),
-        ],
+        ] + (healthz.map { [$0] } ?? []) + [HealthChecksService(agent: agent)]
+          + (serviceCIDRs.map { [ServiceCIDRService(agent: agent, source: $0)] } ?? []),
         gracefulShutdownSignals: [.sigterm, .sigint],
         logger: logger)
     try await group.run()
@@ -154,6 +176,11 @@ private struct DiagnosticsService: ServiceLifecycle.Service {
     func run() async throws {
         await cancelWhenGracefulShutdown {
             for await d in diagnostics {
+                switch d.connectivity {
+                case let .failing(kind): await agent.sourceConnectivity(kind, failing: true)
+                case let .restored(kind): await agent.sourceConnectivity(kind, failing: false)
+                case nil: break
+                }
                 switch d.severity {
                 case .info: logger.info("\(d.origin): \(d.message)")
                 case .warning:
@@ -174,6 +201,34 @@ private struct MetricsService: ServiceLifecycle.Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.close()
+    }
+}
+
+private struct HealthChecksService: ServiceLifecycle.Service {
+    let agent: Agent
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await agent.stopHealthChecks()
+    }
+}
+
+/// Feeds the ServiceCIDR objects' ranges to the agent (API source only).
+private struct ServiceCIDRService: ServiceLifecycle.Service {
+    let agent: Agent
+    let source: ServiceCIDRSource
+
+    func run() async throws {
+        source.start()
+        await cancelWhenGracefulShutdown {
+            for await update in source.updates {
+                switch update {
+                case let .cidrs(texts): await agent.serviceCIDRsFromAPI(texts)
+                case .unavailable: await agent.serviceCIDRsFromAPI(nil)
+                }
+            }
+        }
+        await source.stop()
     }
 }
 
@@ -208,7 +263,8 @@ private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> MetricsServ
 private func installDatapath(_ options: DaemonOptions, logger: Logger) throws -> Datapath {
     let o = options.datapath
     let pins = options.agent.pins
-    let datapath = try Datapath.install(object: o.bpfObject, cgroup: o.cgroup, pins: pins, capacities: o.capacities, scope: o.scope)
+    let datapath = try Datapath.install(object: o.bpfObject, cgroup: o.cgroup, pins: pins, capacities: o.capacities, scope: o.scope,
+                                        bindProtection: o.bindProtection)
     if !datapath.retiredVersions.isEmpty {
         logger.notice("retired the pins of an older schema (upgrade)", metadata: ["versions": "\(datapath.retiredVersions.joined(separator: ","))"])
     }

@@ -28,12 +28,13 @@ public struct PinLayout: Sendable, Hashable {
     public var links: String { "\(directory)/links" }
 }
 
-/// The nine attached programs, by their names in bpf/veer_sock.bpf.c: four hooks per
-/// address family, and the release hook both share.
+/// The attached programs, by their names in bpf/veer_sock.bpf.c: four hooks per address
+/// family, the release hook both share, and bind protection (post_bind4/6).
 public let datapathPrograms = [
     "veer_connect4", "veer_sendmsg4", "veer_recvmsg4", "veer_getpeername4",
     "veer_connect6", "veer_sendmsg6", "veer_recvmsg6", "veer_getpeername6",
     "veer_sock_release",
+    "veer_post_bind4", "veer_post_bind6",
 ]
 
 /// Which sockets the programs translate.
@@ -58,6 +59,8 @@ public final class Datapath: @unchecked Sendable {
     let affinity: BPFMap<veer_affinity_key, veer_affinity_val>
     let statsMap: BPFMap<UInt32, UInt64>
     let config: BPFMap<UInt32, veer_config>
+    let serviceIPs: BPFMap<veer_lpm_addr_key, veer_service_ip>
+    let sourceRanges: BPFMap<veer_src_range_key, veer_src_range_val>
     /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
     /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
     private var retiredHits: [String: UInt64]
@@ -84,6 +87,8 @@ public final class Datapath: @unchecked Sendable {
         affinity = try BPFMap(pinned: path("veer_affinity"), name: "veer_affinity")
         statsMap = try BPFMap(pinned: path("veer_stats"), name: "veer_stats")
         config = try BPFMap(pinned: path("veer_config"), name: "veer_config")
+        serviceIPs = try BPFMap(pinned: path("veer_service_ips"), name: "veer_service_ips")
+        sourceRanges = try BPFMap(pinned: path("veer_source_ranges"), name: "veer_source_ranges")
         retiredHits = RetiredHitsFile.read(pins: pins)
     }
 
@@ -94,7 +99,8 @@ public final class Datapath: @unchecked Sendable {
     /// so a restart without hostns-only turns it off.
     public static func install(object: String, cgroup: String, pins: PinLayout = PinLayout(),
                                capacities: MapCapacities? = nil,
-                               scope: TranslationScope = .allNamespaces) throws -> Datapath {
+                               scope: TranslationScope = .allNamespaces,
+                               bindProtection: Bool = true) throws -> Datapath {
         try SystemCheck.requireRoot()
         try SystemCheck.requireCgroup2(cgroup)
         try SystemCheck.prepareBPFFS(for: pins.root)
@@ -103,7 +109,12 @@ public final class Datapath: @unchecked Sendable {
         if case let .hostNamespaceOnly(netns) = scope {
             configEntry.hostns_cookie = try SystemCheck.netnsCookie(netns)
             configEntry.flags = UInt32(VEER_CFG_F_HOSTNS_ONLY)
+        } else {
+            // The host's namespace is the installer's (veerd's): bind protection applies there,
+            // and an unbound socket there is the node itself for loadBalancerSourceRanges.
+            configEntry.hostns_cookie = try SystemCheck.netnsCookie("/proc/self/ns/net")
         }
+        if bindProtection { configEntry.flags |= UInt32(VEER_CFG_F_BIND_PROTECT) }
         var retired: [String] = []
         for dir in [pins.root, pins.directory, pins.maps, pins.links] {
             guard mkdir(dir, 0o700) == 0 || errno == EEXIST else {

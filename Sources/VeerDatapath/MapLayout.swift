@@ -94,7 +94,7 @@ extension veer_member_key {
 /// The datapath's own event counters (enum veer_stat), by name.
 public enum DatapathStat: UInt32, CaseIterable, Sendable {
     case translated, refused, dropped, slotMissing, sockRevFailed, reversed, traced, traceDropped
-    case familyMismatch, otherNetns
+    case familyMismatch, otherNetns, portRefused, unallocated, bindDenied, sourceDenied
 
     var index: UInt32 {
         switch self {
@@ -108,6 +108,10 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .traceDropped: VEER_STAT_TRACE_DROPPED.rawValue
         case .familyMismatch: VEER_STAT_FAMILY_MISMATCH.rawValue
         case .otherNetns: VEER_STAT_OTHER_NETNS.rawValue
+        case .portRefused: VEER_STAT_PORT_REFUSED.rawValue
+        case .unallocated: VEER_STAT_UNALLOCATED.rawValue
+        case .bindDenied: VEER_STAT_BIND_DENIED.rawValue
+        case .sourceDenied: VEER_STAT_SOURCE_DENIED.rawValue
         }
     }
 
@@ -123,6 +127,10 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .traceDropped: "trace_dropped"
         case .familyMismatch: "family_mismatch"
         case .otherNetns: "other_netns"
+        case .portRefused: "port_refused"
+        case .unallocated: "unallocated_dropped"
+        case .bindDenied: "bind_denied"
+        case .sourceDenied: "source_denied"
         }
     }
 }

@@ -22,6 +22,14 @@ public protocol MapStore: AnyObject, Sendable {
     /// Destroys connected sockets whose backend is no longer a member of their frontend,
     /// judged against `state` (what the maps hold) when given.
     func terminateStaleSockets(protocols: Set<L4Protocol>, state: IndexedMapState?) throws -> SocketTermination
+
+    // The address tables beside the frontends (ServiceIPs.swift, SourceRanges.swift).
+    /// Makes the service-address table hold exactly `wanted`.
+    func writeServiceAddresses(_ wanted: Set<ServiceAddressEntry>) throws
+    /// `nonEmpty`: whether the table holds entries afterwards.
+    func updateServiceAddresses(add: [ServiceAddressEntry], remove: [IPPrefix], nonEmpty: Bool) throws
+    func readSourceRanges() throws -> Set<SourceRangeEntry>
+    func updateSourceRanges(add: [SourceRangeEntry], remove: [SourceRangeEntry], nonEmpty: Bool) throws
 }
 
 extension Datapath: MapStore {}

@@ -145,7 +145,8 @@ public final class KubeAPISource: Sendable {
                     markListed(kind)
                     if troubled {
                         troubled = false
-                        report(.info, "list \(kind.resource)", "listed \(objects.count) \(kind.resource) again; state replaced")
+                        report(.info, "list \(kind.resource)", "listed \(objects.count) \(kind.resource) again; state replaced",
+                               connectivity: .restored(kind.resource))
                     }
                 } catch {
                     if Task.isCancelled { return }
@@ -159,7 +160,7 @@ public final class KubeAPISource: Sendable {
             }
             let started = ContinuousClock.now
             do {
-                switch try await watch(kind, from: rv, lastResourceVersion: &resourceVersion) {
+                switch try await watch(kind, from: rv, lastResourceVersion: &resourceVersion, troubled: &troubled) {
                 case .ended(let count):
                     if count == 0 && ContinuousClock.now - started < options.shortWatch {
                         // A watch that closes at once with nothing in it: back off and relist, never spin.
@@ -285,7 +286,7 @@ public final class KubeAPISource: Sendable {
 
     // MARK: - watch
 
-    private func watch(_ kind: ResourceKind, from rv: String, lastResourceVersion: inout String?) async throws -> WatchEnd {
+    private func watch(_ kind: ResourceKind, from rv: String, lastResourceVersion: inout String?, troubled: inout Bool) async throws -> WatchEnd {
         let timeout = Int.random(in: options.watchTimeoutSeconds)
         var query = selectors(kind)
         query += [("allowWatchBookmarks", "true"), ("resourceVersion", rv),
@@ -299,6 +300,11 @@ public final class KubeAPISource: Sendable {
             throw error
         }
         count(kind) { $0.watches += 1 }
+        if troubled {
+            // Resumed from the same resourceVersion: nothing was missed.
+            troubled = false
+            report(.info, "watch \(kind.resource)", "watching again from resourceVersion \(rv)", connectivity: .restored(kind.resource))
+        }
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
         var events = 0
         func handle(_ line: Data) -> WatchEnd? {
@@ -416,8 +422,10 @@ public final class KubeAPISource: Sendable {
 
     // MARK: - diagnostics
 
-    private func report(_ severity: SourceDiagnostic.Severity, _ origin: String, _ message: String) {
-        let d = SourceDiagnostic(severity, origin: origin, message)
+    private func report(_ severity: SourceDiagnostic.Severity, _ origin: String, _ message: String,
+                        connectivity: SourceDiagnostic.Connectivity? = nil) {
+        var d = SourceDiagnostic(severity, origin: origin, message)
+        d.connectivity = connectivity
         logger.log(level: d.logLevel, "\(d.description)")
         diagnosticsOut.yield(d)
     }
@@ -431,7 +439,7 @@ public final class KubeAPISource: Sendable {
                 report(.error, origin, """
                     401 Unauthorized (\(status.summary)): the API server rejected veerd's credentials from \
                     \(config.origin.isEmpty ? config.server : config.origin); check the token or client certificate (a token file is re-read before every request); \(retry)
-                    """)
+                    """, connectivity: .failing(kind.resource))
             case 403:
                 let verbs = kind == .node ? "get, list, watch" : "list, watch"
                 let group = kind.apiGroup
@@ -439,14 +447,14 @@ public final class KubeAPISource: Sendable {
                     403 Forbidden (\(status.summary)): RBAC does not let veerd \(verb) \(kind.resource) \
                     in API group "\(group)" at the cluster scope. Grant its ServiceAccount a ClusterRole rule \
                     {apiGroups: ["\(group)"], resources: ["\(kind.resource)"], verbs: [\(verbs)]} (see deploy/ and docs/sources.md); \(retry)
-                    """)
+                    """, connectivity: .failing(kind.resource))
             default:
-                report(.warning, origin, "HTTP \(status.status) (\(status.summary)); \(retry)")
+                report(.warning, origin, "HTTP \(status.status) (\(status.summary)); \(retry)", connectivity: .failing(kind.resource))
             }
         } else if let restart = error as? WatchRestart {
-            report(.warning, origin, "\(restart.reason); \(retry)")
+            report(.warning, origin, "\(restart.reason); \(retry)", connectivity: .failing(kind.resource))
         } else {
-            report(.warning, origin, "connection to the API server at \(config.server) failed: \(error); \(retry)")
+            report(.warning, origin, "connection to the API server at \(config.server) failed: \(error); \(retry)", connectivity: .failing(kind.resource))
         }
     }
 }

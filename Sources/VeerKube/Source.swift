@@ -15,6 +15,14 @@ public struct SourceDiagnostic: Hashable, Sendable, CustomStringConvertible {
     /// Where: "manifests/web.yaml#2", "manifests/web.yaml:14:3", "watch services", "list endpointslices".
     public var origin: String
     public var message: String
+    /// Whether the source reached the API server: a failed list or watch of a kind, or the first
+    /// success after one. nil for everything else (a skipped object, a bad file).
+    public var connectivity: Connectivity?
+
+    public enum Connectivity: Hashable, Sendable {
+        case failing(String)
+        case restored(String)
+    }
 
     public init(_ severity: Severity, origin: String, _ message: String) {
         self.severity = severity

@@ -272,7 +272,24 @@ private struct Validator {
             }
             addresses.append(NodeAddress(type: type, address: address))
         }
-        return Node(meta: meta, addresses: addresses)
+        let deleting = w.metadata?.deletionTimestamp.map { !$0.isEmpty } ?? false
+        var taints: [String] = []
+        for (i, t) in (w.spec?.taints ?? []).enumerated() {
+            guard let key = t.key, !key.isEmpty else {
+                warn("spec.taints[\(i)].key", "taint without a key; skipped")
+                continue
+            }
+            taints.append(key)
+        }
+        var node = Node(meta: meta, addresses: addresses, beingDeleted: deleting, taintKeys: taints)
+        for (i, text) in (w.spec?.podCIDRs ?? w.spec?.podCIDR.map { [$0] } ?? []).enumerated() {
+            guard let p = IPPrefix(text) else {
+                warn("spec.podCIDRs[\(i)]", "\"\(text)\" is not a CIDR; skipped")
+                continue
+            }
+            node.podCIDRs.append(p)
+        }
+        return node
     }
 }
 
@@ -284,6 +301,7 @@ struct WireMeta: Decodable {
     var labels: [String: String]?
     var annotations: [String: String]?
     var resourceVersion: String?
+    var deletionTimestamp: String?
 }
 
 struct WireIntOrString: Decodable {
@@ -377,7 +395,14 @@ struct WireNode: Decodable {
         var address: String?
     }
     struct Status: Decodable { var addresses: [Address]? }
+    struct Taint: Decodable { var key: String? }
+    struct Spec: Decodable {
+        var taints: [Taint]?
+        var podCIDR: String?
+        var podCIDRs: [String]?
+    }
 
     var metadata: WireMeta?
+    var spec: Spec?
     var status: Status?
 }

@@ -302,11 +302,28 @@ public struct NodeAddress: Hashable, Sendable {
 public struct Node: Hashable, Sendable {
     public var meta: ObjectMeta
     public var addresses: [NodeAddress]
+    /// `metadata.deletionTimestamp` is set: the node is going away.
+    public var beingDeleted: Bool
+    /// `spec.taints[].key`.
+    public var taintKeys: [String]
+    /// `spec.podCIDRs` (or `spec.podCIDR`): where this node's pods get their addresses, when the
+    /// cluster allocates per-node ranges.
+    public var podCIDRs: [IPPrefix] = []
 
-    public init(meta: ObjectMeta, addresses: [NodeAddress] = []) {
+    /// The taint the Cluster Autoscaler puts on a node before deleting it
+    /// (kube-proxy's `healthcheck.ToBeDeletedTaint`).
+    public static let toBeDeletedTaint = "ToBeDeletedByClusterAutoscaler"
+
+    public init(meta: ObjectMeta, addresses: [NodeAddress] = [], beingDeleted: Bool = false, taintKeys: [String] = []) {
         self.meta = meta
         self.addresses = addresses
+        self.beingDeleted = beingDeleted
+        self.taintKeys = taintKeys
     }
+
+    /// kube-proxy's `ProxyHealthServer.SyncNode`: a node being deleted or tainted
+    /// ToBeDeletedByClusterAutoscaler answers /healthz with 503, so load balancers drain it first.
+    public var eligibleForTraffic: Bool { !beingDeleted && !taintKeys.contains(Self.toBeDeletedTaint) }
 
     /// `topology.kubernetes.io/zone`, nil when missing.
     public var zone: String? { meta.labels[KubeLabel.zone] }

@@ -52,6 +52,21 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where /metrics and /healthz listen, HOST:PORT.")
     var metricsAddress = "127.0.0.1:9965"
 
+    @Option(help: "Where kube-proxy's /healthz and /livez listen, HOST:PORT (cloud load balancers probe it); \"\" turns them off.")
+    var healthzBindAddress = "0.0.0.0:10256"
+
+    @Option(help: "Seconds a received change may wait to reach the maps (or the API server stay unreachable) before /healthz and every healthCheckNodePort answer 503.")
+    var healthzTimeout: Double = 60
+
+    @Flag(inversion: .prefixedNo, help: "Serve the healthCheckNodePort of each LoadBalancer Service with externalTrafficPolicy Local, on all the node's addresses.")
+    var healthCheckNodePorts = true
+
+    @Option(name: .customLong("service-cidr"), help: "The cluster's service CIDR, as the API server's service-cluster-ip-range; repeatable, one per family. A connection to an address there that no Service holds fails at once, as kube-proxy's nftables mode drops it.")
+    var serviceCIDRs: [String] = []
+
+    @Flag(inversion: .prefixedNo, help: "Make bind() by processes of the host's network namespace onto a Service frontend (a NodePort on a node address or on 0.0.0.0, an externalIP or LB IP held by the node) fail with EADDRINUSE, as Cilium's bind protection does.")
+    var bindProtection = true
+
     @Option(help: "Capacity of the services map (masters + slots); default 65536, or what is pinned. Takes effect on a fresh install only.")
     var maxServiceEntries: Int?
 
@@ -83,6 +98,11 @@ struct Run: AsyncParsableCommand {
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
         }
+        if !healthzBindAddress.isEmpty, Self.hostPort(healthzBindAddress) == nil {
+            throw ValidationError("--healthz-bind-address must be HOST:PORT (or \"\" to turn it off)")
+        }
+        for c in serviceCIDRs where IPPrefix(c) == nil { throw ValidationError("--service-cidr \(c) is not a CIDR (e.g. 10.96.0.0/12)") }
+        guard healthzTimeout > 0, healthzTimeout.isFinite else { throw ValidationError("--healthz-timeout must be a positive number of seconds") }
         // Every path is checked here, before the first kernel change: a start that fails
         // leaves nothing attached and nothing pinned.
         var isDirectory: ObjCBool = false
@@ -96,6 +116,14 @@ struct Run: AsyncParsableCommand {
         if let cgroup {
             do { try SystemCheck.requireCgroup2(cgroup) } catch { throw ValidationError("--cgroup: \(error)") }
         }
+    }
+
+    /// "0.0.0.0:10256", "[::]:10256" → host and port.
+    static func hostPort(_ text: String) -> (host: String, port: Int)? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host.isEmpty ? nil : (host, port)
     }
 
     func run() async throws {
@@ -129,7 +157,9 @@ struct Run: AsyncParsableCommand {
             pins: PinLayout(root: bpffs))
         agent.terminateProtocols = terminate
         agent.hitMetrics = hitMetrics
-        let datapath = DatapathOptions(
+        agent.healthTimeout = .milliseconds(Int64(healthzTimeout * 1000))
+        agent.serviceCIDRs = serviceCIDRs.compactMap { IPPrefix($0) }
+        var datapath = DatapathOptions(
             bpfObject: bpfObject ?? defaultObject(), cgroup: cgroup,
             // Only what was asked for: a restart without the flags adopts whatever is pinned.
             capacities: maxServiceEntries == nil && maxBackends == nil && maxMembers == nil ? nil : MapCapacities(
@@ -139,10 +169,15 @@ struct Run: AsyncParsableCommand {
                 members: maxMembers ?? MapCapacities.compiledDefaults.members),
             // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
             scope: hostnsOnly ? .hostNamespaceOnly(netns: "/proc/self/ns/net") : .allNamespaces)
-        let options = DaemonOptions(
+        datapath.bindProtection = bindProtection
+        var options = DaemonOptions(
             agent: agent, datapath: datapath, source: source,
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
+        let healthz = Self.hostPort(healthzBindAddress)
+        options.healthzHost = healthz?.host
+        options.healthzPort = healthz?.port ?? 0
+        options.serviceHealthChecks = healthCheckNodePorts
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DatapathError {

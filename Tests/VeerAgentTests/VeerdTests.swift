@@ -54,7 +54,7 @@ private final class Veerd {
         FileManager.default.createFile(atPath: log, contents: nil)
         let veerd = "\(KernelSandbox.veerBinaries)/veerd"
         let args = ["--manifests", manifests, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root,
-                    "--node-name", "node-a", "--metrics-address", "127.0.0.1:0",
+                    "--node-name", "node-a", "--metrics-address", "127.0.0.1:0", "--healthz-bind-address", "127.0.0.1:0",
                     "--bpf-object", KernelSandbox.bpfObject] + extra
         if let netns {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
@@ -501,5 +501,150 @@ struct VeerdTests {
     private func tracing(_ sb: KernelSandbox) -> Bool {
         let r = KernelSandbox.run(["bpftool", "-j", "map", "dump", "pinned", "\(sb.pins.maps)/veer_trace_on"])
         return r.stdout.contains("\"value\":1") || r.stdout.contains("\"value\": 1")
+    }
+}
+
+// kube-proxy's nftables promises for addresses no frontend serves, and Cilium's bind protection.
+extension VeerdTests {
+    @Test("Unexposed ClusterIP port: ECONNREFUSED; unallocated service-CIDR address: ETIMEDOUT at once; other addresses untouched; bind onto a NodePort: EADDRINUSE in the host's namespace only")
+    func addressesNoServiceUses() throws {
+        let node = """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node-a}
+            status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
+            """
+        let service = """
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: default}
+            spec:
+              type: NodePort
+              clusterIP: \(vip)
+              ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080, nodePort: 30080}]
+            """
+        try withBackends { sb in
+            try sb.addAddresses(["192.0.2.10"])
+            let pod = try sb.addNamespace()
+            try withManifests(["node.yaml": node, "web.yaml": service + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                // veerd in the sandbox's namespace, which plays the host's.
+                let veerd = try Veerd(sb, manifests: dir, extra: ["--service-cidr", "10.96.0.0/16"], netns: sb.netnsPath)
+                defer { if backendCount(sb) == nil { Issue.record("veerd log:\n\(veerd.logText)") } }
+                try waitFor("programmed") { backendCount(sb) == 3 && backendCount(sb, "192.0.2.10:30080/tcp") == 3 }
+                try waitFor("the address table") { try Datapath(pins: sb.pins).serviceAddressesEnabled }
+                #expect(try Datapath(pins: sb.pins).readServiceAddresses() == [
+                    ServiceAddressEntry(prefix: IPPrefix("10.96.0.0/16")!, rule: .drop),
+                    ServiceAddressEntry(prefix: IPPrefix("\(vip)/32")!, rule: .refuse),
+                ])
+                let served = try sb.client(["tcp", vip, "80", "5"])
+                #expect(served.allSatisfy { $0.ok && pods.contains($0.reply) }, "\(served)")
+
+                func replies(_ args: [String], netns: String? = nil) throws -> Set<String> { Set(try sb.client(args, netns: netns).map(\.reply)) }
+                // A port the Service does not expose: refused, as kube-proxy REJECTs it; UDP too.
+                #expect(try replies(["tcp", vip, "81", "3"]) == ["ECONNREFUSED"])
+                #expect(try replies(["udp-connect", vip, "53", "2"]) == ["ECONNREFUSED"])
+                // No Service holds 10.96.0.99: dropped, so the connect fails at once with ETIMEDOUT.
+                #expect(try replies(["tcp", "10.96.0.99", "80", "3"]) == ["ETIMEDOUT"])
+                // Outside the service CIDR: not ours; the kernel's own answer (no route here).
+                #expect(try replies(["tcp", "10.97.0.1", "80", "2"]) == ["ENETUNREACH"])
+                // A pod's own namespace is translated too, so it gets the same answers.
+                #expect(try replies(["tcp", vip, "81", "2"], netns: pod) == ["ECONNREFUSED"])
+                let stats = try Datapath(pins: sb.pins).stats()
+                #expect((stats[.portRefused] ?? 0) >= 7 && (stats[.unallocated] ?? 0) >= 3, "\(stats)")
+
+                // Bind protection: a NodePort on the node address, on 0.0.0.0 and on :: is taken.
+                #expect(try replies(["bind-tcp", "192.0.2.10", "30080", "1"]) == ["EADDRINUSE"])
+                #expect(try replies(["bind-tcp", "0.0.0.0", "30080", "1"]) == ["EADDRINUSE"])
+                #expect(try replies(["bind-tcp", "::", "30080", "1"]) == ["EADDRINUSE"])
+                #expect(try replies(["bind-tcp", "::ffff:192.0.2.10", "30080", "1"]) == ["EADDRINUSE"])
+                // Another port, another protocol, or a pod's own namespace: free to bind.
+                #expect(try replies(["bind-tcp", "192.0.2.10", "30081", "1"]) == ["bound"])
+                #expect(try replies(["bind-udp", "0.0.0.0", "30080", "1"]) == ["bound"])
+                #expect(try replies(["bind-tcp", "0.0.0.0", "30080", "1"], netns: pod) == ["bound"])
+                #expect((try Datapath(pins: sb.pins).stats()[.bindDenied] ?? 0) >= 4)
+                veerd.signal(SIGTERM)
+
+                // Without --service-cidr and with --no-bind-protection: the CIDR rule and the
+                // protection are gone; unexposed ports are still refused.
+                let plain = try Veerd(sb, manifests: dir, extra: ["--no-bind-protection"], netns: sb.netnsPath)
+                try waitFor("the CIDR entry removed") {
+                    try Datapath(pins: sb.pins).readServiceAddresses() == [ServiceAddressEntry(prefix: IPPrefix("\(vip)/32")!, rule: .refuse)]
+                }
+                #expect(try replies(["tcp", "10.96.0.99", "80", "2"]) == ["ENETUNREACH"])
+                #expect(try replies(["tcp", vip, "81", "2"]) == ["ECONNREFUSED"])
+                #expect(try replies(["bind-tcp", "0.0.0.0", "30080", "1"]) == ["bound"])
+                plain.signal(SIGTERM)
+            }
+        }
+    }
+}
+
+extension VeerdTests {
+    @Test("loadBalancerSourceRanges at connect(): the LB IP only, by bound source, host (node address) and pod (podCIDRs); bad ranges skipped")
+    func sourceRanges() throws {
+        func manifests(ranges: [String], podCIDRs: [String]) -> String {
+            """
+            apiVersion: v1
+            kind: Node
+            metadata: {name: node-a}
+            spec: {podCIDRs: [\(podCIDRs.joined(separator: ", "))]}
+            status: {addresses: [{type: InternalIP, address: 192.0.2.10}]}
+            ---
+            apiVersion: v1
+            kind: Service
+            metadata: {name: web, namespace: default}
+            spec:
+              type: LoadBalancer
+              clusterIP: \(vip)
+              loadBalancerSourceRanges: [\(ranges.map { "\"\($0)\"" }.joined(separator: ", "))]
+              ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080, nodePort: 30080}]
+            status: {loadBalancer: {ingress: [{ip: 203.0.113.9}]}}
+            """
+        }
+        try withBackends { sb in
+            try sb.addAddresses(["192.0.2.10", "198.51.100.5"])
+            // The "pod" reaches the backends' addresses on its own loopback: a translated connect succeeds there.
+            let pod = try sb.addNamespace()
+            try sb.addAddresses(backendIPs, netns: pod)
+            for ip in backendIPs { try sb.startServer(.tcp, ip, 8080, reply: "in-pod", netns: pod) }
+            func replies(_ ip: String, port: Int = 80, source: String? = nil, netns: String? = nil) -> Set<String> {
+                let r = KernelSandbox.run((source.map { ["env", "VEER_PROBE_SOURCE=\($0)"] } ?? [])
+                    + [KernelSandbox.probe, "--cgroup", sb.cgroup, "--netns", netns ?? sb.netnsPath, "tcp", ip, "\(port)", "3"])
+                return Set(r.stdout.split(separator: "\n").map { ProbeResult(String($0)) }.map { $0.ok ? "ok" : $0.reply })
+            }
+            // The node's address is inside, the pods' range too: everyone on the node may connect,
+            // except a socket bound to a source outside the ranges.
+            try withManifests(["all.yaml": manifests(ranges: ["192.0.2.0/24", "10.244.0.0/16"], podCIDRs: ["10.244.1.0/24"])
+                                + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir, netns: sb.netnsPath)
+                defer { if backendCount(sb, "203.0.113.9:80/tcp") == nil { Issue.record("veerd log:\n\(veerd.logText)") } }
+                try waitFor("programmed") { backendCount(sb, "203.0.113.9:80/tcp") == 3 }
+                try waitFor("the ranges") { try Datapath(pins: sb.pins).readSourceRanges().count == 5 }
+                #expect(replies("203.0.113.9") == ["ok"], "host, unbound: the node address is in a range")
+                #expect(replies("203.0.113.9", netns: pod) == ["ok"], "pod, unbound: the podCIDR is in a range")
+                #expect(replies("203.0.113.9", source: "192.0.2.10") == ["ok"])
+                #expect(replies("203.0.113.9", source: "198.51.100.5") == ["ETIMEDOUT"], "bound outside every range: dropped")
+                // Only the LB IP is filtered, as in kube-proxy: the ClusterIP and NodePort serve anyone.
+                #expect(replies(vip, source: "198.51.100.5") == ["ok"])
+                #expect(replies("192.0.2.10", port: 30080, source: "198.51.100.5") == ["ok"])
+                #expect((try Datapath(pins: sb.pins).stats()[.sourceDenied] ?? 0) >= 3)
+                veerd.signal(SIGTERM)
+            }
+            // A bad range is skipped, the rest applies: the node (198.51.100.0/24 holds neither
+            // 192.0.2.10 nor the pods) is denied; a socket bound inside the range is served.
+            try withManifests(["all.yaml": manifests(ranges: ["not-a-cidr", "198.51.100.0/24"], podCIDRs: [])
+                                + "\n---\n" + sliceYAML(Array(zip(backendIPs, pods)))]) { dir in
+                let veerd = try Veerd(sb, manifests: dir, netns: sb.netnsPath)
+                try waitFor("the new ranges") {
+                    try Datapath(pins: sb.pins).readSourceRanges().contains { $0.prefix == IPPrefix("198.51.100.0/24") }
+                }
+                #expect(veerd.logText.contains("spec.loadBalancerSourceRanges: \"not-a-cidr\" is not a CIDR"), "\(veerd.logText)")
+                #expect(replies("203.0.113.9") == ["ETIMEDOUT"], "host, unbound: no node address in a range")
+                #expect(replies("203.0.113.9", netns: pod) == ["ETIMEDOUT"], "pod, unbound: no podCIDRs on the Node")
+                #expect(replies("203.0.113.9", source: "198.51.100.5") == ["ok"])
+                #expect(replies(vip) == ["ok"])
+                veerd.signal(SIGTERM)
+            }
+        }
     }
 }

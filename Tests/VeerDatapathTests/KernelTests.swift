@@ -354,10 +354,10 @@ struct KernelTests {
                 let links = try linkIDs(sb)
                 let progs = try bpftoolIDs(["prog", "show"]).filter { $0.name.hasPrefix("veer_") }
                 let ourProgs = Set(try links.map { try programOfLink($0) })
-                #expect(links.count == datapathPrograms.count && links.count == 9)
+                #expect(links.count == datapathPrograms.count && links.count == 11, "nine translation hooks and post_bind4/6")
                 #expect(ourProgs.isSubset(of: Set(progs.map(\.id))))
                 let pinned = try pinnedMapIDs(sb)
-                #expect(pinned.count == 11)
+                #expect(pinned.count == 13, "eleven maps, veer_service_ips and veer_source_ranges")
                 #expect(try mapIDsOfPrograms(ourProgs).isSubset(of: pinned))
                 return (links, ourProgs, pinned)
             }()

@@ -90,6 +90,23 @@ struct LayoutTests {
             Field(name: "verdict", offset: MemoryLayout<veer_trace_event>.offset(of: \.verdict)),
             Field(name: "comm", offset: MemoryLayout<veer_trace_event>.offset(of: \.comm)),
         ]),
+        "veer_lpm_addr_key": (MemoryLayout<veer_lpm_addr_key>.size, [
+            Field(name: "prefixlen", offset: MemoryLayout<veer_lpm_addr_key>.offset(of: \.prefixlen)),
+            Field(name: "addr", offset: MemoryLayout<veer_lpm_addr_key>.offset(of: \.addr)),
+        ]),
+        "veer_src_range_key": (MemoryLayout<veer_src_range_key>.size, [
+            Field(name: "prefixlen", offset: MemoryLayout<veer_src_range_key>.offset(of: \.prefixlen)),
+            Field(name: "rev_nat_id", offset: MemoryLayout<veer_src_range_key>.offset(of: \.rev_nat_id)),
+            Field(name: "addr", offset: MemoryLayout<veer_src_range_key>.offset(of: \.addr)),
+        ]),
+        "veer_src_range_val": (MemoryLayout<veer_src_range_val>.size, [
+            Field(name: "allow", offset: MemoryLayout<veer_src_range_val>.offset(of: \.allow)),
+            Field(name: "pad0", offset: MemoryLayout<veer_src_range_val>.offset(of: \.pad0)),
+        ]),
+        "veer_service_ip": (MemoryLayout<veer_service_ip>.size, [
+            Field(name: "rule", offset: MemoryLayout<veer_service_ip>.offset(of: \.rule)),
+            Field(name: "pad0", offset: MemoryLayout<veer_service_ip>.offset(of: \.pad0)),
+        ]),
         "veer_affinity_val": (MemoryLayout<veer_affinity_val>.size, [
             Field(name: "last_used_ns", offset: MemoryLayout<veer_affinity_val>.offset(of: \.last_used_ns)),
             Field(name: "backend_id", offset: MemoryLayout<veer_affinity_val>.offset(of: \.backend_id)),
@@ -142,7 +159,9 @@ struct LayoutTests {
         #expect(MemoryLayout<veer_svc_key>.size == 24)
         #expect(MemoryLayout<veer_sock_rev_key>.size == 32, "no implicit tail padding in a hashed key")
         #expect(MemoryLayout<veer_trace_event>.size == 96)
-        #expect(VEER_PIN_VERSION == "v2")
+        #expect(MemoryLayout<veer_lpm_addr_key>.size == 20, "an LPM trie key: prefixlen, then the 16-byte address")
+        #expect(MemoryLayout<veer_src_range_key>.size == 24, "an LPM trie key: prefixlen, frontend id, address")
+        #expect(VEER_PIN_VERSION == "v3")
     }
 
     @Test("The model's flag constants are the header's")
@@ -151,6 +170,8 @@ struct LayoutTests {
         #expect(MasterEntry.flagEmptyDrop == UInt16(VEER_SVC_F_EMPTY_DROP))
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
         #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
+        #expect(ServiceAddressRule.refuse.rawValue == VEER_SVCIP_REFUSE.rawValue)
+        #expect(ServiceAddressRule.drop.rawValue == VEER_SVCIP_DROP.rawValue)
     }
 }
 

@@ -179,6 +179,8 @@ struct ManifestTests {
             Grant(group: "discovery.k8s.io", resource: "endpointslices", verb: "watch"),
             Grant(group: "", resource: "nodes", verb: "get"), Grant(group: "", resource: "nodes", verb: "list"),
             Grant(group: "", resource: "nodes", verb: "watch"),
+            Grant(group: "networking.k8s.io", resource: "servicecidrs", verb: "list"),
+            Grant(group: "networking.k8s.io", resource: "servicecidrs", verb: "watch"),
         ]
         let events: Set<Grant> = [
             Grant(group: "", resource: "events", verb: "create"), Grant(group: "", resource: "events", verb: "patch"),
@@ -412,7 +414,9 @@ struct OperationsDocTests {
 
     /// Every `out.family("veer_…", .type` in the agent, with the label names of its samples.
     private func emittedMetrics() throws -> [String: (type: String, labels: Set<String>)] {
-        let source = try text("Sources/VeerAgent/AgentMetrics.swift")
+        // The agent's metrics, and those its extensions write (health checks, the address table).
+        let source = try ["AgentMetrics.swift", "HealthChecks.swift", "UnusedAddresses.swift", "SourceRangeSync.swift"]
+            .map { try text("Sources/VeerAgent/\($0)") }.joined(separator: "\n")
         let family = try Regex(#"out\.family\("(veer_[a-z_]+)",\s*\.(counter|gauge|histogram)"#)
         let sample = try Regex(#"out\.sample\("(veer_[a-z_]+)",\s*([^\n]*)"#)
         let quotedKey = try Regex(#""([a-z_]+)":"#)
@@ -450,7 +454,7 @@ struct OperationsDocTests {
     @Test("Every metric in the docs is emitted by the agent, and every emitted metric is documented, with its type and labels")
     func metricsMatchSource() throws {
         let documented = try documentedMetrics(), emitted = try emittedMetrics()
-        #expect(emitted.count >= 10, "could not read the metric families from AgentMetrics.swift: \(emitted.keys.sorted())")
+        #expect(emitted.count >= 10, "could not read the metric families from the agent: \(emitted.keys.sorted())")
         #expect(Set(documented.keys) == Set(emitted.keys), """
             documented, not emitted: \(Set(documented.keys).subtracting(emitted.keys).sorted()); \
             emitted, not documented: \(Set(emitted.keys).subtracting(documented.keys).sorted())
@@ -460,6 +464,28 @@ struct OperationsDocTests {
             #expect(doc.type == code.type, "\(name): documented as \(doc.type), emitted as \(code.type)")
             #expect(doc.labels == code.labels, "\(name): documented labels \(doc.labels.sorted()), emitted \(code.labels.sorted())")
         }
+    }
+
+    @Test("Bad values of the health and address flags stop veerd with a message naming the flag, before it touches anything", arguments: [
+        (["--service-cidr", "10.96.0.0/33"], "--service-cidr 10.96.0.0/33 is not a CIDR"),
+        (["--service-cidr", "10.96.0.0"], "--service-cidr 10.96.0.0 is not a CIDR"),
+        (["--healthz-bind-address", "10256"], "--healthz-bind-address must be HOST:PORT"),
+        (["--healthz-bind-address", "0.0.0.0:99999"], "--healthz-bind-address must be HOST:PORT"),
+        (["--healthz-timeout", "0"], "--healthz-timeout must be a positive number of seconds"),
+    ])
+    func badFlagValues(_ flags: [String], _ message: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try veerdBinary())
+        // A manifest directory that does not exist: validation must fail before anything is read.
+        process.arguments = ["run", "--manifests", "/nonexistent-veer-\(getpid())"] + flags
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        #expect(text.contains(message), "\(text)")
     }
 
     @Test("Every veerd flag is documented, and every documented flag exists")

@@ -29,6 +29,7 @@ Control (tests only): POST /_fake/<action> with a JSON body:
   inject_raw {resource, line}         write a raw line to that resource's watches
   bookmark {resource}                 send a BOOKMARK at the current resourceVersion
   forbid {resources: [...]}           403 for these resources
+  unserve {resources: [...]}          404 for these resources, as a server without the API (ServiceCIDR before 1.33)
   token {token}                       the bearer token required from now on
   watch_http_410 {count}              answer the next N watch requests with HTTP 410
   expire_continue {count}             answer the next N continue requests with 410 Expired
@@ -55,8 +56,9 @@ RESOURCES = {
     "services": ("/api/v1", "Service", "v1", True),
     "endpointslices": ("/apis/discovery.k8s.io/v1", "EndpointSlice", "discovery.k8s.io/v1", True),
     "nodes": ("/api/v1", "Node", "v1", False),
+    "servicecidrs": ("/apis/networking.k8s.io/v1", "ServiceCIDR", "networking.k8s.io/v1", False),
 }
-GROUP = {"services": "", "endpointslices": "discovery.k8s.io", "nodes": ""}
+GROUP = {"services": "", "endpointslices": "discovery.k8s.io", "nodes": "", "servicecidrs": "networking.k8s.io"}
 
 
 class World:
@@ -70,6 +72,7 @@ class World:
         self.silent = False
         self.split = 0
         self.forbidden = set()
+        self.unserved = set()
         self.token = token
         self.events = []  # Events posted to /api/v1/namespaces/<ns>/events
         self.watch_http_410 = 0
@@ -271,6 +274,8 @@ class Handler(BaseHTTPRequestHandler):
                     "metadata": {"resourceVersion": str(w.rv), "creationTimestamp": None}, "spec": {}}}))
             elif action == "forbid":
                 w.forbidden = set(b.get("resources", []))
+            elif action == "unserve":
+                w.unserved = set(b.get("resources", []))
             elif action == "token":
                 w.token = b.get("token")
             elif action == "watch_http_410":
@@ -331,6 +336,8 @@ class Handler(BaseHTTPRequestHandler):
         if route is None:
             return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
         resource, namespace, name = route
+        if resource in w.unserved:
+            return self.send_json(404, status(404, "NotFound", "the server could not find the requested resource"))
         if resource in w.forbidden:
             verb = "watch" if truthy(q.get("watch")) else ("get" if name else "list")
             group = GROUP[resource]

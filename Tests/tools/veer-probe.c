@@ -12,6 +12,10 @@
  *   udp-sendto IP PORT COUNT     one unconnected UDP socket, COUNT queries
  *   udp-hold IP PORT COUNT [GAP_US]  one connected UDP socket for COUNT queries; after
  *                                an error it reconnects, as a long-lived client would
+ *   bind-tcp IP PORT COUNT       COUNT TCP sockets each bound (and closed): "ok bound ADDR T_NS"
+ *   bind-udp IP PORT COUNT       the same for UDP
+ *
+ * VEER_PROBE_SOURCE=IP binds every client socket to that source address (port 0) first.
  *
  * IP is IPv4 (an AF_INET socket) or IPv6 (an AF_INET6 socket), so ::ffff:a.b.c.d is an
  * AF_INET6 socket talking to an IPv4 address, as Java does. Peers print as 10.96.0.10:80
@@ -199,6 +203,11 @@ static void connected_once(struct addr sa, int type)
 	if (fd < 0) die("socket");
 	set_timeout(fd, 3);
 	char buf[256] = { 0 }, peer[64];
+	const char *src = getenv("VEER_PROBE_SOURCE");
+	if (src) {
+		struct addr from = addr_of(src, "0");
+		if (bind(fd, &from.sa, from.len)) die("bind VEER_PROBE_SOURCE");
+	}
 	if (connect(fd, &sa.sa, sa.len)) {
 		print_err(errno, t);
 		close(fd);
@@ -285,6 +294,24 @@ static void udp_hold(struct addr sa, long count, long gap_us)
 	if (fd >= 0) close(fd);
 }
 
+/* bind() alone: what bind protection is about. */
+static void bind_once(struct addr sa, int type)
+{
+	unsigned long long t = now_ns();
+	int fd = socket(sa.sa.sa_family, type, 0);
+	int one = 1;
+	char text[INET6_ADDRSTRLEN + 8];
+
+	if (fd < 0) die("socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, &sa.sa, sa.len)) {
+		print_err(errno, t);
+	} else {
+		printf("ok bound %s %llu\n", fmt_addr(&sa, text, sizeof(text)), t);
+	}
+	close(fd);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cgroup = NULL, *netns = NULL;
@@ -314,6 +341,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "udp-sendto")) {
 		sendto_loop(sa, count);
+		return 0;
+	}
+	if (!strcmp(cmd, "bind-tcp") || !strcmp(cmd, "bind-udp")) {
+		for (long n = 0; n < count; n++) bind_once(sa, !strcmp(cmd, "bind-tcp") ? SOCK_STREAM : SOCK_DGRAM);
 		return 0;
 	}
 	int type = !strcmp(cmd, "tcp") ? SOCK_STREAM : !strcmp(cmd, "udp-connect") ? SOCK_DGRAM : -1;

@@ -24,7 +24,7 @@
 
 #include <linux/types.h>
 
-#define VEER_PIN_VERSION "v2"   /* v2: 16-byte addresses, veer_config */
+#define VEER_PIN_VERSION "v3"   /* v2: 16-byte addresses, veer_config; v3: veer_service_ips, veer_source_ranges */
 
 /* Default capacities (max_entries). The agent may override them before the first load. */
 #define VEER_SERVICES_MAX   65536   /* master + slot entries, all frontends */
@@ -163,6 +163,10 @@ enum veer_stat {
 	                             * untranslated (connect4 cannot reach an IPv6 backend) */
 	VEER_STAT_OTHER_NETNS,      /* hostns-only: a frontend asked for from another network
 	                             * namespace, left untranslated */
+	VEER_STAT_PORT_REFUSED,     /* a ClusterIP on a port its Service does not expose: ECONNREFUSED */
+	VEER_STAT_UNALLOCATED,      /* a service-CIDR address no Service holds: ETIMEDOUT */
+	VEER_STAT_BIND_DENIED,      /* bind() onto a frontend (a NodePort...): EADDRINUSE */
+	VEER_STAT_SOURCE_DENIED,    /* an LB VIP from outside its loadBalancerSourceRanges: ETIMEDOUT */
 	VEER_STAT_MAX,
 };
 
@@ -208,5 +212,78 @@ struct veer_config {
 	__u32 flags;            /* VEER_CFG_F_* */
 	__u32 pad0;
 };
+
+/*
+ * ==== kube-proxy's other promises (issue 15) =========================================
+ * Kept together so the packet-path maps (issue 19) can sit beside them without touching them.
+ */
+
+/*
+ * ---- service_ips: where a connect() that missed every frontend may not go ----------
+ * An LPM trie over the 16-byte address (IPv4 as ::ffff:a.b.c.d, so an IPv4 /12 is a /108).
+ * /128 entries are ClusterIPs: a port their Service does not expose is refused. Shorter
+ * prefixes are the cluster's service CIDRs: an address there that no Service holds is
+ * dropped (kube-proxy nftables' "cluster-ips-check"). Looked up only after the frontend
+ * lookup missed, and only while veer_config has VEER_CFG_F_SERVICE_IPS (the agent sets
+ * it when the trie is not empty), so a non-service connect pays one inlined array read.
+ */
+#define VEER_SERVICE_IPS_MAX 65536
+
+struct veer_lpm_addr_key {
+	__u32 prefixlen;        /* 0..128, in the 16-byte space */
+	struct veer_addr addr;
+};
+
+enum veer_service_ip_rule {
+	VEER_SVCIP_REFUSE = 1,  /* a ClusterIP: unexposed port -> ECONNREFUSED */
+	VEER_SVCIP_DROP = 2,    /* a service CIDR: unallocated -> ETIMEDOUT */
+};
+
+struct veer_service_ip {
+	__u32 rule;             /* enum veer_service_ip_rule */
+	__u32 pad0;
+};
+
+/* veer_config.flags: the service_ips trie holds entries (see above). */
+#define VEER_CFG_F_SERVICE_IPS 0x2
+/* veer_config.flags: bind() onto a frontend fails with EADDRINUSE (post_bind4/6). */
+#define VEER_CFG_F_BIND_PROTECT 0x4
+
+/*
+ * ---- source_ranges: loadBalancerSourceRanges, per frontend -------------------------
+ * An LPM trie keyed by frontend id (rev_nat_id) + client address, so one lookup answers
+ * "may this client use this frontend" for the socket hooks here and for a packet-path
+ * (tc) program alike. prefixlen counts the 32 bits of rev_nat_id first, then address bits
+ * (IPv4 ranges as ::ffff:a.b.c.d/96+n). For each restricted frontend the agent writes
+ *   {32, id, ::}                 allow = 0: the frontend is restricted (matches any client)
+ *   {32 + 128 - n, id, range}    allow = 1: one range
+ * so a lookup returns NULL for an unrestricted frontend, allow = 1 for a client inside a
+ * range, allow = 0 otherwise (kube-proxy DROPs). Only LoadBalancer ingress IPs are
+ * restricted, as in kube-proxy. Looked up only while veer_config has
+ * VEER_CFG_F_SOURCE_RANGES.
+ *
+ * At connect() a socket may have no source address yet. The socket hooks then use one of
+ * two sentinel clients, whose verdicts the agent writes as /128 entries:
+ *   ::ffff:0.0.0.0, "unbound, host": a socket of the host's network namespace; the
+ *     kernel will pick a node address, so allowed iff a node address is in a range;
+ *   ::ffff:0.0.0.1, "unbound, pod": a socket of another namespace, a pod of this
+ *     node; allowed iff the Node's podCIDRs lie wholly inside the ranges.
+ * Neither is ever a real source address, so a tc program never matches them.
+ */
+#define VEER_SOURCE_RANGES_MAX 65536
+
+struct veer_src_range_key {
+	__u32 prefixlen;        /* 32 (the id) + address bits */
+	__u32 rev_nat_id;       /* network byte order: matched as bytes, most significant first */
+	struct veer_addr addr;
+};
+
+struct veer_src_range_val {
+	__u32 allow;            /* 1: inside a range; 0: the frontend's catch-all (deny) */
+	__u32 pad0;
+};
+
+/* veer_config.flags: the source_ranges trie holds entries. */
+#define VEER_CFG_F_SOURCE_RANGES 0x8
 
 #endif /* VEER_MAPS_H */

@@ -100,7 +100,7 @@ say "  pods web-a (zone-a) 10.244.1.11, web-b (zone-b) 10.244.2.12, web-c (zone-
 say "  pod coredns-1 (dnsmasq) answers DNS on 10.244.1.53:5353"
 
 "$BIN/veerd" --manifests "$MANIFESTS" --cgroup "$CG" --bpffs "$PINS" --node-name node-a \
-	--metrics-address 127.0.0.1:0 >"$WORK/veerd.log" 2>&1 &
+	--metrics-address 127.0.0.1:0 --healthz-bind-address 127.0.0.1:0 >"$WORK/veerd.log" 2>&1 &
 VEERD_PID=$!
 PIDS+=($!)
 for _ in $(seq 200); do grep -q "metrics on" "$WORK/veerd.log" 2>/dev/null && break; sleep 0.05; done

@@ -84,5 +84,19 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
                 ("veer_rev_nat", s.revNat.count, capacities.revNat), ("veer_members", s.members.count, capacities.members)]
     }
     public var isAttached: Bool { true }
+
+    private var serviceAddresses: Set<ServiceAddressEntry> = []
+    private var sourceRanges: Set<SourceRangeEntry> = []
+    public var serviceAddressTable: Set<ServiceAddressEntry> { lock.withLock { serviceAddresses } }
+    public func writeServiceAddresses(_ wanted: Set<ServiceAddressEntry>) { lock.withLock { serviceAddresses = wanted } }
+    public func updateServiceAddresses(add: [ServiceAddressEntry], remove: [IPPrefix], nonEmpty: Bool) {
+        lock.withLock {
+            serviceAddresses = serviceAddresses.filter { !remove.contains($0.prefix) }.union(add)
+        }
+    }
+    public func readSourceRanges() -> Set<SourceRangeEntry> { lock.withLock { sourceRanges } }
+    public func updateSourceRanges(add: [SourceRangeEntry], remove: [SourceRangeEntry], nonEmpty: Bool) {
+        lock.withLock { sourceRanges = sourceRanges.subtracting(remove).union(add) }
+    }
     public func terminateStaleSockets(protocols: Set<L4Protocol>, state: IndexedMapState?) -> SocketTermination { SocketTermination() }
 }

@@ -1,0 +1,99 @@
+import VeerDatapath
+import VeerModel
+
+/// Addresses no frontend serves, as kube-proxy's nftables mode treats them: a ClusterIP on a
+/// port its Service does not expose is refused, an address of a service CIDR no Service holds is
+/// dropped (ServiceAddresses in VeerModel). The agent keeps the ClusterIPs counted per frontend
+/// as the syncs change them, so a sync that adds or removes no ClusterIP writes nothing here.
+extension Agent {
+    /// After a sync wrote `changed`: a ClusterIP counts while one of its frontends is programmed
+    /// (a Service rejected for a full map is not, so its address stays untouched).
+    func trackClusterIPs(_ changed: Set<L4Address>) {
+        for address in changed {
+            let ip = address.ip
+            let programmed = index.desired[address]?.kind == .clusterIP && running?.state.masters[address] != nil
+            var set = clusterIPRefs[ip] ?? []
+            let before = !set.isEmpty
+            if programmed { set.insert(address) } else { set.remove(address) }
+            clusterIPRefs[ip] = set.isEmpty ? nil : set
+            if before != !set.isEmpty { clusterIPChanges[ip] = !set.isEmpty }
+        }
+    }
+
+    func rebuildClusterIPs() {
+        clusterIPRefs = [:]
+        for (address, f) in index.desired where f.kind == .clusterIP && running?.state.masters[address] != nil {
+            clusterIPRefs[address.ip, default: []].insert(address)
+        }
+        clusterIPChanges = [:]
+        serviceAddressesWritten = nil
+    }
+
+    /// The ranges in force: the API's ServiceCIDR objects when it has any, else --service-cidr.
+    var serviceCIDRs: [IPPrefix] {
+        if let api = apiServiceCIDRs, !api.isEmpty { return api }
+        return config.serviceCIDRs
+    }
+
+    /// From `ServiceCIDRSource`: the union of the ServiceCIDR objects' `spec.cidrs`, or nil when the
+    /// API does not serve them. A range that does not parse is skipped with a logged reason.
+    public func serviceCIDRsFromAPI(_ texts: [String]?) {
+        var parsed: [IPPrefix]?
+        if let texts {
+            let (good, problems) = ServiceAddresses.parse(texts)
+            for p in problems { logger.warning("ServiceCIDR: \(p)") }
+            parsed = good
+        }
+        let before = serviceCIDRs
+        apiServiceCIDRs = parsed
+        guard serviceCIDRs != before else { return }
+        logger.info("service CIDRs: \(serviceCIDRs.map(\.description).joined(separator: ", ")) (from \(apiServiceCIDRs?.isEmpty == false ? "ServiceCIDR objects" : "--service-cidr"))")
+        // Rewritten whole with the next sync; at once if the first sync is done.
+        serviceAddressesWritten = nil
+        if programmed { syncServiceAddresses() }
+    }
+
+    /// The whole table: the service CIDRs, ClusterIPs from the frontends.
+    private var wantedServiceAddresses: Set<ServiceAddressEntry> {
+        var out = Set(serviceCIDRs.map { ServiceAddressEntry(prefix: $0, rule: .drop) })
+        for ip in clusterIPRefs.keys { out.insert(ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)) }
+        return out
+    }
+
+    func syncServiceAddresses() {
+        programmed = true
+        do {
+            if var written = serviceAddressesWritten {
+                guard !clusterIPChanges.isEmpty else { return }
+                var add: [ServiceAddressEntry] = [], remove: [IPPrefix] = []
+                for (ip, present) in clusterIPChanges {
+                    let e = ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)
+                    if present, written.insert(e).inserted { add.append(e) }
+                    if !present, written.remove(e) != nil { remove.append(e.prefix) }
+                }
+                try maps.updateServiceAddresses(add: add, remove: remove, nonEmpty: !written.isEmpty)
+                serviceAddressesWritten = written
+            } else {
+                let wanted = wantedServiceAddresses
+                try maps.writeServiceAddresses(wanted)
+                serviceAddressesWritten = wanted
+            }
+            clusterIPChanges = [:]
+        } catch {
+            // A full trie: the addresses already there keep working; read back and retry next sync.
+            serviceAddressErrors += 1
+            serviceAddressesWritten = nil
+            logger.error("writing the service address table failed (unexposed ports and unallocated service addresses may not fail fast): \(error)")
+        }
+    }
+
+    func writeServiceAddressMetrics(into out: inout PrometheusText) {
+        out.family("veer_service_address_entries", .gauge,
+                   help: "Entries of the table for addresses no frontend serves, by rule (refuse: ClusterIPs, drop: service CIDRs).")
+        let written = serviceAddressesWritten ?? []
+        out.sample("veer_service_address_entries", ["rule": "refuse"], Double(written.filter { $0.rule == .refuse }.count))
+        out.sample("veer_service_address_entries", ["rule": "drop"], Double(written.filter { $0.rule == .drop }.count))
+        out.family("veer_service_address_errors_total", .counter, help: "Failed writes of that table (a full map), retried on the next sync.")
+        out.sample("veer_service_address_errors_total", [], Double(serviceAddressErrors))
+    }
+}

@@ -21,6 +21,8 @@ public struct AgentConfiguration: Sendable {
     /// hostns-only: translate only sockets of this network namespace (veerd: its own,
     /// /proc/self/ns/net); nil translates every socket in the cgroup.
     public var hostNamespace: String?
+    /// The packet path for clients outside the node; nil: off.
+    public var packetPath: PacketPathConfiguration?
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
@@ -31,6 +33,20 @@ public struct AgentConfiguration: Sendable {
         self.pins = pins
         self.bpfObject = bpfObject
         self.capacities = capacities
+    }
+}
+
+/// Where the packet path (tc) is attached.
+public struct PacketPathConfiguration: Sendable {
+    /// bpf/veer_tc.bpf.o.
+    public var object: String
+    /// nil: the interfaces holding the node's addresses (its Node's, or --node-address),
+    /// looked up again on every full sync.
+    public var interfaces: [String]?
+
+    public init(object: String, interfaces: [String]? = nil) {
+        self.object = object
+        self.interfaces = interfaces
     }
 }
 
@@ -46,6 +62,9 @@ public struct AgentConfiguration: Sendable {
 /// one sync per burst while a lone change reaches the maps at once.
 public actor Agent {
     public let datapath: Datapath
+    /// Frontends for clients outside the node (tc); nil when turned off.
+    public let packetPath: PacketPath?
+    private var packetPathErrors: UInt64 = 0
     public let config: AgentConfiguration
     private let logger: Logger
     private let clock = ContinuousClock()
@@ -65,7 +84,8 @@ public actor Agent {
     private var pendingServices: Set<ObjectKey> = []
     /// Per service, before cross-service conflicts are resolved.
     private var selections: [ObjectKey: SelectionResult] = [:]
-    /// Services whose selection has a frontend at this address.
+    /// Services whose selection has a frontend at this address (keyed by its cluster scope:
+    /// an external-scope entry belongs to whichever service wins the address itself).
     private var claims: [L4Address: Set<ObjectKey>] = [:]
     /// The winning frontend at each address: what the maps should serve.
     private var desired: [L4Address: DesiredFrontend] = [:]
@@ -129,6 +149,17 @@ public actor Agent {
                                         capacities: config.capacities,
                                         scope: config.hostNamespace.map { .hostNamespaceOnly(netns: $0) } ?? .allNamespaces)
         names = NamesFile.read(pins: config.pins) ?? ProgrammedNames()
+        if let pp = config.packetPath {
+            packetPath = try PacketPath(object: pp.object, pins: config.pins)
+            // Named interfaces are attached at once (replacing a predecessor's filter in place);
+            // the node's own wait for its addresses, at the first full sync.
+            if let names = pp.interfaces { try packetPath?.attach(all: names) }
+            if (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8))?.hasPrefix("0") == true {
+                logger.warning("net.ipv4.ip_forward is 0 in veerd's network namespace: the packet path cannot forward to pods (the CNI plugin normally turns it on)")
+            }
+        } else {
+            packetPath = nil
+        }
         let frontends = (try? datapath.readState().masters.count) ?? 0
         if !datapath.retiredVersions.isEmpty {
             logger.notice("retired the pins of an older schema (upgrade)", metadata: ["versions": "\(datapath.retiredVersions.joined(separator: ","))"])
@@ -235,7 +266,8 @@ public actor Agent {
                                zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
         let started = clock.now
         do {
-            let outcome = needsFullSync || running == nil ? try fullSync(node) : try incrementalSync(node)
+            let full = needsFullSync || running == nil
+            let outcome = full ? try fullSync(node) : try incrementalSync(node)
             let plan = outcome.plan
             let elapsed = clock.now - started
             syncCount += 1
@@ -250,6 +282,7 @@ public actor Agent {
             pendingTriggers = []
             filesDirty = true
             logChanges(plan, outcome.skipped)
+            if full { attachPacketPath(node) }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
             }
@@ -265,6 +298,23 @@ public actor Agent {
             needsFullSync = true
             logger.error("writing the maps failed, retrying in 1s: \(error)")
             scheduleRetry()
+        }
+    }
+
+    /// Attaches the packet path to the interfaces holding the node's addresses that it is not
+    /// on yet (a Node may gain an address); a failure is logged and counted, never fatal.
+    private func attachPacketPath(_ node: NodeContext) {
+        guard let packetPath, config.packetPath?.interfaces == nil else { return }
+        let wanted = PacketPath.interfaces(holding: node.addresses)
+        if wanted.isEmpty && packetPath.interfaces.isEmpty {
+            logger.warning("packet path: no interface in veerd's network namespace holds the node's addresses \(node.addresses); pass --packet-path-interface")
+        }
+        do {
+            let added = try packetPath.attach(all: wanted)
+            if !added.isEmpty { logger.info("packet path attached", metadata: ["interfaces": "\(added.joined(separator: ","))"]) }
+        } catch {
+            packetPathErrors += 1
+            logger.error("packet path: \(error)")
         }
     }
 
@@ -292,7 +342,7 @@ public actor Agent {
         selections = fresh
         claims = [:]
         for (key, result) in fresh {
-            for f in result.frontends { claims[f.address, default: []].insert(key) }
+            for f in result.frontends { claims[f.address.scoped(.cluster), default: []].insert(key) }
         }
         desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
         backendUsers = [:]
@@ -318,12 +368,13 @@ public actor Agent {
             let new = Selector.select(store, service: key, node: node)
             selections[key] = store.services[key] == nil ? nil : new
             for f in old?.frontends ?? [] {
-                claims[f.address]?.remove(key)
-                if claims[f.address]?.isEmpty == true { claims[f.address] = nil }
+                let base = f.address.scoped(.cluster)
+                claims[base]?.remove(key)
+                if claims[base]?.isEmpty == true { claims[base] = nil }
                 changed.insert(f.address)
             }
             for f in new.frontends {
-                claims[f.address, default: []].insert(key)
+                claims[f.address.scoped(.cluster), default: []].insert(key)
                 changed.insert(f.address)
             }
             let before = Set(old?.skipped ?? [])
@@ -373,15 +424,22 @@ public actor Agent {
     /// The frontend that serves this address, by `Selector.merge`'s own rule (a ClusterIP beats
     /// a NodePort beats an externalIP beats an LB IP; ties go to the first service by name),
     /// applied to the services claiming it; the losers are reported as skipped.
+    /// An external-scope address goes with the winner of its cluster-scope address.
     private func winner(at address: L4Address, skipped: inout [SkipReason]) -> DesiredFrontend? {
-        let claimants = (claims[address] ?? []).sorted().compactMap { key -> SelectionResult? in
-            guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == address }) else { return nil }
+        let base = address.scoped(.cluster)
+        let claimants = (claims[base] ?? []).sorted().compactMap { key -> SelectionResult? in
+            guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == base }) else { return nil }
             return SelectionResult(frontends: [r.frontends[i]], decisions: [r.decisions[i]])
         }
-        guard claimants.count > 1 else { return claimants.first?.frontends.first }
-        let merged = Selector.merge(claimants)
-        skipped += merged.skipped
-        return merged.frontends.first
+        var winning = claimants.first?.frontends.first
+        if claimants.count > 1 {
+            let merged = Selector.merge(claimants)
+            if address.scope == .cluster { skipped += merged.skipped }
+            winning = merged.frontends.first
+        }
+        guard let winning, address.scope != .cluster else { return winning }
+        let owner = ObjectKey(namespace: winning.service.namespace, name: winning.service.name)
+        return selections[owner]?.frontends.first { $0.address == address }
     }
 
     /// Writes the names and decisions files for veerctl from the latest state, off the loop.
@@ -589,6 +647,17 @@ public actor Agent {
         out.family("veer_socket_termination_failures_total", .counter,
                    help: "Network namespaces where terminating sockets failed (e.g. without CAP_SYS_ADMIN).")
         out.sample("veer_socket_termination_failures_total", [], Double(terminationFailures))
+        if let packetPath, let stats = try? packetPath.stats() {
+            out.family("veer_packet_path_packets_total", .counter,
+                       help: "Packets from outside the node to a frontend, by what the packet path did (translated: a flow opened).")
+            for stat in PacketPathStat.allCases {
+                out.sample("veer_packet_path_packets_total", ["event": stat.name], Double(stats[stat] ?? 0))
+            }
+            out.family("veer_packet_path_interfaces", .gauge, help: "Interfaces the packet path is attached to.")
+            out.sample("veer_packet_path_interfaces", [], Double(packetPath.interfaces.count))
+            out.family("veer_packet_path_errors_total", .counter, help: "Failed attachments of the packet path.")
+            out.sample("veer_packet_path_errors_total", [], Double(packetPathErrors))
+        }
         out.family("veer_source_problems_total", .counter, help: "Problems a source reported (unreadable files, failed requests), by severity.")
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))

@@ -230,8 +230,12 @@ struct Uninstall: ParsableCommand {
             throw CtlError("veerd (\(holder)) is running for \(options.pins.directory): stop it first, or pass --force (it would keep running with nothing attached)")
         }
         do {
+            // The packet path first: its filters read the maps about to be unpinned.
+            let detached = PacketPath.detachAll()
+            if !detached.isEmpty { NATHooks.remove() }
             let removed = try Datapath.uninstall(pins: options.pins)
             print(removed ? "removed the datapath pinned at \(options.pins.directory)" : "nothing pinned at \(options.pins.directory)")
+            if !detached.isEmpty { print("removed the packet path from \(detached.joined(separator: ", "))") }
         } catch let error as DatapathError {
             throw CtlError(error.description)
         }

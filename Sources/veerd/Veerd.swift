@@ -70,12 +70,19 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Translate only sockets in veerd's own (the host's) network namespace. Pods then reach the ClusterIP itself, for a service mesh sidecar (Istio, Linkerd) to intercept. See docs/operations.md.")
     var hostnsOnly = false
 
+    @Option(name: .customLong("packet-path-interface"), help: "Serve clients outside the node on this interface (repeatable); default: the interfaces holding the node's addresses.")
+    var packetPathInterfaces: [String] = []
+
+    @Flag(help: "Do not serve NodePorts, LB IPs and externalIPs to clients outside the node (no tc program, no nftables nat table); connections made on the node are still served.")
+    var noPacketPath = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     mutating func validate() throws {
         let sources = [manifests != nil, kubeconfig != nil || apiServer != nil || context != nil]
         if sources.allSatisfy({ $0 }) { throw ValidationError("--manifests and the Kubernetes API options exclude each other") }
+        if noPacketPath && !packetPathInterfaces.isEmpty { throw ValidationError("--no-packet-path and --packet-path-interface exclude each other") }
         for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IP address") }
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
@@ -122,6 +129,13 @@ struct Run: AsyncParsableCommand {
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
         options.agent.terminateProtocols = terminate
+        if !noPacketPath {
+            // The tc object lives beside the socket one (`make build` puts both there).
+            let object = URL(fileURLWithPath: options.agent.bpfObject).deletingLastPathComponent()
+                .appendingPathComponent(PacketPath.objectName).path
+            options.agent.packetPath = PacketPathConfiguration(object: object,
+                                                               interfaces: packetPathInterfaces.isEmpty ? nil : packetPathInterfaces)
+        }
         // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
         options.agent.hostNamespace = hostnsOnly ? "/proc/self/ns/net" : nil
         do {
@@ -149,7 +163,11 @@ struct Uninstall: ParsableCommand {
         if !force, let holder = AgentLock.holder(pins) {
             throw ValidationError("veerd (\(holder)) is running for \(pins.directory): stop it first, or pass --force (it would keep running with nothing attached)")
         }
+        // The packet path first: its filters read the maps about to be unpinned.
+        let detached = PacketPath.detachAll()
+        if !detached.isEmpty { NATHooks.remove() }
         print(try Datapath.uninstall(pins: pins) ? "removed the datapath pinned at \(pins.directory)" : "nothing pinned at \(pins.directory)")
+        if !detached.isEmpty { print("removed the packet path from \(detached.joined(separator: ", "))") }
     }
 }
 

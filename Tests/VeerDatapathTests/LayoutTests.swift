@@ -25,6 +25,7 @@ struct LayoutTests {
             Field(name: "addr", offset: MemoryLayout<veer_svc_key>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_svc_key>.offset(of: \.port)),
             Field(name: "proto", offset: MemoryLayout<veer_svc_key>.offset(of: \.proto)),
+            Field(name: "scope", offset: MemoryLayout<veer_svc_key>.offset(of: \.scope)),
             Field(name: "slot", offset: MemoryLayout<veer_svc_key>.offset(of: \.slot)),
         ]),
         "veer_svc_val": (MemoryLayout<veer_svc_val>.size, [
@@ -43,6 +44,7 @@ struct LayoutTests {
             Field(name: "addr", offset: MemoryLayout<veer_rev_nat>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_rev_nat>.offset(of: \.port)),
             Field(name: "proto", offset: MemoryLayout<veer_rev_nat>.offset(of: \.proto)),
+            Field(name: "scope", offset: MemoryLayout<veer_rev_nat>.offset(of: \.scope)),
         ]),
         "veer_member_key": (MemoryLayout<veer_member_key>.size, [
             Field(name: "rev_nat_id", offset: MemoryLayout<veer_member_key>.offset(of: \.rev_nat_id)),

@@ -82,7 +82,7 @@ struct veer_rev_nat {
 	struct veer_addr addr;
 	__be16 port;
 	__u8   proto;
-	__u8   pad0;
+	__u8   scope;       /* VEER_SCOPE_* of the frontend entry holding this id */
 };
 
 /*

@@ -1,0 +1,166 @@
+import Foundation
+import Glibc
+import Testing
+import VeerModel
+import VeerTestSupport
+
+// Clients outside the node: the outside namespace on the bridge curls NodePorts, LB IPs and
+// externalIPs of the nodes; pods live in namespaces of their own behind veths. Everything
+// goes through the packet path (bpf/veer_tc.bpf.c) and the kernel's conntrack and NAT.
+
+/// The pod's answer (`veer-probe serve-whoami`): its name and the address it saw the client at.
+struct WhoAmI: Equatable {
+    let pod: String
+    let client: String  // IP only
+
+    init?(_ body: String) {
+        let f = body.split(separator: " ")
+        guard f.count == 2, let colon = f[1].lastIndex(of: ":") else { return nil }
+        pod = String(f[0])
+        client = String(f[1][..<colon])
+    }
+}
+
+extension ClusterTests {
+    @Test("NodePort, LB IP and externalIP from outside, the only pod on node-3: served through node-1, masqueraded to node-1's address")
+    func externalClusterPolicy() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            let pod = try cluster.addIsolatedPod("web-3", on: 3)
+            let node1 = cluster.nodes[0]
+            let service = ClusterObjects.service("web", clusterIP: vip, nodePort: 30080,
+                                                 spec: ["type": "LoadBalancer", "externalIPs": ["198.51.100.7"]],
+                                                 status: ["loadBalancer": ["ingress": [["ip": "203.0.113.9"]]]])
+            try await cluster.deploy(service, slice: ClusterObjects.slice("web", [pod], in: cluster), frontend: frontend) { _ in
+                endpoints([pod])
+            }
+            // A router in front of the cluster sends the LB IP and the externalIP to node-1.
+            try cluster.routeOutside("203.0.113.9/32", via: 1)
+            try cluster.routeOutside("198.51.100.7/32", via: 1)
+            for url in ["http://\(node1.address):30080/", "http://203.0.113.9/", "http://198.51.100.7/"] {
+                try await cluster.waitUntil("\(url) served from outside") { try cluster.curlOutside(url).status == 0 }
+                for _ in 0..<5 {
+                    let r = try cluster.curlOutside(url)
+                    #expect(r.status == 0, "\(url): curl exit \(r.status)")
+                    // The reply reached curl, which connected to the frontend: it came from there.
+                    // The pod saw node-1's address: eTP=Cluster masquerades, as kube-proxy does.
+                    #expect(WhoAmI(r.body) == WhoAmI("web-3 \(node1.address):1"), "\(url): \(r.body)")
+                }
+            }
+            // The outside client cannot reach the pod itself: only the node path served it.
+            #expect(try cluster.curlOutside("http://\(pod.ip):8080/", timeout: 1).status != 0)
+            let metrics = cluster.metrics(1)
+            #expect(metrics.contains("veer_packet_path_packets_total{event=\"translated\"}"), "\(metrics.prefix(300))")
+        }
+    }
+
+    @Test("eTP=Local from outside: the pod sees the client's address; no local endpoint drops; terminating-only local endpoints serve")
+    func externalLocalPolicy() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            let web2 = try cluster.addIsolatedPod("web-2", on: 2)
+            let web3 = try cluster.addIsolatedPod("web-3", on: 3)
+            let service = ClusterObjects.service("local", clusterIP: vip, nodePort: 30081,
+                                                 spec: ["type": "NodePort", "externalTrafficPolicy": "Local"])
+            try await cluster.deploy(service, slice: ClusterObjects.slice("local", [web2, web3], in: cluster),
+                                     frontend: frontend) { _ in endpoints([web2, web3]) }
+            // The node's own clients keep the Cluster set; outside clients get the Local one.
+            try await cluster.waitUntil("external-scope entries") {
+                cluster.nodes.allSatisfy { n in (try? cluster.state(n.index).masters.keys.contains { $0.scope == .external && $0.port == 30081 }) == true }
+            }
+            for (node, pod) in [(2, "web-2"), (3, "web-3")] {
+                let url = "http://\(cluster.nodes[node - 1].address):30081/"
+                for _ in 0..<5 {
+                    let r = try cluster.curlOutside(url)
+                    #expect(r.status == 0 && WhoAmI(r.body) == WhoAmI("\(pod) \(ClusterSandbox.outsideAddress):1"),
+                            "\(url): exit \(r.status) \(r.body)")
+                }
+            }
+            // node-1 has no endpoint: the SYN is dropped, silently (curl times out, no RST).
+            let dropped = try cluster.curlOutside("http://\(cluster.nodes[0].address):30081/", timeout: 2)
+            #expect(dropped.status == 28, "curl exit \(dropped.status) (28 = timed out): \(dropped.body)")
+            #expect(cluster.metrics(1).contains("veer_packet_path_packets_total{event=\"dropped\"} "))
+            #expect(!cluster.metrics(1).contains("veer_packet_path_packets_total{event=\"dropped\"} 0\n"))
+
+            // web-3 terminates (still serving); web-2 stays ready. node-3's only local endpoint is
+            // terminating: kube-proxy's fallback serves it rather than dropping.
+            try cluster.apply("endpointslices", ClusterObjects.slice("local", [web2, web3], in: cluster, states: ["web-3": .terminating]))
+            try await cluster.waitUntil("node-1's short-circuited cluster set loses web-3") {
+                cluster.backends(1, "\(cluster.nodes[0].address):30081/tcp") == endpoints([web2])
+            }
+            let r = try cluster.curlOutside("http://\(cluster.nodes[2].address):30081/")
+            #expect(r.status == 0 && WhoAmI(r.body)?.pod == "web-3", "exit \(r.status) \(r.body)")
+        }
+    }
+
+    @Test("A pod on node-2 reaches node-3's IP:nodePort; the pod behind it is on node-1")
+    func podToAnotherNodesNodePort() async throws {
+        try await withCluster { cluster in
+            let client = try cluster.addIsolatedPod("client-2", on: 2)
+            let web = try cluster.addIsolatedPod("web-1", on: 1)
+            try await cluster.deploy(ClusterObjects.service("web", clusterIP: vip, nodePort: 30082, spec: ["type": "NodePort"]),
+                                     slice: ClusterObjects.slice("web", [web], in: cluster), frontend: frontend) { _ in endpoints([web]) }
+            let url = "http://\(cluster.nodes[2].address):30082/"
+            try await cluster.waitUntil("\(url) from the pod") { try cluster.curlFromPod(client, url).status == 0 }
+            let r = try cluster.curlFromPod(client, url)
+            #expect(WhoAmI(r.body) == WhoAmI("web-1 \(cluster.nodes[2].address):1"), "\(r.body)")
+        }
+    }
+
+    @Test("kill -9 of veerd with external UDP flows open: they keep working, and new flows succeed after the restart")
+    func externalFlowsSurviveAgentKill() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            let pods = try [cluster.addIsolatedPod("dns-2", on: 2, serve: "serve-udp"),
+                            cluster.addIsolatedPod("dns-3", on: 3, serve: "serve-udp")]
+            var service = ClusterObjects.service("dns", clusterIP: vip, spec: ["type": "NodePort"])
+            if var spec = service["spec"] as? [String: Any] {
+                spec["ports"] = [["name": "http", "port": 80, "protocol": "UDP", "targetPort": 8080, "nodePort": 30053]]
+                service["spec"] = spec
+            }
+            var slice = ClusterObjects.slice("dns", pods, in: cluster)
+            slice["ports"] = [["name": "http", "port": 8080, "protocol": "UDP"]]
+            try await cluster.deploy(service, slice: slice, frontend: "\(vip):80/udp") { _ in endpoints(pods) }
+            let node1 = cluster.nodes[0].address
+            // Eight flows, each one connected UDP socket asking every 5 ms.
+            let loads = try (0..<8).map { _ in try cluster.startOutsideLoad(["udp-hold", node1, "30053", "100000000", "5000"]) }
+            try await cluster.waitUntil("the flows answer") { loads.allSatisfy { $0.results.count > 20 } }
+            cluster.agent(1)?.kill()
+            try await pause(seconds: 1) // the flows run on while no agent exists: what is asserted
+            try cluster.startAgent(1)
+            try await cluster.waitUntil("the restarted agent serves") { cluster.metrics(1).contains("veer_synced 1") }
+            let before = loads.map { $0.results.count }
+            try await cluster.waitUntil("the flows keep answering") { zip(loads, before).allSatisfy { $0.results.count > $1 + 20 } }
+            for load in loads {
+                let results = load.stop()
+                #expect(results.allSatisfy { $0.ok }, "\(failures(results))")
+                // One flow, one backend: conntrack kept it where it was.
+                #expect(Set(results.map(\.reply)).count == 1, "\(Set(results.map(\.reply)))")
+            }
+            // New flows after the restart.
+            let fresh = KernelSandbox.run([KernelSandbox.probe, "--netns", cluster.outsideNetnsPath!, "udp-connect", node1, "30053", "20"])
+            let results = fresh.stdout.split(separator: "\n").map { ProbeResult(String($0)) }
+            #expect(results.count == 20 && results.allSatisfy { $0.ok }, "\(failures(results))")
+        }
+    }
+
+    @Test("Bad input beside good: an LB IP of the other family and a hostname-only ingress are skipped; the rest is served from outside")
+    func externalBadInput() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            let pod = try cluster.addIsolatedPod("web-2", on: 2)
+            let service = ClusterObjects.service("web", clusterIP: vip, nodePort: 30083,
+                                                 spec: ["type": "LoadBalancer"],
+                                                 status: ["loadBalancer": ["ingress": [["ip": "2001:db8::9"], ["hostname": "lb.example"],
+                                                                                       ["ip": "203.0.113.10"]]]])
+            try await cluster.deploy(service, slice: ClusterObjects.slice("web", [pod], in: cluster), frontend: frontend) { _ in endpoints([pod]) }
+            try cluster.routeOutside("203.0.113.10/32", via: 1)
+            for url in ["http://203.0.113.10/", "http://\(cluster.nodes[0].address):30083/"] {
+                try await cluster.waitUntil("\(url) from outside") { try cluster.curlOutside(url).status == 0 }
+                #expect(WhoAmI(try cluster.curlOutside(url).body)?.pod == "web-2")
+            }
+            let log = cluster.agent(1)?.logText ?? ""
+            #expect(log.contains("2001:db8::9"), "the other family's LB IP is reported")
+        }
+    }
+}

@@ -55,6 +55,8 @@ public final class PacketPath: @unchecked Sendable {
         var map = bpf_object__next_map(obj, nil)
         while let m = map {
             let name = String(cString: bpf_map__name(m))
+            // libbpf's own maps (.rodata, .bss) belong to this load only: never pinned.
+            if name.contains(".") { map = bpf_object__next_map(obj, m); continue }
             let pin = "\(pins.maps)/\(name)"
             // The shared maps may have been sized by the agent at install: take their size.
             if let pinned = Datapath.pinnedMaxEntries(pin) { bpf_map__set_max_entries(m, UInt32(pinned)) }
@@ -92,14 +94,8 @@ public final class PacketPath: @unchecked Sendable {
     public func attach(_ interface: String) throws {
         let index = Int32(bitPattern: if_nametoindex(interface))
         guard index > 0 else { throw DatapathError.tcAttachFailed(interface: interface, errno: ENODEV) }
-        var hook = Self.hook(index)
-        let rc = bpf_tc_hook_create(&hook)
-        guard rc == 0 || rc == -EEXIST else { throw DatapathError.tcAttachFailed(interface: interface, errno: -rc) }
-        var opts = Self.opts()
-        opts.prog_fd = programFD
-        opts.flags = UInt32(BPF_TC_F_REPLACE.rawValue)
-        let arc = bpf_tc_attach(&hook, &opts)
-        guard arc == 0 else { throw DatapathError.tcAttachFailed(interface: interface, errno: -arc) }
+        let rc = veer_tc_attach_ingress(index, programFD, Self.handle, Self.priority)
+        guard rc == 0 else { throw DatapathError.tcAttachFailed(interface: interface, errno: -rc) }
         lock.withLock { attachedInterfaces[interface] = index }
     }
 
@@ -125,11 +121,11 @@ public final class PacketPath: @unchecked Sendable {
         var p = list
         while p.pointee.if_index != 0 {
             let name = String(cString: p.pointee.if_name)
-            var hook = hook(Int32(bitPattern: p.pointee.if_index))
-            var query = opts()
-            if bpf_tc_query(&hook, &query) == 0, programName(id: query.prog_id) == programName {
-                var detach = opts()
-                if bpf_tc_detach(&hook, &detach) == 0 { removed.append(name) }
+            let index = Int32(bitPattern: p.pointee.if_index)
+            var id: UInt32 = 0
+            if veer_tc_query_ingress(index, handle, priority, &id) == 0, programName(id: id) == programName,
+               veer_tc_detach_ingress(index, handle, priority) == 0 {
+                removed.append(name)
             }
             p += 1
         }
@@ -166,22 +162,6 @@ public final class PacketPath: @unchecked Sendable {
         var result: [PacketPathStat: UInt64] = [:]
         for stat in PacketPathStat.allCases { result[stat] = try statsMap.perCPUSum(stat.rawValue) ?? 0 }
         return result
-    }
-
-    private static func hook(_ index: Int32) -> bpf_tc_hook {
-        var hook = bpf_tc_hook()
-        hook.sz = MemoryLayout<bpf_tc_hook>.size
-        hook.ifindex = index
-        hook.attach_point = BPF_TC_INGRESS
-        return hook
-    }
-
-    private static func opts() -> bpf_tc_opts {
-        var opts = bpf_tc_opts()
-        opts.sz = MemoryLayout<bpf_tc_opts>.size
-        opts.handle = handle
-        opts.priority = priority
-        return opts
     }
 
     private static func programName(id: UInt32) -> String? {

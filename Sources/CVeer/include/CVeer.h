@@ -34,4 +34,11 @@ int veer_destroy_sockets(int netns_fd, int protocol, struct veer_destroy_target 
  * bpf_get_netns_cookie() returns for its sockets. Returns 0 or -errno. */
 int veer_netns_cookie(int netns_fd, uint64_t *cookie);
 
+/* The packet path at tc ingress (tc_attach.c): our filter is the one with this handle and
+ * priority. Each returns 0 or -errno; attach creates the clsact qdisc if needed and replaces
+ * our filter in place. */
+int veer_tc_attach_ingress(int ifindex, int prog_fd, uint32_t handle, uint32_t priority);
+int veer_tc_query_ingress(int ifindex, uint32_t handle, uint32_t priority, uint32_t *prog_id);
+int veer_tc_detach_ingress(int ifindex, uint32_t handle, uint32_t priority);
+
 #endif

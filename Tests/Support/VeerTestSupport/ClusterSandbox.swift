@@ -221,8 +221,9 @@ public final class ClusterSandbox: @unchecked Sendable {
         try sh(["ip", "-n", n.netns, "route", "add", "\(pod.ip)/32", "dev", "pod\(k)"])
         try sh(["ip", "-n", netns, "addr", "add", "\(pod.ip)/32", "dev", "eth0"])
         try sh(["ip", "-n", netns, "link", "set", "eth0", "up"])
-        // The node answers for the gateway on the veth (proxy ARP), as Calico's ptp setup does.
-        try sh(["nsenter", "--net=\(n.netnsPath)", "sysctl", "-qw", "net.ipv4.conf.pod\(k).proxy_arp=1"])
+        // The pod's gateway is a link-local address the node holds on every pod veth (the ptp
+        // plugin's scheme): the pod's traffic goes to the node, which routes it.
+        try sh(["ip", "-n", n.netns, "addr", "add", "169.254.1.1/32", "dev", "pod\(k)"])
         try sh(["ip", "-n", netns, "route", "add", "169.254.1.1", "dev", "eth0"])
         try sh(["ip", "-n", netns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])
         let p = Process()

@@ -164,3 +164,51 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    @Test("500 concurrent connections from outside while the backends churn: every one is answered by a pod")
+    func externalChurn() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            var pods: [ClusterSandbox.Pod] = []
+            for node in [2, 3] { for i in 1...3 { pods.append(try cluster.addIsolatedPod("web-\(node)-\(i)", on: node)) } }
+            try await cluster.deploy(ClusterObjects.service("web", clusterIP: vip, nodePort: 30084, spec: ["type": "NodePort"]),
+                                     slice: ClusterObjects.slice("web", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
+            let url = "http://\(cluster.nodes[0].address):30084/"
+            try await cluster.waitUntil("\(url) from outside") { try cluster.curlOutside(url).status == 0 }
+            // A pod leaving the slice keeps serving (a terminating pod finishes its connections),
+            // so a flow opened to it just before it left must still succeed. Each batch of 500
+            // parallel connections runs while the slice changes under it, every 20 ms.
+            let outside = cluster.outsideNetnsPath!
+            var answered: [String: Int] = [:]
+            var rounds = 0
+            for _ in 0..<4 {
+                let out = "\(cluster.directory)/churn-\(rounds).txt", err = "\(cluster.directory)/churn-\(rounds).err"
+                FileManager.default.createFile(atPath: out, contents: nil)
+                FileManager.default.createFile(atPath: err, contents: nil)
+                let curl = Process()
+                curl.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+                curl.arguments = ["--net=\(outside)", "curl", "-sS", "--parallel", "--parallel-immediate", "--parallel-max", "500",
+                                  "--max-time", "20", "\(url)[1-500]"]
+                curl.standardOutput = FileHandle(forWritingAtPath: out)
+                curl.standardError = FileHandle(forWritingAtPath: err)
+                try curl.run()
+                repeat {
+                    rounds += 1
+                    let kept = pods.enumerated().filter { ($0.offset + rounds) % 3 != 0 }.map(\.element)
+                    try cluster.apply("endpointslices", ClusterObjects.slice("web", kept, in: cluster))
+                    try await Task.sleep(for: .milliseconds(20))
+                } while curl.isRunning
+                curl.waitUntilExit()
+                let body = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+                let lines = body.split(separator: "\n").compactMap { WhoAmI(String($0)) }
+                let errors = (try? String(contentsOfFile: err, encoding: .utf8)) ?? ""
+                #expect(curl.terminationStatus == 0 && lines.count == 500,
+                        "exit \(curl.terminationStatus), \(lines.count) answers: \(errors.prefix(400))")
+                for l in lines { answered[l.pod, default: 0] += 1 }
+            }
+            #expect(rounds >= 4, "the backends changed while the connections ran (\(rounds) slice updates)")
+            #expect(Set(answered.keys).isSubset(of: Set(pods.map(\.name))) && answered.count > 1, "\(answered)")
+        }
+    }
+}

@@ -23,6 +23,8 @@ public struct AgentConfiguration: Sendable {
     public var hostNamespace: String?
     /// The packet path for clients outside the node; nil: off.
     public var packetPath: PacketPathConfiguration?
+    /// NodePorts outside this range are skipped; nil: any.
+    public var nodePortRange: ClosedRange<UInt16>?
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 cgroup: String, pins: PinLayout, bpfObject: String, capacities: MapCapacities? = nil) {
@@ -263,7 +265,8 @@ public actor Agent {
     private func syncOnce() {
         guard store.isSynced else { return }
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
+                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                               nodePortRange: config.nodePortRange)
         let started = clock.now
         do {
             let full = needsFullSync || running == nil
@@ -485,7 +488,8 @@ public actor Agent {
         }
         filesDirty = false
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
+                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                               nodePortRange: config.nodePortRange)
         return (names, selections, node)
     }
 

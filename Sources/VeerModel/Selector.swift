@@ -209,8 +209,9 @@ public enum Selector {
                 append(address, useLocal: useLocal, rule: rule, why: why, preserve: external && eTPLocal && useLocal)
                 // eTP=Local while the node's own connections short-circuit to the Cluster set:
                 // clients outside the node get their own entry (the packet path looks it up
-                // first) with the Local set and their address preserved.
-                if external && eTPLocal && !useLocal {
+                // first) with the Local set and their address preserved. Never on loopback: no
+                // packet from outside arrives there.
+                if external && eTPLocal && !useLocal && !ip.isLoopback {
                     append(address.scoped(.external), useLocal: true, rule: .externalPolicyLocal,
                            why: "externalTrafficPolicy Local, clients outside the node: only endpoints on this node, client address preserved",
                            preserve: true)
@@ -220,7 +221,10 @@ public enum Selector {
             for ip in clusterIPs.values.sorted() { emit(ip, port.port, .clusterIP, external: false) }
             if let nodePort = port.nodePort {
                 // The API server refuses nodePort on other types; a stray one opens no port here.
-                if service.type == .nodePort || service.type == .loadBalancer {
+                if let range = node.nodePortRange, !range.contains(nodePort) {
+                    skip(.nodePortOutOfRange, "nodePort \(nodePort) is outside the node port range \(range.lowerBound)-\(range.upperBound)",
+                         kind: "Frontend", object: "\(port.name):\(nodePort)")
+                } else if service.type == .nodePort || service.type == .loadBalancer {
                     for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
                 } else {
                     skip(.nodePortWithoutType, "nodePort \(nodePort) on a \(service.type) Service is not served",

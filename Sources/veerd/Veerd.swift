@@ -70,6 +70,9 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Translate only sockets in veerd's own (the host's) network namespace. Pods then reach the ClusterIP itself, for a service mesh sidecar (Istio, Linkerd) to intercept. See docs/operations.md.")
     var hostnsOnly = false
 
+    @Option(help: "The API server's --service-node-port-range, FROM-TO: a nodePort outside it opens no port here (default: any port, as kube-proxy).")
+    var nodePortRange: String?
+
     @Option(name: .customLong("packet-path-interface"), help: "Serve clients outside the node on this interface (repeatable); default: the interfaces holding the node's addresses.")
     var packetPathInterfaces: [String] = []
 
@@ -82,11 +85,20 @@ struct Run: AsyncParsableCommand {
     mutating func validate() throws {
         let sources = [manifests != nil, kubeconfig != nil || apiServer != nil || context != nil]
         if sources.allSatisfy({ $0 }) { throw ValidationError("--manifests and the Kubernetes API options exclude each other") }
+        if let nodePortRange, Self.parseRange(nodePortRange) == nil {
+            throw ValidationError("--node-port-range \(nodePortRange) is not FROM-TO with 1 <= FROM <= TO <= 65535")
+        }
         if noPacketPath && !packetPathInterfaces.isEmpty { throw ValidationError("--no-packet-path and --packet-path-interface exclude each other") }
         for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IP address") }
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
         }
+    }
+
+    static func parseRange(_ text: String) -> ClosedRange<UInt16>? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let from = UInt16(parts[0]), let to = UInt16(parts[1]), from >= 1, from <= to else { return nil }
+        return from...to
     }
 
     func run() async throws {
@@ -129,6 +141,7 @@ struct Run: AsyncParsableCommand {
             metricsHost: String(metricsAddress[..<colon]),
             metricsPort: Int(metricsAddress[metricsAddress.index(after: colon)...])!)
         options.agent.terminateProtocols = terminate
+        options.agent.nodePortRange = nodePortRange.flatMap(Self.parseRange)
         if !noPacketPath {
             // The tc object lives beside the socket one (`make build` puts both there).
             let object = URL(fileURLWithPath: options.agent.bpfObject).deletingLastPathComponent()

@@ -144,9 +144,10 @@ extension ClusterTests {
         }
     }
 
-    @Test("Bad input beside good: an LB IP of the other family and a hostname-only ingress are skipped; the rest is served from outside")
+    @Test("Bad input beside good: a NodePort outside the range, an LB IP of the other family, a hostname-only ingress are skipped; the rest is served from outside")
     func externalBadInput() async throws {
-        try await withCluster { cluster in
+        try await withCluster(agents: false) { cluster in
+            try cluster.startAgents(extra: ["--node-port-range", "30000-32767"])
             try cluster.addOutsideClient()
             let pod = try cluster.addIsolatedPod("web-2", on: 2)
             let service = ClusterObjects.service("web", clusterIP: vip, nodePort: 30083,
@@ -159,8 +160,18 @@ extension ClusterTests {
                 try await cluster.waitUntil("\(url) from outside") { try cluster.curlOutside(url).status == 0 }
                 #expect(WhoAmI(try cluster.curlOutside(url).body)?.pod == "web-2")
             }
-            let log = cluster.agent(1)?.logText ?? ""
-            #expect(log.contains("2001:db8::9"), "the other family's LB IP is reported")
+            // A NodePort outside the range: skipped with its reason, its ClusterIP still served.
+            try cluster.apply("services", ClusterObjects.service("low", clusterIP: "10.96.0.20", nodePort: 8081, spec: ["type": "NodePort"]))
+            try cluster.apply("endpointslices", ClusterObjects.slice("low", [pod], in: cluster))
+            try await cluster.waitUntil("the low service's ClusterIP programmed") { cluster.backends(1, "10.96.0.20:80/tcp") == endpoints([pod]) }
+            #expect(cluster.backends(1, "\(cluster.nodes[0].address):8081/tcp") == nil)
+            #expect(try cluster.curlOutside("http://\(cluster.nodes[0].address):8081/", timeout: 2).status != 0)
+            // The good service is untouched by its neighbours' bad input.
+            #expect(WhoAmI(try cluster.curlOutside("http://203.0.113.10/").body)?.pod == "web-2")
+            try await cluster.waitUntil("the skips logged") {
+                let log = cluster.agent(1)?.logText ?? ""
+                return log.contains("2001:db8::9") && log.contains("nodePort 8081 is outside the node port range 30000-32767")
+            }
         }
     }
 }

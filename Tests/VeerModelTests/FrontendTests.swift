@@ -382,7 +382,7 @@ private let externalCases: [ExternalCase] = [
                  external: [NP: nil, LO: nil], preserves: [NP: false]),
     ExternalCase(name: "eTP=Local, local and remote ready: outside clients get the local one", etp: "Local",
                  endpoints: [.R("10.0.0.1", "N1"), .R("10.0.0.2", "N2")],
-                 external: [NP: .set("10.0.0.1"), LO: .set("10.0.0.1")], preserves: [NP: false]),
+                 external: [NP: .set("10.0.0.1"), LO: nil], preserves: [NP: false]),
     ExternalCase(name: "eTP=Local, ready only elsewhere: outside clients are dropped", etp: "Local",
                  endpoints: [.R("10.0.0.2", "N2")], external: [NP: .drop], preserves: [NP: false]),
     ExternalCase(name: "eTP=Local, local only terminating: it serves outside clients", etp: "Local",
@@ -427,5 +427,21 @@ struct ExternalScopeTests {
         }
         // Never an external entry for a ClusterIP.
         #expect(r.frontend(L4Address(CIP)!.scoped(.external)) == nil)
+    }
+}
+
+@Suite("Selection: node port range")
+struct NodePortRangeTests {
+    @Test func nodePortOutsideTheRangeIsSkippedAlone() throws {
+        let svc = serviceJSON(type: "NodePort", ports: [SvcPort(name: "a", port: 80, nodePort: 8081), SvcPort(name: "b", port: 81, nodePort: 30081)])
+        var node = N1
+        node.nodePortRange = 30000...32767
+        let r = select(svc, [sliceJSON("s", ports: [SP(name: "a", port: 8080), SP(name: "b", port: 8080)], endpoints: [.R("10.0.0.1")])], node: node)
+        #expect(frontend(r, "192.168.0.1:8081/tcp") == nil)
+        #expect(frontend(r, "10.96.0.1:80/tcp") != nil, "the port's ClusterIP is still served")
+        #expect(frontend(r, "192.168.0.1:30081/tcp") != nil)
+        #expect(r.skipped.contains { $0.rule == .nodePortOutOfRange && $0.reason.contains("8081") })
+        // Without a range, any port is served, as kube-proxy does.
+        #expect(frontend(select(svc, [sliceJSON("s", ports: [SP(name: "a", port: 8080)], endpoints: [.R("10.0.0.1")])]), "192.168.0.1:8081/tcp") != nil)
     }
 }

@@ -40,13 +40,15 @@ public final class PacketPath: @unchecked Sendable {
     private let programFD: Int32
     private let lock = NSLock()
     private var attachedInterfaces: [String: Int32] = [:]
+    private var natHooksReady = false
     let statsMap: BPFMap<UInt32, UInt64>
 
-    /// Loads the object against the maps pinned in `pins` and registers the NAT hooks.
+    /// Loads the object against the maps pinned in `pins`. Nothing is attached, and the NAT
+    /// hooks are not registered, before the first `attach`: a veerd whose node has no address
+    /// on any interface here leaves the namespace's tc and nftables as they were.
     public init(object path: String, pins: PinLayout) throws {
         guard access(path, R_OK) == 0 else { throw DatapathError.objectNotFound(path: path) }
         guard access(pins.maps, F_OK) == 0 else { throw DatapathError.notInstalled(pinDirectory: pins.directory) }
-        try NATHooks.ensure()
         veer_libbpf_log_capture(0)
         veer_libbpf_log_clear()
         guard let obj = bpf_object__open_file(path, nil) else {
@@ -94,6 +96,11 @@ public final class PacketPath: @unchecked Sendable {
     public func attach(_ interface: String) throws {
         let index = Int32(bitPattern: if_nametoindex(interface))
         guard index > 0 else { throw DatapathError.tcAttachFailed(interface: interface, errno: ENODEV) }
+        // Once per start: the table is replaced atomically, so a restart finds it as it was.
+        if !lock.withLock({ natHooksReady }) {
+            try NATHooks.ensure()
+            lock.withLock { natHooksReady = true }
+        }
         let rc = veer_tc_attach_ingress(index, programFD, Self.handle, Self.priority)
         guard rc == 0 else { throw DatapathError.tcAttachFailed(interface: interface, errno: -rc) }
         lock.withLock { attachedInterfaces[interface] = index }

@@ -51,6 +51,17 @@ extension ClusterTests {
             #expect(try cluster.curlOutside("http://\(pod.ip):8080/", timeout: 1).status != 0)
             let metrics = cluster.metrics(1)
             #expect(metrics.contains("veer_packet_path_packets_total{event=\"translated\"}"), "\(metrics.prefix(300))")
+
+            // Uninstall (veerd stopped first) takes the tc filter and the nftables table with it.
+            let node = cluster.nodes[0]
+            let filters = { KernelSandbox.run(["nsenter", "--net=\(node.netnsPath)", "tc", "filter", "show", "dev", "eth0", "ingress"]).stdout }
+            #expect(filters().contains("veer_tc_ingress"))
+            cluster.agent(1)?.kill()
+            let un = KernelSandbox.run(["nsenter", "--net=\(node.netnsPath)", "\(KernelSandbox.veerBinaries)/veerctl", "uninstall", "--bpffs", node.pins.root])
+            #expect(un.status == 0 && un.stdout.contains("removed the packet path from eth0"), "\(un.stdout) \(un.stderr)")
+            #expect(!filters().contains("veer_tc_ingress"), "\(filters())")
+            // Nothing translates any more: the NodePort is the node's own closed port again.
+            #expect(try cluster.curlOutside("http://\(node1.address):30080/", timeout: 2).status != 0)
         }
     }
 

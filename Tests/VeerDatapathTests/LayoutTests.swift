@@ -152,6 +152,9 @@ struct LayoutTests {
         #expect(MasterEntry.flagAffinity == UInt16(VEER_SVC_F_AFFINITY))
         #expect(MasterEntry.flagEmptyDrop == UInt16(VEER_SVC_F_EMPTY_DROP))
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
+        #expect(MasterEntry.flagExternalLocal == UInt16(VEER_SVC_F_EXT_LOCAL))
+        #expect(FrontendScope.cluster.rawValue == UInt8(VEER_SCOPE_CLUSTER) && FrontendScope.external.rawValue == UInt8(VEER_SCOPE_EXTERNAL))
+        #expect(PacketPathStat.allCases.count == Int(VEER_PKT_STAT_MAX.rawValue))
         #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
     }
 }

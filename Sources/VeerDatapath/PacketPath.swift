@@ -166,8 +166,20 @@ public final class PacketPath: @unchecked Sendable {
 
     /// The packet path's counters, summed over CPUs.
     public func stats() throws -> [PacketPathStat: UInt64] {
+        try Self.sum(statsMap)
+    }
+
+    /// The counters pinned in `pins` (veerctl, also while veerd is down); nil if the packet
+    /// path was never loaded there.
+    public static func pinnedStats(pins: PinLayout) throws -> [PacketPathStat: UInt64]? {
+        let path = "\(pins.maps)/veer_pkt_stats"
+        guard access(path, F_OK) == 0 else { return nil }
+        return try sum(BPFMap(pinned: path, name: "veer_pkt_stats"))
+    }
+
+    private static func sum(_ map: BPFMap<UInt32, UInt64>) throws -> [PacketPathStat: UInt64] {
         var result: [PacketPathStat: UInt64] = [:]
-        for stat in PacketPathStat.allCases { result[stat] = try statsMap.perCPUSum(stat.rawValue) ?? 0 }
+        for stat in PacketPathStat.allCases { result[stat] = try map.perCPUSum(stat.rawValue) ?? 0 }
         return result
     }
 

@@ -91,16 +91,22 @@ struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Datapath counters and map fill.")
     @OptionGroup var options: CommonOptions
 
-    struct Report: Codable { var counters: [String: UInt64]; var maps: [MapFill] }
+    struct Report: Codable { var counters: [String: UInt64]; var maps: [MapFill]; var packetPath: [String: UInt64]? }
     struct MapFill: Codable { var map: String; var entries: Int; var capacity: Int }
 
     func run() throws {
         let dp = try options.open()
         let stats = try dp.stats()
+        let packet = try PacketPath.pinnedStats(pins: options.pins)
         let report = Report(counters: Dictionary(uniqueKeysWithValues: stats.map { ($0.key.name, $0.value) }),
-                            maps: try dp.fill().map { MapFill(map: $0.map, entries: $0.entries, capacity: $0.capacity) })
+                            maps: try dp.fill().map { MapFill(map: $0.map, entries: $0.entries, capacity: $0.capacity) },
+                            packetPath: packet.map { Dictionary(uniqueKeysWithValues: $0.map { ($0.key.name, $0.value) }) })
         if options.output == .json { return try printJSON(report) }
         print(renderTable(["COUNTER", "VALUE"], DatapathStat.allCases.map { [$0.name, "\(stats[$0] ?? 0)"] }))
+        if let packet {
+            print()
+            print(renderTable(["PACKET PATH", "PACKETS"], PacketPathStat.allCases.map { [$0.name, "\(packet[$0] ?? 0)"] }))
+        }
         print()
         print(renderTable(["MAP", "ENTRIES", "CAPACITY"], report.maps.map { [$0.map, "\($0.entries)", "\($0.capacity)"] }))
     }

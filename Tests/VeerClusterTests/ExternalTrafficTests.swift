@@ -52,6 +52,10 @@ extension ClusterTests {
             let metrics = cluster.metrics(1)
             #expect(metrics.contains("veer_packet_path_packets_total{event=\"translated\"}"), "\(metrics.prefix(300))")
 
+            // veerctl reads the same counters from the pins.
+            let ctlStats = KernelSandbox.run(["\(KernelSandbox.veerBinaries)/veerctl", "stats", "--bpffs", cluster.nodes[0].pins.root])
+            #expect(ctlStats.stdout.contains("PACKET PATH") && ctlStats.stdout.contains("translated"), "\(ctlStats.stdout) \(ctlStats.stderr)")
+
             // Uninstall (veerd stopped first) takes the tc filter and the nftables table with it.
             let node = cluster.nodes[0]
             let filters = { KernelSandbox.run(["nsenter", "--net=\(node.netnsPath)", "tc", "filter", "show", "dev", "eth0", "ingress"]).stdout }

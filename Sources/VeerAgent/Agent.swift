@@ -388,6 +388,9 @@ public actor Agent {
                                 name: String(rejection.service.drop { $0 != "/" }.dropFirst()))
             for f in selections[key]?.frontends ?? [] { changed.insert(f.address) }
         }
+        // An external-scope entry follows the owner of its address: when that changes hands, the
+        // new owner's entry (or none, for an eTP=Cluster owner) replaces the old one's.
+        changed.formUnion(changed.filter { $0.scope == .cluster }.map { $0.scoped(.external) })
         var sharing = Set<L4Address>()
         for address in changed {
             let old = desired[address]

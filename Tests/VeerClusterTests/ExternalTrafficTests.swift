@@ -238,3 +238,30 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    @Test("An external-scope entry follows its address's owner: an eTP=Cluster service taking over an LB IP removes the eTP=Local one's")
+    func externalEntryFollowsOwner() async throws {
+        try await withCluster { cluster in
+            let pod = try cluster.addIsolatedPod("web-2", on: 2)
+            let lbIP = "203.0.113.20"
+            let lb = L4Address("\(lbIP):80/tcp")!
+            // "b" (eTP=Local) owns the LB IP first: it has an external-scope entry.
+            try cluster.apply("services", ClusterObjects.service("b", clusterIP: "10.96.0.21", nodePort: 30085,
+                                                                 spec: ["type": "LoadBalancer", "externalTrafficPolicy": "Local"],
+                                                                 status: ["loadBalancer": ["ingress": [["ip": lbIP]]]]))
+            try cluster.apply("endpointslices", ClusterObjects.slice("b", [pod], in: cluster))
+            try await cluster.waitUntil("b's external entry") { try cluster.state(1).masters[lb.scoped(.external)] != nil }
+            // "a" (eTP=Cluster) claims it too and wins by name; b itself does not change.
+            try cluster.apply("services", ClusterObjects.service("a", clusterIP: "10.96.0.22", nodePort: 30086,
+                                                                 spec: ["type": "LoadBalancer"],
+                                                                 status: ["loadBalancer": ["ingress": [["ip": lbIP]]]]))
+            try cluster.apply("endpointslices", ClusterObjects.slice("a", [pod], in: cluster))
+            try await cluster.waitUntil("a owns the LB IP, and no external entry is left") {
+                let state = try cluster.state(1)
+                guard let master = state.masters[lb], state.masters[lb.scoped(.external)] == nil else { return false }
+                return (master.flags & MasterEntry.flagExternalLocal) == 0
+            }
+        }
+    }
+}

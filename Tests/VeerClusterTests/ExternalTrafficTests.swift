@@ -265,3 +265,34 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    @Test("ICMP errors about a translated flow reach the client translated: a UDP NodePort whose pod does not listen refuses at once")
+    func externalICMPTranslated() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            // The pod serves TCP only: its kernel answers UDP to :8080 with port unreachable.
+            let pod = try cluster.addIsolatedPod("tcp-only-3", on: 3)
+            var service = ClusterObjects.service("u", clusterIP: vip, spec: ["type": "NodePort"])
+            if var spec = service["spec"] as? [String: Any] {
+                spec["ports"] = [["name": "http", "port": 80, "protocol": "UDP", "targetPort": 8080, "nodePort": 30087]]
+                service["spec"] = spec
+            }
+            var slice = ClusterObjects.slice("u", [pod], in: cluster)
+            slice["ports"] = [["name": "http", "port": 8080, "protocol": "UDP"]]
+            try await cluster.deploy(service, slice: slice, frontend: "\(vip):80/udp") { _ in endpoints([pod]) }
+            // A connected UDP socket sees ECONNREFUSED only if the ICMP error names its own flow
+            // (node-1:30087 from the client's port): the kernel translated the embedded header
+            // back through both NATs. Untranslated, the error would be dropped and recv time out.
+            let r = KernelSandbox.run([KernelSandbox.probe, "--netns", cluster.outsideNetnsPath!, "udp-connect",
+                                       cluster.nodes[0].address, "30087", "3"])
+            let results = r.stdout.split(separator: "\n").map { ProbeResult(String($0)) }
+            #expect(results.count == 3 && results.allSatisfy { !$0.ok && $0.reply == "ECONNREFUSED" }, "\(results.map(\.reply)) \(r.stderr)")
+            // And the refusal came from the pod, not from node-1's own stack (which would also
+            // refuse an untranslated datagram): the datagrams reached node-3, masqueraded.
+            let ct3 = KernelSandbox.run(["nsenter", "--net=\(cluster.nodes[2].netnsPath)", "cat", "/proc/net/nf_conntrack"]).stdout
+            #expect(ct3.split(separator: "\n").contains { $0.contains("udp") && $0.contains("src=\(cluster.nodes[0].address) dst=\(pod.ip)") && $0.contains("dport=8080") },
+                    "\(ct3)")
+        }
+    }
+}

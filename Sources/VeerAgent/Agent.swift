@@ -67,6 +67,7 @@ public actor Agent {
     /// Frontends for clients outside the node (tc); nil when turned off.
     public let packetPath: PacketPath?
     private var packetPathErrors: UInt64 = 0
+    private var conntrackFlowsDeleted: UInt64 = 0
     public let config: AgentConfiguration
     private let logger: Logger
     private let clock = ContinuousClock()
@@ -288,6 +289,7 @@ public actor Agent {
             if full { attachPacketPath(node) }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
+                deleteStaleUDPFlows()
             }
             for rejection in plan.rejected {
                 serviceRejections += 1
@@ -518,6 +520,21 @@ public actor Agent {
         }
     }
 
+    /// The packet path's UDP flows to removed backends (kube-proxy deletes those conntrack
+    /// entries too); TCP flows are left to end or time out, as kube-proxy leaves them.
+    private func deleteStaleUDPFlows() {
+        guard packetPath != nil, let state = running?.state else { return }
+        do {
+            let n = try PacketPath.deleteStaleUDPFlows(state: state)
+            if n > 0 {
+                conntrackFlowsDeleted += UInt64(n)
+                logger.info("deleted \(n) UDP conntrack flow(s) translated to removed backends")
+            }
+        } catch {
+            logger.warning("deleting UDP conntrack flows of removed backends failed: \(error)")
+        }
+    }
+
     private func scheduleRetry() {
         guard !retryScheduled else { return }
         retryScheduled = true
@@ -664,6 +681,9 @@ public actor Agent {
             out.sample("veer_packet_path_interfaces", [], Double(packetPath.interfaces.count))
             out.family("veer_packet_path_errors_total", .counter, help: "Failed attachments of the packet path.")
             out.sample("veer_packet_path_errors_total", [], Double(packetPathErrors))
+            out.family("veer_packet_path_flows_deleted_total", .counter,
+                       help: "UDP conntrack flows deleted because their backend left the frontend.")
+            out.sample("veer_packet_path_flows_deleted_total", [], Double(conntrackFlowsDeleted))
         }
         out.family("veer_source_problems_total", .counter, help: "Problems a source reported (unreadable files, failed requests), by severity.")
         for (kind, n) in sourceProblems.sorted(by: { $0.key < $1.key }) {

@@ -169,6 +169,37 @@ public final class PacketPath: @unchecked Sendable {
         try Self.sum(statsMap)
     }
 
+    /// Deletes the UDP conntrack entries (of the caller's network namespace) that were
+    /// translated from a frontend the maps hold to a backend no longer among its slots, in
+    /// either scope: kube-proxy's cleanup, so a client's next datagram opens a flow to a live
+    /// backend instead of talking to a removed one until the entry times out. Entries whose
+    /// destination is not a frontend, or that were not translated, are left alone. Returns
+    /// how many were deleted.
+    public static func deleteStaleUDPFlows(state: MapState) throws -> Int {
+        var members: [L4Address: Set<L4Address>] = [:]
+        for (frontend, master) in state.masters where frontend.proto == .udp {
+            let slots = state.slots[frontend] ?? [:]
+            let backends = (0..<Int(master.count)).compactMap { slots[UInt16($0 + 1)].flatMap { state.backends[$0]?.address } }
+            members[frontend.scoped(.cluster), default: []].formUnion(backends)
+        }
+        guard !members.isEmpty else { return 0 }
+        var list: UnsafeMutablePointer<veer_ct_flow>?
+        var count = 0
+        let rc = veer_conntrack_udp_list(&list, &count)
+        guard rc == 0 else { throw DatapathError.syscall(operation: "list conntrack entries", errno: -rc) }
+        defer { free(list) }
+        var deleted = 0
+        for i in 0..<count {
+            let flow = list![i]
+            let frontend = L4Address(be: flow.orig_dst, port: flow.orig_dport, proto: L4Protocol.udp.rawValue)
+            let backend = L4Address(be: flow.reply_src, port: flow.reply_sport, proto: L4Protocol.udp.rawValue)
+            guard backend != frontend, let live = members[frontend], !live.contains(backend) else { continue }
+            var f = flow
+            if veer_conntrack_delete(&f) == 0 { deleted += 1 }
+        }
+        return deleted
+    }
+
     /// The counters pinned in `pins` (veerctl, also while veerd is down); nil if the packet
     /// path was never loaded there.
     public static func pinnedStats(pins: PinLayout) throws -> [PacketPathStat: UInt64]? {

@@ -296,3 +296,43 @@ extension ClusterTests {
         }
     }
 }
+
+extension ClusterTests {
+    @Test("A UDP flow from outside to a backend that leaves the service moves to a live one (its conntrack entry is deleted)")
+    func externalUDPFlowLeavesRemovedBackend() async throws {
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            let stay = try cluster.addIsolatedPod("dns-2", on: 2, serve: "serve-udp")
+            let leave = try cluster.addIsolatedPod("dns-3", on: 3, serve: "serve-udp")
+            var service = ClusterObjects.service("dns", clusterIP: vip, spec: ["type": "NodePort"])
+            if var spec = service["spec"] as? [String: Any] {
+                spec["ports"] = [["name": "http", "port": 80, "protocol": "UDP", "targetPort": 8080, "nodePort": 30088]]
+                service["spec"] = spec
+            }
+            func slice(_ pods: [ClusterSandbox.Pod]) -> [String: Any] {
+                var s = ClusterObjects.slice("dns", pods, in: cluster)
+                s["ports"] = [["name": "http", "port": 8080, "protocol": "UDP"]]
+                return s
+            }
+            try await cluster.deploy(service, slice: slice([stay, leave]), frontend: "\(vip):80/udp") { _ in endpoints([stay, leave]) }
+            let node1 = cluster.nodes[0].address
+            // Twelve flows: some land on dns-3 (all on dns-2 has odds of 1 in 4096).
+            let loads = try (0..<12).map { _ in try cluster.startOutsideLoad(["udp-hold", node1, "30088", "100000000", "5000"]) }
+            try await cluster.waitUntil("the flows answer") { loads.allSatisfy { $0.results.count > 5 } }
+            let onLeaving = loads.filter { $0.results.last?.reply == "dns-3" }
+            #expect(!onLeaving.isEmpty, "no flow reached dns-3")
+            // dns-3 leaves the slice; its process keeps answering, as a terminating pod does.
+            try cluster.apply("endpointslices", slice([stay]))
+            try await cluster.waitForBackends("\(vip):80/udp") { _ in endpoints([stay]) }
+            try await cluster.waitUntil("every flow answered by dns-2") {
+                loads.allSatisfy { l in let r = l.results.suffix(3); return r.count == 3 && r.allSatisfy { $0.ok && $0.reply == "dns-2" } }
+            }
+            for load in loads {
+                let results = load.stop()
+                #expect(results.allSatisfy { $0.ok }, "\(failures(results))")
+            }
+            #expect(cluster.metrics(1).contains("veer_packet_path_flows_deleted_total "))
+            #expect(!cluster.metrics(1).contains("veer_packet_path_flows_deleted_total 0\n"))
+        }
+    }
+}

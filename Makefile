@@ -13,8 +13,9 @@ CC        ?= gcc
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || dpkg-architecture -qDEB_HOST_MULTIARCH)
 OUT       := .build/veer
 BPF_OBJ   := $(OUT)/veer_sock.bpf.o
+TC_OBJ    := $(OUT)/veer_tc.bpf.o
 PROBE     := $(OUT)/veer-probe
-APT_PKGS  := libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl dnsmasq-base prometheus
+APT_PKGS  := libnftables1 libbpf-dev libelf-dev zlib1g-dev bpftool iproute2 pkg-config gcc dnsutils curl dnsmasq-base prometheus
 SWIFT_BUILD_FLAGS ?=
 
 ifeq ($(V),1)
@@ -33,7 +34,7 @@ deps:
 		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-bpf: $(BPF_OBJ)
+bpf: $(BPF_OBJ) $(TC_OBJ)
 
 # Pins need a BPF filesystem; some hosts do not mount one at boot. Mounted once here, so
 # tests running in parallel never race to mount it.
@@ -46,15 +47,22 @@ $(BPF_OBJ): bpf/veer_sock.bpf.c bpf/include/veer_maps.h | deps
 	$(Q)$(CLANG) -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
 		-I/usr/include/$(MULTIARCH) -Ibpf/include -c $< -o $@
 
+# The packet path (tc): the same maps, its own object, loaded only where veerd attaches it.
+$(TC_OBJ): bpf/veer_tc.bpf.c bpf/include/veer_maps.h | deps
+	@mkdir -p $(OUT)
+	@echo "  BPF  $@"
+	$(Q)$(CLANG) -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
+		-I/usr/include/$(MULTIARCH) -Ibpf/include -c $< -o $@
+
 $(PROBE): Tests/tools/veer-probe.c Tests/tools/sandbox_join.h | deps
 	@mkdir -p $(OUT)
 	@echo "  CC   $@"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
-build: $(BPF_OBJ) $(PROBE) | deps
+build: $(BPF_OBJ) $(TC_OBJ) $(PROBE) | deps
 	@echo "  SWIFT build"
 	$(Q)$(SWIFT) build $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
-	$(Q)cp $(BPF_OBJ) "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/"
+	$(Q)cp $(BPF_OBJ) $(TC_OBJ) "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/"
 
 # Kernel tests need root, bpffs and cgroup2; they create and remove their own sandboxes.
 test: build bpffs

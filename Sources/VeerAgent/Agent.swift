@@ -17,6 +17,8 @@ import VeerModel
 public actor Agent {
     /// The maps: the kernel's (`Datapath`, installed by the daemon) or a test's in memory.
     public let maps: any MapStore
+    /// Frontends for clients outside the node (tc), installed by the daemon; nil when off.
+    public let packetPath: PacketPath?
     public let config: AgentConfiguration
     let logger: Logger
     private let clock = ContinuousClock()
@@ -88,9 +90,10 @@ public actor Agent {
 
     /// Nothing is written to the maps before the source's first full list: a restarted agent
     /// must not blackhole what the maps already serve.
-    public init(config: AgentConfiguration, maps: any MapStore, logger: Logger) {
+    public init(config: AgentConfiguration, maps: any MapStore, packetPath: PacketPath? = nil, logger: Logger) {
         self.config = config
         self.maps = maps
+        self.packetPath = packetPath
         self.logger = logger
         proxyHealth = ProxyHealth(timeout: config.healthTimeout)
         // The first full sync is pending from the start: healthy during the bound, as kube-proxy
@@ -199,7 +202,8 @@ public actor Agent {
     private func syncOnce() {
         guard store.isSynced else { return }
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
+                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                               nodePortRange: config.nodePortRange)
         let started = clock.now
         let full = needsFullSync || running == nil
         let touched = pendingServices
@@ -222,8 +226,10 @@ public actor Agent {
             syncServiceAddresses()
             syncSourceRanges(full ? nil : touched)
             for line in SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired) { logger.info("\(line)") }
+            if full { attachPacketPath(node) }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()
+                deleteStaleUDPFlows()
             }
             // A plan counts old and new entries together (old ones are deleted last), so a
             // service rejected by a plan that also freed entries may fit now: plan once more.
@@ -330,7 +336,8 @@ public actor Agent {
         }
         filesDirty = false
         let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride)
+                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                               nodePortRange: config.nodePortRange)
         return StateFileWriter.Snapshot(names: names, index: index, node: node)
     }
 
@@ -345,6 +352,38 @@ public actor Agent {
             post(.normal, "SocketsTerminated", "terminated \(n) \(proto) socket(s) connected to removed backends")
         }
         counters.terminationFailures += UInt64(result.failures.count)
+    }
+
+    /// Attaches the packet path to the interfaces holding the node's addresses that it is not
+    /// on yet (a Node may gain an address); a failure is logged and counted, never fatal.
+    private func attachPacketPath(_ node: NodeContext) {
+        guard let packetPath, config.packetPathFollowsNodeAddresses else { return }
+        let wanted = PacketPath.interfaces(holding: node.addresses)
+        if wanted.isEmpty && packetPath.interfaces.isEmpty {
+            logger.warning("packet path: no interface in veerd's network namespace holds the node's addresses \(node.addresses); pass --packet-path-interface")
+        }
+        do {
+            let added = try packetPath.attach(all: wanted)
+            if !added.isEmpty { logger.info("packet path attached", metadata: ["interfaces": "\(added.joined(separator: ","))"]) }
+        } catch {
+            counters.packetPathErrors += 1
+            logger.error("packet path: \(error)")
+        }
+    }
+
+    /// The packet path's UDP flows to removed backends (kube-proxy deletes those conntrack
+    /// entries too); TCP flows are left to end or time out, as kube-proxy leaves them.
+    private func deleteStaleUDPFlows() {
+        guard packetPath != nil, let state = running?.state else { return }
+        do {
+            let n = try PacketPath.deleteStaleUDPFlows(state: state)
+            if n > 0 {
+                counters.conntrackFlowsDeleted += UInt64(n)
+                logger.info("deleted \(n) UDP conntrack flow(s) translated to removed backends")
+            }
+        } catch {
+            logger.warning("deleting UDP conntrack flows of removed backends failed: \(error)")
+        }
     }
 
     private func scheduleRetry() {
@@ -370,7 +409,8 @@ public actor Agent {
         writeServiceAddressMetrics(into: &extra)
         writeSourceRangeMetrics(into: &extra)
         return MetricsSnapshot(counters: counters, names: names, synced: store.isSynced, rejectedServices: rejections.count,
-                               apiStatistics: apiStatistics?(), maps: maps, hitMetrics: config.hitMetrics, extra: extra.output)
+                               apiStatistics: apiStatistics?(), maps: maps, hitMetrics: config.hitMetrics, extra: extra.output,
+                               packetPath: packetPath)
     }
 }
 

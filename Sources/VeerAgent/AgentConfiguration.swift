@@ -25,6 +25,11 @@ public struct AgentConfiguration: Sendable {
     /// The cluster's service CIDRs (--service-cidr): an address there that no Service holds fails
     /// at once. ServiceCIDR objects, when the API serves them, are added to these.
     public var serviceCIDRs: [IPPrefix] = []
+    /// NodePorts outside this range are skipped; nil: any.
+    public var nodePortRange: ClosedRange<UInt16>?
+    /// The packet path follows the interfaces holding the node's addresses (false: the
+    /// operator named them, and the daemon attached them).
+    public var packetPathFollowsNodeAddresses = true
 
     public init(nodeName: String, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
                 pins: PinLayout) {

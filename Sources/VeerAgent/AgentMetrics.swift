@@ -19,6 +19,8 @@ struct AgentCounters: Sendable {
     var rejectedObjects: [RejectionKey: UInt64] = [:]
     var sourceProblems: [String: UInt64] = [:]
     var socketsTerminated: [L4Protocol: UInt64] = [:]
+    var packetPathErrors: UInt64 = 0
+    var conntrackFlowsDeleted: UInt64 = 0
 
     struct RejectionKey: Hashable, Comparable {
         var kind: String
@@ -48,6 +50,7 @@ public struct MetricsSnapshot: Sendable {
     let hitMetrics: HitMetrics
     /// Series the agent rendered on its actor (health checks, address and source-range tables).
     let extra: String
+    let packetPath: PacketPath?
 
     public func render() -> String {
         var out = PrometheusText()
@@ -160,6 +163,20 @@ public struct MetricsSnapshot: Sendable {
         out.family("veer_socket_termination_failures_total", .counter,
                    help: "Network namespaces where terminating sockets failed (e.g. without CAP_SYS_ADMIN).")
         out.sample("veer_socket_termination_failures_total", [], Double(counters.terminationFailures))
+        if let packetPath, let stats = try? packetPath.stats() {
+            out.family("veer_packet_path_packets_total", .counter,
+                       help: "Packets from outside the node to a frontend, by what the packet path did (translated: a flow opened).")
+            for stat in PacketPathStat.allCases {
+                out.sample("veer_packet_path_packets_total", ["event": stat.name], Double(stats[stat] ?? 0))
+            }
+            out.family("veer_packet_path_interfaces", .gauge, help: "Interfaces the packet path is attached to.")
+            out.sample("veer_packet_path_interfaces", [], Double(packetPath.interfaces.count))
+            out.family("veer_packet_path_errors_total", .counter, help: "Failed attachments of the packet path.")
+            out.sample("veer_packet_path_errors_total", [], Double(counters.packetPathErrors))
+            out.family("veer_packet_path_flows_deleted_total", .counter,
+                       help: "UDP conntrack flows deleted because their backend left the frontend.")
+            out.sample("veer_packet_path_flows_deleted_total", [], Double(counters.conntrackFlowsDeleted))
+        }
         out.family("veer_source_problems_total", .counter, help: "Problems a source reported (unreadable files, failed requests), by severity.")
         for (kind, n) in counters.sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))

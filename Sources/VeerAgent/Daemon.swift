@@ -21,6 +21,8 @@ public struct DatapathOptions: Sendable {
     public var scope: TranslationScope
     /// bind() of the host's processes onto a frontend (a NodePort…) fails with EADDRINUSE.
     public var bindProtection = true
+    /// The packet path for clients outside the node; nil: off.
+    public var packetPath: PacketPathConfiguration?
 
     public init(bpfObject: String, cgroup: String, capacities: MapCapacities? = nil, scope: TranslationScope = .allNamespaces) {
         self.bpfObject = bpfObject
@@ -128,7 +130,8 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let agent: Agent
     do {
         lock = try AgentLock(pins: options.agent.pins)
-        agent = Agent(config: options.agent, maps: try installDatapath(options, logger: logger), logger: logger)
+        let installed = try installDatapath(options, logger: logger)
+        agent = Agent(config: options.agent, maps: installed.maps, packetPath: installed.packetPath, logger: logger)
     } catch {
         await abandon()
         throw error
@@ -259,8 +262,24 @@ private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> MetricsServ
     }
 }
 
-/// Loads or adopts the datapath: the programs attached, the maps pinned, nothing written.
-private func installDatapath(_ options: DaemonOptions, logger: Logger) throws -> Datapath {
+/// Where the packet path (tc) is attached.
+public struct PacketPathConfiguration: Sendable {
+    /// bpf/veer_tc.bpf.o.
+    public var object: String
+    /// nil: the interfaces holding the node's addresses (its Node's, or --node-address),
+    /// attached by the agent at every full sync.
+    public var interfaces: [String]?
+
+    public init(object: String, interfaces: [String]? = nil) {
+        self.object = object
+        self.interfaces = interfaces
+    }
+}
+
+/// Loads or adopts the datapath: the programs attached, the maps pinned, nothing written; and
+/// the packet path, on the interfaces named (the node's own wait for its addresses, at the
+/// agent's first full sync).
+private func installDatapath(_ options: DaemonOptions, logger: Logger) throws -> (maps: Datapath, packetPath: PacketPath?) {
     let o = options.datapath
     let pins = options.agent.pins
     let datapath = try Datapath.install(object: o.bpfObject, cgroup: o.cgroup, pins: pins, capacities: o.capacities, scope: o.scope,
@@ -270,5 +289,12 @@ private func installDatapath(_ options: DaemonOptions, logger: Logger) throws ->
     }
     let frontends = (try? datapath.readState().masters.count) ?? 0
     logger.info("datapath ready", metadata: ["pins": "\(pins.directory)", "cgroup": "\(o.cgroup)", "adopted_frontends": "\(frontends)"])
-    return datapath
+    guard let pp = o.packetPath else { return (datapath, nil) }
+    let packetPath = try PacketPath(object: pp.object, pins: pins)
+    // Named interfaces are attached at once (replacing a predecessor's filter in place).
+    if let names = pp.interfaces { try packetPath.attach(all: names) }
+    if (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8))?.hasPrefix("0") == true {
+        logger.warning("net.ipv4.ip_forward is 0 in veerd's network namespace: the packet path cannot forward to pods (the CNI plugin normally turns it on)")
+    }
+    return (datapath, packetPath)
 }

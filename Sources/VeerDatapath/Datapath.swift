@@ -424,13 +424,13 @@ public final class Datapath: @unchecked Sendable {
 
     // MARK: - Helpers
 
-    private static func capturedLog() -> String {
+    static func capturedLog() -> String {
         var buffer = [CChar](repeating: 0, count: 16 * 1024)
         _ = veer_libbpf_log_copy(&buffer, buffer.count)
         return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
-    private static func pinnedMaxEntries(_ path: String) -> Int? {
+    static func pinnedMaxEntries(_ path: String) -> Int? {
         let fd = bpf_obj_get(path)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

@@ -19,6 +19,10 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
     case layoutMismatch(map: String, detail: String)
     case mapFull(map: String)
     case syscall(operation: String, errno: Int32)
+    /// The packet path: registering the kernel's NAT hooks failed.
+    case natHooks(detail: String)
+    /// The packet path: attaching at tc failed.
+    case tcAttachFailed(interface: String, errno: Int32)
 
     public var description: String {
         switch self {
@@ -54,6 +58,10 @@ public enum DatapathError: Error, CustomStringConvertible, Equatable {
             return "map \(map) is full"
         case let .syscall(operation, err):
             return "\(operation): \(String(cString: strerror(err)))"
+        case let .natHooks(detail):
+            return "the packet path needs the kernel's NAT hooks (an nftables nat table in veerd's network namespace), and registering them failed: \(detail). Pass --no-packet-path to serve only connections made on this node"
+        case let .tcAttachFailed(interface, err):
+            return "attaching the packet path at tc ingress of \(interface) failed: \(String(cString: strerror(err)))"
         }
     }
 }

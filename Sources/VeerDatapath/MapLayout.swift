@@ -32,10 +32,11 @@ extension veer_svc_key {
         addr = frontend.beAddr
         port = frontend.bePort
         proto = frontend.proto.rawValue
+        scope = frontend.scope.rawValue
         self.slot = slot
     }
 
-    var frontend: L4Address { L4Address(be: addr, port: port, proto: proto) }
+    var frontend: L4Address { L4Address(be: addr, port: port, proto: proto).scoped(FrontendScope(rawValue: scope) ?? .cluster) }
 }
 
 extension veer_svc_val {
@@ -76,9 +77,10 @@ extension veer_rev_nat {
         addr = frontend.beAddr
         port = frontend.bePort
         proto = frontend.proto.rawValue
+        scope = frontend.scope.rawValue
     }
 
-    var frontend: L4Address { L4Address(be: addr, port: port, proto: proto) }
+    var frontend: L4Address { L4Address(be: addr, port: port, proto: proto).scoped(FrontendScope(rawValue: scope) ?? .cluster) }
 }
 
 extension veer_member_key {

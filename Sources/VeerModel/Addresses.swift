@@ -169,15 +169,34 @@ public enum L4Protocol: UInt8, Hashable, Comparable, Sendable, CustomStringConve
 }
 
 /// An IP address, port and protocol: a frontend or a backend.
+/// Which clients a frontend entry serves (veer_svc_key.scope). An external-scope entry exists
+/// only where external clients use another endpoint set than the node's own (eTP=Local).
+public enum FrontendScope: UInt8, Hashable, Comparable, Sendable {
+    /// Every client: the socket programs and the packet path.
+    case cluster = 0
+    /// Clients outside the node only, through the packet path, which looks it up first.
+    case external = 1
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
 public struct L4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var ip: IPAddress
     public var port: UInt16
     public var proto: L4Protocol
+    /// Only frontends have an external scope; backends are always `.cluster`.
+    public var scope: FrontendScope
 
-    public init(ip: IPAddress, port: UInt16, proto: L4Protocol) {
+    public init(ip: IPAddress, port: UInt16, proto: L4Protocol, scope: FrontendScope = .cluster) {
         self.ip = ip
         self.port = port
         self.proto = proto
+        self.scope = scope
+    }
+
+    /// The same address with another scope.
+    public func scoped(_ scope: FrontendScope) -> L4Address {
+        L4Address(ip: ip, port: port, proto: proto, scope: scope)
     }
 
     /// Parses `10.96.0.10:80/tcp` or `[fd00::10]:80/tcp` (protocol optional, default tcp).
@@ -203,12 +222,12 @@ public struct L4Address: Hashable, Comparable, Sendable, CustomStringConvertible
     }
 
     /// `10.96.0.10:80/tcp`, `[fd00::10]:80/tcp`.
-    public var description: String { "\(hostPort)/\(proto)" }
+    public var description: String { scope == .external ? "\(hostPort)/\(proto) (external)" : "\(hostPort)/\(proto)" }
 
     /// `10.96.0.10:80`, `[fd00::10]:80`: the address as a URL or a socket API prints it.
     public var hostPort: String { ip.isIPv4 ? "\(ip):\(port)" : "[\(ip)]:\(port)" }
 
     public static func < (a: Self, b: Self) -> Bool {
-        (a.ip, a.port, a.proto.rawValue) < (b.ip, b.port, b.proto.rawValue)
+        (a.ip, a.port, a.proto.rawValue, a.scope.rawValue) < (b.ip, b.port, b.proto.rawValue, b.scope.rawValue)
     }
 }

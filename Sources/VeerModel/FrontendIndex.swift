@@ -8,7 +8,8 @@ public struct FrontendIndex: Sendable {
     public private(set) var selections: [ObjectKey: SelectionResult] = [:]
     /// The winning frontend at each address: what the maps should serve.
     public private(set) var desired: [L4Address: DesiredFrontend] = [:]
-    /// Services whose selection has a frontend at this address.
+    /// Services whose selection has a frontend at this address, keyed by its cluster scope: an
+    /// external-scope entry belongs to whichever service wins the address itself.
     private var claims: [L4Address: Set<ObjectKey>] = [:]
     /// Frontends using each backend address (a shared backend's flags depend on all of them).
     private var backendUsers: [L4Address: Set<L4Address>] = [:]
@@ -20,7 +21,7 @@ public struct FrontendIndex: Sendable {
     public init(selections: [ObjectKey: SelectionResult], merged: SelectionResult) {
         self.selections = selections
         for (key, result) in selections {
-            for f in result.frontends { claims[f.address, default: []].insert(key) }
+            for f in result.frontends { claims[f.address.scoped(.cluster), default: []].insert(key) }
         }
         desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
         for f in merged.frontends {
@@ -44,17 +45,21 @@ public struct FrontendIndex: Sendable {
             let old = selections[key]
             selections[key] = new
             for f in old?.frontends ?? [] {
-                claims[f.address]?.remove(key)
-                if claims[f.address]?.isEmpty == true { claims[f.address] = nil }
+                let base = f.address.scoped(.cluster)
+                claims[base]?.remove(key)
+                if claims[base]?.isEmpty == true { claims[base] = nil }
                 changed.insert(f.address)
             }
             for f in new?.frontends ?? [] {
-                claims[f.address, default: []].insert(key)
+                claims[f.address.scoped(.cluster), default: []].insert(key)
                 changed.insert(f.address)
             }
             let before = Set(old?.skipped ?? [])
             skipped += (new?.skipped ?? []).filter { !before.contains($0) }
         }
+        // An external-scope entry follows the owner of its address: when that changes hands, the
+        // new owner's entry (or none, for an eTP=Cluster owner) replaces the old one's.
+        changed.formUnion(changed.filter { $0.scope == .cluster }.map { $0.scoped(.external) })
         var sharing = Set<L4Address>()
         for address in changed {
             let old = desired[address]
@@ -75,15 +80,21 @@ public struct FrontendIndex: Sendable {
     }
 
     /// The frontend that serves this address among the services claiming it; the losers are
-    /// reported as skipped.
+    /// reported as skipped. An external-scope address goes with the winner of its cluster-scope
+    /// address.
     private func winner(at address: L4Address, skipped: inout [SkipReason]) -> DesiredFrontend? {
-        let claimants = (claims[address] ?? []).sorted().compactMap { key -> SelectionResult? in
-            guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == address }) else { return nil }
+        let base = address.scoped(.cluster)
+        let claimants = (claims[base] ?? []).sorted().compactMap { key -> SelectionResult? in
+            guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == base }) else { return nil }
             return SelectionResult(frontends: [r.frontends[i]], decisions: [r.decisions[i]])
         }
-        guard claimants.count > 1 else { return claimants.first?.frontends.first }
-        let merged = Selector.merge(claimants)
-        skipped += merged.skipped
-        return merged.frontends.first
+        var winning = claimants.first?.frontends.first
+        if claimants.count > 1 {
+            let merged = Selector.merge(claimants)
+            if address.scope == .cluster { skipped += merged.skipped }
+            winning = merged.frontends.first
+        }
+        guard let winning, address.scope != .cluster else { return winning }
+        return selections[winning.service.serviceKey]?.frontends.first { $0.address == address }
     }
 }

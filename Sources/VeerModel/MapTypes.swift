@@ -70,15 +70,19 @@ public struct DesiredFrontend: Hashable, Sendable {
     public var whenEmpty: EmptyBehavior
     /// sessionAffinity ClientIP timeout in seconds; nil when affinity is None.
     public var affinityTimeout: UInt32?
+    /// externalTrafficPolicy Local: the packet path keeps the client's address (no SNAT).
+    public var preservesClientAddress: Bool
 
     public init(address: L4Address, kind: FrontendKind, service: ServicePortName, backends: [DesiredBackend],
-                whenEmpty: EmptyBehavior = .reject, affinityTimeout: UInt32? = nil) {
+                whenEmpty: EmptyBehavior = .reject, affinityTimeout: UInt32? = nil,
+                preservesClientAddress: Bool = false) {
         self.address = address
         self.kind = kind
         self.service = service
         self.backends = backends
         self.whenEmpty = whenEmpty
         self.affinityTimeout = affinityTimeout
+        self.preservesClientAddress = preservesClientAddress
     }
 }
 
@@ -112,6 +116,8 @@ public struct MasterEntry: Hashable, Sendable {
     /// Mirrors VEER_SVC_F_* in veer_maps.h (checked by a test against the header).
     public static let flagAffinity: UInt16 = 0x1
     public static let flagEmptyDrop: UInt16 = 0x2
+    /// VEER_SVC_F_EXT_LOCAL: external clients keep their address (eTP=Local).
+    public static let flagExternalLocal: UInt16 = 0x4
 }
 
 /// A backends map entry.

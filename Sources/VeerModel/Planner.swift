@@ -255,6 +255,7 @@ private struct TargetBuilder {
         var flags: UInt16 = 0
         if frontend.affinityTimeout != nil { flags |= MasterEntry.flagAffinity }
         if count == 0, frontend.whenEmpty == .drop { flags |= MasterEntry.flagEmptyDrop }
+        if frontend.preservesClientAddress { flags |= MasterEntry.flagExternalLocal }
         target.masters[address] = MasterEntry(count: UInt32(count), revNatID: revNatID,
                                               affinityTimeout: frontend.affinityTimeout ?? 0, flags: flags)
     }

@@ -18,24 +18,29 @@ public struct NodeContext: Hashable, Sendable {
     /// Emulate kube-proxy with a no-op local-traffic detector: eTP=Local external frontends use the
     /// Local set for connections made on this node instead of short-circuiting to the Cluster set.
     public var externalLocalForLocalClients: Bool
+    /// The API server's `--service-node-port-range`, when the operator gives it: a nodePort
+    /// outside it opens no port here (nil: any port is served, as kube-proxy does).
+    public var nodePortRange: ClosedRange<UInt16>?
 
     public init(nodeName: String, zone: String? = nil, addresses: [IPAddress] = [],
                 nodePortOnLoopback: Bool = true, nodeHintsEnabled: Bool = true,
-                externalLocalForLocalClients: Bool = false) {
+                externalLocalForLocalClients: Bool = false, nodePortRange: ClosedRange<UInt16>? = nil) {
         self.nodeName = nodeName
         self.zone = zone
         self.addresses = addresses
         self.nodePortOnLoopback = nodePortOnLoopback
         self.nodeHintsEnabled = nodeHintsEnabled
         self.externalLocalForLocalClients = externalLocalForLocalClients
+        self.nodePortRange = nodePortRange
     }
 
     /// From this node's Node object: zone from `topology.kubernetes.io/zone` unless `zoneOverride`
     /// is given, addresses from its InternalIP/ExternalIP addresses unless `addressOverride` is.
     public init(nodeName: String, node: Node?, zoneOverride: String? = nil, addressOverride: [IPAddress]? = nil,
-                nodePortOnLoopback: Bool = true) {
+                nodePortOnLoopback: Bool = true, nodePortRange: ClosedRange<UInt16>? = nil) {
         self.init(nodeName: nodeName, zone: zoneOverride ?? node?.zone,
-                  addresses: addressOverride ?? node?.ipAddresses ?? [], nodePortOnLoopback: nodePortOnLoopback)
+                  addresses: addressOverride ?? node?.ipAddresses ?? [], nodePortOnLoopback: nodePortOnLoopback,
+                  nodePortRange: nodePortRange)
     }
 }
 
@@ -220,6 +225,8 @@ public enum SkipRule: String, Hashable, Sendable, Codable {
     case nodeLocalAddress
     /// A nodePort on a Service whose type is neither NodePort nor LoadBalancer.
     case nodePortWithoutType
+    /// A nodePort outside the node port range veerd was given (`--node-port-range`).
+    case nodePortOutOfRange
 }
 
 public struct SkipReason: Hashable, Sendable, Codable, CustomStringConvertible {

@@ -140,7 +140,7 @@ public enum Selector {
             let spn = ServicePortName(namespace: key.namespace, name: key.name, port: port.name, proto: port.proto)
             // Only a frontend that uses the Local set reads it (see `emit`): without one, its
             // verdicts (a reason string per endpoint) are not built at all.
-            let needsLocal = iTPLocal || (eTPLocal && node.externalLocalForLocalClients)
+            let needsLocal = iTPLocal || eTPLocal
             let selections = clusterIPs.keys.map {
                 ($0, selectPort(port, slices: usable[$0] ?? [], family: $0, node: node, local: needsLocal))
             }
@@ -187,28 +187,44 @@ public enum Selector {
                     rule = .externalPolicyLocalShortCircuit
                     why = "externalTrafficPolicy Local, but connections made on this node are short-circuited to the Cluster set"
                 }
-                let set = useLocal ? sel.local : sel.cluster
-                let whenEmpty: EmptyBehavior = useLocal && sel.hasAny ? .drop : .reject
-                var emptyReason: String?
-                if set.backends.isEmpty {
-                    emptyReason = sel.hasAny
-                        ? "endpoints exist, but none on this node under policy Local: connections are dropped (time out)"
-                        : "no usable endpoint anywhere: connections are refused"
+                func append(_ address: L4Address, useLocal: Bool, rule: SetRule, why: String, preserve: Bool) {
+                    let set = useLocal ? sel.local : sel.cluster
+                    let whenEmpty: EmptyBehavior = useLocal && sel.hasAny ? .drop : .reject
+                    var emptyReason: String?
+                    if set.backends.isEmpty {
+                        emptyReason = sel.hasAny
+                            ? "endpoints exist, but none on this node under policy Local: connections are dropped (time out)"
+                            : "no usable endpoint anywhere: connections are refused"
+                    }
+                    result.frontends.append(DesiredFrontend(address: address, kind: kind, service: spn, backends: set.backends,
+                                                            whenEmpty: whenEmpty, affinityTimeout: affinity,
+                                                            preservesClientAddress: preserve))
+                    result.decisions.append(FrontendDecision(
+                        service: decisionBase.service, port: decisionBase.port, proto: decisionBase.proto,
+                        frontend: address.description, kind: kind.rawValue, set: useLocal ? .local : .cluster,
+                        setRule: rule, setReason: why, topology: useLocal ? nil : sel.topology,
+                        whenEmpty: whenEmpty.rawValue, emptyReason: emptyReason, backends: set.backends.count,
+                        affinityTimeout: affinity, endpoints: set.verdicts))
                 }
-                result.frontends.append(DesiredFrontend(address: address, kind: kind, service: spn, backends: set.backends,
-                                                        whenEmpty: whenEmpty, affinityTimeout: affinity))
-                result.decisions.append(FrontendDecision(
-                    service: decisionBase.service, port: decisionBase.port, proto: decisionBase.proto,
-                    frontend: address.description, kind: kind.rawValue, set: useLocal ? .local : .cluster,
-                    setRule: rule, setReason: why, topology: useLocal ? nil : sel.topology,
-                    whenEmpty: whenEmpty.rawValue, emptyReason: emptyReason, backends: set.backends.count,
-                    affinityTimeout: affinity, endpoints: set.verdicts))
+                append(address, useLocal: useLocal, rule: rule, why: why, preserve: external && eTPLocal && useLocal)
+                // eTP=Local while the node's own connections short-circuit to the Cluster set:
+                // clients outside the node get their own entry (the packet path looks it up
+                // first) with the Local set and their address preserved. Never on loopback: no
+                // packet from outside arrives there.
+                if external && eTPLocal && !useLocal && !ip.isLoopback {
+                    append(address.scoped(.external), useLocal: true, rule: .externalPolicyLocal,
+                           why: "externalTrafficPolicy Local, clients outside the node: only endpoints on this node, client address preserved",
+                           preserve: true)
+                }
             }
 
             for ip in clusterIPs.values.sorted() { emit(ip, port.port, .clusterIP, external: false) }
             if let nodePort = port.nodePort {
                 // The API server refuses nodePort on other types; a stray one opens no port here.
-                if service.type == .nodePort || service.type == .loadBalancer {
+                if let range = node.nodePortRange, !range.contains(nodePort) {
+                    skip(.nodePortOutOfRange, "nodePort \(nodePort) is outside the node port range \(range.lowerBound)-\(range.upperBound)",
+                         kind: "Frontend", object: "\(port.name):\(nodePort)")
+                } else if service.type == .nodePort || service.type == .loadBalancer {
                     for ip in nodeIPs { emit(ip, nodePort, .nodePort, external: true) }
                 } else {
                     skip(.nodePortWithoutType, "nodePort \(nodePort) on a \(service.type) Service is not served",
@@ -456,21 +472,25 @@ public enum Selector {
 
     /// Two services claiming one address: the one that `precedes` serves it; the loser is reported.
     static func resolveConflicts(_ r: SelectionResult) -> SelectionResult {
+        // Keyed by the address without its scope: a frontend's external-scope entry stands or
+        // falls with its cluster-scope one.
         var winner: [L4Address: Int] = [:]
         for (i, f) in r.frontends.enumerated() {
-            if let w = winner[f.address] {
+            let key = f.address.scoped(.cluster)
+            if let w = winner[key] {
                 let a = r.frontends[w]
-                if f.precedes(a) { winner[f.address] = i }
+                if f.precedes(a) { winner[key] = i }
             } else {
-                winner[f.address] = i
+                winner[key] = i
             }
         }
         var out = SelectionResult(skipped: r.skipped)
         for (i, f) in r.frontends.enumerated() {
-            if winner[f.address] == i {
+            guard let w = winner[f.address.scoped(.cluster)] else { continue }
+            if r.frontends[w].service == f.service && r.frontends[w].kind == f.kind {
                 out.frontends.append(f)
                 out.decisions.append(r.decisions[i])
-            } else if let w = winner[f.address] {
+            } else {
                 let k = r.frontends[w]
                 out.skipped.append(SkipReason(kind: "Frontend", object: f.address.description,
                                               service: ObjectKey(namespace: f.service.namespace, name: f.service.name),

@@ -81,16 +81,22 @@ struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Datapath counters and map fill.")
     @OptionGroup var options: CommonOptions
 
-    struct Report: Codable { var counters: [String: UInt64]; var maps: [MapFill] }
+    struct Report: Codable { var counters: [String: UInt64]; var maps: [MapFill]; var packetPath: [String: UInt64]? }
     struct MapFill: Codable { var map: String; var entries: Int; var capacity: Int }
 
     func run() throws {
         let dp = try options.open()
         let stats = try dp.stats()
+        let packet = try PacketPath.pinnedStats(pins: options.pins)
         let report = Report(counters: Dictionary(uniqueKeysWithValues: stats.map { ($0.key.name, $0.value) }),
-                            maps: try dp.fill().map { MapFill(map: $0.map, entries: $0.entries, capacity: $0.capacity) })
+                            maps: try dp.fill().map { MapFill(map: $0.map, entries: $0.entries, capacity: $0.capacity) },
+                            packetPath: packet.map { Dictionary(uniqueKeysWithValues: $0.map { ($0.key.name, $0.value) }) })
         if options.output == .json { return try printJSON(report) }
         print(renderTable(["COUNTER", "VALUE"], DatapathStat.allCases.map { [$0.name, "\(stats[$0] ?? 0)"] }))
+        if let packet {
+            print()
+            print(renderTable(["PACKET PATH", "PACKETS"], PacketPathStat.allCases.map { [$0.name, "\(packet[$0] ?? 0)"] }))
+        }
         print()
         print(renderTable(["MAP", "ENTRIES", "CAPACITY"], report.maps.map { [$0.map, "\($0.entries)", "\($0.capacity)"] }))
     }
@@ -220,8 +226,12 @@ struct Uninstall: ParsableCommand {
             throw CtlError("veerd (\(holder)) is running for \(options.pins.directory): stop it first, or pass --force (it would keep running with nothing attached)")
         }
         do {
+            // The packet path first: its filters read the maps about to be unpinned.
+            let detached = PacketPath.detachAll()
+            if !detached.isEmpty { NATHooks.remove() }
             let removed = try Datapath.uninstall(pins: options.pins)
             print(removed ? "removed the datapath pinned at \(options.pins.directory)" : "nothing pinned at \(options.pins.directory)")
+            if !detached.isEmpty { print("removed the packet path from \(detached.joined(separator: ", "))") }
         } catch let error as DatapathError {
             throw CtlError(error.description)
         }

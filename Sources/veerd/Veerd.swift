@@ -88,12 +88,25 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Hit counters per endpoint (veer_endpoint_hits_total, veer_endpoint_info) or per Service port (veer_service_hits_total): endpoint or service.")
     var hitMetrics: HitMetrics = .endpoint
 
+    @Option(help: "The API server's --service-node-port-range, FROM-TO: a nodePort outside it opens no port here (default: any port, as kube-proxy).")
+    var nodePortRange: String?
+
+    @Option(name: .customLong("packet-path-interface"), help: "Serve clients outside the node on this interface (repeatable); default: the interfaces holding the node's addresses.")
+    var packetPathInterfaces: [String] = []
+
+    @Flag(help: "Do not serve NodePorts, LB IPs and externalIPs to clients outside the node (no tc program, no nftables nat table); connections made on the node are still served.")
+    var noPacketPath = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
     mutating func validate() throws {
         let sources = [manifests != nil, kubeconfig != nil || apiServer != nil || context != nil]
         if sources.allSatisfy({ $0 }) { throw ValidationError("--manifests and the Kubernetes API options exclude each other") }
+        if let nodePortRange, Self.parseRange(nodePortRange) == nil {
+            throw ValidationError("--node-port-range \(nodePortRange) is not FROM-TO with 1 <= FROM <= TO <= 65535")
+        }
+        if noPacketPath && !packetPathInterfaces.isEmpty { throw ValidationError("--no-packet-path and --packet-path-interface exclude each other") }
         for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IP address") }
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
@@ -116,6 +129,9 @@ struct Run: AsyncParsableCommand {
         if let cgroup {
             do { try SystemCheck.requireCgroup2(cgroup) } catch { throw ValidationError("--cgroup: \(error)") }
         }
+        if !noPacketPath, !FileManager.default.isReadableFile(atPath: tcObject) {
+            throw ValidationError("the packet path's BPF object \(tcObject) is not a readable file (it belongs beside \(object); or pass --no-packet-path)")
+        }
     }
 
     /// "0.0.0.0:10256", "[::]:10256" → host and port.
@@ -124,6 +140,17 @@ struct Run: AsyncParsableCommand {
         var host = String(text[..<colon])
         if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return host.isEmpty ? nil : (host, port)
+    }
+
+    /// The tc object lives beside the socket one (`make build` puts both there).
+    var tcObject: String {
+        URL(fileURLWithPath: bpfObject ?? defaultObject()).deletingLastPathComponent().appendingPathComponent(PacketPath.objectName).path
+    }
+
+    static func parseRange(_ text: String) -> ClosedRange<UInt16>? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, let from = UInt16(parts[0]), let to = UInt16(parts[1]), from >= 1, from <= to else { return nil }
+        return from...to
     }
 
     func run() async throws {
@@ -159,6 +186,8 @@ struct Run: AsyncParsableCommand {
         agent.hitMetrics = hitMetrics
         agent.healthTimeout = .milliseconds(Int64(healthzTimeout * 1000))
         agent.serviceCIDRs = serviceCIDRs.compactMap { IPPrefix($0) }
+        agent.nodePortRange = nodePortRange.flatMap(Self.parseRange)
+        agent.packetPathFollowsNodeAddresses = packetPathInterfaces.isEmpty
         var datapath = DatapathOptions(
             bpfObject: bpfObject ?? defaultObject(), cgroup: cgroup,
             // Only what was asked for: a restart without the flags adopts whatever is pinned.
@@ -170,6 +199,9 @@ struct Run: AsyncParsableCommand {
             // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
             scope: hostnsOnly ? .hostNamespaceOnly(netns: "/proc/self/ns/net") : .allNamespaces)
         datapath.bindProtection = bindProtection
+        if !noPacketPath {
+            datapath.packetPath = PacketPathConfiguration(object: tcObject, interfaces: packetPathInterfaces.isEmpty ? nil : packetPathInterfaces)
+        }
         var options = DaemonOptions(
             agent: agent, datapath: datapath, source: source,
             metricsHost: String(metricsAddress[..<colon]),
@@ -206,7 +238,11 @@ struct Uninstall: ParsableCommand {
         if !force, let holder = AgentLock.holder(pins) {
             throw ValidationError("veerd (\(holder)) is running for \(pins.directory): stop it first, or pass --force (it would keep running with nothing attached)")
         }
+        // The packet path first: its filters read the maps about to be unpinned.
+        let detached = PacketPath.detachAll()
+        if !detached.isEmpty { NATHooks.remove() }
         print(try Datapath.uninstall(pins: pins) ? "removed the datapath pinned at \(pins.directory)" : "nothing pinned at \(pins.directory)")
+        if !detached.isEmpty { print("removed the packet path from \(detached.joined(separator: ", "))") }
     }
 }
 

@@ -59,7 +59,8 @@ struct APIServerTests {
             veerd.executableURL = URL(fileURLWithPath: "\(KernelSandbox.veerBinaries)/veerd")
             veerd.arguments = ["--api-server", "http://127.0.0.1:\(api.port)", "--node-name", "node-a",
                                "--cgroup", sb.cgroup, "--bpffs", sb.pins.root, "--metrics-address", "127.0.0.1:0", "--healthz-bind-address", "127.0.0.1:0",
-                               "--bpf-object", KernelSandbox.bpfObject]
+                               "--bpf-object", KernelSandbox.bpfObject,
+                               "--no-packet-path"] // the host's namespace: no tc filter, no nftables table
             // Hermetic: no kubeconfig of the machine's is read.
             veerd.environment = ["HOME": dir, "PATH": "/usr/bin:/bin"]
             let log = "\(dir)/veerd.log"

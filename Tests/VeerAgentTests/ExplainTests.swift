@@ -95,7 +95,8 @@ struct ExplainTests {
             let veerd = Process()
             veerd.executableURL = URL(fileURLWithPath: "\(KernelSandbox.veerBinaries)/veerd")
             veerd.arguments = ["--manifests", dir, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root, "--node-name", "node-a",
-                               "--metrics-address", "127.0.0.1:0", "--healthz-bind-address", "127.0.0.1:0", "--bpf-object", KernelSandbox.bpfObject]
+                               "--metrics-address", "127.0.0.1:0", "--healthz-bind-address", "127.0.0.1:0", "--bpf-object", KernelSandbox.bpfObject,
+                               "--no-packet-path"] // the host's namespace: no tc filter, no nftables table
             veerd.standardError = FileHandle(forWritingAtPath: "/dev/null")
             try veerd.run()
             defer { kill(veerd.processIdentifier, SIGKILL); veerd.waitUntilExit() }

@@ -53,9 +53,11 @@ private final class Veerd {
         log = "\(manifests).veerd.log"
         FileManager.default.createFile(atPath: log, contents: nil)
         let veerd = "\(KernelSandbox.veerBinaries)/veerd"
+        // In the host's namespace the packet path stays off: no tc filter or nftables table
+        // of a test may land there (the cluster tests run it in their nodes' namespaces).
         let args = ["--manifests", manifests, "--cgroup", sb.cgroup, "--bpffs", sb.pins.root,
                     "--node-name", "node-a", "--metrics-address", "127.0.0.1:0", "--healthz-bind-address", "127.0.0.1:0",
-                    "--bpf-object", KernelSandbox.bpfObject] + extra
+                    "--bpf-object", KernelSandbox.bpfObject] + (netns == nil ? ["--no-packet-path"] : []) + extra
         if let netns {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
             process.arguments = ["--net=\(netns)", veerd] + args

@@ -25,6 +25,7 @@ struct LayoutTests {
             Field(name: "addr", offset: MemoryLayout<veer_svc_key>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_svc_key>.offset(of: \.port)),
             Field(name: "proto", offset: MemoryLayout<veer_svc_key>.offset(of: \.proto)),
+            Field(name: "scope", offset: MemoryLayout<veer_svc_key>.offset(of: \.scope)),
             Field(name: "slot", offset: MemoryLayout<veer_svc_key>.offset(of: \.slot)),
         ]),
         "veer_svc_val": (MemoryLayout<veer_svc_val>.size, [
@@ -43,6 +44,7 @@ struct LayoutTests {
             Field(name: "addr", offset: MemoryLayout<veer_rev_nat>.offset(of: \.addr)),
             Field(name: "port", offset: MemoryLayout<veer_rev_nat>.offset(of: \.port)),
             Field(name: "proto", offset: MemoryLayout<veer_rev_nat>.offset(of: \.proto)),
+            Field(name: "scope", offset: MemoryLayout<veer_rev_nat>.offset(of: \.scope)),
         ]),
         "veer_member_key": (MemoryLayout<veer_member_key>.size, [
             Field(name: "rev_nat_id", offset: MemoryLayout<veer_member_key>.offset(of: \.rev_nat_id)),
@@ -169,6 +171,9 @@ struct LayoutTests {
         #expect(MasterEntry.flagAffinity == UInt16(VEER_SVC_F_AFFINITY))
         #expect(MasterEntry.flagEmptyDrop == UInt16(VEER_SVC_F_EMPTY_DROP))
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
+        #expect(MasterEntry.flagExternalLocal == UInt16(VEER_SVC_F_EXT_LOCAL))
+        #expect(FrontendScope.cluster.rawValue == UInt8(VEER_SCOPE_CLUSTER) && FrontendScope.external.rawValue == UInt8(VEER_SCOPE_EXTERNAL))
+        #expect(PacketPathStat.allCases.count == Int(VEER_PKT_STAT_MAX.rawValue))
         #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
         #expect(ServiceAddressRule.refuse.rawValue == VEER_SVCIP_REFUSE.rawValue)
         #expect(ServiceAddressRule.drop.rawValue == VEER_SVCIP_DROP.rawValue)

@@ -75,8 +75,10 @@ struct DecodingTests {
         let node = NodeContext(nodeName: "node-1", zone: "a", addresses: [IPAddress("172.18.0.2")!])
         let r = Selector.select(store, node: node)
         // web: LB VIP, externalIP, NodePorts, ClusterIP for both ports; the Proxy-mode IP is skipped.
+        // eTP=Local: the external frontends (not loopback) also get an entry for clients outside the node.
         #expect(Set(r.frontends.filter { $0.service.name == "web" && $0.service.port == "http" }.map(\.address.description)) ==
-                ["10.96.10.20:80/tcp", "203.0.113.7:80/tcp", "198.51.100.10:80/tcp", "172.18.0.2:30080/tcp", "127.0.0.1:30080/tcp"])
+                ["10.96.10.20:80/tcp", "203.0.113.7:80/tcp", "198.51.100.10:80/tcp", "172.18.0.2:30080/tcp", "127.0.0.1:30080/tcp",
+                 "203.0.113.7:80/tcp (external)", "198.51.100.10:80/tcp (external)", "172.18.0.2:30080/tcp (external)"])
         // web-1 went terminating in the MODIFIED event: only web-2 remains.
         #expect(ips(r.frontend(L4Address("10.96.10.20:80/tcp")!)) == ["10.244.2.6"])
         #expect(r.frontend(L4Address("10.96.10.20:80/tcp")!)?.affinityTimeout == 600)

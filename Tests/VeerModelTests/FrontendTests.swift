@@ -357,3 +357,91 @@ struct FrontendTests {
         #expect(Set(r.frontends.map(\.address)).count == r.frontends.count)
     }
 }
+
+/// External clients (the packet path) of eTP=Local frontends: kube-proxy's CategorizeEndpoints
+/// expectations for traffic from outside the node, where the node's own connections are
+/// short-circuited to the Cluster set. The external-scope entry carries the Local set (local
+/// terminating as fallback, drop when only remote endpoints exist) and keeps the client's
+/// address; eTP=Cluster gets no such entry and masquerades.
+struct ExternalCase: Sendable, CustomTestStringConvertible {
+    var name: String
+    var type = "NodePort"
+    var etp: String?
+    var lbIP: String?
+    var endpoints: [E]
+    var noOpDetector = false
+    /// Per address: what its external-scope entry holds; nil: no such entry.
+    var external: [String: Expect?]
+    /// Per address: whether the cluster-scope entry keeps the client's address.
+    var preserves: [String: Bool]
+    var testDescription: String { name }
+}
+
+private let externalCases: [ExternalCase] = [
+    ExternalCase(name: "eTP=Cluster: no external entry, masquerade", endpoints: [.R("10.0.0.1", "N1"), .R("10.0.0.2", "N2")],
+                 external: [NP: nil, LO: nil], preserves: [NP: false]),
+    ExternalCase(name: "eTP=Local, local and remote ready: outside clients get the local one", etp: "Local",
+                 endpoints: [.R("10.0.0.1", "N1"), .R("10.0.0.2", "N2")],
+                 external: [NP: .set("10.0.0.1"), LO: nil], preserves: [NP: false]),
+    ExternalCase(name: "eTP=Local, ready only elsewhere: outside clients are dropped", etp: "Local",
+                 endpoints: [.R("10.0.0.2", "N2")], external: [NP: .drop], preserves: [NP: false]),
+    ExternalCase(name: "eTP=Local, local only terminating: it serves outside clients", etp: "Local",
+                 endpoints: [.T("10.0.0.1", "N1"), .R("10.0.0.2", "N2")], external: [NP: .set("10.0.0.1")], preserves: [NP: false]),
+    ExternalCase(name: "eTP=Local, local not serving: dropped", etp: "Local",
+                 endpoints: [.U("10.0.0.1", "N1"), .R("10.0.0.2", "N2")], external: [NP: .drop], preserves: [NP: false]),
+    ExternalCase(name: "eTP=Local, no endpoints anywhere: rejected", etp: "Local",
+                 endpoints: [], external: [NP: .reject], preserves: [NP: false]),
+    ExternalCase(name: "eTP=Local LB IP: outside clients get the local set", type: "LoadBalancer", etp: "Local", lbIP: "198.51.100.1",
+                 endpoints: [.R("10.0.0.1", "N1"), .R("10.0.0.2", "N2")], external: [LB: .set("10.0.0.1"), NP: .set("10.0.0.1")],
+                 preserves: [LB: false]),
+    ExternalCase(name: "eTP=Local with a no-op detector: one entry for everyone, Local and preserving", etp: "Local",
+                 endpoints: [.R("10.0.0.1", "N1"), .R("10.0.0.2", "N2")], noOpDetector: true,
+                 external: [NP: nil], preserves: [NP: true]),
+]
+
+@Suite("Selection: external clients (packet path)")
+struct ExternalScopeTests {
+    @Test(arguments: externalCases)
+    func externalEntries(_ c: ExternalCase) throws {
+        let svc = serviceJSON(type: c.type, ports: [SvcPort(nodePort: 30080)], etp: c.etp,
+                              ingress: c.lbIP.map { [["ip": $0]] } ?? [])
+        var node = N1
+        node.externalLocalForLocalClients = c.noOpDetector
+        let r = select(svc, [sliceJSON("svc-1", endpoints: c.endpoints)], node: node)
+        for (address, want) in c.external {
+            let key = L4Address(address)!.scoped(.external)
+            let f = r.frontend(key)
+            guard let want else {
+                #expect(f == nil, "\(address): no external entry expected")
+                continue
+            }
+            let ext = try #require(f, "\(address): external entry missing")
+            #expect(ips(ext) == want.ips, "\(address)")
+            if let w = want.whenEmpty { #expect(ext.whenEmpty == w, "\(address)") }
+            #expect(ext.preservesClientAddress, "\(address): eTP=Local keeps the client's address")
+            #expect(r.decision(key)?.setRule == .externalPolicyLocal)
+        }
+        for (address, want) in c.preserves {
+            let f = try #require(frontend(r, address))
+            #expect(f.preservesClientAddress == want, "\(address)")
+        }
+        // Never an external entry for a ClusterIP.
+        #expect(r.frontend(L4Address(CIP)!.scoped(.external)) == nil)
+    }
+}
+
+@Suite("Selection: node port range")
+struct NodePortRangeTests {
+    @Test func nodePortOutsideTheRangeIsSkippedAlone() throws {
+        let svc = serviceJSON(type: "NodePort", ports: [SvcPort(name: "a", port: 80, nodePort: 8081), SvcPort(name: "b", port: 81, nodePort: 30081)])
+        var node = N1
+        node.nodePortRange = 30000...32767
+        let r = select(svc, [sliceJSON("s", ports: [SP(name: "a", port: 8080), SP(name: "b", port: 8080)], endpoints: [.R("10.0.0.1")])], node: node)
+        #expect(frontend(r, "192.168.0.1:8081/tcp") == nil)
+        #expect(frontend(r, "10.96.0.1:80/tcp") != nil, "the port's ClusterIP is still served")
+        #expect(frontend(r, "192.168.0.1:30081/tcp") != nil)
+        #expect(r.skipped.contains { $0.rule == .nodePortOutOfRange && $0.reason.contains("8081") })
+        // Without a range, any port is served, as kube-proxy does.
+        #expect(frontend(select(svc, [sliceJSON("s", ports: [SP(name: "a", port: 8080)], endpoints: [.R("10.0.0.1")])]), "192.168.0.1:8081/tcp") != nil)
+    }
+}

@@ -161,6 +161,26 @@ struct PlannerTests {
         #expect(c.flags == MasterEntry.flagAffinity && c.affinityTimeout == 10800)
     }
 
+    @Test("An external-scope frontend is an entry of its own: its own rev_nat id and slots, the client-preserving flag")
+    func externalScope() {
+        let np = addr("192.168.0.1:30080/tcp")
+        var cluster = fe("192.168.0.1:30080/tcp", ["10.244.1.1:8080/tcp", "10.244.2.1:8080/tcp"])
+        cluster.kind = .nodePort
+        var external = fe("192.168.0.1:30080/tcp", ["10.244.1.1:8080/tcp"])
+        external.address = np.scoped(.external)
+        external.kind = .nodePort
+        external.preservesClientAddress = true
+        let plan = Planner.plan(desired: [cluster, external], actual: MapState(), capacities: roomy)
+        let c = plan.target.masters[np]!, e = plan.target.masters[np.scoped(.external)]!
+        #expect(c.count == 2 && e.count == 1 && c.revNatID != e.revNatID)
+        #expect(c.flags & MasterEntry.flagExternalLocal == 0 && e.flags & MasterEntry.flagExternalLocal != 0)
+        #expect(plan.target.revNat[e.revNatID] == np.scoped(.external))
+        #expect(invariantViolations(plan.target).isEmpty)
+        // Dropping the external entry (eTP back to Cluster) leaves the cluster one as it was.
+        let back = Planner.plan(desired: [cluster], actual: plan.target, capacities: roomy)
+        #expect(back.target.masters[np] == c && back.target.masters[np.scoped(.external)] == nil)
+    }
+
     @Test("A backend shared by two frontends is one entry, terminating only if every frontend says so")
     func sharedBackend() {
         let plan = Planner.plan(desired: [

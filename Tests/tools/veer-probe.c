@@ -7,6 +7,8 @@
  *   serve-tcp IP PORT NAME       accept loop; every connection gets "NAME\n"
  *   serve-udp IP PORT NAME       every datagram is answered with "NAME\n"
  *   serve-http IP PORT NAME      HTTP/1.1: every request is answered 200 with "NAME\n"
+ *   serve-whoami IP PORT NAME    HTTP/1.1 as serve-http, the body "NAME CLIENT_IP:PORT\n": the
+ *                                address the pod sees (SNAT or the client's own)
  *   tcp IP PORT COUNT [GAP_US]   COUNT connects, each on a new socket
  *   udp-connect IP PORT COUNT    COUNT connected UDP sockets, one query each
  *   udp-sendto IP PORT COUNT     one unconnected UDP socket, COUNT queries
@@ -144,21 +146,26 @@ static __attribute__((noreturn)) int serve_tcp(struct addr sa, const char *name)
 	}
 }
 
-/* A pod that answers with its name, as the seed articles' echo pods do. */
-static __attribute__((noreturn)) int serve_http(struct addr sa, const char *name)
+/* A pod that answers with its name, as the seed articles' echo pods do; with `whoami`
+ * also with the address the connection came from. */
+static __attribute__((noreturn)) int serve_http_as(struct addr sa, const char *name, int whoami)
 {
 	int fd = listen_on(sa);
-	char reply[512];
-	int body = (int)strlen(name) + 1;
-	int n = snprintf(reply, sizeof(reply),
-			 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
-			 body, name);
 	for (;;) {
-		int c = accept(fd, NULL, NULL);
+		struct addr peer;
+		peer.len = sizeof(peer.in6);
+		int c = accept(fd, &peer.sa, &peer.len);
 		if (c < 0) {
 			if (errno == EINTR) continue;
 			die("accept");
 		}
+		char from[INET6_ADDRSTRLEN + 16] = "";
+		char body[400], reply[600];
+		if (whoami) fmt_addr(&peer, from, sizeof(from));
+		int blen = snprintf(body, sizeof(body), whoami ? "%s %s\n" : "%s\n", name, from);
+		int n = snprintf(reply, sizeof(reply),
+				 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+				 blen, body);
 		set_timeout(c, 2);
 		/* read the request head; the reply does not depend on it */
 		char buf[4096];
@@ -334,7 +341,8 @@ int main(int argc, char **argv)
 
 	if (!strcmp(cmd, "serve-tcp")) return serve_tcp(sa, argv[i + 3]);
 	if (!strcmp(cmd, "serve-udp")) return serve_udp(sa, argv[i + 3]);
-	if (!strcmp(cmd, "serve-http")) return serve_http(sa, argv[i + 3]);
+	if (!strcmp(cmd, "serve-http")) return serve_http_as(sa, argv[i + 3], 0);
+	if (!strcmp(cmd, "serve-whoami")) return serve_http_as(sa, argv[i + 3], 1);
 	if (!strcmp(cmd, "udp-hold")) {
 		udp_hold(sa, count, gap_us);
 		return 0;

@@ -46,7 +46,7 @@ struct veer_svc_key {
 	struct veer_addr addr; /* frontend address */
 	__be16 port;        /* frontend port */
 	__u8   proto;       /* IPPROTO_TCP / IPPROTO_UDP / IPPROTO_SCTP */
-	__u8   pad0;
+	__u8   scope;       /* VEER_SCOPE_*: which clients the entry serves (packet path) */
 	__u16  slot;        /* 0 = master entry; 1..count = backend slots */
 	__u16  pad1;
 };
@@ -82,7 +82,7 @@ struct veer_rev_nat {
 	struct veer_addr addr;
 	__be16 port;
 	__u8   proto;
-	__u8   pad0;
+	__u8   scope;       /* VEER_SCOPE_* of the frontend entry holding this id */
 };
 
 /*
@@ -285,5 +285,36 @@ struct veer_src_range_val {
 
 /* veer_config.flags: the source_ranges trie holds entries. */
 #define VEER_CFG_F_SOURCE_RANGES 0x8
+
+/*
+ * ---- packet path (bpf/veer_tc.bpf.c): clients outside the node --------------------
+ * The tc program reads veer_services / veer_backends / veer_members above; this block
+ * holds only what it adds. A frontend whose external clients use another endpoint set
+ * than the node's own clients (externalTrafficPolicy Local, while connections made on the
+ * node are short-circuited to the Cluster set) gets a second entry, key.scope =
+ * VEER_SCOPE_EXTERNAL, with its own slots and rev_nat id; the packet path looks it up
+ * first and falls back to the cluster-scope entry. The socket programs read only
+ * VEER_SCOPE_CLUSTER (0), which every older entry has.
+ */
+#define VEER_SCOPE_CLUSTER  0   /* every client: the socket programs and the packet path */
+#define VEER_SCOPE_EXTERNAL 1   /* the packet path only, where it differs */
+
+/* veer_svc_val.flags: external clients keep their own address (eTP=Local): DNAT only.
+ * Without it the packet path also source-NATs to the node's address (eTP=Cluster). */
+#define VEER_SVC_F_EXT_LOCAL    0x4
+
+/* veer_pkt_stats: per-CPU counters of the packet path, indexed by enum veer_pkt_stat. */
+enum veer_pkt_stat {
+	VEER_PKT_STAT_TRANSLATED = 0,   /* a flow opened: conntrack entry with its NAT inserted */
+	VEER_PKT_STAT_TRACKED,          /* a packet of a flow conntrack already holds */
+	VEER_PKT_STAT_UNTRACKED,        /* TCP non-SYN to a frontend with no flow: left to the host */
+	VEER_PKT_STAT_DROPPED,          /* no local endpoint under eTP=Local: dropped silently */
+	VEER_PKT_STAT_REFUSED,          /* no endpoint anywhere: the host answers it */
+	VEER_PKT_STAT_SLOT_MISSING,     /* slot or backend lookup failed: left untranslated */
+	VEER_PKT_STAT_FAMILY_MISMATCH,  /* backend of the other family: left untranslated */
+	VEER_PKT_STAT_CT_FAILED,        /* conntrack entry not allocated, NATed or inserted */
+	VEER_PKT_STAT_NO_ROUTE,         /* no route to the backend for the SNAT source: dropped */
+	VEER_PKT_STAT_MAX,
+};
 
 #endif /* VEER_MAPS_H */

@@ -99,7 +99,8 @@ PIDS+=($!)
 say "  pods web-a (zone-a) 10.244.1.11, web-b (zone-b) 10.244.2.12, web-c (zone-c) 10.244.3.13 answer with their name on :8080"
 say "  pod coredns-1 (dnsmasq) answers DNS on 10.244.1.53:5353"
 
-"$BIN/veerd" --manifests "$MANIFESTS" --cgroup "$CG" --bpffs "$PINS" --node-name node-a \
+# veerd runs in the host's namespace here: its packet path (tc, nftables) stays off.
+"$BIN/veerd" --manifests "$MANIFESTS" --cgroup "$CG" --bpffs "$PINS" --node-name node-a --no-packet-path \
 	--metrics-address 127.0.0.1:0 --healthz-bind-address 127.0.0.1:0 >"$WORK/veerd.log" 2>&1 &
 VEERD_PID=$!
 PIDS+=($!)

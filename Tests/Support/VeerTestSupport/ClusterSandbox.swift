@@ -14,6 +14,11 @@ import VeerModel
 ///   bridge, through the Kubernetes source (`veerd --api-server`): the production path.
 /// - Pods are `veer-probe serve-tcp` processes on pod addresses, answering with their name;
 ///   clients are `veer-probe` processes inside a node's cgroup and namespace.
+/// - An **isolated pod** (`addPod(isolated: true)`) lives in a namespace of its own behind a
+///   veth pair, as a CNI plugin makes it: the node routes its /32 to the veth and forwards.
+/// - The **outside client** (`addOutsideClient`) is a namespace on the bridge (192.168.77.200)
+///   with no route to any pod: it reaches nodes, and LB IPs / externalIPs only through the
+///   routes a test gives it (`routeOutside`), as a router in front of the cluster would.
 ///
 /// `ClusterSandbox.run` tears all of it down (processes by pid, datapaths, pins, cgroups,
 /// namespaces, state files) even when the test fails.
@@ -33,7 +38,14 @@ public final class ClusterSandbox: @unchecked Sendable {
         public let name: String
         public let ip: String
         public let node: Int
+        /// The pod's own namespace; nil for a pod on its node's loopback.
+        public var netns: String? = nil
     }
+
+    public static let outsideAddress = "192.168.77.200"
+    public private(set) var outsideNetns: String?
+    public var outsideNetnsPath: String? { outsideNetns.map { "/run/netns/\($0)" } }
+    private var podNamespaces: [String] = []
 
     public let name: String
     public let nodes: [Node]
@@ -88,6 +100,8 @@ public final class ClusterSandbox: @unchecked Sendable {
             for other in nodes where other.index != node.index {
                 try sh(["ip", "-n", node.netns, "route", "add", "10.244.\(other.index).0/24", "via", other.address])
             }
+            // As a CNI plugin does: pods behind veths (and the packet path's DNAT) need it.
+            try sh(["nsenter", "--net=\(node.netnsPath)", "sysctl", "-qw", "net.ipv4.ip_forward=1"])
             guard mkdir(node.cgroup, 0o755) == 0 else { throw SandboxError("mkdir \(node.cgroup): \(String(cString: strerror(errno)))") }
         }
         try startAPIServer()
@@ -188,6 +202,86 @@ public final class ClusterSandbox: @unchecked Sendable {
         return pod
     }
 
+    /// Puts a pod in a network namespace of its own on `node`, behind a veth pair (`eth0` in
+    /// the pod, `pod<k>` on the node, which routes the pod's /32 there), serving HTTP that
+    /// answers "NAME CLIENT_IP:PORT" (`veer-probe serve-whoami`) on `port`.
+    @discardableResult
+    public func addIsolatedPod(_ name: String, on node: Int, port: UInt16 = 8080, serve: String = "serve-whoami") throws -> Pod {
+        let k = (podCount[node] ?? 0) + 1
+        podCount[node] = k
+        let n = nodes[node - 1]
+        let netns = "\(n.netns)-p\(k)"
+        var pod = Pod(name: name, ip: "10.244.\(node).\(10 + k)", node: node)
+        pod.netns = netns
+        try sh(["ip", "netns", "add", netns])
+        podNamespaces.append(netns)
+        try sh(["ip", "-n", netns, "link", "set", "lo", "up"])
+        try sh(["ip", "-n", n.netns, "link", "add", "pod\(k)", "type", "veth", "peer", "name", "eth0", "netns", netns])
+        try sh(["ip", "-n", n.netns, "link", "set", "pod\(k)", "up"])
+        try sh(["ip", "-n", n.netns, "route", "add", "\(pod.ip)/32", "dev", "pod\(k)"])
+        try sh(["ip", "-n", netns, "addr", "add", "\(pod.ip)/32", "dev", "eth0"])
+        try sh(["ip", "-n", netns, "link", "set", "eth0", "up"])
+        // The pod's gateway is a link-local address the node holds on every pod veth (the ptp
+        // plugin's scheme): the pod's traffic goes to the node, which routes it.
+        try sh(["ip", "-n", n.netns, "addr", "add", "169.254.1.1/32", "dev", "pod\(k)"])
+        try sh(["ip", "-n", netns, "route", "add", "169.254.1.1", "dev", "eth0"])
+        try sh(["ip", "-n", netns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: KernelSandbox.probe)
+        p.arguments = ["--netns", "/run/netns/\(netns)", serve, pod.ip, "\(port)", name]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        pods[pod] = p
+        guard out.fileHandleForReading.readLine() == "ready" else { throw SandboxError("pod \(name) on \(pod.ip) did not start") }
+        return pod
+    }
+
+    // MARK: the outside client
+
+    /// Adds the outside client's namespace on the bridge; routes to nothing but the bridge.
+    public func addOutsideClient() throws {
+        guard outsideNetns == nil else { return }
+        let netns = "\(name)-out"
+        try sh(["ip", "netns", "add", netns])
+        outsideNetns = netns
+        try sh(["ip", "-n", netns, "link", "set", "lo", "up"])
+        try sh(["ip", "-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "out0", "netns", bridgeNetns])
+        try sh(["ip", "-n", bridgeNetns, "link", "set", "out0", "master", "br0", "up"])
+        try sh(["ip", "-n", netns, "addr", "add", "\(Self.outsideAddress)/24", "dev", "eth0"])
+        try sh(["ip", "-n", netns, "link", "set", "eth0", "up"])
+    }
+
+    /// Routes `prefix` (an LB IP, an externalIP) from the outside client to `node`.
+    public func routeOutside(_ prefix: String, via node: Int) throws {
+        guard let outsideNetns else { throw SandboxError("no outside client: addOutsideClient first") }
+        try sh(["ip", "-n", outsideNetns, "route", "replace", prefix, "via", nodes[node - 1].address])
+    }
+
+    /// `curl` from the outside client: (exit status, body). A short timeout: a dropped
+    /// connection is an expected outcome of some tests.
+    public func curlOutside(_ url: String, timeout: Double = 5) throws -> (status: Int32, body: String) {
+        guard let path = outsideNetnsPath else { throw SandboxError("no outside client: addOutsideClient first") }
+        let r = KernelSandbox.run(["nsenter", "--net=\(path)", "curl", "-sS", "--max-time", "\(timeout)", url])
+        return (r.status, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// A `veer-probe` client in the outside namespace running until stopped (e.g. `udp-hold`:
+    /// one flow held open), its results in a file.
+    public func startOutsideLoad(_ args: [String]) throws -> LoadClient {
+        guard let path = outsideNetnsPath else { throw SandboxError("no outside client: addOutsideClient first") }
+        let load = try LoadClient(arguments: ["--netns", path] + args, output: "\(directory)/outside-load-\(loads.count).txt", node: 0)
+        loads.append(load)
+        return load
+    }
+
+    /// `curl` from a pod's own namespace (an isolated pod).
+    public func curlFromPod(_ pod: Pod, _ url: String, timeout: Double = 5) throws -> (status: Int32, body: String) {
+        guard let netns = pod.netns else { throw SandboxError("pod \(pod.name) has no namespace of its own") }
+        let r = KernelSandbox.run(["nsenter", "--net=/run/netns/\(netns)", "curl", "-sS", "--max-time", "\(timeout)", url])
+        return (r.status, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// Stops a pod's server (its address stays, so a connection to it is refused).
     public func stopPod(_ pod: Pod) {
         guard let p = pods[pod], p.isRunning else { return }
@@ -267,6 +361,8 @@ public final class ClusterSandbox: @unchecked Sendable {
         for a in Array(agents.values) + retiredAgents { a.kill() }
         for (_, p) in pods where p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
         api?.stop()
+        for ns in podNamespaces { _ = KernelSandbox.run(["ip", "netns", "del", ns]) }
+        if let outsideNetns { _ = KernelSandbox.run(["ip", "netns", "del", outsideNetns]) }
         for n in nodes {
             _ = try? Datapath.uninstall(pins: n.pins)
             _ = rmdir(n.pins.root)

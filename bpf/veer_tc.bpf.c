@@ -57,6 +57,16 @@ struct {
 	__type(value, struct veer_member_val);
 } veer_members SEC(".maps");
 
+/* loadBalancerSourceRanges, shared with the socket programs: (frontend id, client prefix) ->
+ * allow (veer_maps.h). The packet path looks up the packet's own source. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, VEER_SOURCE_RANGES_MAX);
+	__type(key, struct veer_src_range_key);
+	__type(value, struct veer_src_range_val);
+} veer_source_ranges SEC(".maps");
+
 /* The packet path's own counters, indexed by enum veer_pkt_stat. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -269,6 +279,23 @@ static __always_inline int node_source(struct __sk_buff *skb, const struct flow 
 	return 0;
 }
 
+/* The frontend restricts its clients (loadBalancerSourceRanges) and this packet's source is
+ * outside every range. NULL: the frontend is unrestricted. */
+static __always_inline bool source_denied(const struct flow *f, __u32 rev_nat_id)
+{
+	struct veer_src_range_key k = { .prefixlen = 32 + 128, .rev_nat_id = bpf_htonl(rev_nat_id) };
+	struct veer_src_range_val *v;
+
+	if (f->v6) {
+		__builtin_memcpy(k.addr.ip6, f->tuple.ipv6.saddr, 16);
+	} else {
+		k.addr.ip6[2] = bpf_htonl(0xffff);
+		k.addr.ip6[3] = f->tuple.ipv4.saddr;
+	}
+	v = bpf_map_lookup_elem(&veer_source_ranges, &k);
+	return v && !v->allow;
+}
+
 static __always_inline int serve(struct __sk_buff *skb)
 {
 	struct veer_svc_key key;
@@ -309,6 +336,13 @@ static __always_inline int serve(struct __sk_buff *skb)
 	if (f.proto == IPPROTO_TCP && !f.syn_only) {
 		stat_inc(VEER_PKT_STAT_UNTRACKED);
 		return TC_ACT_OK;
+	}
+
+	/* kube-proxy's firewall chain comes before its endpoints: a client outside the ranges is
+	 * dropped, whatever the frontend has. */
+	if (source_denied(&f, master->rev_nat_id)) {
+		stat_inc(VEER_PKT_STAT_SOURCE_DENIED);
+		return TC_ACT_SHOT;
 	}
 
 	count = master->count_or_backend;

@@ -4,7 +4,7 @@ import VeerModel
 
 /// The packet path's counters (enum veer_pkt_stat), by name.
 public enum PacketPathStat: UInt32, CaseIterable, Sendable {
-    case translated = 0, tracked, untracked, dropped, refused, slotMissing, familyMismatch, ctFailed, noRoute
+    case translated = 0, tracked, untracked, dropped, refused, slotMissing, familyMismatch, ctFailed, noRoute, sourceDenied
 
     public var name: String {
         switch self {
@@ -17,6 +17,7 @@ public enum PacketPathStat: UInt32, CaseIterable, Sendable {
         case .familyMismatch: "family_mismatch"
         case .ctFailed: "conntrack_failed"
         case .noRoute: "no_route"
+        case .sourceDenied: "source_denied"
         }
     }
 }

@@ -314,6 +314,7 @@ enum veer_pkt_stat {
 	VEER_PKT_STAT_FAMILY_MISMATCH,  /* backend of the other family: left untranslated */
 	VEER_PKT_STAT_CT_FAILED,        /* conntrack entry not allocated, NATed or inserted */
 	VEER_PKT_STAT_NO_ROUTE,         /* no route to the backend for the SNAT source: dropped */
+	VEER_PKT_STAT_SOURCE_DENIED,    /* client outside the LB's loadBalancerSourceRanges: dropped */
 	VEER_PKT_STAT_MAX,
 };
 

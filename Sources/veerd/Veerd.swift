@@ -76,6 +76,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Capacity of the members map (one per frontend and backend pair); default 131072, or what is pinned. Takes effect on a fresh install only.")
     var maxMembers: Int?
 
+    @Option(help: "Capacity of the reverse-translation map (one per frontend); default 65536, or what is pinned. Takes effect on a fresh install only.")
+    var maxRevNat: Int?
+
     @Flag(help: "Also destroy TCP connections to a backend that leaves the service (UDP sockets always are).")
     var terminateTCP = false
 
@@ -107,6 +110,10 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("--node-port-range \(nodePortRange) is not FROM-TO with 1 <= FROM <= TO <= 65535")
         }
         if noPacketPath && !packetPathInterfaces.isEmpty { throw ValidationError("--no-packet-path and --packet-path-interface exclude each other") }
+        for (flag, value) in [("--max-service-entries", maxServiceEntries), ("--max-backends", maxBackends),
+                              ("--max-members", maxMembers), ("--max-rev-nat", maxRevNat)] {
+            if let value, value < 1 || value > Int(UInt32.max) { throw ValidationError("\(flag) must be between 1 and \(UInt32.max)") }
+        }
         for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IP address") }
         guard metricsAddress.lastIndex(of: ":").flatMap({ Int(metricsAddress[metricsAddress.index(after: $0)...]) }) != nil else {
             throw ValidationError("--metrics-address must be HOST:PORT")
@@ -191,10 +198,10 @@ struct Run: AsyncParsableCommand {
         var datapath = DatapathOptions(
             bpfObject: bpfObject ?? defaultObject(), cgroup: cgroup,
             // Only what was asked for: a restart without the flags adopts whatever is pinned.
-            capacities: maxServiceEntries == nil && maxBackends == nil && maxMembers == nil ? nil : MapCapacities(
+            capacities: maxServiceEntries == nil && maxBackends == nil && maxMembers == nil && maxRevNat == nil ? nil : MapCapacities(
                 services: maxServiceEntries ?? MapCapacities.compiledDefaults.services,
                 backends: maxBackends ?? MapCapacities.compiledDefaults.backends,
-                revNat: MapCapacities.compiledDefaults.revNat,
+                revNat: maxRevNat ?? MapCapacities.compiledDefaults.revNat,
                 members: maxMembers ?? MapCapacities.compiledDefaults.members),
             // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
             scope: hostnsOnly ? .hostNamespaceOnly(netns: "/proc/self/ns/net") : .allNamespaces)

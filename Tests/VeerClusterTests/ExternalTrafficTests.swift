@@ -319,7 +319,7 @@ extension ClusterTests {
             // Twelve flows: some land on dns-3 (all on dns-2 has odds of 1 in 4096).
             let loads = try (0..<12).map { _ in try cluster.startOutsideLoad(["udp-hold", node1, "30088", "100000000", "5000"]) }
             try await cluster.waitUntil("the flows answer") { loads.allSatisfy { $0.results.count > 5 } }
-            let onLeaving = loads.filter { $0.results.last?.reply == "dns-3" }
+            let onLeaving = Set(loads.indices.filter { loads[$0].results.last?.reply == "dns-3" })
             #expect(!onLeaving.isEmpty, "no flow reached dns-3")
             // dns-3 leaves the slice; its process keeps answering, as a terminating pod does.
             try cluster.apply("endpointslices", slice([stay]))
@@ -327,9 +327,12 @@ extension ClusterTests {
             try await cluster.waitUntil("every flow answered by dns-2") {
                 loads.allSatisfy { l in let r = l.results.suffix(3); return r.count == 3 && r.allSatisfy { $0.ok && $0.reply == "dns-2" } }
             }
-            for load in loads {
+            for (i, load) in loads.enumerated() {
                 let results = load.stop()
-                #expect(results.allSatisfy { $0.ok }, "\(failures(results))")
+                // A flow that was on dns-3 may lose the one datagram in flight when its conntrack
+                // entry goes (dns-3's reply then comes back untranslated), as with kube-proxy's
+                // conntrack cleanup; every other datagram of every flow is answered.
+                #expect(results.filter { !$0.ok }.count <= (onLeaving.contains(i) ? 1 : 0), "flow \(i): \(failures(results))")
             }
             #expect(cluster.metrics(1).contains("veer_packet_path_flows_deleted_total "))
             #expect(!cluster.metrics(1).contains("veer_packet_path_flows_deleted_total 0\n"))

@@ -62,7 +62,7 @@ private func promtoolCheck(_ exprs: [(name: String, expr: String)]) throws -> St
 
 /// The metric names an expression uses (series names, not functions or labels).
 private func metricNames(_ expr: String) throws -> Set<String> {
-    Set(expr.matches(of: try Regex(#"\bveer_[a-z_]+"#)).map { String($0.output.substring ?? "") })
+    Set(expr.matches(of: #/\bveer_[a-z_]+/#).map { String($0.output) })
 }
 
 /// The family a series belongs to: a histogram's _bucket, _sum and _count are its family's.

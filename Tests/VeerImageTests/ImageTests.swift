@@ -50,7 +50,7 @@ private func podman(_ args: [String]) -> (status: Int32, stdout: String, stderr:
 private let limits: [String] = {
     var nofile = rlimit(), nproc = rlimit()
     getrlimit(Int32(RLIMIT_NOFILE.rawValue), &nofile)
-    getrlimit(Int32(RLIMIT_NPROC.rawValue), &nproc)
+    getrlimit(Int32(__RLIMIT_NPROC.rawValue), &nproc)  // RLIMIT_NPROC is a macro Swift does not import
     let files = min(nofile.rlim_max, 1_048_576), procs = min(nproc.rlim_max, 32768)
     return ["--ulimit", "nofile=\(files):\(files)", "--ulimit", "nproc=\(procs):\(procs)"]
 }()
@@ -131,7 +131,7 @@ struct ImageTests {
                 #expect(r.stdout.contains("(git \(revision))"), "\(binary) --version says \(r.stdout), not revision \(revision)")
             }
             let inspect = podman(["image", "inspect", "--format", "{{json .Labels}}", image])
-            let labels = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: String], inspect.stdout)
+            let labels = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: String], "\(inspect.stdout)")
             #expect(labels["org.opencontainers.image.revision"] == revision, "\(labels)")
             #expect(labels["org.opencontainers.image.version"]?.isEmpty == false, "\(labels)")
             #expect(labels["org.opencontainers.image.source"]?.hasPrefix("https://") == true, "\(labels)")
@@ -175,8 +175,15 @@ struct ImageTests {
                 // The DaemonSet's securityContext and volumes (deploy/daemonset.yaml), translated:
                 // capabilities, read-only root, AppArmor unconfined, seccomp as kubelet's default
                 // (Unconfined), hostPath mounts with HostToContainer (rslave) propagation.
-                let run = podman([
-                    "run", "--detach", "--pull=never", "--name", name,
+                let log = NSTemporaryDirectory() + "\(name).log"
+                FileManager.default.createFile(atPath: log, contents: nil)
+                defer { try? FileManager.default.removeItem(atPath: log) }
+                // Attached (not --detach), as VeerdTests runs veerd: the log goes to a file, and
+                // `podman rm --force` below ends both the container and this podman.
+                let container = Process()
+                container.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                container.arguments = ["podman"] + runtime + [
+                    "run", "--rm", "--pull=never", "--name", name,
                 ] + limits + [
                     "--network", "ns:\(sb.netnsPath)",
                     "--user", "0", "--cap-drop", "ALL", "--cap-add", "CAP_BPF,CAP_NET_ADMIN,CAP_SYS_ADMIN",
@@ -191,18 +198,23 @@ struct ImageTests {
                     "veerd", "--manifests", "/etc/veer/manifests", "--node-name", "node-a",
                     "--cgroup", "/host/sys/fs/cgroup/\(sb.name)", "--bpffs", sb.pins.root,
                     "--metrics-address", "127.0.0.1:9965", "--log-level", "info",
-                ])
+                ]
+                container.standardInput = FileHandle.nullDevice
+                container.standardOutput = FileHandle(forWritingAtPath: log)
+                container.standardError = FileHandle(forWritingAtPath: log)
+                try container.run()
                 // Removed by name whatever happens below, before the sandbox is torn down.
-                defer { _ = podman(["rm", "--force", "--ignore", "--time", "5", name]) }
-                func logs() -> String { let l = podman(["logs", name]); return "--- veerd log:\n\(l.stdout)\(l.stderr)" }
-                try #require(run.status == 0, "podman run: \(run.stderr)")
+                defer {
+                    _ = podman(["rm", "--force", "--ignore", "--time", "5", name])
+                    if container.isRunning { kill(container.processIdentifier, SIGKILL) }
+                    container.waitUntilExit()
+                }
+                func logs() -> String { "--- podman run and veerd log:\n" + ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "") }
 
                 // Programmed: the web Service's ClusterIP has its three endpoints in the maps.
                 let web = try #require(L4Address("10.96.0.10:80/tcp"))
                 do { try waitFor("veerd in the container to program 10.96.0.10:80") {
-                    guard podman(["container", "inspect", "--format", "{{.State.Running}}", name]).stdout.hasPrefix("true") else {
-                        throw SandboxError("veerd exited: \(logs())")
-                    }
+                    guard container.isRunning else { throw SandboxError("podman run exited") }
                     let state = try Datapath(pins: sb.pins).readState()
                     return state.masters[web].map { Int($0.count) } == 3
                 } } catch { Issue.record("\(error)\n\(logs())"); return }

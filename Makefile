@@ -24,15 +24,32 @@ else
 Q := @
 endif
 
-.PHONY: build deps bpf bpffs test demo demo-shell clean
+.PHONY: build deps bpf bpffs test demo demo-shell clean version-header
+
+# Installs whichever of the Debian packages $(1) are missing: one apt-get update, one install.
+# Waits for the dpkg lock rather than failing when another job holds it.
+define apt_install
+	$(Q)missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "  APT  $$missing"; \
+		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			-o DPkg::Lock::Timeout=600 --no-install-recommends $$missing >/dev/null; \
+	fi
+endef
 
 # Installs the packages a fresh Debian machine lacks (needs root, as the datapath does).
 deps:
-	$(Q)missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "  APT  $$missing"; \
-		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(APT_PKGS))
+
+# `veerd --version` and `veerctl --version`: SwiftPM cannot pass string defines, so this writes
+# a header (gitignored) that only Sources/CVeerVersion/version.c includes; rewritten only when
+# it changes, so an unchanged revision rebuilds nothing. Without it the build says "dev".
+VERSION      ?= 0.1.0
+GIT_REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)$(shell git rev-parse HEAD >/dev/null 2>&1 && ! git diff --quiet HEAD 2>/dev/null && echo -dirty)
+VERSION_H    := Sources/CVeerVersion/veer_version.h
+version-header:
+	$(Q)printf '#define VEER_VERSION "%s"\n#define VEER_GIT_REVISION "%s"\n' '$(VERSION)' '$(GIT_REVISION)' > $(VERSION_H).tmp
+	$(Q)if cmp -s $(VERSION_H).tmp $(VERSION_H); then rm $(VERSION_H).tmp; else mv $(VERSION_H).tmp $(VERSION_H); fi
 
 bpf: $(BPF_OBJ) $(TC_OBJ)
 
@@ -59,15 +76,18 @@ $(PROBE): Tests/tools/veer-probe.c Tests/tools/sandbox_join.h | deps
 	@echo "  CC   $@"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
-build: $(BPF_OBJ) $(TC_OBJ) $(PROBE) | deps
+build: $(BPF_OBJ) $(TC_OBJ) $(PROBE) version-header | deps
 	@echo "  SWIFT build"
 	$(Q)$(SWIFT) build $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
 	$(Q)cp $(BPF_OBJ) $(TC_OBJ) "$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)/"
 
 # Kernel tests need root, bpffs and cgroup2; they create and remove their own sandboxes.
-test: build bpffs
+# The image tests run `make image`'s archive with podman; the deploy tests need kubernetes-validate.
+test: build bpffs image deploy-tools
 	@echo "  SWIFT test"
 	$(Q)VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_PROBE=$(abspath $(PROBE)) \
+		VEER_IMAGE_ARCHIVE=$(abspath $(IMAGE_ARCHIVE)) VEER_IMAGE='$(IMAGE)' VEER_GIT_REVISION='$(GIT_REVISION)' \
+		VEER_KUBE_VALIDATE=$(abspath $(DEPLOY_VENV))/bin/kubernetes-validate \
 		VEER_BIN="$$($(SWIFT) build $(SWIFT_BUILD_FLAGS) --show-bin-path)" $(SWIFT) test $(SWIFT_BUILD_FLAGS) 2>&1 | grep -v "unhandled; explicitly declare" ; exit $${PIPESTATUS[0]}
 	$(Q)$(MAKE) --no-print-directory bench-smoke
 
@@ -108,11 +128,7 @@ bench-smoke: build bpffs
 		VEER_BENCH="$$bin/veer-bench" VEERD="$$bin/veerd" Tests/bench/smoke.sh
 
 bench: $(BPF_OBJ) | deps
-	$(Q)missing=""; for p in $(BENCH_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "  APT  $$missing"; \
-		apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(BENCH_APT))
 	@mkdir -p $(BENCH_OUT)
 	@echo "  CC   $(BENCH_OUT)/netbench"
 	$(Q)$(CC) -O2 -Wall -Wextra -Werror -pthread -o $(BENCH_OUT)/netbench Tests/bench/netbench.c
@@ -126,3 +142,74 @@ bench: $(BPF_OBJ) | deps
 		VEERD="$$($(SWIFT) build -c release --show-bin-path)/veerd" \
 		BENCH_PYTHON=$(abspath $(BENCH_VENV)/bin/python) BENCH_OUT=$(abspath $(BENCH_OUT)) \
 		BENCH_DOC=$(abspath docs/benchmarks.md) Tests/bench/run.sh
+
+# ---- Shipping: the image, the deploy check tools, make install ----------------------------------
+
+# veerd and veerctl for hosts and images: optimised, the Swift runtime linked in. One release
+# build serves `make image` and `make install` (and shares its modules with `make bench`).
+RELEASE_FLAGS := -c release --static-swift-stdlib
+.PHONY: release
+release: $(BPF_OBJ) $(TC_OBJ) version-header | deps
+	@echo "  SWIFT build $(RELEASE_FLAGS) --product veerd --product veerctl"
+	$(Q)for p in veerd veerctl; do \
+		$(SWIFT) build $(RELEASE_FLAGS) --product $$p 2>&1 | grep -v "unhandled; explicitly declare"; \
+		[ $${PIPESTATUS[0]} = 0 ] || exit 1; \
+	done
+
+# make image: an OCI archive of Veer (deploy/image/build.sh), from scratch, pulling nothing.
+# Load it with `podman load -i`, `docker load -i` or `ctr -n k8s.io images import`.
+IMAGE_NAME    ?= localhost/veer
+IMAGE         := $(IMAGE_NAME):$(VERSION)
+IMAGE_SOURCE  ?= https://github.com/veer-lb/veer
+IMAGE_ARCHIVE := .build/veer-image.oci.tar
+IMAGE_APT     := buildah skopeo podman runc busybox-static binutils jq
+.PHONY: image image-deps
+image-deps:
+	$(call apt_install,$(IMAGE_APT))
+
+image: release | image-deps
+	$(Q)VEER_RELEASE_BIN="$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)" \
+		VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) VEER_TC_OBJECT=$(abspath $(TC_OBJ)) VEER_VERSION='$(VERSION)' VEER_GIT_REVISION='$(GIT_REVISION)' \
+		VEER_IMAGE='$(IMAGE)' VEER_IMAGE_SOURCE='$(IMAGE_SOURCE)' VEER_IMAGE_ARCHIVE=$(abspath $(IMAGE_ARCHIVE)) \
+		deploy/image/build.sh
+
+# The deploy tests validate the rendered manifests offline against Kubernetes' OpenAPI schemas
+# (kubernetes-validate, from PyPI) and parse the dashboard's PromQL with promtool.
+DEPLOY_VENV := .build/deploy-venv
+.PHONY: deploy-tools
+deploy-tools: | deps
+	$(call apt_install,python3 python3-venv)
+	$(Q)[ -x $(DEPLOY_VENV)/bin/python ] || python3 -m venv $(DEPLOY_VENV)
+	$(Q)[ -x $(DEPLOY_VENV)/bin/kubernetes-validate ] || { echo "  PIP  kubernetes-validate"; $(DEPLOY_VENV)/bin/pip install -q kubernetes-validate; }
+
+# make install PREFIX=/usr/local [DESTDIR=…]: the release binaries, the BPF object where veerd
+# looks for it ($(PREFIX)/lib/veer, found from $(PREFIX)/bin/veerd), shell completions for
+# bash, zsh and fish and man pages (both generated by swift-argument-parser), and the systemd unit.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
+.PHONY: install
+# The man pages first: the plugin builds every product in release mode without the static Swift
+# runtime, relinking veerd and veerctl, so `release` relinks them statically afterwards (link only).
+install: $(BPF_OBJ) version-header | deps
+	@echo "  MAN  veerd.1 veerctl.1 (swift-argument-parser's generate-manual plugin)"
+	$(Q)$(SWIFT) package generate-manual >.build/generate-manual.log 2>&1 || { cat .build/generate-manual.log >&2; exit 1; }
+	$(Q)$(MAKE) --no-print-directory release
+	$(Q)bin="$$($(SWIFT) build $(RELEASE_FLAGS) --show-bin-path)"; set -e; \
+	echo "  INSTALL $(DESTDIR)$(PREFIX)"; \
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/veer $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+		$(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d $(DESTDIR)$(SYSTEMDDIR); \
+	install -m 0755 "$$bin/veerd" "$$bin/veerctl" $(DESTDIR)$(PREFIX)/bin/; \
+	install -m 0644 $(BPF_OBJ) $(DESTDIR)$(PREFIX)/lib/veer/veer_sock.bpf.o; \
+	install -m 0644 $(TC_OBJ) $(DESTDIR)$(PREFIX)/lib/veer/veer_tc.bpf.o; \
+	sed 's|/usr/local/bin/veerd|$(PREFIX)/bin/veerd|' deploy/veerd.service > $(DESTDIR)$(SYSTEMDDIR)/veerd.service; \
+	chmod 0644 $(DESTDIR)$(SYSTEMDDIR)/veerd.service; \
+	for p in veerd veerctl; do \
+		"$$bin/$$p" --generate-completion-script bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/$$p; \
+		"$$bin/$$p" --generate-completion-script zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_$$p; \
+		"$$bin/$$p" --generate-completion-script fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/$$p.fish; \
+		page=$$(find .build/plugins/GenerateManual/outputs -name "$$p.1" | head -1); \
+		[ -n "$$page" ] || { echo "no man page for $$p from generate-manual (.build/generate-manual.log)" >&2; exit 1; }; \
+		install -m 0644 "$$page" $(DESTDIR)$(PREFIX)/share/man/man1/$$p.1; \
+	done

@@ -20,6 +20,8 @@ let package = Package(
     targets: [
         // veer_maps.h (a symlink to bpf/include/veer_maps.h) and the few libbpf shims Swift can't call.
         .target(name: "CVeer", linkerSettings: [.linkedLibrary("bpf")]),
+        // The version and git revision for --version (Sources/CVeerVersion/veer_version.h, written by make).
+        .target(name: "CVeerVersion"),
         // Pure: Kubernetes types, store, selector, planner. No I/O.
         .target(name: "VeerModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         // Everything that touches the kernel.
@@ -48,13 +50,13 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "veerd", dependencies: [
-            "VeerAgent", "VeerDatapath", "VeerModel", "VeerKube",
+            "CVeerVersion", "VeerAgent", "VeerDatapath", "VeerModel", "VeerKube",
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "veerctl", dependencies: [
-            "VeerDatapath", "VeerModel",
+            "CVeerVersion", "VeerDatapath", "VeerModel",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // `make bench`: installs the datapath on the bench cgroup and fills its maps at scale (Tests/bench/run.sh).
@@ -80,7 +82,10 @@ let package = Package(
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),
         // Several nodes on one machine (ClusterSandbox): cross-node behaviour, faults, hostile input, security.
         .testTarget(name: "VeerClusterTests", dependencies: ["VeerDatapath", "VeerModel", "VeerTestSupport"]),
-        // deploy/ and docs/operations.md checked against the built veerd and the sources (no privileges).
+        // deploy/ (rendered by kubectl kustomize, schema-validated), the dashboard and docs/operations.md,
+        // checked against the built veerd and the sources (no privileges).
         .testTarget(name: "VeerDeployTests", dependencies: [.product(name: "Yams", package: "Yams")]),
+        // The image `make image` built, run with podman in a sandbox as the DaemonSet runs it (root, podman).
+        .testTarget(name: "VeerImageTests", dependencies: ["VeerDatapath", "VeerModel", "VeerTestSupport"]),
     ]
 )

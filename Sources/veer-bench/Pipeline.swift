@@ -1,7 +1,8 @@
 // veer-bench pipeline SERVICES ENDPOINTS: the agent's own pipeline in one process, like
 // Cilium's pkg/loadbalancer benchmark: N Services and their EndpointSlices as list bytes (what
-// the API server sends) → parsed into objects → decoded and stored → selected → planned →
-// written into maps in memory (no root). Prints
+// the API server sends) → parsed into objects (ManifestParser, the manifest source's parser of
+// a List document; the API source's list parsing is its own) → decoded and stored → selected →
+// planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
 //    heap_bytes_per_service= rss_mb="
 // heap_bytes_per_service is what the process holds once the maps are written, less what it held

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CVeerVersion
 import Foundation
 import VeerDatapath
 import VeerModel
@@ -8,6 +9,7 @@ struct VeerCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "veerctl",
         abstract: "Inspect Veer's BPF maps directly from their pins (works while veerd is down).",
+        version: "\(String(cString: veer_version())) (git \(String(cString: veer_git_revision())))",
         subcommands: [Services.self, Backends.self, Stats.self, Sockets.self, Explain.self, Trace.self, Uninstall.self],
         defaultSubcommand: Services.self)
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CVeerVersion
 import Foundation
 import Logging
 import VeerAgent
@@ -11,6 +12,7 @@ struct Veerd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "veerd",
         abstract: "Veer's node daemon: programs socket-level load balancing for the Services this node uses.",
+        version: "\(String(cString: veer_version())) (git \(String(cString: veer_git_revision())))",
         subcommands: [Run.self, Uninstall.self],
         defaultSubcommand: Run.self)
 }
@@ -46,7 +48,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Root of Veer's pins on bpffs.")
     var bpffs = "/sys/fs/bpf/veer"
 
-    @Option(help: "The compiled BPF object (default: $VEER_BPF_OBJECT, then next to veerd, then /usr/lib/veer).")
+    @Option(help: "The compiled BPF object (default: $VEER_BPF_OBJECT, then next to veerd, then ../lib/veer from veerd, then /usr/lib/veer).")
     var bpfObject: String?
 
     @Option(help: "Where /metrics and /healthz listen, HOST:PORT.")
@@ -262,10 +264,17 @@ func hostname() -> String {
     return buf.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.lowercased()
 }
 
+/// $VEER_BPF_OBJECT, else next to veerd (a build directory), else `../lib/veer` from it
+/// (`make install PREFIX=…`), else /usr/lib/veer (the image).
 func defaultObject() -> String {
     if let env = ProcessInfo.processInfo.environment["VEER_BPF_OBJECT"] { return env }
-    let beside = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        .deletingLastPathComponent().appendingPathComponent("veer_sock.bpf.o").path
-    if FileManager.default.fileExists(atPath: beside) { return beside }
+    // /proc/self/exe, not argv[0]: run from $PATH (as in the image), argv[0] is a bare name.
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    let dir = URL(fileURLWithPath: exe).resolvingSymlinksInPath().deletingLastPathComponent()
+    for candidate in [dir.appendingPathComponent("veer_sock.bpf.o"),
+                      dir.deletingLastPathComponent().appendingPathComponent("lib/veer/veer_sock.bpf.o")]
+    where FileManager.default.fileExists(atPath: candidate.path) {
+        return candidate.path
+    }
     return "/usr/lib/veer/veer_sock.bpf.o"
 }

@@ -1,21 +1,22 @@
 // The deployment manifests and the operator docs, checked against what the code really does:
 // the RBAC rules veerd needs and no more, the mounts and environment the DaemonSet must have,
 // every flag against the built veerd's --help, and every metric against the source that emits it.
-// Needs no privileges; needs the built veerd (`make test` builds it and sets VEER_BIN).
+// The manifests checked are the ones a user applies: deploy/ rendered by `kubectl kustomize`.
+// Needs no privileges; needs the built veerd (`make test` builds it and sets VEER_BIN) and kubectl.
 import Foundation
 import Testing
 import Yams
 
 // MARK: - Where things are
 
-private let repoRoot: URL = URL(fileURLWithPath: #filePath)
+let repoRoot: URL = URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-private func text(_ relativePath: String) throws -> String {
+func text(_ relativePath: String) throws -> String {
     try String(contentsOf: repoRoot.appendingPathComponent(relativePath), encoding: .utf8)
 }
 
-private struct Manifest {
+struct Manifest {
     var file: String
     var object: [String: Any]
     var kind: String { object["kind"] as? String ?? "" }
@@ -23,34 +24,58 @@ private struct Manifest {
     var namespace: String? { (object["metadata"] as? [String: Any])?["namespace"] as? String }
 }
 
-private func yamlFiles() throws -> [String] {
-    try FileManager.default.contentsOfDirectory(atPath: repoRoot.appendingPathComponent("deploy").path)
+/// The YAML files of a directory of the repository (deploy/ by default).
+func yamlFiles(_ directory: String = "deploy") throws -> [String] {
+    try FileManager.default.contentsOfDirectory(atPath: repoRoot.appendingPathComponent(directory).path)
         .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
 }
 
-private func manifests() throws -> [Manifest] {
+/// kubectl, from the machine image (kustomize is built in): $KUBECTL, else on PATH.
+func kubectl() throws -> String {
+    let candidates = [ProcessInfo.processInfo.environment["KUBECTL"]].compactMap { $0 }
+        + ((ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin") + ":/usr/local/bin:/usr/bin")
+            .split(separator: ":").map { "\($0)/kubectl" }
+    return try #require(candidates.first { FileManager.default.isExecutableFile(atPath: $0) },
+                        "kubectl not found: the deploy tests render deploy/ with `kubectl kustomize` (set KUBECTL=/path/to/kubectl)")
+}
+
+/// `kubectl kustomize <directory>`: the YAML a user applies with `kubectl apply -k`.
+func renderKustomization(_ directory: String) throws -> String {
+    let r = try run(try kubectl(), ["kustomize", repoRoot.appendingPathComponent(directory).path])
+    try #require(r.status == 0, "kubectl kustomize \(directory) failed: \(r.stderr)")
+    return r.stdout
+}
+
+private let renderCache = RenderCache()
+private final class RenderCache: @unchecked Sendable {
+    let lock = NSLock()
+    var rendered: [String: [Manifest]] = [:]
+}
+
+/// The objects `kubectl kustomize <directory>` renders (deploy/ by default), parsed.
+func manifests(_ directory: String = "deploy") throws -> [Manifest] {
+    if let cached = renderCache.lock.withLock({ renderCache.rendered[directory] }) { return cached }
     var result: [Manifest] = []
-    for file in try yamlFiles() {
-        for document in try Yams.load_all(yaml: try text("deploy/\(file)")) {
-            guard let object = document as? [String: Any] else { continue } // an empty document
-            result.append(Manifest(file: file, object: object))
-        }
+    for document in try Yams.load_all(yaml: try renderKustomization(directory)) {
+        guard let object = document as? [String: Any] else { continue } // an empty document
+        result.append(Manifest(file: "kubectl kustomize \(directory)", object: object))
     }
+    renderCache.lock.withLock { renderCache.rendered[directory] = result }
     return result
 }
 
-private func one(_ kind: String) throws -> Manifest {
-    let found = try manifests().filter { $0.kind == kind }
-    try #require(found.count == 1, "deploy/ must hold exactly one \(kind), has \(found.count)")
+func one(_ kind: String, in directory: String = "deploy") throws -> Manifest {
+    let found = try manifests(directory).filter { $0.kind == kind }
+    try #require(found.count == 1, "\(directory)/ must render exactly one \(kind), renders \(found.count)")
     return found[0]
 }
 
 // Small typed accessors over Yams' [String: Any].
-private func dict(_ any: Any?) -> [String: Any] { any as? [String: Any] ?? [:] }
-private func list(_ any: Any?) -> [[String: Any]] { (any as? [Any] ?? []).compactMap { $0 as? [String: Any] } }
-private func strings(_ any: Any?) -> [String] { (any as? [Any] ?? []).map { "\($0)" } }
+func dict(_ any: Any?) -> [String: Any] { any as? [String: Any] ?? [:] }
+func list(_ any: Any?) -> [[String: Any]] { (any as? [Any] ?? []).compactMap { $0 as? [String: Any] } }
+func strings(_ any: Any?) -> [String] { (any as? [Any] ?? []).map { "\($0)" } }
 
-private struct PodSpec {
+struct PodSpec {
     let spec: [String: Any]
     var containers: [[String: Any]] { list(spec["containers"]) }
     var initContainers: [[String: Any]] { list(spec["initContainers"]) }
@@ -70,15 +95,15 @@ private struct PodSpec {
     }
 }
 
-private func daemonSetPod() throws -> PodSpec {
-    let ds = try one("DaemonSet")
+func daemonSetPod(_ directory: String = "deploy") throws -> PodSpec {
+    let ds = try one("DaemonSet", in: directory)
     return PodSpec(spec: dict(dict(dict(ds.object["spec"])["template"])["spec"]))
 }
 
-private func args(_ container: [String: Any]) -> [String] { strings(container["command"]) + strings(container["args"]) }
+func args(_ container: [String: Any]) -> [String] { strings(container["command"]) + strings(container["args"]) }
 
 /// `--flag=value` or `--flag value` → the value of the first occurrence.
-private func flagValue(_ args: [String], _ flag: String) -> String? {
+func flagValue(_ args: [String], _ flag: String) -> String? {
     for (i, a) in args.enumerated() {
         if a.hasPrefix(flag + "=") { return String(a.dropFirst(flag.count + 1)) }
         if a == flag, i + 1 < args.count { return args[i + 1] }
@@ -86,14 +111,14 @@ private func flagValue(_ args: [String], _ flag: String) -> String? {
     return nil
 }
 
-private func flagNames(in words: [String]) -> [String] {
+func flagNames(in words: [String]) -> [String] {
     words.filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=", maxSplits: 1)[0]) }
 }
 
 // MARK: - The built veerd
 
 /// `$VEER_BIN/veerd` (set by `make test`), else `<repo>/.build/debug/veerd`.
-private func veerdBinary() throws -> String {
+func veerdBinary() throws -> String {
     // When VEER_BIN is set, only that one: never a stale debug build in place of the one under test.
     let path = ProcessInfo.processInfo.environment["VEER_BIN"].map { "\($0)/veerd" }
         ?? repoRoot.appendingPathComponent(".build/debug/veerd").path
@@ -104,22 +129,31 @@ private func veerdBinary() throws -> String {
     return path
 }
 
-private func run(_ executable: String, _ arguments: [String]) throws -> String {
+/// Runs a program to completion: its exit status, standard output and standard error.
+func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = arguments
-    let out = Pipe()
+    let out = Pipe(), err = Pipe()
     process.standardOutput = out
-    process.standardError = FileHandle.nullDevice
+    process.standardError = err
     try process.run()
+    // Read stderr on another thread so neither pipe can fill and block the child.
+    nonisolated(unsafe) var errData = Data()
+    let done = DispatchSemaphore(value: 0)
+    DispatchQueue.global().async {
+        errData = err.fileHandleForReading.readDataToEndOfFile()
+        done.signal()
+    }
     let data = out.fileHandleForReading.readDataToEndOfFile()
+    done.wait()
     process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self), String(decoding: errData, as: UTF8.self))
 }
 
 /// The long options listed under OPTIONS in `veerd <subcommand> --help`, without --help.
-private func veerdFlags(_ subcommand: String) throws -> Set<String> {
-    let help = try run(try veerdBinary(), [subcommand, "--help"])
+func veerdFlags(_ subcommand: String) throws -> Set<String> {
+    let help = try run(try veerdBinary(), [subcommand, "--help"]).stdout
     var flags = Set<String>()
     var inOptions = false
     for line in help.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -141,12 +175,13 @@ private func veerdFlags(_ subcommand: String) throws -> Set<String> {
 
 @Suite("deploy/ manifests")
 struct ManifestTests {
-    @Test("Every YAML file in deploy/ parses, and every object names its kind, name and (if namespaced) kube-system")
+    @Test("deploy/ renders with kubectl kustomize, and every object names its kind, name and (if namespaced) kube-system")
     func everyManifestParses() throws {
         let files = try yamlFiles()
-        #expect(files.contains("daemonset.yaml") && files.contains("rbac.yaml"), "\(files)")
+        #expect(files.contains("kustomization.yaml") && files.contains("daemonset.yaml") && files.contains("rbac.yaml"), "\(files)")
         let all = try manifests()
-        #expect(!all.isEmpty)
+        #expect(Set(all.map(\.kind)) == ["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet"],
+                "\(all.map { "\($0.kind)/\($0.name)" })")
         for m in all {
             #expect(m.object["apiVersion"] is String, "\(m.file): an object without apiVersion")
             #expect(!m.kind.isEmpty && !m.name.isEmpty, "\(m.file): an object without kind or metadata.name")
@@ -329,12 +364,13 @@ struct ManifestTests {
         let known = try veerdFlags("run")
         #expect(known.contains("--manifests") && known.contains("--node-name"), "could not parse veerd run --help: \(known)")
 
-        let pod = try daemonSetPod()
-        let veerd = try pod.container("veerd")
-        #expect(strings(veerd["command"]).first == "veerd")
-        let used = flagNames(in: args(veerd))
-        #expect(!used.isEmpty)
-        for flag in used { #expect(known.contains(flag), "DaemonSet: veerd has no flag \(flag)") }
+        for directory in ["deploy", overlayExample] {
+            let veerd = try daemonSetPod(directory).container("veerd")
+            #expect(strings(veerd["command"]).first == "veerd")
+            let used = flagNames(in: args(veerd))
+            #expect(!used.isEmpty)
+            for flag in used { #expect(known.contains(flag), "DaemonSet (\(directory)): veerd has no flag \(flag)") }
+        }
 
         let unit = try text("deploy/veerd.service")
         let execLines = unit.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }

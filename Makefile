@@ -58,14 +58,14 @@ bpf: $(BPF_OBJ) $(TC_OBJ)
 bpffs:
 	$(Q)grep -q ' /sys/fs/bpf bpf ' /proc/mounts || mount -t bpf bpf /sys/fs/bpf
 
-$(BPF_OBJ): bpf/veer_sock.bpf.c bpf/include/veer_maps.h | deps
+$(BPF_OBJ): bpf/veer_sock.bpf.c bpf/veer_shared_maps.h bpf/include/veer_maps.h | deps
 	@mkdir -p $(OUT)
 	@echo "  BPF  $@"
 	$(Q)$(CLANG) -target bpf -O2 -g -mcpu=v3 -Wall -Werror \
 		-I/usr/include/$(MULTIARCH) -Ibpf/include -c $< -o $@
 
 # The packet path (tc): the same maps, its own object, loaded only where veerd attaches it.
-$(TC_OBJ): bpf/veer_tc.bpf.c bpf/include/veer_maps.h | deps
+$(TC_OBJ): bpf/veer_tc.bpf.c bpf/veer_shared_maps.h bpf/include/veer_maps.h | deps
 	@mkdir -p $(OUT)
 	@echo "  BPF  $@"
 	$(Q)$(CLANG) -target bpf -O2 -g -mcpu=v3 -Wall -Werror \

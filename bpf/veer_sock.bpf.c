@@ -22,22 +22,9 @@
 #include <bpf/bpf_endian.h>
 
 #include "veer_maps.h"
+#include "veer_shared_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VEER_SERVICES_MAX);
-	__type(key, struct veer_svc_key);
-	__type(value, struct veer_svc_val);
-} veer_services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VEER_BACKENDS_MAX);
-	__type(key, __u32);
-	__type(value, struct veer_backend);
-} veer_backends SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -45,13 +32,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct veer_rev_nat);
 } veer_rev_nat SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, VEER_MEMBERS_MAX);
-	__type(key, struct veer_member_key);
-	__type(value, struct veer_member_val);
-} veer_members SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -102,15 +82,6 @@ struct {
 	__type(key, struct veer_lpm_addr_key);
 	__type(value, struct veer_service_ip);
 } veer_service_ips SEC(".maps");
-
-/* loadBalancerSourceRanges: (frontend id, client prefix) -> allow; see veer_maps.h. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, VEER_SOURCE_RANGES_MAX);
-	__type(key, struct veer_src_range_key);
-	__type(value, struct veer_src_range_val);
-} veer_source_ranges SEC(".maps");
 
 /* Non-zero while `veerctl trace` runs: nobody pays for events nobody reads. */
 struct {

@@ -32,40 +32,11 @@
 #include <bpf/bpf_endian.h>
 
 #include "veer_maps.h"
+/* veer_services, veer_backends, veer_members, veer_source_ranges: the socket programs' maps,
+ * one definition, so this object reuses their pins. */
+#include "veer_shared_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* The maps shared with veer_sock.bpf.c: same definitions, so the loader reuses their pins. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VEER_SERVICES_MAX);
-	__type(key, struct veer_svc_key);
-	__type(value, struct veer_svc_val);
-} veer_services SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, VEER_BACKENDS_MAX);
-	__type(key, __u32);
-	__type(value, struct veer_backend);
-} veer_backends SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, VEER_MEMBERS_MAX);
-	__type(key, struct veer_member_key);
-	__type(value, struct veer_member_val);
-} veer_members SEC(".maps");
-
-/* loadBalancerSourceRanges, shared with the socket programs: (frontend id, client prefix) ->
- * allow (veer_maps.h). The packet path looks up the packet's own source. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, VEER_SOURCE_RANGES_MAX);
-	__type(key, struct veer_src_range_key);
-	__type(value, struct veer_src_range_val);
-} veer_source_ranges SEC(".maps");
 
 /* The packet path's own counters, indexed by enum veer_pkt_stat. */
 struct {

@@ -24,6 +24,7 @@ public protocol MapStore: AnyObject, Sendable {
     func terminateStaleSockets(protocols: Set<L4Protocol>, state: IndexedMapState?) throws -> SocketTermination
 
     // The address tables beside the frontends (ServiceIPs.swift, SourceRanges.swift).
+    func readServiceAddresses() throws -> Set<ServiceAddressEntry>
     /// Makes the service-address table hold exactly `wanted`.
     func writeServiceAddresses(_ wanted: Set<ServiceAddressEntry>) throws
     /// `nonEmpty`: whether the table holds entries afterwards.

@@ -17,7 +17,10 @@ import VeerTestSupport
 //
 // A script: `#` lines describe it; `> apply` is followed by YAML; `> delete KIND NAMESPACE/NAME`
 // (`NAME` for a Node); `> expect` is followed by the dump; `> capacities services=N backends=N
-// rev_nat=N members=N` sizes the maps (before the first step). The node is `node-a`.
+// rev_nat=N members=N` sizes the maps and `> service-cidrs CIDR…` gives --service-cidr (both
+// before the first step). The node is `node-a`. After the services table the dump lists the
+// address table (ClusterIPs refused on unexposed ports, service CIDRs dropped) and the
+// loadBalancerSourceRanges table by frontend, when they hold anything.
 
 private let goldenDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("golden").path
 private let updating = ProcessInfo.processInfo.environment["VEER_GOLDEN_UPDATE"] == "1"
@@ -28,6 +31,7 @@ struct GoldenScript: CustomStringConvertible, Sendable {
         case delete(ResourceKind, namespace: String, name: String)
         case expect(String)
         case capacities(MapCapacities)
+        case serviceCIDRs([IPPrefix])
     }
     let name: String
     let preamble: [String]
@@ -53,6 +57,10 @@ struct GoldenScript: CustomStringConvertible, Sendable {
                 guard words.count == 3, let kind = ResourceKind(rawValue: words[1]) else { throw SandboxError("\(name): bad \(header)") }
                 let parts = words[2].split(separator: "/").map(String.init)
                 return (header, .delete(kind, namespace: parts.count == 2 ? parts[0] : "", name: parts.last!))
+            case "service-cidrs":
+                let prefixes = words.dropFirst().compactMap { IPPrefix($0) }
+                guard prefixes.count == words.count - 1 else { throw SandboxError("\(name): bad \(header)") }
+                return (header, .serviceCIDRs(prefixes))
             case "capacities":
                 var v: [String: Int] = [:]
                 for w in words.dropFirst() {
@@ -67,6 +75,11 @@ struct GoldenScript: CustomStringConvertible, Sendable {
             default: throw SandboxError("\(name): unknown command \(header)")
             }
         }
+    }
+
+    var capacities: MapCapacities {
+        for case let .capacities(c) in commands.map(\.command) { return c }
+        return defaultCapacities
     }
 
     /// The file with these dumps in place of its expect bodies.
@@ -105,10 +118,9 @@ private let defaultCapacities = MapCapacities(services: 65_536, backends: 65_536
 
 /// Runs a script in one mode and returns the dumps at its expect steps.
 private func run(_ script: GoldenScript, _ mode: GoldenMode, maps: (MapCapacities) throws -> any MapStore) async throws -> [String] {
-    var capacities = defaultCapacities
-    if case let .capacities(c)? = script.commands.first?.command { capacities = c }
-    let store = try maps(capacities)
+    let store = try maps(script.capacities)
     var config = AgentConfiguration(nodeName: "node-a", pins: PinLayout(root: "/nonexistent"))
+    for case let .serviceCIDRs(c) in script.commands.map(\.command) { config.serviceCIDRs = c }
     config.writesStateFiles = false
     config.terminateProtocols = []
     config.retryDelay = .milliseconds(2)
@@ -128,7 +140,7 @@ private func run(_ script: GoldenScript, _ mode: GoldenMode, maps: (MapCapacitie
             await agent.ingest(.delete(kind, namespace: namespace, name: name))
         case .expect:
             dumps.append(await settledDump(agent, store, expected: mode == .faulty ? expectedDump(script, at: dumps.count) : nil))
-        case .capacities:
+        case .capacities, .serviceCIDRs:
             break
         }
     }
@@ -155,6 +167,26 @@ private func dump(_ agent: Agent, _ store: any MapStore) async -> String {
     let state = (try? store.readState()) ?? MapState()
     var text = Inspection(state: state, names: await agent.programmedNames).servicesTable(showHits: false)
     for r in await agent.rejectedServices { text += "\nrejected \(r.service): \(r.reason)" }
+    // The address table: its entries carry no ids, so they print as they are.
+    let addresses = ((try? store.readServiceAddresses()) ?? []).sorted()
+    if !addresses.isEmpty { text += "\naddresses: " + addresses.map(\.description).joined(separator: ", ") }
+    // The source-range table is keyed by frontend id, which depends on the order of writes:
+    // print each entry under its frontend's address.
+    var ranges: [String: [String]] = [:]
+    for e in (try? store.readSourceRanges()) ?? [] {
+        let frontend = state.revNat[e.revNatID]?.description ?? "rev_nat \(e.revNatID) (no frontend)"
+        let client: String
+        switch e.prefix?.description {
+        case nil: client = "*"
+        case "0.0.0.0/32": client = "unbound host socket"
+        case "0.0.0.1/32": client = "unbound pod socket"
+        case let p?: client = p
+        }
+        ranges[frontend, default: []].append("\(client) \(e.allow ? "allow" : "deny")")
+    }
+    for (frontend, entries) in ranges.sorted(by: { $0.key < $1.key }) {
+        text += "\nsource ranges \(frontend): " + entries.sorted().joined(separator: ", ")
+    }
     return text
 }
 
@@ -212,9 +244,7 @@ struct GoldenScriptTests {
           arguments: GoldenScript.all())
     func kernel(_ script: GoldenScript) async throws {
         try await KernelSandbox.runAsync { sb in
-            var sized = defaultCapacities
-            if case let .capacities(c)? = script.commands.first?.command { sized = c }
-            let (cgroup, pins, capacities) = (sb.cgroup, sb.pins, sized)
+            let (cgroup, pins, capacities) = (sb.cgroup, sb.pins, script.capacities)
             let datapath = try await onThread {
                 try Datapath.install(object: KernelSandbox.bpfObject, cgroup: cgroup, pins: pins, capacities: capacities)
             }

@@ -87,7 +87,7 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
 
     private var serviceAddresses: Set<ServiceAddressEntry> = []
     private var sourceRanges: Set<SourceRangeEntry> = []
-    public var serviceAddressTable: Set<ServiceAddressEntry> { lock.withLock { serviceAddresses } }
+    public func readServiceAddresses() -> Set<ServiceAddressEntry> { lock.withLock { serviceAddresses } }
     public func writeServiceAddresses(_ wanted: Set<ServiceAddressEntry>) { lock.withLock { serviceAddresses = wanted } }
     public func updateServiceAddresses(add: [ServiceAddressEntry], remove: [IPPrefix], nonEmpty: Bool) {
         lock.withLock {

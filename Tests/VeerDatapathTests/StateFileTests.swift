@@ -1,11 +1,13 @@
 @testable import VeerDatapath
 import Foundation
+import Glibc
 import Testing
 import VeerModel
 
 /// names.json and decisions.json are written piece by piece (StreamingJSONFile); veerctl reads
 /// them with JSONDecoder. The pieces must add up to the same document as one whole-value encode.
-@Suite("State files")
+// One at a time: each removes the state directory it made and then /run/veer/tmp, which both share.
+@Suite("State files", .serialized)
 struct StateFileTests {
     // Every field, optional ones present and absent, and text JSON must escape.
     static let decisionsJSON = #"""
@@ -36,7 +38,7 @@ struct StateFileTests {
     @Test("decisions.json: the same bytes as encoding the whole value, and reads back equal")
     func decisions() throws {
         let pins = PinLayout(root: "/tmp/veer-t\(getpid())-state")
-        defer { try? FileManager.default.removeItem(atPath: "/run/veer\(pins.root)") }
+        defer { removeState(pins) }
         var value = try JSONDecoder().decode(SavedDecisions.self, from: Data(Self.decisionsJSON.utf8))
         for zone in [value.zone, nil] {
             value.zone = zone
@@ -54,11 +56,17 @@ struct StateFileTests {
     @Test("names.json reads back equal")
     func names() throws {
         let pins = PinLayout(root: "/tmp/veer-t\(getpid())-names")
-        defer { try? FileManager.default.removeItem(atPath: "/run/veer\(pins.root)") }
+        defer { removeState(pins) }
         let value = try JSONDecoder().decode(ProgrammedNames.self, from: Data(Self.namesJSON.utf8))
         try NamesFile.write(value, pins: pins)
         #expect(NamesFile.read(pins: pins) == value)
         try NamesFile.write(ProgrammedNames(), pins: pins)
         #expect(NamesFile.read(pins: pins) == ProgrammedNames())
     }
+}
+
+/// The test's state directory, then its parents up to /run/veer if they are empty.
+private func removeState(_ pins: PinLayout) {
+    try? FileManager.default.removeItem(atPath: "/run/veer\(pins.root)")
+    _ = rmdir("/run/veer/tmp")
 }

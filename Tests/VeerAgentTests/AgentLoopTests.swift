@@ -128,7 +128,7 @@ private func converge(_ agent: Agent, _ maps: MemoryMapStore, to want: [String])
     return false
 }
 
-@Suite("Agent loop on in-memory maps")
+@Suite("Agent loop on in-memory maps", .serialized)
 struct AgentLoopTests {
     @Test("objects in any order, one change at a time: the incremental syncs end where one full plan does",
           arguments: [1, 2, 3, 4, 5] as [UInt64])

@@ -55,6 +55,30 @@ private let limits: [String] = {
     return ["--ulimit", "nofile=\(files):\(files)", "--ulimit", "nproc=\(procs):\(procs)"]
 }()
 
+/// Every container of this test process goes under a cgroup parent of its own, in every
+/// hierarchy: podman's default (cgroupfs manager) is `libpod_parent`, shared and never removed.
+/// `withImage` removes it once its containers are gone.
+private let cgroupParent = "veer-img-\(getpid())"
+private let containerOptions = limits + ["--cgroup-parent", "/\(cgroupParent)"]
+
+/// The cgroup parent's directories, children first, in every cgroup hierarchy mounted (v1
+/// controllers and v2 alike). Only empty cgroups can be removed, so a live container's stay.
+private func removeCgroupParent() {
+    let mounts = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+    for line in mounts.split(separator: "\n") {
+        let f = line.split(separator: " ")
+        guard f.count >= 3, f[2] == "cgroup" || f[2] == "cgroup2" else { continue }
+        let top = "\(f[1])/\(cgroupParent)"
+        guard let found = FileManager.default.enumerator(atPath: top) else { continue }
+        var dirs: [String] = []
+        while let sub = found.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: "\(top)/\(sub)", isDirectory: &isDir), isDir.boolValue { dirs.append("\(top)/\(sub)") }
+        }
+        for dir in dirs.sorted(by: { $0.count > $1.count }) + [top] { _ = rmdir(dir) }
+    }
+}
+
 /// The image's ID, read from the archive itself (the digest of its config, which podman uses
 /// as the ID): never a name, which another run's `podman load` could move to another image.
 private func archiveImageID() throws -> String {
@@ -84,7 +108,10 @@ private func withImage<T>(_ body: (String) throws -> T) throws -> T {
         let load = podman(["load", "--quiet", "--input", archive])
         guard load.status == 0 else { throw SandboxError("podman load -i \(archive): \(load.stderr)") }
     }
-    defer { if !existed { _ = podman(["image", "rm", id]) } }
+    defer {
+        removeCgroupParent()
+        if !existed { _ = podman(["image", "rm", id]) }
+    }
     try #require(podman(["image", "exists", id]).status == 0, "podman load did not store image \(id)")
     return try body(id)
 }
@@ -92,7 +119,7 @@ private func withImage<T>(_ body: (String) throws -> T) throws -> T {
 /// Runs a container to completion with no network at all, removed afterwards.
 private func runOnce(_ image: String, _ name: String, _ options: [String], _ command: [String]) -> (status: Int32, stdout: String, stderr: String) {
     defer { _ = podman(["rm", "--force", "--ignore", "--time", "0", name]) }
-    return podman(["run", "--rm", "--pull=never", "--network=none", "--name", name] + limits + options + [image] + command)
+    return podman(["run", "--rm", "--pull=never", "--network=none", "--name", name] + containerOptions + options + [image] + command)
 }
 
 private func waitFor(_ what: String, timeout: Double = 60, _ condition: () throws -> Bool) throws {
@@ -184,7 +211,7 @@ struct ImageTests {
                 container.executableURL = URL(fileURLWithPath: "/usr/bin/env")
                 container.arguments = ["podman"] + runtime + [
                     "run", "--rm", "--pull=never", "--name", name,
-                ] + limits + [
+                ] + containerOptions + [
                     "--network", "ns:\(sb.netnsPath)",
                     "--user", "0", "--cap-drop", "ALL", "--cap-add", "CAP_BPF,CAP_NET_ADMIN,CAP_SYS_ADMIN",
                     "--security-opt", "no-new-privileges", "--security-opt", "apparmor=unconfined",

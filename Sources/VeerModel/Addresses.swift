@@ -1,3 +1,5 @@
+import Foundation
+
 /// Addresses as the datapath sees them: one 128-bit IP type for both families, a port, an
 /// L4 protocol. IPv4 is held as its IPv4-mapped IPv6 form (::ffff:a.b.c.d), the form the
 /// BPF maps use too, so an AF_INET6 socket connecting to ::ffff:VIP finds the IPv4 service.
@@ -168,7 +170,6 @@ public enum L4Protocol: UInt8, Hashable, Comparable, Sendable, CustomStringConve
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
-/// An IP address, port and protocol: a frontend or a backend.
 /// Which clients a frontend entry serves (veer_svc_key.scope). An external-scope entry exists
 /// only where external clients use another endpoint set than the node's own (eTP=Local).
 public enum FrontendScope: UInt8, Hashable, Comparable, Sendable {
@@ -180,6 +181,7 @@ public enum FrontendScope: UInt8, Hashable, Comparable, Sendable {
     public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
+/// An IP address, port and protocol: a frontend or a backend.
 public struct L4Address: Hashable, Comparable, Sendable, CustomStringConvertible {
     public var ip: IPAddress
     public var port: UInt16
@@ -230,4 +232,43 @@ public struct L4Address: Hashable, Comparable, Sendable, CustomStringConvertible
     public static func < (a: Self, b: Self) -> Bool {
         (a.ip, a.port, a.proto.rawValue, a.scope.rawValue) < (b.ip, b.port, b.proto.rawValue, b.scope.rawValue)
     }
+}
+
+/// An address prefix in the 128-bit space every Veer address lives in (IPv4 as ::ffff:a.b.c.d, so
+/// an IPv4 /12 is a /108 here): a service CIDR, a ClusterIP as a /128.
+public struct IPPrefix: Hashable, Comparable, Sendable, CustomStringConvertible {
+    /// Host bits cleared.
+    public let address: IPAddress
+    /// In the 128-bit space.
+    public let length: Int
+
+    public init(address: IPAddress, length: Int) {
+        precondition((0...128).contains(length))
+        self.length = length
+        let high = length >= 64 ? address.high : (length == 0 ? 0 : address.high & ~(UInt64.max >> length))
+        let low = length >= 128 ? address.low : (length <= 64 ? 0 : address.low & ~(UInt64.max >> (length - 64)))
+        self.address = IPAddress(high: high, low: low)
+    }
+
+    /// "10.96.0.0/12" or "fd00:10:96::/108"; surrounding whitespace is ignored and host bits are
+    /// cleared (as kube-proxy's ParseCIDRSloppy does). nil for anything else.
+    public init?(_ text: some StringProtocol) {
+        let t = text.trimmingCharacters(in: .whitespaces)
+        let parts = t.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let ip = IPAddress(parts[0]), !parts[1].isEmpty, parts[1].count <= 3,
+              parts[1].allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(parts[1]) else { return nil }
+        // An IPv4 prefix must be written in IPv4 form to be one: ::ffff:a.b.c.d/n is IPv6 text.
+        let v4 = ip.isIPv4 && !parts[0].contains(":")
+        guard n <= (v4 ? 32 : 128) else { return nil }
+        self.init(address: ip, length: v4 ? 96 + n : n)
+    }
+
+    public var family: IPFamily { address.family }
+
+    public func contains(_ ip: IPAddress) -> Bool { IPPrefix(address: ip, length: length).address == address }
+
+    /// As written: IPv4 prefixes in IPv4 form.
+    public var description: String { "\(address)/\(address.isIPv4 && length >= 96 ? length - 96 : length)" }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.address, a.length) < (b.address, b.length) }
 }

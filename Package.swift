@@ -23,7 +23,7 @@ let package = Package(
         // The version and git revision for --version (Sources/CVeerVersion/veer_version.h, written by make).
         .target(name: "CVeerVersion"),
         // Pure: Kubernetes types, store, selector, planner. No I/O.
-        .target(name: "VeerModel", dependencies: [.product(name: "Yams", package: "Yams")]),
+        .target(name: "VeerModel"),
         // Everything that touches the kernel.
         .target(name: "VeerDatapath", dependencies: [
             "CVeer", "VeerModel",
@@ -62,20 +62,20 @@ let package = Package(
         // `make bench`: installs the datapath on the bench cgroup and fills its maps at scale (Tests/bench/run.sh).
         // `pipeline` runs the agent itself into VeerTestSupport's in-memory maps.
         .executableTarget(name: "veer-bench", dependencies: [
-            "CVeer", "VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport",
+            "CVeer", "VeerAgent", "VeerDatapath", "VeerKube", "VeerModel", "VeerTestSupport",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
         // tests, the agent tests and later the multi-node harness.
         .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),
-        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel", "VeerTestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "VeerModelTests", dependencies: ["VeerModel", "VeerKube", "VeerTestSupport"], resources: [.copy("Fixtures")]),
         // The fake API server and the Python client check are run by the tests, not compiled.
         .testTarget(name: "VeerKubeTests", dependencies: [
             "VeerKube", "VeerModel",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ], exclude: ["fake_apiserver.py", "python_client_check.py"]),
         .testTarget(name: "VeerAgentTests", dependencies: [
-            "VeerAgent", "VeerDatapath", "VeerModel", "VeerTestSupport",
+            "VeerAgent", "VeerDatapath", "VeerKube", "VeerModel", "VeerTestSupport",
             .product(name: "Logging", package: "swift-log"),
         ], exclude: ["golden"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).

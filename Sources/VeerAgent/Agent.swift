@@ -114,6 +114,12 @@ public actor Agent {
         }
     }
 
+    /// Events that arrived together (a manifest step, a list): all stored before the next sync
+    /// plans, so the outcome does not depend on how the loop interleaves with their delivery.
+    public func ingest(_ events: [SourceEvent]) {
+        for event in events { ingest(event) }
+    }
+
     public func ingest(_ event: SourceEvent) {
         let started = clock.now
         let change = store.apply(event)

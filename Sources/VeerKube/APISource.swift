@@ -258,24 +258,18 @@ public final class KubeAPISource: Sendable {
                 error.retryAfter = retryAfter
                 throw error
             }
-            guard let top = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] else {
+            guard let page = try? ListPage.decode(body, kind: kind) else {
                 throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object")
             }
-            let metadata = top["metadata"] as? [String: Any] ?? [:]
-            if listRV == nil { listRV = metadata["resourceVersion"] as? String }
-            for (i, item) in ((top["items"] as? [Any]) ?? []).enumerated() {
-                do {
-                    guard let dict = item as? [String: Any] else { throw ObjectProblem("item is not an object") }
-                    guard let raw = try RawObjects.make(dict, kind: kind, defaultNamespace: nil, origin: "list") else {
-                        throw ObjectProblem("item is not a \(kind)")
-                    }
-                    if objects.updateValue(raw, forKey: raw.key) == nil { order.append(raw.key) }
-                } catch {
-                    count(kind) { $0.skipped += 1 }
-                    report(.warning, "list \(kind.resource)", "item \(i) skipped: \(error)")
-                }
+            if listRV == nil { listRV = page.resourceVersion }
+            for raw in page.items {
+                if objects.updateValue(raw, forKey: raw.key) == nil { order.append(raw.key) }
             }
-            continueToken = (metadata["continue"] as? String).flatMap { $0.isEmpty ? nil : $0 }
+            for (i, why) in page.skipped {
+                count(kind) { $0.skipped += 1 }
+                report(.warning, "list \(kind.resource)", "item \(i) skipped: \(why)")
+            }
+            continueToken = page.continueToken
             if !paged || continueToken == nil { break }
         }
         guard let listRV, !listRV.isEmpty else {
@@ -308,7 +302,7 @@ public final class KubeAPISource: Sendable {
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
         var events = 0
         func handle(_ line: Data) -> WatchEnd? {
-            switch decodeEvent(line, kind: kind) {
+            switch WatchLine.decode(line, kind: kind) {
             case .skip(let why):
                 count(kind) { $0.skipped += 1 }
                 report(.warning, "watch \(kind.resource)", "event skipped: \(why)")
@@ -337,50 +331,6 @@ public final class KubeAPISource: Sendable {
             throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
         }
         return .ended(events: events)
-    }
-
-    private enum Decoded {
-        case event(SourceEvent?, resourceVersion: String?)
-        case expired(String)
-        case failure(String)
-        case skip(String)
-    }
-
-    private func decodeEvent(_ line: Data, kind: ResourceKind) -> Decoded {
-        guard let top = (try? JSONSerialization.jsonObject(with: line)) as? [String: Any] else {
-            return .skip("not JSON: \(String(decoding: line.prefix(120), as: UTF8.self))")
-        }
-        guard let type = top["type"] as? String, let object = top["object"] as? [String: Any] else {
-            return .skip("no type or object")
-        }
-        let rv = (object["metadata"] as? [String: Any])?["resourceVersion"] as? String
-        switch type {
-        case "ADDED", "MODIFIED", "DELETED":
-            do {
-                guard let raw = try RawObjects.make(object, kind: kind, defaultNamespace: nil, origin: "watch") else {
-                    return .skip("\(type) of kind \(object["kind"] ?? "?") on the \(kind.resource) watch")
-                }
-                if type == "DELETED" {
-                    return .event(.delete(kind, namespace: raw.namespace, name: raw.name), resourceVersion: rv)
-                }
-                return .event(.apply(raw), resourceVersion: rv)
-            } catch {
-                return .skip("\(type): \(error)")
-            }
-        case "BOOKMARK":
-            return .event(nil, resourceVersion: rv)
-        case "ERROR":
-            let code = object["code"] as? Int
-            let reason = object["reason"] as? String ?? ""
-            let message = object["message"] as? String ?? ""
-            if code == 410 || reason == "Expired" || reason == "Gone" { return .expired(message) }
-            // Our resourceVersion is ahead of the server's (a restored etcd, or a bogus version
-            // taken from an event): client-go relists rather than wait for it forever.
-            if APIStatusError.isTooLargeResourceVersion(status: object) { return .expired(message) }
-            return .failure("\(code.map(String.init) ?? "?") \(reason): \(message)")
-        default:
-            return .skip("unknown event type \(type)")
-        }
     }
 
     // MARK: - HTTP

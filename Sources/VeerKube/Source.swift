@@ -1,6 +1,5 @@
-// Common pieces of the two sources (issue 4): the diagnostic type and the step that turns one
-// decoded JSON object into a RawObject. The store decodes and validates the JSON; a source only
-// needs kind and metadata to address the object.
+// Common pieces of the two sources: the diagnostic type and the kinds' API coordinates. The one
+// step that turns an object's bytes into a RawObject is RawObjectBuilder.swift.
 import Foundation
 import Logging
 import VeerModel
@@ -75,51 +74,4 @@ extension ResourceKind {
         }
     }
     var isNamespaced: Bool { self != .node }
-}
-
-enum RawObjects {
-    /// Builds a RawObject from a decoded JSON object.
-    /// - kind: the kind to use when the object carries none (API list items carry none).
-    /// - defaultNamespace: for manifests, where an omitted namespace means "default".
-    /// The JSON handed on always has `kind`, `apiVersion` and (for namespaced kinds) `metadata.namespace`.
-    static func make(_ object: [String: Any], kind fallbackKind: ResourceKind?, defaultNamespace: String?,
-                     origin: String) throws -> RawObject? {
-        var object = object
-        let kind: ResourceKind
-        if let kindName = object["kind"] as? String {
-            guard let k = ResourceKind(rawValue: kindName) else { return nil }  // not ours: ignored
-            if let fallbackKind, fallbackKind != k { return nil }
-            kind = k
-        } else if let fallbackKind {
-            kind = fallbackKind
-            object["kind"] = kind.rawValue
-        } else {
-            throw ObjectProblem("object has no \"kind\"")
-        }
-        if object["apiVersion"] == nil { object["apiVersion"] = kind.apiVersion }
-        guard var metadata = object["metadata"] as? [String: Any] else {
-            throw ObjectProblem("\(kind) has no \"metadata\"")
-        }
-        guard let name = metadata["name"] as? String, !name.isEmpty else {
-            throw ObjectProblem("\(kind) has no metadata.name")
-        }
-        var namespace = ""
-        if kind.isNamespaced {
-            if let ns = metadata["namespace"] as? String, !ns.isEmpty {
-                namespace = ns
-            } else if let defaultNamespace {
-                namespace = defaultNamespace
-                metadata["namespace"] = namespace
-                object["metadata"] = metadata
-            } else {
-                throw ObjectProblem("\(kind) \(name) has no metadata.namespace")
-            }
-        }
-        let resourceVersion = metadata["resourceVersion"] as? String
-        // Unsorted: only JSONDecoder reads it (KubeDecoder), and sorting every dictionary's keys
-        // (an ICU string compare each) was a fifth of veerd's CPU time while listing.
-        let json = try JSONSerialization.data(withJSONObject: object)
-        return RawObject(kind: kind, namespace: namespace, name: name, resourceVersion: resourceVersion,
-                         json: json, origin: origin)
-    }
 }

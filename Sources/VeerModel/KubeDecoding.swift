@@ -40,64 +40,26 @@ public struct DecodeOutcome: Sendable {
 }
 
 public enum KubeDecoder {
-    /// Decodes and validates one object. Never throws, never traps.
+    /// Decodes and validates one object, straight from its bytes. Never throws, never traps.
     public static func decode(_ raw: RawObject) -> DecodeOutcome {
         var v = Validator(kind: raw.kind.rawValue, object: raw.key, origin: raw.origin)
-        let object: KubeObject?
-        do {
-            switch raw.kind {
-            case .service:
-                let wire = try JSONDecoder().decode(WireService.self, from: raw.json)
-                object = v.service(wire, raw: raw).map(KubeObject.service)
-            case .endpointSlice:
-                let wire = try JSONDecoder().decode(WireEndpointSlice.self, from: raw.json)
-                object = v.endpointSlice(wire, raw: raw).map(KubeObject.endpointSlice)
-            case .node:
-                let wire = try JSONDecoder().decode(WireNode.self, from: raw.json)
-                object = v.node(wire, raw: raw).map(KubeObject.node)
+        var object: KubeObject?
+        do throws(JSONError) {
+            object = try JSONReader.read(raw.json) { r throws(JSONError) -> KubeObject? in
+                let decoded: KubeObject?
+                switch raw.kind {
+                case .service: decoded = v.service(try WireService(&r), raw: raw).map(KubeObject.service)
+                case .endpointSlice: decoded = v.endpointSlice(try WireEndpointSlice(&r), raw: raw).map(KubeObject.endpointSlice)
+                case .node: decoded = v.node(try WireNode(&r), raw: raw).map(KubeObject.node)
+                }
+                try r.expectEnd()
+                return decoded
             }
-        } catch let error as DecodingError {
-            v.fail(describe(error))
-            object = nil
         } catch {
-            v.fail(("", "not valid JSON: \(error)"))
+            v.fail(error.path, error.message)
             object = nil
         }
         return DecodeOutcome(object: v.errors.isEmpty ? object : nil, errors: v.errors, warnings: v.warnings)
-    }
-
-    /// Turns a DecodingError into (field path, message).
-    static func describe(_ error: DecodingError) -> (String, String) {
-        func path(_ keys: [any CodingKey]) -> String {
-            var out = ""
-            for key in keys {
-                if let i = key.intValue { out += "[\(i)]" } else { out += out.isEmpty ? key.stringValue : ".\(key.stringValue)" }
-            }
-            return out
-        }
-        switch error {
-        case let .typeMismatch(type, ctx):
-            return (path(ctx.codingPath), "wrong type: expected \(typeName(type))")
-        case let .valueNotFound(type, ctx):
-            return (path(ctx.codingPath), "null where \(typeName(type)) is required")
-        case let .keyNotFound(key, ctx):
-            return (path(ctx.codingPath + [key]), "missing field")
-        case let .dataCorrupted(ctx):
-            return (path(ctx.codingPath), ctx.codingPath.isEmpty ? "not valid JSON" : "invalid value: \(ctx.debugDescription)")
-        @unknown default:
-            return ("", "\(error)")
-        }
-    }
-
-    private static func typeName(_ type: Any.Type) -> String {
-        if type == String.self { return "string" }
-        if type == Int.self || type == UInt16.self || type == Int64.self { return "integer" }
-        if type == Bool.self { return "boolean" }
-        if type == Double.self { return "number" }
-        let name = "\(type)"
-        if name.hasPrefix("Array") { return "list" }
-        if name.hasPrefix("Dictionary") || name.contains("Wire") { return "object" }
-        return name
     }
 }
 
@@ -162,7 +124,7 @@ private struct Validator {
 
     mutating func service(_ w: WireService, raw: RawObject) -> Service? {
         let meta = meta(w.metadata, raw: raw)
-        let spec = w.spec ?? WireService.Spec()
+        let spec = w.spec
         var type = ServiceType.clusterIP
         if let t = spec.type {
             if ServiceType.known.contains(t) { type = ServiceType(rawValue: t) } else { fail("spec.type", "unknown service type \"\(t)\"") }
@@ -182,14 +144,14 @@ private struct Validator {
             let number = port(p.port, "\(f).port", required: true)
             let nodePort = port(p.nodePort, "\(f).nodePort", required: false, allowZero: true)
             let proto = proto(p.protocol, "\(f).protocol")
-            if let number { ports.append(ServicePort(name: p.name ?? "", proto: proto, port: number, targetPort: p.targetPort?.value, nodePort: nodePort)) }
+            if let number { ports.append(ServicePort(name: p.name ?? "", proto: proto, port: number, targetPort: p.targetPort, nodePort: nodePort)) }
         }
         var affinity = SessionAffinity.none
         if let a = spec.sessionAffinity {
             if let v = SessionAffinity(rawValue: a) { affinity = v } else { fail("spec.sessionAffinity", "unknown session affinity \"\(a)\"") }
         }
         var timeout = Service.defaultAffinityTimeout
-        if let t = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds {
+        if let t = spec.affinityTimeoutSeconds {
             if (1...86400).contains(t) { timeout = UInt32(t) } else {
                 fail("spec.sessionAffinityConfig.clientIP.timeoutSeconds", "\(t) out of range 1-86400")
             }
@@ -204,7 +166,7 @@ private struct Validator {
         if etp == nil { fail("spec.externalTrafficPolicy", "unknown traffic policy \"\(spec.externalTrafficPolicy ?? "")\"") }
         let hc = port(spec.healthCheckNodePort, "spec.healthCheckNodePort", required: false, allowZero: true)
         var ingress: [LoadBalancerIngress] = []
-        for (i, ing) in (w.status?.loadBalancer?.ingress ?? []).enumerated() {
+        for (i, ing) in (w.ingress ?? []).enumerated() {
             if let a = ing.ip, !a.isEmpty { _ = ip(a, "status.loadBalancer.ingress[\(i)].ip") }
             if let m = ing.ipMode, m != "VIP", m != "Proxy" { fail("status.loadBalancer.ingress[\(i)].ipMode", "unknown ipMode \"\(m)\"") }
             ingress.append(LoadBalancerIngress(ip: ing.ip.flatMap { $0.isEmpty ? nil : $0 }, hostname: ing.hostname, ipMode: ing.ipMode))
@@ -244,14 +206,11 @@ private struct Validator {
                     continue
                 }
             }
-            let c = e.conditions
             endpoints.append(Endpoint(
                 addresses: addresses,
-                conditions: EndpointConditions(ready: c?.ready, serving: c?.serving, terminating: c?.terminating),
+                conditions: EndpointConditions(ready: e.ready, serving: e.serving, terminating: e.terminating),
                 nodeName: e.nodeName, zone: e.zone,
-                zoneHints: e.hints?.forZones.map { $0.compactMap(\.name) },
-                nodeHints: e.hints?.forNodes.map { $0.compactMap(\.name) },
-                targetRef: e.targetRef.map { ObjectReference(kind: $0.kind, namespace: $0.namespace, name: $0.name) }))
+                zoneHints: e.zoneHints, nodeHints: e.nodeHints, targetRef: e.targetRef))
         }
         return EndpointSlice(meta: meta, addressType: addressType, endpoints: endpoints, ports: ports)
     }
@@ -259,7 +218,7 @@ private struct Validator {
     mutating func node(_ w: WireNode, raw: RawObject) -> Node? {
         let meta = meta(w.metadata, raw: raw)
         var addresses: [NodeAddress] = []
-        for (i, a) in (w.status?.addresses ?? []).enumerated() {
+        for (i, a) in (w.addresses ?? []).enumerated() {
             guard let type = a.type, let address = a.address else {
                 warn("status.addresses[\(i)]", "address without type or address; skipped")
                 continue
@@ -274,15 +233,15 @@ private struct Validator {
         }
         let deleting = w.metadata?.deletionTimestamp.map { !$0.isEmpty } ?? false
         var taints: [String] = []
-        for (i, t) in (w.spec?.taints ?? []).enumerated() {
-            guard let key = t.key, !key.isEmpty else {
+        for (i, key) in (w.taints ?? []).enumerated() {
+            guard let key, !key.isEmpty else {
                 warn("spec.taints[\(i)].key", "taint without a key; skipped")
                 continue
             }
             taints.append(key)
         }
         var node = Node(meta: meta, addresses: addresses, beingDeleted: deleting, taintKeys: taints)
-        for (i, text) in (w.spec?.podCIDRs ?? w.spec?.podCIDR.map { [$0] } ?? []).enumerated() {
+        for (i, text) in (w.podCIDRs ?? w.podCIDR.map { [$0] } ?? []).enumerated() {
             guard let p = IPPrefix(text) else {
                 warn("spec.podCIDRs[\(i)]", "\"\(text)\" is not a CIDR; skipped")
                 continue
@@ -291,118 +250,4 @@ private struct Validator {
         }
         return node
     }
-}
-
-// MARK: - Wire shapes (lenient: everything optional; unknown fields ignored)
-
-struct WireMeta: Decodable {
-    var name: String?
-    var namespace: String?
-    var labels: [String: String]?
-    var annotations: [String: String]?
-    var resourceVersion: String?
-    var deletionTimestamp: String?
-}
-
-struct WireIntOrString: Decodable {
-    var value: TargetPort
-    init(from decoder: any Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let i = try? c.decode(Int.self) { value = .number(i) } else { value = .name(try c.decode(String.self)) }
-    }
-}
-
-struct WireService: Decodable {
-    struct Port: Decodable {
-        var name: String?
-        var `protocol`: String?
-        var port: Int?
-        var targetPort: WireIntOrString?
-        var nodePort: Int?
-    }
-    struct ClientIPConfig: Decodable { var timeoutSeconds: Int? }
-    struct AffinityConfig: Decodable { var clientIP: ClientIPConfig? }
-    struct Spec: Decodable {
-        var type: String?
-        var clusterIP: String?
-        var clusterIPs: [String]?
-        var ipFamilies: [String]?
-        var ipFamilyPolicy: String?
-        var ports: [Port]?
-        var externalIPs: [String]?
-        var externalName: String?
-        var sessionAffinity: String?
-        var sessionAffinityConfig: AffinityConfig?
-        var internalTrafficPolicy: String?
-        var externalTrafficPolicy: String?
-        var trafficDistribution: String?
-        var publishNotReadyAddresses: Bool?
-        var healthCheckNodePort: Int?
-        var loadBalancerSourceRanges: [String]?
-    }
-    struct Ingress: Decodable {
-        var ip: String?
-        var hostname: String?
-        var ipMode: String?
-    }
-    struct LBStatus: Decodable { var ingress: [Ingress]? }
-    struct Status: Decodable { var loadBalancer: LBStatus? }
-
-    var metadata: WireMeta?
-    var spec: Spec?
-    var status: Status?
-}
-
-struct WireEndpointSlice: Decodable {
-    struct Conditions: Decodable {
-        var ready: Bool?
-        var serving: Bool?
-        var terminating: Bool?
-    }
-    struct Named: Decodable { var name: String? }
-    struct Hints: Decodable {
-        var forZones: [Named]?
-        var forNodes: [Named]?
-    }
-    struct Ref: Decodable {
-        var kind: String?
-        var namespace: String?
-        var name: String?
-    }
-    struct Endpoint: Decodable {
-        var addresses: [String]?
-        var conditions: Conditions?
-        var nodeName: String?
-        var zone: String?
-        var hints: Hints?
-        var targetRef: Ref?
-    }
-    struct Port: Decodable {
-        var name: String?
-        var `protocol`: String?
-        var port: Int?
-    }
-
-    var metadata: WireMeta?
-    var addressType: String?
-    var endpoints: [Endpoint]?
-    var ports: [Port]?
-}
-
-struct WireNode: Decodable {
-    struct Address: Decodable {
-        var type: String?
-        var address: String?
-    }
-    struct Status: Decodable { var addresses: [Address]? }
-    struct Taint: Decodable { var key: String? }
-    struct Spec: Decodable {
-        var taints: [Taint]?
-        var podCIDR: String?
-        var podCIDRs: [String]?
-    }
-
-    var metadata: WireMeta?
-    var spec: Spec?
-    var status: Status?
 }

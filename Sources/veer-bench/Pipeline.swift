@@ -1,8 +1,7 @@
 // veer-bench pipeline SERVICES ENDPOINTS: the agent's own pipeline in one process, like
 // Cilium's pkg/loadbalancer benchmark: N Services and their EndpointSlices as list bytes (what
-// the API server sends) → parsed into objects (ManifestParser, the manifest source's parser of
-// a List document; the API source's list parsing is its own) → decoded and stored → selected →
-// planned → written into maps in memory (no root). Prints
+// the API server sends) → split into objects (ListPage, the API source's own list reader) →
+// decoded and stored → selected → planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
 //    heap_bytes_per_service= rss_mb="
 // heap_bytes_per_service is what the process holds once the maps are written, less what it held
@@ -13,6 +12,7 @@ import Glibc
 import Logging
 import VeerAgent
 import VeerDatapath
+import VeerKube
 import VeerModel
 import VeerTestSupport
 
@@ -47,11 +47,15 @@ enum PipelineBench {
         let (svcBytes, epsBytes) = lists(services: n, endpoints: e)
         let heapBefore = veer_heap_in_use()
         let t0 = now()
-        let parsedServices = ManifestParser.parse(svcBytes, origin: "list services")
-        let parsedSlices = ManifestParser.parse(epsBytes, origin: "list endpointslices")
-        let (services, slices) = (parsedServices.objects, parsedSlices.objects)
+        let services: [RawObject], slices: [RawObject]
+        do {
+            services = try ListPage.decode(svcBytes, kind: .service).items
+            slices = try ListPage.decode(epsBytes, kind: .endpointSlice).items
+        } catch {
+            fail("the generated lists do not parse: \(error)")
+        }
         guard services.count == n, slices.count == n else {
-            fail("parsed \(services.count) services and \(slices.count) slices of \(n): \((parsedServices.errors + parsedSlices.errors).prefix(2))")
+            fail("read \(services.count) services and \(slices.count) slices of \(n)")
         }
         let t1 = now()
         // Room for every entry: the in-memory maps check capacity as the kernel's do.

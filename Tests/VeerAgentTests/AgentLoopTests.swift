@@ -3,6 +3,7 @@ import Logging
 import Testing
 import VeerAgent
 import VeerDatapath
+import VeerKube
 import VeerModel
 import VeerTestSupport
 

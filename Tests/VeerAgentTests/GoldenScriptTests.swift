@@ -3,6 +3,7 @@ import Logging
 import Testing
 import VeerAgent
 import VeerDatapath
+import VeerKube
 import VeerModel
 import VeerTestSupport
 
@@ -135,7 +136,9 @@ private func run(_ script: GoldenScript, _ mode: GoldenMode, maps: (MapCapacitie
         case let .apply(yaml):
             let parsed = ManifestParser.parse(Data(yaml.utf8), origin: script.name)
             #expect(parsed.errors.isEmpty, "\(script.name): \(parsed.errors)")
-            for event in mode == .reversed ? parsed.events.reversed() : parsed.events { await agent.ingest(event) }
+            // A step's documents arrive together; which of them fits a full map must not depend
+            // on when the loop happens to run between them.
+            await agent.ingest(mode == .reversed ? parsed.events.reversed() : parsed.events)
         case let .delete(kind, namespace, name):
             await agent.ingest(.delete(kind, namespace: namespace, name: name))
         case .expect:

@@ -14,8 +14,14 @@ struct APISourceTests {
             #expect(rec.keys(.service) == ["other/api", "shop/db", "shop/web"], "headless filtered, pages stitched")
             #expect(rec.keys(.endpointSlice) == ["shop/db-1", "shop/web-1", "shop/web-2"])
             #expect(rec.keys(.node) == ["node-a"])
-            let web = try #require(rec.json(.service, "shop/web"))
-            #expect(web["kind"] as? String == "Service" && web["apiVersion"] as? String == "v1")
+            // The item's own bytes (list items carry no kind; the RawObject does), decodable as they are.
+            let web = try #require(rec.object(.service, "shop/web"))
+            #expect(web.kind == .service && web.namespace == "shop" && web.name == "web")
+            guard case let .service(decoded)? = KubeDecoder.decode(web).object else {
+                Issue.record("shop/web does not decode: \(KubeDecoder.decode(web).errors)")
+                return
+            }
+            #expect(decoded.ports.map(\.port) == [80])
             #expect(rec.object(.service, "shop/web")?.resourceVersion != nil)
             // synced comes after a replaceAll for every kind.
             let events = rec.events

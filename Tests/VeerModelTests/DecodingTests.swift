@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VeerKube
 @testable import VeerModel
 
 @Suite("Decoding: what kubectl and the API produce")

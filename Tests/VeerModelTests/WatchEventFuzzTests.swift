@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import VeerKube
 import VeerModel
 import VeerTestSupport
 

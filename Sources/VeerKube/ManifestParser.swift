@@ -1,4 +1,5 @@
 import Foundation
+import VeerModel
 import Yams
 
 /// One thing found in a text of manifests.
@@ -71,12 +72,7 @@ public enum ManifestParser {
                 case let .failure(failure):
                     result.errors.append(DocumentError(origin: o, message: failure.message))
                 case let .success(bytes):
-                    do {
-                        let value = try JSONSerialization.jsonObject(with: bytes, options: [.fragmentsAllowed])
-                        expand(value, origin: o, into: &result)
-                    } catch {
-                        result.errors.append(DocumentError(origin: o, message: "invalid JSON: \(shortError(error))"))
-                    }
+                    expand(json: bytes, origin: o, into: &result)
                 }
             }
         } else {
@@ -85,7 +81,14 @@ public enum ManifestParser {
                 do {
                     guard let node = try Yams.compose(yaml: doc, yamlResolver) else { continue }
                     var budget = 1_000_000
-                    expand(try jsonValue(node, depth: 0, budget: &budget), origin: o, into: &result)
+                    let value = try jsonValue(node, depth: 0, budget: &budget)
+                    if value is NSNull { continue }  // an empty document
+                    // YAML becomes the JSON the API would send, and takes the same path from there.
+                    guard let json = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]) else {
+                        result.errors.append(DocumentError(origin: o, message: "cannot be converted to JSON"))
+                        continue
+                    }
+                    expand(json: json, origin: o, into: &result)
                 } catch {
                     result.errors.append(DocumentError(origin: o, message: "invalid YAML: \(shortError(error))"))
                 }
@@ -109,60 +112,114 @@ public enum ManifestParser {
 
     // MARK: - Structure
 
-    private static func expand(_ value: Any, origin: String, into result: inout ManifestParseResult) {
-        if value is NSNull { return }  // an empty document
-        if let array = value as? [Any] {  // a bare JSON array of objects
-            for (i, item) in array.enumerated() { expand(item, origin: "\(origin)[\(i)]", into: &result) }
-            return
+    /// One JSON document: an object, a List, a watch event or an array of those.
+    private static func expand(json: Data, origin: String, into result: inout ManifestParseResult) {
+        do throws(JSONError) {
+            try JSONReader.read(json) { r throws(JSONError) in
+                try expand(&r, origin: origin, into: &result)
+                try r.expectEnd()
+            }
+        } catch {
+            result.errors.append(DocumentError(origin: origin, message: "invalid JSON: \(error.message)"))
         }
-        guard let object = value as? [String: Any] else {
+    }
+
+    private static func expand(_ r: inout JSONReader, origin: String, depth: Int = 0,
+                               into result: inout ManifestParseResult) throws(JSONError) {
+        switch try r.peek() {
+        case .null:
+            _ = try r.skipNull()  // an empty document
+        case .array where depth >= 8:
+            try r.skipValue()
+            result.errors.append(DocumentError(origin: origin, message: "arrays nested too deep"))
+        case .array:  // a bare JSON array of objects
+            try r.forEachElement { r, i throws(JSONError) in
+                try expand(&r, origin: "\(origin)[\(i)]", depth: depth + 1, into: &result)
+            }
+        case .object:
+            try object(&r, origin: origin, into: &result)
+        default:
+            try r.skipValue()
             result.errors.append(DocumentError(origin: origin, message: "not an object"))
-            return
         }
+    }
+
+    /// An object: a watch event, a List, or one object. The fields that tell them apart can come
+    /// in any order, so this notes where each is and reads the parts once it knows.
+    private static func object(_ r: inout JSONReader, origin: String, into result: inout ManifestParseResult) throws(JSONError) {
+        let start = r.offset
+        var kind: String?
+        var type: String?
+        var eventObject: Int?
+        var items: Int?
+        var itemsIsNull = false
+        var isList = false
+        try r.forEachField { r, key throws(JSONError) in
+            switch key {
+            case "kind": kind = try r.stringIfPresent()
+            case "type": type = try r.stringIfPresent()
+            case "object": eventObject = r.offset; try r.skipValue()
+            case "items": isList = true; items = r.offset; itemsIsNull = try r.peek() == .null; try r.skipValue()
+            default: try r.skipValue()
+            }
+        }
+        let end = r.offset
         // A watch event: {"type": ..., "object": {...}}.
-        if object["kind"] == nil, let type = object["type"] as? String, let inner = object["object"] {
+        if kind == nil, let type, let eventObject {
+            var inner = r.reader(at: eventObject)
             switch type {
             case "ADDED", "MODIFIED", "DELETED":
-                guard let innerObject = inner as? [String: Any] else {
+                guard try inner.peek() == .object else {
                     result.errors.append(DocumentError(origin: origin, message: "watch event object is not an object"))
                     return
                 }
-                item(innerObject, defaultKind: nil, deleted: type == "DELETED", origin: origin, into: &result)
+                let (id, json) = try RawObjects.read(&inner)
+                item(id, json: json, defaultKind: nil, deleted: type == "DELETED", origin: origin, into: &result)
             case "BOOKMARK":
                 result.ignored.append("\(origin): BOOKMARK")
             case "ERROR":
-                let message = (inner as? [String: Any])?["message"] as? String ?? "unknown"
+                var message = "unknown"
+                if try inner.peek() == .object {
+                    try inner.forEachField { r, key throws(JSONError) in
+                        if key == "message", let m = try r.stringIfPresent() { message = m } else { try r.skipValue() }
+                    }
+                }
                 result.errors.append(DocumentError(origin: origin, message: "watch ERROR event: \(message)"))
             default:
                 result.errors.append(DocumentError(origin: origin, message: "unknown watch event type \"\(type)\""))
             }
             return
         }
-        let kind = object["kind"] as? String ?? ""
-        if kind.hasSuffix("List") {
-            guard let items = object["items"] as? [Any] else {
-                if object["items"] == nil || object["items"] is NSNull { return }  // an empty list
-                result.errors.append(DocumentError(origin: origin, message: "\(kind).items is not a list"))
+        let kindText = kind ?? ""
+        if kindText.hasSuffix("List") {
+            guard isList, !itemsIsNull, let items else { return }  // an empty list
+            var list = r.reader(at: items)
+            guard try list.peek() == .array else {
+                result.errors.append(DocumentError(origin: origin, message: "\(kindText).items is not a list"))
                 return
             }
             // Items of a typed list carry no kind; derive it from the list's.
-            let itemKind = kind == "List" ? nil : String(kind.dropLast(4))
-            for (i, entry) in items.enumerated() {
+            let itemKind = kindText == "List" ? nil : String(kindText.dropLast(4))
+            try list.forEachElement { r, i throws(JSONError) in
                 let o = "\(origin).items[\(i)]"
-                guard let itemObject = entry as? [String: Any] else {
+                guard try r.peek() == .object else {
+                    try r.skipValue()
                     result.errors.append(DocumentError(origin: o, message: "list item is not an object"))
-                    continue
+                    return
                 }
-                item(itemObject, defaultKind: itemKind, deleted: false, origin: o, into: &result)
+                let (id, json) = try RawObjects.read(&r)
+                item(id, json: json, defaultKind: itemKind, deleted: false, origin: o, into: &result)
             }
             return
         }
-        item(object, defaultKind: nil, deleted: false, origin: origin, into: &result)
+        var whole = r.reader(at: start)
+        let id = try whole.readIdentity()
+        item(id, json: Data(r.bytes(start..<end)), defaultKind: nil, deleted: false, origin: origin, into: &result)
     }
 
-    private static func item(_ object: [String: Any], defaultKind: String?, deleted: Bool, origin: String,
+    private static func item(_ id: ObjectIdentity, json: Data, defaultKind: String?, deleted: Bool, origin: String,
                              into result: inout ManifestParseResult) {
-        guard let kindText = object["kind"] as? String ?? defaultKind else {
+        guard let kindText = id.kind ?? defaultKind else {
             result.errors.append(DocumentError(origin: origin, message: "missing kind"))
             return
         }
@@ -170,25 +227,15 @@ public enum ManifestParser {
             result.ignored.append("\(origin): \(kindText)")
             return
         }
-        let meta = object["metadata"] as? [String: Any]
-        guard let name = meta?["name"] as? String, !name.isEmpty else {
+        guard let name = id.name, !name.isEmpty else {
             result.errors.append(DocumentError(origin: origin, message: "\(kindText) without metadata.name"))
             return
         }
-        var namespace = ""
-        if kind != .node {
-            namespace = meta?["namespace"] as? String ?? ""
-            if namespace.isEmpty { namespace = "default" }  // what kubectl apply would do
-        }
-        var full = object
-        full["kind"] = kindText
-        guard JSONSerialization.isValidJSONObject(full),
-              let json = try? JSONSerialization.data(withJSONObject: full, options: [.sortedKeys]) else {
-            result.errors.append(DocumentError(origin: origin, message: "\(kindText) \(name) cannot be converted to JSON"))
+        // What kubectl apply would do with no namespace.
+        guard let raw = try? RawObjects.make(id, json: json, kind: kind, defaultNamespace: "default", origin: origin) else {
+            result.errors.append(DocumentError(origin: origin, message: "\(kindText) \(name) cannot be read"))
             return
         }
-        let raw = RawObject(kind: kind, namespace: namespace, name: name,
-                            resourceVersion: meta?["resourceVersion"] as? String, json: json, origin: origin)
         result.entries.append(deleted ? .deleted(raw) : .object(raw))
     }
 

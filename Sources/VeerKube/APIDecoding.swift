@@ -1,0 +1,122 @@
+// The API server's two response shapes, read from their bytes: a page of a list, and one line of
+// a watch stream. Each object keeps its own bytes for the store to decode once (RawObjectBuilder).
+import Foundation
+import VeerModel
+
+/// One page of a list response.
+public struct ListPage: Sendable {
+    public var items: [RawObject] = []
+    /// Items that could not be used, by index, with why (the rest of the page still is).
+    public var skipped: [(index: Int, reason: String)] = []
+    public var resourceVersion: String?
+    public var continueToken: String?
+
+    struct NotAnObject: Error {}
+
+    /// Reads a `…List` body. Throws when the body is not a JSON object (the whole page is unusable).
+    public static func decode(_ body: Data, kind: ResourceKind, origin: String = "list") throws -> ListPage {
+        var page = ListPage()
+        do {
+            try JSONReader.read(body) { r throws(JSONError) in
+                try r.forEachField { r, key throws(JSONError) in
+                    switch key {
+                    case "metadata":
+                        guard try r.peek() == .object else { return try r.skipValue() }
+                        try r.forEachField { r, key throws(JSONError) in
+                            switch key {
+                            case "resourceVersion": page.resourceVersion = try r.stringIfPresent()
+                            case "continue": page.continueToken = try r.stringIfPresent().flatMap { $0.isEmpty ? nil : $0 }
+                            default: try r.skipValue()
+                            }
+                        }
+                    case "items":
+                        guard try r.peek() == .array else { return try r.skipValue() }
+                        page.items.reserveCapacity(64)
+                        try r.forEachElement { r, i throws(JSONError) in
+                            guard try r.peek() == .object else {
+                                try r.skipValue()
+                                page.skipped.append((i, "item is not an object"))
+                                return
+                            }
+                            let (id, json) = try RawObjects.read(&r)
+                            do {
+                                guard let raw = try RawObjects.make(id, json: json, kind: kind, defaultNamespace: nil, origin: origin) else {
+                                    page.skipped.append((i, "item is not a \(kind)"))
+                                    return
+                                }
+                                page.items.append(raw)
+                            } catch {
+                                page.skipped.append((i, "\(error)"))
+                            }
+                        }
+                    default: try r.skipValue()
+                    }
+                }
+                try r.expectEnd()
+            }
+        } catch {
+            throw NotAnObject()
+        }
+        return page
+    }
+}
+
+/// One line of a watch stream, decoded.
+enum WatchLine {
+    case event(SourceEvent?, resourceVersion: String?)
+    /// 410 Gone (or a resourceVersion ahead of the server's): relist.
+    case expired(String)
+    case failure(String)
+    case skip(String)
+
+    static func decode(_ line: Data, kind: ResourceKind) -> WatchLine {
+        var type: String?
+        var object: (ObjectIdentity, Data)?
+        var objectIsNotAnObject = false
+        do {
+            try JSONReader.read(line) { r throws(JSONError) in
+                try r.forEachField { r, key throws(JSONError) in
+                    switch key {
+                    case "type": type = try r.stringIfPresent()
+                    case "object":
+                        if try r.peek() == .object { object = try RawObjects.read(&r) } else { objectIsNotAnObject = true; try r.skipValue() }
+                    default: try r.skipValue()
+                    }
+                }
+                try r.expectEnd()
+            }
+        } catch {
+            return .skip("not JSON: \(String(decoding: line.prefix(120), as: UTF8.self))")
+        }
+        guard let type, let (id, json) = object, !objectIsNotAnObject else { return .skip("no type or object") }
+        switch type {
+        case "ADDED", "MODIFIED", "DELETED":
+            do {
+                guard let raw = try RawObjects.make(id, json: json, kind: kind, defaultNamespace: nil, origin: "watch") else {
+                    return .skip("\(type) of kind \(id.kind ?? "?") on the \(kind.resource) watch")
+                }
+                if type == "DELETED" {
+                    return .event(.delete(kind, namespace: raw.namespace, name: raw.name), resourceVersion: id.resourceVersion)
+                }
+                return .event(.apply(raw), resourceVersion: id.resourceVersion)
+            } catch {
+                return .skip("\(type): \(error)")
+            }
+        case "BOOKMARK":
+            return .event(nil, resourceVersion: id.resourceVersion)
+        case "ERROR":
+            // A Status: rare and small, read whole.
+            let status = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any] ?? [:]
+            let code = status["code"] as? Int
+            let reason = status["reason"] as? String ?? ""
+            let message = status["message"] as? String ?? ""
+            if code == 410 || reason == "Expired" || reason == "Gone" { return .expired(message) }
+            // Our resourceVersion is ahead of the server's (a restored etcd, or a bogus version
+            // taken from an event): client-go relists rather than wait for it forever.
+            if APIStatusError.isTooLargeResourceVersion(status: status) { return .expired(message) }
+            return .failure("\(code.map(String.init) ?? "?") \(reason): \(message)")
+        default:
+            return .skip("unknown event type \(type)")
+        }
+    }
+}

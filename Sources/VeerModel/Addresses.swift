@@ -91,16 +91,30 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
         "\(v >> 24).\(v >> 16 & 0xff).\(v >> 8 & 0xff).\(v & 0xff)"
     }
 
-    /// Four decimal octets 0...255, nothing else.
+    /// Four decimal octets 0...255, nothing else. Byte by byte: it runs for every endpoint.
     private static func parseIPv4(_ text: some StringProtocol) -> UInt32? {
-        var octets: [UInt32] = []
-        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
-            guard !part.isEmpty, part.count <= 3, part.allSatisfy({ $0.isASCII && $0.isNumber }),
-                  let octet = UInt32(part), octet <= 255 else { return nil }
-            octets.append(octet)
+        var value: UInt32 = 0
+        var octet: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        for b in text.utf8 {
+            if b == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                octet = 0
+                digits = 0
+                dots += 1
+            } else if b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") {
+                guard digits < 3 else { return nil }
+                octet = octet * 10 + UInt32(b - UInt8(ascii: "0"))
+                guard octet <= 255 else { return nil }
+                digits += 1
+            } else {
+                return nil
+            }
         }
-        guard octets.count == 4 else { return nil }
-        return octets.reduce(0) { $0 << 8 | $1 }
+        guard dots == 3, digits > 0 else { return nil }
+        return value << 8 | octet
     }
 
     /// RFC 4291 text forms, with an optional trailing dotted IPv4; no zone.

@@ -64,7 +64,8 @@ enum PipelineBench {
         var config = AgentConfiguration(nodeName: "node-0", pins: PinLayout(root: "/nonexistent"))
         config.writesStateFiles = false
         var logger = Logger(label: "veer-bench")
-        logger.logLevel = .error
+        // VEER_PIPELINE_LOG=info shows the agent's own stage timings (its "full sync" line).
+        logger.logLevel = ProcessInfo.processInfo.environment["VEER_PIPELINE_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .error
         let agent = Agent(config: config, maps: maps, logger: logger)
         await agent.ingest(.replaceAll(.node, []))
         await agent.ingest(.replaceAll(.service, services))

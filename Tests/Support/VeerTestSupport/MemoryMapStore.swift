@@ -22,6 +22,9 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
     private var failureRate: Double
     private var random: UInt64
     private var counts = (writes: 0, failures: 0)
+    /// Entries in the services map (masters and slots), kept as operations apply: counting
+    /// them for every write made a large sync quadratic.
+    private var serviceEntries = 0
 
     public init(capacities: MapCapacities = MapCapacities(services: 65_536, backends: 65_536, revNat: 65_536, members: 131_072),
                 failureRate: Double = 0, seed: UInt64 = 1) {
@@ -47,7 +50,9 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
                     throw InjectedFailure(operation: op)
                 }
                 guard fits(op) else { throw MapFull(operation: op) }
+                let before = serviceEntries(op)
                 state.apply(op)
+                serviceEntries += serviceEntries(op) - before
             }
         }
     }
@@ -58,9 +63,18 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
         case let .upsertBackend(id, _): state.backends[id] != nil || state.backends.count < capacities.backends
         case let .upsertRevNat(id, _): state.revNat[id] != nil || state.revNat.count < capacities.revNat
         case let .upsertMember(m): state.members.contains(m) || state.members.count < capacities.members
-        case let .upsertSlot(a, slot, _, _): state.slots[a]?[slot] != nil || state.serviceEntryCount < capacities.services
-        case let .upsertMaster(a, _): state.masters[a] != nil || state.serviceEntryCount < capacities.services
+        case let .upsertSlot(a, slot, _, _): state.slots[a]?[slot] != nil || serviceEntries < capacities.services
+        case let .upsertMaster(a, _): state.masters[a] != nil || serviceEntries < capacities.services
         default: true
+        }
+    }
+
+    /// The services map's entries of the frontend an operation touches (0 for other maps).
+    private func serviceEntries(_ op: MapOperation) -> Int {
+        switch op {
+        case let .upsertSlot(a, _, _, _), let .upsertMaster(a, _), let .deleteSlot(a, _), let .deleteMaster(a):
+            (state.masters[a] != nil ? 1 : 0) + (state.slots[a]?.count ?? 0)
+        default: 0
         }
     }
 

@@ -176,6 +176,33 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
         throw mapError("insert into", errno)
     }
 
+    /// Creates these entries with zero on every CPU, in batches: a start at 100,000 members is
+    /// a dozen syscalls, not 100,000. Unlike `insertZeroPerCPU` an existing entry is zeroed
+    /// too: callers pass only keys the map does not hold (the planner upserts a member only
+    /// when the state it read lacks it, and rereads the maps after any failed write).
+    func insertZeroPerCPU(batch keys: [Key], chunk: Int = 4096) throws {
+        guard keys.count >= 2 else {
+            for key in keys { try insertZeroPerCPU(key) }
+            return
+        }
+        let zeros = [UInt64](repeating: 0, count: min(chunk, keys.count) * cpus)
+        var done = 0
+        while done < keys.count {
+            let n = min(chunk, keys.count - done)
+            var count = UInt32(n)
+            let rc = keys.withUnsafeBufferPointer { k in
+                zeros.withUnsafeBufferPointer { v in bpf_map_update_batch(fd, k.baseAddress! + done, v.baseAddress!, &count, nil) }
+            }
+            if rc == 0 { done += n; continue }
+            let err = errno
+            if done == 0 && count == 0 && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
+                for key in keys { try insertZeroPerCPU(key) }
+                return
+            }
+            throw mapError("update", err)
+        }
+    }
+
     private func mapError(_ what: String, _ err: Int32) -> DatapathError {
         // A full hash map answers E2BIG on insert.
         err == E2BIG ? .mapFull(map: name) : .syscall(operation: "\(what) \(name)", errno: err)

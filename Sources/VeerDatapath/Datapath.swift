@@ -304,18 +304,23 @@ public final class Datapath: @unchecked Sendable {
             var backendKeys: [UInt32] = [], backendValues: [veer_backend] = []
             var revNatKeys: [UInt32] = [], revNatValues: [veer_rev_nat] = []
             var serviceKeys: [veer_svc_key] = [], serviceValues: [veer_svc_val] = []
+            var memberKeys: [veer_member_key] = []
             var j = i
             scan: while j < operations.endIndex {
+                // Which map the run so far writes: a run is one map's.
+                let runMap = !backendKeys.isEmpty ? 1 : !revNatKeys.isEmpty ? 2 : !serviceKeys.isEmpty ? 3 : !memberKeys.isEmpty ? 4 : 0
                 switch operations[j] {
-                case let .upsertBackend(id, entry) where revNatKeys.isEmpty && serviceKeys.isEmpty:
+                case let .upsertBackend(id, entry) where runMap == 0 || runMap == 1:
                     backendKeys.append(id); backendValues.append(veer_backend(entry))
-                case let .upsertRevNat(id, address) where backendKeys.isEmpty && serviceKeys.isEmpty:
+                case let .upsertRevNat(id, address) where runMap == 0 || runMap == 2:
                     revNatKeys.append(id); revNatValues.append(veer_rev_nat(address))
-                case let .upsertSlot(address, slot, backendID, revNatID) where backendKeys.isEmpty && revNatKeys.isEmpty:
+                case let .upsertSlot(address, slot, backendID, revNatID) where runMap == 0 || runMap == 3:
                     serviceKeys.append(veer_svc_key(address, slot: slot))
                     serviceValues.append(veer_svc_val(backendID: backendID, revNatID: revNatID))
-                case let .upsertMaster(address, master) where backendKeys.isEmpty && revNatKeys.isEmpty:
+                case let .upsertMaster(address, master) where runMap == 0 || runMap == 3:
                     serviceKeys.append(veer_svc_key(address, slot: 0)); serviceValues.append(veer_svc_val(master))
+                case let .upsertMember(key) where runMap == 0 || runMap == 4:
+                    memberKeys.append(veer_member_key(key))
                 default:
                     break scan
                 }
@@ -325,6 +330,7 @@ public final class Datapath: @unchecked Sendable {
                 if !backendKeys.isEmpty { try backends.updateBatch(backendKeys, backendValues) }
                 if !revNatKeys.isEmpty { try revNat.updateBatch(revNatKeys, revNatValues) }
                 if !serviceKeys.isEmpty { try services.updateBatch(serviceKeys, serviceValues) }
+                if !memberKeys.isEmpty { try members.insertZeroPerCPU(batch: memberKeys) }
                 i = j
                 continue
             }

@@ -306,7 +306,7 @@ public actor Agent {
                 names.frontends.merge(one.frontends) { _, new in new }
                 names.backends.merge(one.backends) { _, new in new }
             } else if running?.state.masters[address] == nil {
-                names.frontends[address.description] = nil
+                names.frontends[address] = nil
             }
         }
         for service in Set(changed.compactMap { index.desired[$0]?.service.serviceKey }) { rejections[service] = nil }

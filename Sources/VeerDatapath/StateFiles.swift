@@ -20,9 +20,9 @@ public enum NamesFile {
     public static func write(_ names: ProgrammedNames, pins: PinLayout) throws {
         try StreamingJSONFile.write(to: path(pins), pins: pins) { out in
             try out.raw("{\"backends\":")
-            try out.object(names.backends)
+            try out.object(names.backendsByText)
             try out.raw(",\"frontends\":")
-            try out.object(names.frontends)
+            try out.object(names.frontendsByText)
             try out.raw("}")
         }
     }

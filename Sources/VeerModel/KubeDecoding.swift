@@ -195,6 +195,7 @@ private struct Validator {
             ports.append(EndpointPort(name: p.name ?? "", proto: proto(p.protocol, "\(f).protocol"), port: number))
         }
         var endpoints: [Endpoint] = []
+        endpoints.reserveCapacity(w.endpoints?.count ?? 0)  // kept for the slice's life: no growth slack
         for (i, e) in (w.endpoints ?? []).enumerated() {
             let f = "endpoints[\(i)]"
             let addresses = e.addresses ?? []

@@ -323,8 +323,10 @@ public enum Selector {
             !node.nodeName.isEmpty && c.endpoint.nodeName == node.nodeName
         }
 
-        // §1.3 Cluster set.
+        // §1.3 Cluster set. Sized up front: these arrays live as long as the selection.
         var cluster = EndpointSet()
+        cluster.verdicts.reserveCapacity(candidates.count + excluded.count)
+        cluster.backends.reserveCapacity(candidates.count)
         let zone = node.zone ?? ""
         for c in candidates {
             let rule: EndpointRule
@@ -359,6 +361,8 @@ public enum Selector {
 
         // §1.4 Local set: no topology; local terminating used when no local endpoint is ready.
         var local = EndpointSet()
+        if wantLocal { local.verdicts.reserveCapacity(candidates.count + excluded.count) }
+        if wantLocal { local.backends.reserveCapacity(candidates.count) }
         let localReadyExists = candidates.contains { isLocal($0) && $0.ready }
         for c in candidates where wantLocal {
             let rule: EndpointRule

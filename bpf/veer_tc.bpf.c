@@ -116,6 +116,17 @@ static __always_inline bool addr_is_v4(const struct veer_addr *a)
 	return a->ip6[0] == 0 && a->ip6[1] == 0 && a->ip6[2] == bpf_htonl(0xffff);
 }
 
+/* IPv6 fragment header (RFC 8200 4.5; the kernel's struct frag_hdr is not UAPI). */
+#define NEXTHDR_FRAGMENT 44
+#define IPV6_FRAG_OFFSET 0xfff8 /* offset in 8-byte units, above the flags */
+
+struct ipv6_frag_hdr {
+	__u8   nexthdr;
+	__u8   reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
+
 /* What the first packet of a flow carries: enough to find the frontend and the conntrack entry. */
 struct flow {
 	struct bpf_sock_tuple tuple;   /* as the packet has it */
@@ -159,9 +170,20 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 
 		if ((void *)(ip6 + 1) > end)
 			return -1;
-		/* Extension headers are left to the kernel: Services carry plain TCP/UDP. */
 		proto = ip6->nexthdr;
 		l4 = ip6 + 1;
+		/* A datagram bigger than the path arrives in fragments, the first one with a
+		 * fragment header before the UDP header. As for IPv4, the first fragment opens
+		 * the flow and conntrack (with defrag) handles the rest; a later one has no ports.
+		 * Other extension headers are left to the kernel: Services carry plain TCP/UDP. */
+		if (proto == NEXTHDR_FRAGMENT) {
+			struct ipv6_frag_hdr *fh = l4;
+
+			if ((void *)(fh + 1) > end || (fh->frag_off & bpf_htons(IPV6_FRAG_OFFSET)))
+				return -1;
+			proto = fh->nexthdr;
+			l4 = fh + 1;
+		}
 		__builtin_memcpy(f->tuple.ipv6.saddr, &ip6->saddr, 16);
 		__builtin_memcpy(f->tuple.ipv6.daddr, &ip6->daddr, 16);
 		__builtin_memcpy(f->daddr.ip6, &ip6->daddr, 16);

@@ -58,15 +58,15 @@ extension ClusterTests {
         }
     }
 
-    @Test("IPv6 from outside, eTP=Local: the pod sees the client's own IPv6 address; a node with no local endpoint drops silently")
+    @Test("IPv6 from outside, eTP=Local: through NodePort, LB IP and externalIP the pod sees the client's own IPv6 address; a node with no local endpoint drops silently")
     func externalIPv6LocalPolicy() async throws {
         try await withCluster { cluster in
             try cluster.addOutsideClient()
             let web2 = try cluster.addIsolatedPod("web-2", on: 2)
             let web3 = try cluster.addIsolatedPod("web-3", on: 3)
-            let lb6 = "2001:db8:113::19"
+            let (lb6, ext6) = ("2001:db8:113::19", "2001:db8:51::19")
             let service = ClusterObjects.service("local", clusterIP: vip, clusterIP6: vip6, nodePort: 30181,
-                                                 spec: ["type": "LoadBalancer", "externalTrafficPolicy": "Local"],
+                                                 spec: ["type": "LoadBalancer", "externalTrafficPolicy": "Local", "externalIPs": [ext6]],
                                                  status: ["loadBalancer": ["ingress": [["ip": lb6]]]])
             try await cluster.deployDualStack(service, name: "local", pods: [web2, web3])
             try await cluster.waitUntil("IPv6 external-scope entries") {
@@ -81,10 +81,14 @@ extension ClusterTests {
                     #expect(r.status == 0 && WhoAmI(r.body) == WhoAmI("\(pod) \(ClusterSandbox.outsideAddress6):1"), "\(url): exit \(r.status) \(r.body)")
                 }
             }
-            // The LB IP routed to node-3: its local pod, the client's address preserved.
+            // The LB IP routed to node-3 and the externalIP to node-2: each node's local pod, the
+            // client's address preserved.
             try cluster.routeOutside("\(lb6)/128", via: 3)
-            let lb = try cluster.curlOutside("http://[\(lb6)]/")
-            #expect(lb.status == 0 && WhoAmI(lb.body) == WhoAmI("web-3 \(ClusterSandbox.outsideAddress6):1"), "exit \(lb.status) \(lb.body)")
+            try cluster.routeOutside("\(ext6)/128", via: 2)
+            for (url, pod) in [("http://[\(lb6)]/", "web-3"), ("http://[\(ext6)]/", "web-2")] {
+                let r = try cluster.curlOutside(url)
+                #expect(r.status == 0 && WhoAmI(r.body) == WhoAmI("\(pod) \(ClusterSandbox.outsideAddress6):1"), "\(url): exit \(r.status) \(r.body)")
+            }
             // node-1 has no endpoint: the SYN is dropped, silently (curl times out, no RST).
             let dropped = try cluster.curlOutside("http://[\(cluster.nodes[0].address6)]:30181/", timeout: 2)
             #expect(dropped.status == 28, "curl exit \(dropped.status) (28 = timed out): \(dropped.body)")

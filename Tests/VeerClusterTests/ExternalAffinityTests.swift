@@ -65,27 +65,27 @@ extension ClusterTests {
                             cluster.addIsolatedPod("web-3b", on: 3)]
             let service = ClusterObjects.service("brief", clusterIP: vip, nodePort: 30201,
                                                  spec: ["type": "NodePort", "sessionAffinity": "ClientIP",
-                                                        "sessionAffinityConfig": ["clientIP": ["timeoutSeconds": 2]]])
+                                                        "sessionAffinityConfig": ["clientIP": ["timeoutSeconds": 3]]])
             try await cluster.deploy(service, slice: ClusterObjects.slice("brief", pods, in: cluster), frontend: frontend) { _ in endpoints(pods) }
             let url = "http://\(cluster.nodes[0].address):30201/"
             try await cluster.waitUntil("the NodePort served from outside") { try cluster.curlOutside(url).status == 0 }
             func pod() throws -> String? { WhoAmI(try cluster.curlOutside(url).body)?.pod }
 
-            // A connection every 0.5 s for 5 s, more than twice the timeout: each refreshes the
-            // timer, so all stay on one pod.
+            // A connection every 0.5 s for 6 s, twice the timeout: each refreshes the timer, so all
+            // stay on one pod. (The pauses are the subject: time passing against the timeout.)
             var sliding: Set<String> = []
-            for _ in 0..<10 {
+            for _ in 0..<12 {
                 if let p = try pod() { sliding.insert(p) }
                 try await pause(seconds: 0.5)
             }
             #expect(sliding.count == 1, "\(sliding.sorted())")
 
-            // A connection every 2.5 s: each finds its pick expired and picks afresh among 3 pods
+            // A connection every 3.5 s: each finds its pick expired and picks afresh among 3 pods
             // (all 8 on one pod: 1 in 3^7).
             var expired: [String] = []
-            for _ in 0..<8 {
+            for i in 0..<8 {
+                if i > 0 { try await pause(seconds: 3.5) }
                 if let p = try pod() { expired.append(p) }
-                try await pause(seconds: 2.5)
             }
             #expect(Set(expired).count > 1, "\(expired)")
         }

@@ -42,4 +42,12 @@ struct {
 	__type(value, struct veer_src_range_val);
 } veer_source_ranges SEC(".maps");
 
+/* sessionAffinity ClientIP: (client netns or client address, frontend) -> backend. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, VEER_AFFINITY_MAX);
+	__type(key, struct veer_affinity_key);
+	__type(value, struct veer_affinity_val);
+} veer_affinity SEC(".maps");
+
 #endif /* VEER_SHARED_MAPS_H */

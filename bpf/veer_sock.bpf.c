@@ -48,13 +48,6 @@ struct {
 } veer_sock_state SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, VEER_AFFINITY_MAX);
-	__type(key, struct veer_affinity_key);
-	__type(value, struct veer_affinity_val);
-} veer_affinity SEC(".maps");
-
-struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, VEER_STATS_SLOTS);
 	__type(key, __u32);

@@ -13,6 +13,11 @@
  * kernel's. That engine rewrites packets only in a network namespace where NAT hooks are
  * registered: the agent keeps an empty nftables nat table for that (docs/architecture.md).
  *
+ * sessionAffinity ClientIP: the client is the packet's source address (kube-proxy's key);
+ * a new flow from a client whose pick is younger than the timeout and still a member goes to
+ * the same backend, and every new flow steered there refreshes the pick (sliding, as
+ * kube-proxy's `recent --set` / `update @set`). Flows already open are conntrack's.
+ *
  * Scope: a frontend key with scope VEER_SCOPE_EXTERNAL (written only where the external
  * set differs, i.e. externalTrafficPolicy Local) wins over the cluster-scope one.
  * eTP=Cluster: DNAT + SNAT to the node's address on the route to the backend.
@@ -32,8 +37,8 @@
 #include <bpf/bpf_endian.h>
 
 #include "veer_maps.h"
-/* veer_services, veer_backends, veer_members, veer_source_ranges: the socket programs' maps,
- * one definition, so this object reuses their pins. */
+/* veer_services, veer_backends, veer_members, veer_source_ranges, veer_affinity: the socket
+ * programs' maps, one definition, so this object reuses their pins. */
 #include "veer_shared_maps.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -96,6 +101,7 @@ extern int bpf_ct_set_nat_info(struct nf_conn___init *, union nf_inet_addr *, in
 
 #define AF_INET  2
 #define AF_INET6 10
+#define NSEC_PER_SEC 1000000000ULL
 
 static __always_inline void stat_inc(__u32 stat)
 {
@@ -109,6 +115,17 @@ static __always_inline bool addr_is_v4(const struct veer_addr *a)
 {
 	return a->ip6[0] == 0 && a->ip6[1] == 0 && a->ip6[2] == bpf_htonl(0xffff);
 }
+
+/* IPv6 fragment header (RFC 8200 4.5; the kernel's struct frag_hdr is not UAPI). */
+#define NEXTHDR_FRAGMENT 44
+#define IPV6_FRAG_OFFSET 0xfff8 /* offset in 8-byte units, above the flags */
+
+struct ipv6_frag_hdr {
+	__u8   nexthdr;
+	__u8   reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
 
 /* What the first packet of a flow carries: enough to find the frontend and the conntrack entry. */
 struct flow {
@@ -153,9 +170,20 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 
 		if ((void *)(ip6 + 1) > end)
 			return -1;
-		/* Extension headers are left to the kernel: Services carry plain TCP/UDP. */
 		proto = ip6->nexthdr;
 		l4 = ip6 + 1;
+		/* A datagram bigger than the path arrives in fragments, the first one with a
+		 * fragment header before the UDP header. As for IPv4, the first fragment opens
+		 * the flow and conntrack (with defrag) handles the rest; a later one has no ports.
+		 * Other extension headers are left to the kernel: Services carry plain TCP/UDP. */
+		if (proto == NEXTHDR_FRAGMENT) {
+			struct ipv6_frag_hdr *fh = l4;
+
+			if ((void *)(fh + 1) > end || (fh->frag_off & bpf_htons(IPV6_FRAG_OFFSET)))
+				return -1;
+			proto = fh->nexthdr;
+			l4 = fh + 1;
+		}
 		__builtin_memcpy(f->tuple.ipv6.saddr, &ip6->saddr, 16);
 		__builtin_memcpy(f->tuple.ipv6.daddr, &ip6->daddr, 16);
 		__builtin_memcpy(f->daddr.ip6, &ip6->daddr, 16);
@@ -267,6 +295,27 @@ static __always_inline bool source_denied(const struct flow *f, __u32 rev_nat_id
 	return v && !v->allow;
 }
 
+/* The (frontend, backend) pair is a member now: a remembered pick may be reused. */
+static __always_inline bool member(__u32 rev_nat_id, __u32 backend_id)
+{
+	struct veer_member_key mk = { .rev_nat_id = rev_nat_id, .backend_id = backend_id };
+
+	return bpf_map_lookup_elem(&veer_members, &mk) != NULL;
+}
+
+/* The client's affinity key: its source address (v4-mapped for IPv4), netns_cookie 0. */
+static __always_inline void affinity_key(const struct flow *f, __u32 rev_nat_id, struct veer_affinity_key *ak)
+{
+	__builtin_memset(ak, 0, sizeof(*ak));
+	if (f->v6) {
+		__builtin_memcpy(ak->client.ip6, f->tuple.ipv6.saddr, 16);
+	} else {
+		ak->client.ip6[2] = bpf_htonl(0xffff);
+		ak->client.ip6[3] = f->tuple.ipv4.saddr;
+	}
+	ak->rev_nat_id = rev_nat_id;
+}
+
 static __always_inline int serve(struct __sk_buff *skb)
 {
 	struct veer_svc_key key;
@@ -279,8 +328,11 @@ static __always_inline int serve(struct __sk_buff *skb)
 	struct nf_conn *ct;
 	union nf_inet_addr dst = {}, src;
 	struct flow f = {};
-	__u32 count, backend_id;
-	bool snat, failed;
+	struct veer_affinity_key ak;
+	struct veer_affinity_val *av;
+	__u32 count, backend_id = 0;
+	bool snat, failed, affinity;
+	__u64 now = 0;
 	__u16 n;
 
 	if (parse(skb, &f))
@@ -328,16 +380,31 @@ static __always_inline int serve(struct __sk_buff *skb)
 		stat_inc(VEER_PKT_STAT_REFUSED);
 		return TC_ACT_OK;
 	}
-	if (count > 65535)
-		count = 65535;
-	n = (__u16)(bpf_get_prandom_u32() % count) + 1;
-	key.slot = n;
-	slot = bpf_map_lookup_elem(&veer_services, &key);
-	if (!slot) {
-		stat_inc(VEER_PKT_STAT_SLOT_MISSING);
-		return TC_ACT_OK;
+	/* sessionAffinity ClientIP: this client's last pick, if recent and still a member (only
+	 * endpoints of the set being chosen from can match). */
+	affinity = master->flags & VEER_SVC_F_AFFINITY;
+	if (affinity) {
+		affinity_key(&f, master->rev_nat_id, &ak);
+		now = bpf_ktime_get_ns();
+		av = bpf_map_lookup_elem(&veer_affinity, &ak);
+		if (av && now - av->last_used_ns <= (__u64)master->affinity_timeout * NSEC_PER_SEC &&
+		    member(master->rev_nat_id, av->backend_id)) {
+			backend_id = av->backend_id;
+			stat_inc(VEER_PKT_STAT_AFFINITY);
+		}
 	}
-	backend_id = slot->count_or_backend;
+	if (!backend_id) {
+		if (count > 65535)
+			count = 65535;
+		n = (__u16)(bpf_get_prandom_u32() % count) + 1;
+		key.slot = n;
+		slot = bpf_map_lookup_elem(&veer_services, &key);
+		if (!slot) {
+			stat_inc(VEER_PKT_STAT_SLOT_MISSING);
+			return TC_ACT_OK;
+		}
+		backend_id = slot->count_or_backend;
+	}
 	be = bpf_map_lookup_elem(&veer_backends, &backend_id);
 	if (!be) {
 		stat_inc(VEER_PKT_STAT_SLOT_MISSING);
@@ -386,6 +453,14 @@ static __always_inline int serve(struct __sk_buff *skb)
 		/* Lost a race with another CPU opening the same flow: that entry serves it. */
 		stat_inc(VEER_PKT_STAT_CT_FAILED);
 		return TC_ACT_OK;
+	}
+
+	/* Remembered (or refreshed) only once the flow is open: the timer slides with every new
+	 * flow steered to the backend. */
+	if (affinity) {
+		struct veer_affinity_val nv = { .last_used_ns = now, .backend_id = backend_id };
+
+		bpf_map_update_elem(&veer_affinity, &ak, &nv, BPF_ANY);
 	}
 
 	mk.rev_nat_id = master->rev_nat_id;

@@ -98,7 +98,7 @@ public struct Explanation: Codable, Sendable {
             out.append("\(d.service)\(d.port.isEmpty ? "" : ":\(d.port)") \(d.kind) \(d.frontend) on node \(node)\(zone.map { " (zone \($0))" } ?? "")")
             out.append("  set:       \(d.set.rawValue) — \(d.setReason)")
             if let t = d.topology { out.append("  topology:  \(t.mode.rawValue) — \(t.reason)") }
-            if let timeout = d.affinityTimeout { out.append("  affinity:  ClientIP, \(timeout)s, per client network namespace") }
+            if let timeout = d.affinityTimeout { out.append("  affinity:  ClientIP, \(timeout)s, per client network namespace (this node's clients) or source address (outside clients)") }
             if d.backends == 0 {
                 let what = d.whenEmpty == "drop" ? "dropped (connect fails with ETIMEDOUT)" : "refused (ECONNREFUSED)"
                 out.append("  empty:     clients are \(what)\(d.emptyReason.map { " — \($0)" } ?? "")")

@@ -4,7 +4,7 @@ import VeerModel
 
 /// The packet path's counters (enum veer_pkt_stat), by name.
 public enum PacketPathStat: UInt32, CaseIterable, Sendable {
-    case translated = 0, tracked, untracked, dropped, refused, slotMissing, familyMismatch, ctFailed, noRoute, sourceDenied
+    case translated = 0, tracked, untracked, dropped, refused, slotMissing, familyMismatch, ctFailed, noRoute, sourceDenied, affinity
 
     public var name: String {
         switch self {
@@ -18,6 +18,7 @@ public enum PacketPathStat: UInt32, CaseIterable, Sendable {
         case .ctFailed: "conntrack_failed"
         case .noRoute: "no_route"
         case .sourceDenied: "source_denied"
+        case .affinity: "affinity"
         }
     }
 }

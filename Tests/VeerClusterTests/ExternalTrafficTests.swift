@@ -17,7 +17,8 @@ struct WhoAmI: Equatable {
         let f = body.split(separator: " ")
         guard f.count == 2, let colon = f[1].lastIndex(of: ":") else { return nil }
         pod = String(f[0])
-        client = String(f[1][..<colon])
+        // An IPv6 peer prints as [addr]:port.
+        client = String(f[1][..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
     }
 }
 

@@ -75,6 +75,7 @@ struct LayoutTests {
         ]),
         "veer_affinity_key": (MemoryLayout<veer_affinity_key>.size, [
             Field(name: "netns_cookie", offset: MemoryLayout<veer_affinity_key>.offset(of: \.netns_cookie)),
+            Field(name: "client", offset: MemoryLayout<veer_affinity_key>.offset(of: \.client)),
             Field(name: "rev_nat_id", offset: MemoryLayout<veer_affinity_key>.offset(of: \.rev_nat_id)),
         ]),
         "veer_trace_event": (MemoryLayout<veer_trace_event>.size, [
@@ -163,7 +164,8 @@ struct LayoutTests {
         #expect(MemoryLayout<veer_trace_event>.size == 96)
         #expect(MemoryLayout<veer_lpm_addr_key>.size == 20, "an LPM trie key: prefixlen, then the 16-byte address")
         #expect(MemoryLayout<veer_src_range_key>.size == 24, "an LPM trie key: prefixlen, frontend id, address")
-        #expect(VEER_PIN_VERSION == "v3")
+        #expect(MemoryLayout<veer_affinity_key>.size == 32, "netns cookie, client address, frontend id: no implicit padding")
+        #expect(VEER_PIN_VERSION == "v4")
     }
 
     @Test("The model's flag constants are the header's")

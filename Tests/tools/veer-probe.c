@@ -9,6 +9,7 @@
  *   serve-http IP PORT NAME      HTTP/1.1: every request is answered 200 with "NAME\n"
  *   serve-whoami IP PORT NAME    HTTP/1.1 as serve-http, the body "NAME CLIENT_IP:PORT\n": the
  *                                address the pod sees (SNAT or the client's own)
+ *   (both HTTP servers read a request body to its end and report its size in X-Received)
  *   tcp IP PORT COUNT [GAP_US]   COUNT connects, each on a new socket
  *   udp-connect IP PORT COUNT    COUNT connected UDP sockets, one query each
  *   udp-sendto IP PORT COUNT     one unconnected UDP socket, COUNT queries
@@ -162,21 +163,37 @@ static __attribute__((noreturn)) int serve_http_as(struct addr sa, const char *n
 		char from[INET6_ADDRSTRLEN + 16] = "";
 		char body[400], reply[600];
 		if (whoami) fmt_addr(&peer, from, sizeof(from));
-		int blen = snprintf(body, sizeof(body), whoami ? "%s %s\n" : "%s\n", name, from);
-		int n = snprintf(reply, sizeof(reply),
-				 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-				 blen, body);
 		set_timeout(c, 2);
 		/* read the request head; the reply does not depend on it */
 		char buf[4096];
 		size_t got = 0;
+		char *end = NULL;
 		while (got < sizeof(buf) - 1) {
 			ssize_t r = read(c, buf + got, sizeof(buf) - 1 - got);
 			if (r <= 0) break;
 			got += (size_t)r;
 			buf[got] = 0;
-			if (strstr(buf, "\r\n\r\n")) break;
+			if ((end = strstr(buf, "\r\n\r\n"))) break;
 		}
+		/* A request body (an upload) is read to its end, or until it stalls for 2 s, and
+		 * its size reported in X-Received: what arrived, not what the client sent. */
+		long want = 0, received = 0;
+		if (end) {
+			*end = 0;
+			char *cl = strcasestr(buf, "\r\ncontent-length:");
+			if (cl) want = atol(cl + 17);
+			received = (long)(got - (size_t)(end + 4 - buf));
+		}
+		while (received < want) {
+			char sink[65536];
+			ssize_t r = read(c, sink, sizeof(sink));
+			if (r <= 0) break;
+			received += r;
+		}
+		int blen = snprintf(body, sizeof(body), whoami ? "%s %s\n" : "%s\n", name, from);
+		int n = snprintf(reply, sizeof(reply),
+				 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nX-Received: %ld\r\nConnection: close\r\n\r\n%s",
+				 blen, received, body);
 		if (write(c, reply, (size_t)n) < 0) { /* client gone */ }
 		close(c);
 	}

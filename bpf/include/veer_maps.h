@@ -24,7 +24,8 @@
 
 #include <linux/types.h>
 
-#define VEER_PIN_VERSION "v3"   /* v2: 16-byte addresses, veer_config; v3: veer_service_ips, veer_source_ranges */
+#define VEER_PIN_VERSION "v4"   /* v2: 16-byte addresses, veer_config; v3: veer_service_ips, veer_source_ranges;
+                                 * v4: veer_affinity_key.client (affinity on the packet path) */
 
 /* Default capacities (max_entries). The agent may override them before the first load. */
 #define VEER_SERVICES_MAX   65536   /* master + slot entries, all frontends */
@@ -32,7 +33,7 @@
 #define VEER_REV_NAT_MAX    65536   /* one per frontend */
 #define VEER_MEMBERS_MAX    131072  /* one per (frontend, backend) pair */
 #define VEER_SOCK_REV_MAX   262144  /* LRU: translated sockets */
-#define VEER_AFFINITY_MAX   65536   /* LRU: (client netns, frontend) pairs */
+#define VEER_AFFINITY_MAX   65536   /* LRU: (client, frontend) pairs */
 
 /* ---- addresses: IPv6, or IPv4 as ::ffff:a.b.c.d ------------------------------------ */
 
@@ -134,10 +135,18 @@ struct veer_sock_state {
 	__u8   pad0;
 };
 
-/* ---- affinity: (client netns, frontend) -> backend; written by BPF --------------- */
-
+/*
+ * ---- affinity: (client, frontend) -> backend; written by BPF ------------------------
+ * sessionAffinity ClientIP. Who "the client" is depends on where the pick is made:
+ *   socket hooks (connect/sendmsg): no source address exists yet, so the client is its
+ *     network namespace (a pod): netns_cookie set, client zero;
+ *   packet path (tc, clients outside the node): the packet's source address, as
+ *     kube-proxy keys it: client set, netns_cookie 0 (no namespace has cookie 0).
+ * One LRU map for both, so one capacity and one eviction policy.
+ */
 struct veer_affinity_key {
-	__u64 netns_cookie;     /* bpf_get_netns_cookie(): the client's network namespace */
+	__u64 netns_cookie;     /* bpf_get_netns_cookie() of the client; 0 on the packet path */
+	struct veer_addr client; /* the client's source address on the packet path; zero otherwise */
 	__u32 rev_nat_id;
 	__u32 pad0;
 };
@@ -315,6 +324,7 @@ enum veer_pkt_stat {
 	VEER_PKT_STAT_CT_FAILED,        /* conntrack entry not allocated, NATed or inserted */
 	VEER_PKT_STAT_NO_ROUTE,         /* no route to the backend for the SNAT source: dropped */
 	VEER_PKT_STAT_SOURCE_DENIED,    /* client outside the LB's loadBalancerSourceRanges: dropped */
+	VEER_PKT_STAT_AFFINITY,         /* a new flow sent to its client's remembered backend (ClientIP) */
 	VEER_PKT_STAT_MAX,
 };
 

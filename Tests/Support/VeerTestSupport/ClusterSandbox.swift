@@ -10,6 +10,9 @@ import VeerModel
 ///   with its own child cgroup, pin directory and `veerd`. Node k has address 192.168.77.(10+k),
 ///   zone `zone-a/b/c…`, and pod addresses 10.244.k.x on its loopback, routed from the other nodes
 ///   through their node address.
+/// - **Dual stack**: every node also has fd00:77::(10+k)/64 on the bridge (both in its Node's
+///   `status.addresses`), isolated pods fd00:244:k::x beside their IPv4 address, the outside client
+///   fd00:77::200; the nodes route each other's pod /64 and forward IPv6 as they do IPv4.
 /// - Every agent runs in its node's namespace and lists/watches the one API server over the
 ///   bridge, through the Kubernetes source (`veerd --api-server`): the production path.
 /// - Pods are `veer-probe serve-tcp` processes on pod addresses, answering with their name;
@@ -28,6 +31,7 @@ public final class ClusterSandbox: @unchecked Sendable {
         public let name: String        // node-1 …
         public let zone: String        // zone-a …
         public let address: String     // 192.168.77.(10+index)
+        public let address6: String    // fd00:77::(10+index)
         public let netns: String
         public var netnsPath: String { "/run/netns/\(netns)" }
         public let cgroup: String
@@ -40,9 +44,14 @@ public final class ClusterSandbox: @unchecked Sendable {
         public let node: Int
         /// The pod's own namespace; nil for a pod on its node's loopback.
         public var netns: String? = nil
+        /// The pod's IPv6 address (an isolated pod's fd00:244:node::x), nil for a loopback pod.
+        public var ip6: String? = nil
+        /// The node's end of the pod's veth (an isolated pod), in the node's namespace.
+        public var nodeVeth: String? = nil
     }
 
     public static let outsideAddress = "192.168.77.200"
+    public static let outsideAddress6 = "fd00:77::200"
     public private(set) var outsideNetns: String?
     public var outsideNetnsPath: String? { outsideNetns.map { "/run/netns/\($0)" } }
     private var podNamespaces: [String] = []
@@ -60,6 +69,8 @@ public final class ClusterSandbox: @unchecked Sendable {
     private var retiredAgents: [VeerdProcess] = []
     private var pods: [Pod: Process] = [:]
     private var podCount: [Int: Int] = [:]
+    /// A dual-stack pod's second server (its IPv6 address), ended by pid with the pods.
+    private var pods6: [Pod: Process] = [:]
     private var loads: [LoadClient] = []
     private var agentStarts = 0
 
@@ -77,6 +88,7 @@ public final class ClusterSandbox: @unchecked Sendable {
         let zones = ["zone-a", "zone-b", "zone-c"]
         nodes = (1...nodeCount).map { k in
             Node(index: k, name: "node-\(k)", zone: zones[(k - 1) % zones.count], address: "192.168.77.\(10 + k)",
+                 address6: "fd00:77::\(10 + k)",
                  netns: "\(name)-\(k)", cgroup: "\(cg2)/\(name)-\(k)", pins: PinLayout(root: "/sys/fs/bpf/\(name)-\(k)"))
         }
     }
@@ -84,24 +96,24 @@ public final class ClusterSandbox: @unchecked Sendable {
     /// Builds the network and starts the API server (no agents yet: `startAgents`).
     private func setUp() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try sh(["ip", "netns", "add", bridgeNetns])
-        try sh(["ip", "-n", bridgeNetns, "link", "set", "lo", "up"])
+        try addNetns(bridgeNetns)
         try sh(["ip", "-n", bridgeNetns, "link", "add", "br0", "type", "bridge"])
         try sh(["ip", "-n", bridgeNetns, "addr", "add", "\(Self.apiAddress)/24", "dev", "br0"])
         try sh(["ip", "-n", bridgeNetns, "link", "set", "br0", "up"])
         for node in nodes {
-            try sh(["ip", "netns", "add", node.netns])
-            try sh(["ip", "-n", node.netns, "link", "set", "lo", "up"])
+            try addNetns(node.netns)
             // Both ends are created inside our namespaces: nothing ever touches the host's.
             try sh(["ip", "-n", node.netns, "link", "add", "eth0", "type", "veth", "peer", "name", "n\(node.index)", "netns", bridgeNetns])
             try sh(["ip", "-n", bridgeNetns, "link", "set", "n\(node.index)", "master", "br0", "up"])
             try sh(["ip", "-n", node.netns, "addr", "add", "\(node.address)/24", "dev", "eth0"])
+            try sh(["ip", "-n", node.netns, "addr", "add", "\(node.address6)/64", "dev", "eth0", "nodad"])
             try sh(["ip", "-n", node.netns, "link", "set", "eth0", "up"])
             for other in nodes where other.index != node.index {
                 try sh(["ip", "-n", node.netns, "route", "add", "10.244.\(other.index).0/24", "via", other.address])
+                try sh(["ip", "-n", node.netns, "-6", "route", "add", "fd00:244:\(other.index)::/64", "via", other.address6])
             }
             // As a CNI plugin does: pods behind veths (and the packet path's DNAT) need it.
-            try sh(["nsenter", "--net=\(node.netnsPath)", "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            try sh(["nsenter", "--net=\(node.netnsPath)", "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"])
             guard mkdir(node.cgroup, 0o755) == 0 else { throw SandboxError("mkdir \(node.cgroup): \(String(cString: strerror(errno)))") }
         }
         try startAPIServer()
@@ -123,7 +135,7 @@ public final class ClusterSandbox: @unchecked Sendable {
         nodes.map { n in [
             "apiVersion": "v1", "kind": "Node",
             "metadata": ["name": n.name, "labels": ["topology.kubernetes.io/zone": n.zone, "kubernetes.io/hostname": n.name]],
-            "status": ["addresses": [["type": "InternalIP", "address": n.address]]],
+            "status": ["addresses": [["type": "InternalIP", "address": n.address], ["type": "InternalIP", "address": n.address6]]],
         ] }
     }
 
@@ -213,19 +225,36 @@ public final class ClusterSandbox: @unchecked Sendable {
         let netns = "\(n.netns)-p\(k)"
         var pod = Pod(name: name, ip: "10.244.\(node).\(10 + k)", node: node)
         pod.netns = netns
-        try sh(["ip", "netns", "add", netns])
+        pod.ip6 = "fd00:244:\(node)::\(10 + k)"
+        pod.nodeVeth = "pod\(k)"
+        try addNetns(netns)
         podNamespaces.append(netns)
-        try sh(["ip", "-n", netns, "link", "set", "lo", "up"])
         try sh(["ip", "-n", n.netns, "link", "add", "pod\(k)", "type", "veth", "peer", "name", "eth0", "netns", netns])
         try sh(["ip", "-n", n.netns, "link", "set", "pod\(k)", "up"])
         try sh(["ip", "-n", n.netns, "route", "add", "\(pod.ip)/32", "dev", "pod\(k)"])
+        try sh(["ip", "-n", n.netns, "-6", "route", "add", "\(pod.ip6!)/128", "dev", "pod\(k)"])
         try sh(["ip", "-n", netns, "addr", "add", "\(pod.ip)/32", "dev", "eth0"])
+        try sh(["ip", "-n", netns, "addr", "add", "\(pod.ip6!)/128", "dev", "eth0", "nodad"])
         try sh(["ip", "-n", netns, "link", "set", "eth0", "up"])
         // The pod's gateway is a link-local address the node holds on every pod veth (the ptp
         // plugin's scheme): the pod's traffic goes to the node, which routes it.
         try sh(["ip", "-n", n.netns, "addr", "add", "169.254.1.1/32", "dev", "pod\(k)"])
         try sh(["ip", "-n", netns, "route", "add", "169.254.1.1", "dev", "eth0"])
         try sh(["ip", "-n", netns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])
+        // IPv6 the same way: fe80::1 on the node's side of every pod veth.
+        try sh(["ip", "-n", n.netns, "addr", "add", "fe80::1/64", "dev", "pod\(k)", "nodad"])
+        try sh(["ip", "-n", netns, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"])
+        // One server on the IPv6 address too (a dual-stack pod listens on both families).
+        if serve != "serve-tcp" {
+            let p6 = Process()
+            p6.executableURL = URL(fileURLWithPath: KernelSandbox.probe)
+            p6.arguments = ["--netns", "/run/netns/\(netns)", serve, pod.ip6!, "\(port)", name]
+            let out6 = Pipe()
+            p6.standardOutput = out6
+            try p6.run()
+            pods6[pod] = p6
+            guard out6.fileHandleForReading.readLine() == "ready" else { throw SandboxError("pod \(name) on \(pod.ip6!) did not start") }
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: KernelSandbox.probe)
         p.arguments = ["--netns", "/run/netns/\(netns)", serve, pod.ip, "\(port)", name]
@@ -243,26 +272,42 @@ public final class ClusterSandbox: @unchecked Sendable {
     public func addOutsideClient() throws {
         guard outsideNetns == nil else { return }
         let netns = "\(name)-out"
-        try sh(["ip", "netns", "add", netns])
+        try addNetns(netns)
         outsideNetns = netns
-        try sh(["ip", "-n", netns, "link", "set", "lo", "up"])
         try sh(["ip", "-n", netns, "link", "add", "eth0", "type", "veth", "peer", "name", "out0", "netns", bridgeNetns])
         try sh(["ip", "-n", bridgeNetns, "link", "set", "out0", "master", "br0", "up"])
         try sh(["ip", "-n", netns, "addr", "add", "\(Self.outsideAddress)/24", "dev", "eth0"])
+        try sh(["ip", "-n", netns, "addr", "add", "\(Self.outsideAddress6)/64", "dev", "eth0", "nodad"])
         try sh(["ip", "-n", netns, "link", "set", "eth0", "up"])
+    }
+
+    /// Gives the outside client `count` more addresses of each family on the bridge
+    /// (192.168.77.201… and fd00:77::201…), so a test can play several outside clients
+    /// (`curlOutside(_:from:)`). Returns them, IPv4 first.
+    @discardableResult
+    public func addOutsideAddresses(_ count: Int) throws -> (v4: [String], v6: [String]) {
+        guard let outsideNetns else { throw SandboxError("no outside client: addOutsideClient first") }
+        let v4 = (1...count).map { "192.168.77.\(200 + $0)" }, v6 = (1...count).map { "fd00:77::\(200 + $0)" }
+        for a in v4 { try sh(["ip", "-n", outsideNetns, "addr", "replace", "\(a)/24", "dev", "eth0"]) }
+        for a in v6 { try sh(["ip", "-n", outsideNetns, "addr", "replace", "\(a)/64", "dev", "eth0", "nodad"]) }
+        return (v4, v6)
     }
 
     /// Routes `prefix` (an LB IP, an externalIP) from the outside client to `node`.
     public func routeOutside(_ prefix: String, via node: Int) throws {
         guard let outsideNetns else { throw SandboxError("no outside client: addOutsideClient first") }
-        try sh(["ip", "-n", outsideNetns, "route", "replace", prefix, "via", nodes[node - 1].address])
+        let n = nodes[node - 1]
+        let v6 = prefix.contains(":")
+        try sh(["ip", "-n", outsideNetns] + (v6 ? ["-6"] : []) + ["route", "replace", prefix, "via", v6 ? n.address6 : n.address])
     }
 
     /// `curl` from the outside client: (exit status, body). A short timeout: a dropped
     /// connection is an expected outcome of some tests.
-    public func curlOutside(_ url: String, timeout: Double = 5) throws -> (status: Int32, body: String) {
+    /// `from`: one of the client's addresses (`addOutsideAddresses`) as the source.
+    public func curlOutside(_ url: String, from source: String? = nil, timeout: Double = 5) throws -> (status: Int32, body: String) {
         guard let path = outsideNetnsPath else { throw SandboxError("no outside client: addOutsideClient first") }
-        let r = KernelSandbox.run(["nsenter", "--net=\(path)", "curl", "-sS", "--max-time", "\(timeout)", url])
+        let r = KernelSandbox.run(["nsenter", "--net=\(path)", "curl", "-sS", "--max-time", "\(timeout)"]
+                                  + (source.map { ["--interface", $0] } ?? []) + [url])
         return (r.status, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
@@ -282,11 +327,20 @@ public final class ClusterSandbox: @unchecked Sendable {
         return (r.status, r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
+    /// Sets the MTU of the node's end of an isolated pod's veth: the node then forwards at most
+    /// `mtu` bytes to the pod and answers bigger packets with "fragmentation needed" / "packet too
+    /// big", while the pod itself still advertises a 1500-byte path (its own end stays at 1500).
+    public func setNodeSideMTU(_ pod: Pod, _ mtu: Int) throws {
+        guard let veth = pod.nodeVeth else { throw SandboxError("pod \(pod.name) has no veth of its own") }
+        try sh(["ip", "-n", nodes[pod.node - 1].netns, "link", "set", veth, "mtu", "\(mtu)"])
+    }
+
     /// Stops a pod's server (its address stays, so a connection to it is refused).
     public func stopPod(_ pod: Pod) {
-        guard let p = pods[pod], p.isRunning else { return }
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        for p in [pods[pod], pods6[pod]].compactMap({ $0 }) where p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+        }
     }
 
     // MARK: clients
@@ -358,6 +412,7 @@ public final class ClusterSandbox: @unchecked Sendable {
 
     public func teardown() {
         for l in loads { l.kill() }
+        for (_, p) in pods6 where p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
         for a in Array(agents.values) + retiredAgents { a.kill() }
         for (_, p) in pods where p.isRunning { Glibc.kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
         api?.stop()
@@ -372,6 +427,14 @@ public final class ClusterSandbox: @unchecked Sendable {
         }
         _ = KernelSandbox.run(["ip", "netns", "del", bridgeNetns])
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// A namespace of ours with loopback up, and no IPv6 duplicate address detection: an
+    /// address is usable at once (nothing else is on these links to collide with).
+    private func addNetns(_ netns: String) throws {
+        try sh(["ip", "netns", "add", netns])
+        try sh(["ip", "-n", netns, "link", "set", "lo", "up"])
+        try sh(["nsenter", "--net=/run/netns/\(netns)", "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"])
     }
 
     private func sh(_ args: [String]) throws {

@@ -239,12 +239,13 @@ struct APISourceTests {
         try await server.control("forbid", ["resources": ["endpointslices"]])
         let config = KubeAPIConfig(server: server.url, credentials: .tokenFile(path: dir.file("token"), fallback: nil))
         try await withSource(server, config: config) { _, rec in
-            await rec.wait("401 reported") { rec.diagnostics.contains { $0.message.contains("401") } }
+            // By the status line: a bare "403" also matches a retry delay such as "1.403 s".
+            await rec.wait("401 reported") { rec.diagnostics.contains { $0.message.contains("401 Unauthorized") } }
             #expect(rec.syncedCount == 0 && rec.events.isEmpty)
             try dir.write("token", "good-token\n")  // rotated
             await rec.wait("services listed") { !rec.keys(.service).isEmpty }
-            await rec.wait("403 reported") { rec.diagnostics.contains { $0.message.contains("403") } }
-            let forbidden = try #require(rec.diagnostics.first { $0.message.contains("403") })
+            await rec.wait("403 reported") { rec.diagnostics.contains { $0.message.contains("403 Forbidden") } }
+            let forbidden = try #require(rec.diagnostics.first { $0.message.contains("403 Forbidden") })
             #expect(forbidden.origin == "list endpointslices")
             #expect(forbidden.message.contains("endpointslices") && forbidden.message.contains("discovery.k8s.io")
                     && forbidden.message.contains("list, watch") && forbidden.message.contains("cannot list resource"),

@@ -13,6 +13,7 @@
 /* Frontends: slot 0 is the master entry, slots 1..count name backends. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, VEER_SERVICES_MAX);
 	__type(key, struct veer_svc_key);
 	__type(value, struct veer_svc_val);
@@ -20,6 +21,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, VEER_BACKENDS_MAX);
 	__type(key, __u32);
 	__type(value, struct veer_backend);
@@ -28,6 +30,7 @@ struct {
 /* (frontend, backend) pairs that are members now; the value counts selections per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, VEER_MEMBERS_MAX);
 	__type(key, struct veer_member_key);
 	__type(value, struct veer_member_val);

@@ -69,16 +69,16 @@ struct Run: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Make bind() by processes of the host's network namespace onto a Service frontend (a NodePort on a node address or on 0.0.0.0, an externalIP or LB IP held by the node) fail with EADDRINUSE, as Cilium's bind protection does.")
     var bindProtection = true
 
-    @Option(help: "Capacity of the services map (masters + slots); default 65536, or what is pinned. Takes effect on a fresh install only.")
+    @Option(help: "Capacity of the services map (masters + slots); default 2097152, or what is pinned. Takes effect on a fresh install only.")
     var maxServiceEntries: Int?
 
-    @Option(help: "Capacity of the backends map; default 65536, or what is pinned. Takes effect on a fresh install only.")
+    @Option(help: "Capacity of the backends map; default 1048576, or what is pinned. Takes effect on a fresh install only.")
     var maxBackends: Int?
 
-    @Option(help: "Capacity of the members map (one per frontend and backend pair); default 131072, or what is pinned. Takes effect on a fresh install only.")
+    @Option(help: "Capacity of the members map (one per frontend and backend pair); default 1048576, or what is pinned. Takes effect on a fresh install only.")
     var maxMembers: Int?
 
-    @Option(help: "Capacity of the reverse-translation map (one per frontend); default 65536, or what is pinned. Takes effect on a fresh install only.")
+    @Option(help: "Capacity of the reverse-translation map (one per frontend); default 262144, or what is pinned. Takes effect on a fresh install only.")
     var maxRevNat: Int?
 
     @Flag(help: "Also destroy TCP connections to a backend that leaves the service (UDP sockets always are).")

@@ -25,13 +25,18 @@
 #include <linux/types.h>
 
 #define VEER_PIN_VERSION "v4"   /* v2: 16-byte addresses, veer_config; v3: veer_service_ips, veer_source_ranges;
-                                 * v4: veer_affinity_key.client (affinity on the packet path) */
+                                 * v4: veer_affinity_key.client (affinity on the packet path); the
+                                 * agent-written hash maps BPF_F_NO_PREALLOC, sized for 100,000
+                                 * Services x 10 endpoints */
 
-/* Default capacities (max_entries). The agent may override them before the first load. */
-#define VEER_SERVICES_MAX   65536   /* master + slot entries, all frontends */
-#define VEER_BACKENDS_MAX   65536
-#define VEER_REV_NAT_MAX    65536   /* one per frontend */
-#define VEER_MEMBERS_MAX    131072  /* one per (frontend, backend) pair */
+/* Default capacities (max_entries): 100,000 Services x 10 endpoints with no flags. The four maps
+ * the agent writes are BPF_F_NO_PREALLOC hash maps: an entry's memory is allocated when it is
+ * written, and only the bucket array (16 bytes per bucket, max_entries rounded up to a power of
+ * two: 68 MB for these four) is paid up front. The agent may override them before the first load. */
+#define VEER_SERVICES_MAX   2097152 /* master + slot entries, all frontends: 100k x (1 + 10), twice */
+#define VEER_BACKENDS_MAX   1048576
+#define VEER_REV_NAT_MAX    262144  /* one per frontend */
+#define VEER_MEMBERS_MAX    1048576 /* one per (frontend, backend) pair */
 #define VEER_SOCK_REV_MAX   262144  /* LRU: translated sockets */
 #define VEER_AFFINITY_MAX   65536   /* LRU: (client, frontend) pairs */
 

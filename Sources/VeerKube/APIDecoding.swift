@@ -11,12 +11,15 @@ public struct ListPage: Sendable {
     public var resourceVersion: String?
     public var continueToken: String?
 
-    struct NotAnObject: Error {}
+    /// The body is not a JSON object (the whole page is unusable).
+    struct Unreadable: Error, CustomStringConvertible {
+        var description: String
+    }
 
-    /// Reads a `…List` body. Throws when the body is not a JSON object (the whole page is unusable).
+    /// Reads a `…List` body. Throws `Unreadable` when the body is not a JSON object.
     public static func decode(_ body: Data, kind: ResourceKind, origin: String = "list") throws -> ListPage {
         var page = ListPage()
-        do {
+        do throws(JSONError) {
             try JSONReader.read(body) { r throws(JSONError) in
                 try r.forEachField { r, key throws(JSONError) in
                     switch key {
@@ -55,7 +58,7 @@ public struct ListPage: Sendable {
                 try r.expectEnd()
             }
         } catch {
-            throw NotAnObject()
+            throw Unreadable(description: error.path.isEmpty ? error.message : "\(error.path): \(error.message)")
         }
         return page
     }

@@ -258,8 +258,11 @@ public final class KubeAPISource: Sendable {
                 error.retryAfter = retryAfter
                 throw error
             }
-            guard let page = try? ListPage.decode(body, kind: kind) else {
-                throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object")
+            let page: ListPage
+            do {
+                page = try ListPage.decode(body, kind: kind)
+            } catch {
+                throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object (\(error))")
             }
             if listRV == nil { listRV = page.resourceVersion }
             for raw in page.items {

@@ -3,7 +3,7 @@
 // the API server sends) → split into objects (ListPage, the API source's own list reader) →
 // decoded and stored → selected → planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
-//    heap_bytes_per_service= agent_heap_bytes_per_service= rss_mb="
+//    heap_bytes_per_service= agent_heap_bytes_per_service= scrape_s= scrape_mb= rss_mb="
 // heap_bytes_per_service is what the process holds once the maps are written, less what it held
 // before, per service (glibc's mallinfo2); agent_heap_bytes_per_service is the agent's part of it
 // (the rest is the in-memory maps, which are the kernel's in veerd): steady memory, not the peak.
@@ -69,13 +69,27 @@ enum PipelineBench {
         // What each part holds once the maps are written: the agent (store, selections, index,
         // names), then the in-memory maps (the kernel's share in veerd).
         let heapAfter = veer_heap_in_use()
+        // One /metrics scrape with a hit on every (frontend, backend) pair, so every series is
+        // there: rendered off the agent's actor from a snapshot (the kernel's per-CPU counters,
+        // read in batches by veerd, are a dictionary here).
+        var hits: [FrontendBackend: UInt64] = [:]
+        for (frontend, slots) in state.slots {
+            for id in slots.values { if let be = state.backends[id] { hits[FrontendBackend(frontend: frontend, backend: be.address)] = 1 } }
+        }
+        maps!.setHits(hits)
+        hits = [:]
+        let s0 = now()
+        let scrapeBytes = await agent!.metricsText().utf8.count
+        let scrapeSeconds = now() - s0
+        maps!.setHits([:])
         agent = nil
         let heapWithoutAgent = veer_heap_in_use()
         maps = nil
         let perService = { (bytes: Int) in Double(bytes) / Double(n) }
-        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f rss_mb=%.1f",
+        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_mb=%.1f rss_mb=%.1f",
                      n, e, t1 - t0, t2 - t1, t3 - t2, t3 - t0, Double(n) / (t3 - t0),
-                     perService(Int(heapAfter) - Int(heapBefore)), perService(Int(heapAfter) - Int(heapWithoutAgent)), rssMB()))
+                     perService(Int(heapAfter) - Int(heapBefore)), perService(Int(heapAfter) - Int(heapWithoutAgent)),
+                     scrapeSeconds, Double(scrapeBytes) / 1e6, rssMB()))
     }
 
     /// Splits the lists into objects (timed as "parse") and stores them (timed as "store").

@@ -34,6 +34,15 @@ private func withBackends<T>(_ protos: [L4Protocol] = [.tcp], _ body: (KernelSan
     }
 }
 
+/// Connections and datagrams the kernel has translated so far.
+private func translated(_ dp: Datapath) throws -> UInt64 { try dp.stats()[.translated] ?? 0 }
+
+/// Waits until the kernel has translated `count` in all: the client is running, or has made
+/// that much progress, whatever the machine's speed.
+private func waitForTranslated(_ dp: Datapath, _ count: UInt64, _ what: String) throws {
+    try waitFor("\(count) translated: \(what)") { try translated(dp) >= count }
+}
+
 private func counts(_ results: [ProbeResult]) -> [String: Int] {
     results.filter(\.ok).reduce(into: [:]) { $0[$1.reply, default: 0] += 1 }
 }
@@ -133,7 +142,7 @@ struct KernelTests {
             try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
             // Probe runs 3 rounds on one socket with pauses, so we can change the set between them.
             let client = try sb.startClient(["udp-sendto", vip, "53", "3000"])
-            usleep(100_000)
+            try waitForTranslated(dp, 1, "the socket's first datagrams")
             try dp.sync([frontend(vip, 53, .udp, backends: Array(backendIPs.prefix(2)) + backendIPs.suffix(1))])
             try dp.sync([frontend(vip, 53, .udp, backends: backendIPs + ["10.244.1.99"])])
             let results = sb.finish(client)
@@ -186,10 +195,10 @@ struct KernelTests {
         try withBackends { sb, dp in
             try dp.sync([frontend(backends: backendIPs)])
             let client = try sb.startClient(["tcp", vip, "80", "4000", "200"])
-            usleep(300_000)
+            try waitForTranslated(dp, 500, "connections before the shrink")
             try dp.sync([frontend(backends: Array(backendIPs.prefix(2)))])
             let shrunk = monotonicNow()
-            usleep(300_000)
+            try waitForTranslated(dp, try translated(dp) + 500, "connections while shrunk")
             try dp.sync([frontend(backends: backendIPs)])
             let grown = monotonicNow()
             let results = sb.finish(client)
@@ -306,7 +315,7 @@ struct KernelTests {
             let linksBefore = try linkIDs(sb)
             let client = try sb.startClient(["tcp", vip, "80", "3000", "100"])
             for _ in 0..<5 {
-                usleep(60_000)
+                try waitForTranslated(dp, try translated(dp) + 100, "connections between reinstalls")
                 let again = try sb.install()
                 #expect(try again.readState() == dp.readState())
             }

@@ -405,16 +405,13 @@ public final class VeerdProcess: @unchecked Sendable {
     public func signal(_ sig: Int32, wait seconds: Double = 20) {
         guard process.isRunning else { return }
         Glibc.kill(pid, sig)
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
+        _ = waitForExit(timeout: seconds)
         if process.isRunning { Glibc.kill(pid, SIGKILL); process.waitUntilExit() }
     }
 
     /// Waits (bounded) for the process to exit on its own; false if it is still running.
     public func waitForExit(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        return !process.isRunning
+        (try? waitFor("veerd (pid \(pid)) to exit", timeout: timeout) { !process.isRunning }) != nil
     }
 
     public func kill() { signal(SIGKILL) }

@@ -2,7 +2,7 @@
 /*
  * veer_maps.h: THE definition of every BPF map key, value, flag and size in Veer.
  *
- * Included by bpf/veer_sock.bpf.c and imported by Swift through the CVeer target
+ * Included by bpf/veer_sock.bpf.c and bpf/veer_tc.bpf.c, and imported by Swift through the CVeer target
  * (Sources/CVeer/include/veer_maps.h is a symlink to this file). Nothing here is
  * restated anywhere else: Swift reads these structs directly, and the datapath checks
  * at load time that every Swift size equals the key and value size in the object's BTF.
@@ -32,8 +32,9 @@
  *   5. delete members, then rev_nat, then orphan backends.
  * So a master never counts past written slots, and a slot never names a missing backend or
  * member. Freed ids are reused by later plans only, never within the plan that frees them.
- * The lookup-gated tries (service_ips, source_ranges) are filled before their
- * VEER_CFG_F_* flag is set and the flag is cleared before they are emptied.
+ * The lookup-gated tries (service_ips, source_ranges) are read only while their
+ * VEER_CFG_F_* flag is set: it is set once entries are written and cleared before the
+ * last ones are deleted.
  * This is the one statement of the order; the code and docs that follow it point here.
  */
 #ifndef VEER_MAPS_H

@@ -30,7 +30,7 @@ struct DemoTests {
         }
         #expect(r.stdout.contains("100 web-a"), "zone hints keep all 100 in zone-a")
         // (f): the script checks each claim itself and fails otherwise; these are what a reader sees.
-        #expect(r.stdout.contains("the pods saw the client as: 192.168.50.11"), "eTP=Cluster masquerades to node-1")
+        #expect(r.stdout.contains("front-b saw 192.168.50.11"), "eTP=Cluster masquerades to node-1")
         #expect(r.stdout.contains("mario 192.168.50.200:"), "eTP=Local: mario sees the outside client's own address")
         #expect(r.stdout.contains("curl exit 28"), "eTP=Local: the node without an endpoint drops silently")
         #expect(r.stdout.contains("\"localEndpoints\": 1") && r.stdout.contains("HTTP 200"), "node-2's health check: 200, one endpoint")

@@ -345,12 +345,17 @@ for p in front-a front-b front-c; do
 	(($(count_of "$out" $p) >= 10)) || fail "$p got $(count_of "$out" $p) of 100 NodePort requests"
 done
 (($(count_of "$out" FAILED) == 0)) || fail "NodePort requests failed"
-seen=$(awk '{sub(/:[0-9]+$/, "", $2); print $2}' "$WORK/answers" | sort -u | tr '\n' ' ')
-say "  the pods saw the client as: $seen"
-[[ $seen == "$N1 " ]] || fail "with externalTrafficPolicy: Cluster the pods should see node-1 ($N1), saw: $seen"
-say "  → pods on both nodes serve. node-1 masquerades to its own address (externalTrafficPolicy: Cluster), so"
-say "    front-b's and front-c's replies come back through node-1, which translates them for the client."
-
+seen=$(awk '{sub(/:[0-9]+$/, "", $2); print $1 " saw " $2}' "$WORK/answers" | sort -u)
+say "  the address each pod saw the client as:"
+sed 's/^/    /' <<<"$seen"
+grep -q "$CLIENT" <<<"$seen" && fail "with externalTrafficPolicy: Cluster no pod should see the client's own address"
+for p in front-b front-c; do
+	grep -qx "$p saw $N1" <<<"$seen" || fail "$p (on node-2) should see node-1's address $N1: $seen"
+done
+grep -qx "front-a saw 169.254.1.1" <<<"$seen" || fail "front-a (on node-1) should see node-1's address on its veth: $seen"
+say "  → pods on both nodes serve. node-1 masquerades (externalTrafficPolicy: Cluster) to its own address on"
+say "    the way to the pod: $N1 towards node-2, 169.254.1.1 on front-a's veth. So front-b's and"
+say "    front-c's replies come back through node-1, which translates them for the client."
 say ""
 say "  The cloud's load balancer sends the LB IP 203.0.113.10 to node-2 (a route on the client's side):"
 outside ip route add 203.0.113.10/32 via "$N2"

@@ -110,9 +110,10 @@ clean:
 demo-shell:
 	$(Q)$(MAKE) --no-print-directory demo DEMO_ARGS=--keep
 
-# Veer vs kube-proxy (iptables, nftables) vs no load balancer, at 1 to 50,000 services, in a
-# sandbox it removes (Tests/bench/run.sh). Writes docs/benchmarks.md and docs/benchmarks.png.
-# Quicker: make bench BENCH_SCALES="1 1000" BENCH_ROUNDS=3
+# Veer vs kube-proxy (iptables, nftables) vs no load balancer, at 1 to 50,000 services, for the
+# node's own clients and for a client outside the node (NodePort on node A, the pod on node B), in a
+# sandbox it removes (Tests/bench/run.sh). Writes docs/benchmarks.md and docs/benchmarks.png
+# (BENCH_DOC=path writes elsewhere). Quicker: make bench BENCH_SCALES="1 1000" BENCH_ROUNDS=3
 BENCH_OUT  := .build/bench
 BENCH_DOC  ?= docs/benchmarks.md
 BENCH_VENV := $(BENCH_OUT)/venv

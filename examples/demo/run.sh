@@ -205,7 +205,7 @@ wait "$TRACE_PID" || true
 sed 's/^/    /' "$WORK/trace.txt"
 (($(grep -c 'default/web:http) → ' "$WORK/trace.txt") == 3)) || fail "veerctl trace did not show the 3 requests"
 
-bold "(f) From outside the node: NodePort and LoadBalancer, the articles' second half"
+bold "(f) From outside the node: NodePort and LoadBalancer"
 # Two nodes and an outside client on a bridge; pods in namespaces of their own behind veths.
 XNET=192.168.50
 N1=$XNET.11 N2=$XNET.12 CLIENT=$XNET.200

@@ -318,6 +318,22 @@ if any(k[1] in XCASES for k in res):
     else:
         w("**Target (Veer at least as fast as kube-proxy nftables on every figure): met** by the median of rounds in this run.")
     w("")
+    xerr = {s_: sum(int(d.get("errors", 0)) for d in res.get((s_, "xcrr", m), {}).values()) for s_ in scales for m in ["veer"]}
+    stats_path = os.path.join(out, "xveer-stats.tsv")
+    if os.path.exists(stats_path):
+        st = defaultdict(dict)
+        for line in open(stats_path):
+            a, ev, v = line.rstrip("\n").split("\t")
+            st[int(a)][ev] = int(float(v))
+        events = sorted({e for d in st.values() for e in d})
+        w("Veer's packet-path counters on node A after the scale's rounds (`veer_packet_path_packets_total`, every "
+          "packet to a frontend; warm-up included), with the connects that failed through Veer:")
+        w("")
+        w("| services | failed connects | " + " | ".join(events) + " |")
+        w("|---:|---:|" + "---:|" * len(events))
+        for s_ in sorted(st):
+            w(f"| {s_:,} | {xerr.get(s_, 0)} | " + " | ".join(str(st[s_].get(e, 0)) for e in events) + " |")
+        w("")
     xl = [(int(a), m, st, float(secs), d) for a, m, st, secs, d in loads if m in ("xveer", "xipt", "xnft")]
     if xl:
         w("Loading node A, from nothing: Veer = from starting veerd to its first full sync with the packet path "

@@ -75,7 +75,7 @@ XVEERD_PID=
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv   # scale  case  mode  round  key=value...
 LOADS=$OUT/loads.tsv       # scale  mode  status  seconds  detail
-: >"$RESULTS"; : >"$LOADS"
+: >"$RESULTS"; : >"$LOADS"; : >"$OUT/xveer-stats.tsv"
 START=$(date +%s)
 
 log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
@@ -401,6 +401,12 @@ for scale in $SCALES; do
 		printf '%s\tchurn\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS"
 	fi
 	rm -f "$OUT/veer.$scale"
+	if [ "$okx_veer" = 1 ]; then
+		# The packet path's own counters after the rounds: what it did with every packet to a frontend.
+		nsenter --net="$(xns a-veer)" curl -s --max-time 5 http://127.0.0.1:9965/metrics |
+			sed -n 's/^veer_packet_path_packets_total{event="\([a-z_]*\)"} \([0-9.e+]*\)$/\1\t\2/p' |
+			sed "s/^/$scale\t/" >>"$OUT/xveer-stats.tsv"
+	fi
 	log "scale $scale: teardown"
 	teardown_scale
 done

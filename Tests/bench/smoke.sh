@@ -33,6 +33,7 @@ for mode in direct veer; do
 	grep -Pq "^1\txudp\t$mode\t0\tudp n=[1-9][0-9]* errors=0 " "$res" || fail "external UDP ($mode) got no answer or had errors: $(grep -P "\txudp\t$mode\t" "$res")"
 	grep -Pq "^1\txbulk\t$mode\t0\tbulk bytes=[1-9]" "$res" || fail "external bulk ($mode) moved no bytes: $(grep -P "\txbulk\t$mode\t" "$res")"
 done
+grep -Pq '^1\ttranslated\t[1-9]' "$TMP/out/xveer-stats.tsv" || fail "the packet path's counters show no translated flow: $(cat "$TMP/out/xveer-stats.tsv")"
 grep -q '^## From outside the node' "$doc" || fail "no external-client section in the report"
 grep -q '^| 1 | Veer (packet path) | [0-9]' "$doc" || fail "no Veer row in the external-client table"
 

@@ -280,6 +280,16 @@ if any(k[1] in XCASES for k in res):
               f"| {fmt_val(s_, 'xcrr', m, 'p99_us', '{:.1f}')} | {fmt_val(s_, 'xudp', m, 'rate')} "
               f"| {fmt_val(s_, 'xbulk', m, 'gbps', '{:.2f}')} |")
     w("")
+    failed = []
+    for s_ in scales:
+        for m in XMODES:
+            for c, what in (("xcrr", "connects"), ("xudp", "queries")):
+                rows = res.get((s_, c, m), {}).values()
+                e = sum(int(d.get("errors", 0)) for d in rows)
+                if e:
+                    failed.append(f"{XNAMES[m]} {what} at {s_:,}: {e} of {e + sum(int(d.get('n', 0)) for d in rows)}")
+    w("Failed, and left out of the figures above: " + ("; ".join(failed) if failed else "none") + ".")
+    w("")
     # Veer against each kube-proxy mode, figure by figure: per round where both ran, then the median.
     FIG = [("conn/s", "xcrr", "rate", True), ("connect p50", "xcrr", "p50_us", False),
            ("connect p99", "xcrr", "p99_us", False), ("UDP queries/s", "xudp", "rate", True),

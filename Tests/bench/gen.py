@@ -13,7 +13,9 @@ CIDR, which the bench namespaces route locally. The measured service, i = N // 2
 KUBE-SERVICES, the average position), has two more ports: tcp/81 -> 8081 (bulk) and
 udp/53 -> 8053 (DNS-like). It is also a NodePort Service (eTP=Cluster): nodePorts 30080, 30081 and
 30053, written as kube-proxy writes them for a node whose address is NODE_IP (its
---nodeport-addresses): the external-client mode connects to NODE_IP:30080 from outside the node.
+--nodeport-addresses; nft's nodeport-ips set. iptables matches NodePorts by `addrtype LOCAL`, as
+kube-proxy's iptables mode does by default, so it ignores NODE_IP): the external-client mode
+connects to NODE_IP:30080 from outside the node.
 """
 import base64, hashlib, ipaddress, json, sys
 

@@ -238,7 +238,7 @@ XCASES = ["xcrr", "xudp", "xbulk"]
 if any(k[1] in XCASES for k in res):
     w("## From outside the node: NodePort on node A, the pod on node B")
     w("")
-    w("The seed articles' second half, measured: a client outside the cluster connects to node A's "
+    w("A NodePort as a client outside the cluster meets it: the client connects to node A's "
       "address:nodePort (the measured service, `externalTrafficPolicy: Cluster`), and all of the service's "
       "endpoints run in one pod on node B, so node A translates the destination, masquerades the source to its "
       "own address, forwards, and translates the replies back.")

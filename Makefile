@@ -110,10 +110,12 @@ clean:
 demo-shell:
 	$(Q)$(MAKE) --no-print-directory demo DEMO_ARGS=--keep
 
-# Veer vs kube-proxy (iptables, nftables) vs no load balancer, at 1 to 50,000 services, in a
-# sandbox it removes (Tests/bench/run.sh). Writes docs/benchmarks.md and docs/benchmarks.png.
-# Quicker: make bench BENCH_SCALES="1 1000" BENCH_ROUNDS=3
+# Veer vs kube-proxy (iptables, nftables) vs no load balancer, at 1 to 50,000 services, for the
+# node's own clients and for a client outside the node (NodePort on node A, the pod on node B), in a
+# sandbox it removes (Tests/bench/run.sh). Writes docs/benchmarks.md and docs/benchmarks.png
+# (BENCH_DOC=path writes elsewhere). Quicker: make bench BENCH_SCALES="1 1000" BENCH_ROUNDS=3
 BENCH_OUT  := .build/bench
+BENCH_DOC  ?= docs/benchmarks.md
 BENCH_VENV := $(BENCH_OUT)/venv
 BENCH_APT  := iptables nftables python3 python3-venv
 .PHONY: bench bench-smoke
@@ -127,7 +129,7 @@ bench-smoke: build bpffs
 		VEER_BPF_OBJECT=$(abspath $(BPF_OBJ)) NETBENCH=$(abspath $(BENCH_OUT)/netbench) \
 		VEER_BENCH="$$bin/veer-bench" VEERD="$$bin/veerd" Tests/bench/smoke.sh
 
-bench: $(BPF_OBJ) | deps
+bench: $(BPF_OBJ) $(TC_OBJ) | deps
 	$(call apt_install,$(BENCH_APT))
 	@mkdir -p $(BENCH_OUT)
 	@echo "  CC   $(BENCH_OUT)/netbench"
@@ -141,7 +143,7 @@ bench: $(BPF_OBJ) | deps
 		VEER_BENCH="$$($(SWIFT) build -c release --show-bin-path)/veer-bench" \
 		VEERD="$$($(SWIFT) build -c release --show-bin-path)/veerd" \
 		BENCH_PYTHON=$(abspath $(BENCH_VENV)/bin/python) BENCH_OUT=$(abspath $(BENCH_OUT)) \
-		BENCH_DOC=$(abspath docs/benchmarks.md) Tests/bench/run.sh
+		BENCH_DOC=$(abspath $(BENCH_DOC)) Tests/bench/run.sh
 
 # ---- Shipping: the image, the deploy check tools, make install ----------------------------------
 

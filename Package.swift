@@ -67,11 +67,16 @@ let package = Package(
         ]),
         // The kernel test sandbox (namespace, child cgroup, pins, processes), shared by the kernel
         // tests, the agent tests and later the multi-node harness.
-        .target(name: "VeerTestSupport", dependencies: ["VeerDatapath", "VeerModel"], path: "Tests/Support/VeerTestSupport"),
+        // Also the one fake-API-server driver, `waitFor` and the manifest builders every suite uses.
+        .target(name: "VeerTestSupport", dependencies: [
+            "VeerDatapath", "VeerModel",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+        ], path: "Tests/Support/VeerTestSupport"),
         .testTarget(name: "VeerModelTests", dependencies: ["VeerModel", "VeerKube", "VeerTestSupport"], resources: [.copy("Fixtures")]),
         // The fake API server and the Python client check are run by the tests, not compiled.
         .testTarget(name: "VeerKubeTests", dependencies: [
-            "VeerKube", "VeerModel",
+            "VeerKube", "VeerModel", "VeerTestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ], exclude: ["fake_apiserver.py", "python_client_check.py"]),
         .testTarget(name: "VeerAgentTests", dependencies: [

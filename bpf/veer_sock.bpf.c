@@ -9,10 +9,24 @@
  * kernel's tcp_v6_connect hands those to tcp_v4_connect without running connect4) find
  * the same services entry.
  *
- * Maps and their layout: include/veer_maps.h. Write order (agent side): backends ->
- * members -> slots -> master -> surplus slots -> members -> orphan backends, so a
- * lookup here never finds a count pointing past written slots or a slot naming a
- * missing backend.
+ * Maps and their layout: include/veer_maps.h. The agent writes them in the order stated
+ * there, so a lookup here never finds a count pointing past written slots or a slot naming
+ * a missing backend.
+ *
+ * Return conventions, as Cilium's bpf_sock.c: inner functions return 0 or a negative errno
+ * that says what happened, and only the hook entry points decide what reaches the caller
+ * (the only bpf_set_retval calls):
+ *   -ENXIO         not ours: no frontend here, or (hostns-only) another namespace's socket;
+ *   -EHOSTUNREACH  a frontend, but no usable backend (a slot or backend missing, or one of
+ *                  the other family): the call proceeds untranslated, never half-translated;
+ *   -ECONNREFUSED  kube-proxy REJECTs: no endpoint anywhere, or a ClusterIP port the
+ *                  Service does not expose;
+ *   -ETIMEDOUT     kube-proxy DROPs: only the Local set is empty, a service-CIDR address no
+ *                  Service holds, or a client outside loadBalancerSourceRanges (a socket
+ *                  cannot be dropped, so the call fails at once with the errno a dropped
+ *                  connect ends with);
+ *   -EADDRINUSE    bind() onto a frontend (post_bind).
+ * Every outcome but success bumps a named counter (enum veer_stat) where it is decided.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -86,6 +100,9 @@ struct {
 } veer_trace_on SEC(".maps");
 
 #define NSEC_PER_SEC 1000000000ULL
+
+#define SYS_REJECT  0
+#define SYS_PROCEED 1
 
 static __always_inline void stat_inc(__u32 stat)
 {
@@ -169,7 +186,7 @@ static __always_inline void trace(struct bpf_sock_addr *ctx, __u8 verdict, const
 		ev.be_addr = be->addr;
 		ev.be_port = be->port;
 	}
-	bpf_get_current_comm(ev.comm, sizeof(ev.comm));
+	bpf_get_current_comm(ev.comm, sizeof(ev.comm)); /* cannot fail: a fixed, valid buffer */
 	if (trace_submit(&ev))
 		stat_inc(VEER_STAT_TRACE_DROPPED);
 	else
@@ -198,7 +215,7 @@ static __always_inline bool other_netns(struct bpf_sock_addr *ctx)
  * No frontend at this address and port. kube-proxy's nftables mode rejects a ClusterIP on a
  * port its Service does not expose and drops an address of a service CIDR that no Service
  * holds; everything else is not ours. The trie is read only while the agent has filled it
- * (an inlined array read otherwise). Returns 1 to let the call proceed, 0 to fail it.
+ * (an inlined array read otherwise). Returns -ENXIO, -ECONNREFUSED or -ETIMEDOUT.
  */
 static __always_inline int no_frontend(struct bpf_sock_addr *ctx, const struct veer_addr *addr)
 {
@@ -208,20 +225,18 @@ static __always_inline int no_frontend(struct bpf_sock_addr *ctx, const struct v
 	struct veer_service_ip *ip;
 
 	if (!cfg || !(cfg->flags & VEER_CFG_F_SERVICE_IPS))
-		return 1;
+		return -ENXIO;
 	ip = bpf_map_lookup_elem(&veer_service_ips, &k);
 	if (!ip)
-		return 1;
+		return -ENXIO;
 	if ((cfg->flags & VEER_CFG_F_HOSTNS_ONLY) && bpf_get_netns_cookie(ctx) != cfg->hostns_cookie)
-		return 1;
+		return -ENXIO;
 	if (ip->rule == VEER_SVCIP_REFUSE) {
 		stat_inc(VEER_STAT_PORT_REFUSED);
-		bpf_set_retval(-ECONNREFUSED);
-	} else {
-		stat_inc(VEER_STAT_UNALLOCATED);
-		bpf_set_retval(-ETIMEDOUT);
+		return -ECONNREFUSED;
 	}
-	return 0;
+	stat_inc(VEER_STAT_UNALLOCATED);
+	return -ETIMEDOUT;
 }
 
 /*
@@ -270,127 +285,151 @@ static __always_inline bool source_denied(struct bpf_sock_addr *ctx, bool v6, bo
 }
 
 /*
- * Forward translation for connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected
- * UDP), for either family: `v6` is a constant of each hook, so the verifier sees only the
- * ctx fields that hook may touch. Returns 1 to let the call proceed (translated or not a
- * frontend), 0 to fail it with the errno already set.
+ * Lookup: the frontend's master entry, and whether this client may use it at all. On 0,
+ * *svc holds a copy of the master (read once: the agent may rewrite it meanwhile, and the
+ * count must not change between the check for zero and the pick).
  */
-static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bool is_connect)
+static __always_inline int sock_lookup_frontend(struct bpf_sock_addr *ctx, bool v6, bool is_connect,
+						const struct veer_svc_key *key, struct veer_svc_val *svc)
 {
-	struct veer_svc_key key = {
-		.port = (__u16)ctx->user_port,
-		.proto = (__u8)ctx->protocol,
-	};
-	struct veer_svc_val *svc, *slot;
-	struct veer_backend *be;
-	struct veer_sock_state *st;
-	struct veer_member_val *hits;
-	__u32 backend_id = 0, rev_nat_id, count;
-	__u64 now = 0;
+	struct veer_svc_val *master = bpf_map_lookup_elem(&veer_services, key);
 
-	ctx_addr(ctx, v6, &key.addr);
-	svc = bpf_map_lookup_elem(&veer_services, &key);
-	if (!svc)
-		return no_frontend(ctx, &key.addr); /* not a frontend: no more than one trie lookup */
+	if (!master)
+		return no_frontend(ctx, &key->addr); /* not a frontend: no more than one trie lookup */
+	*svc = *master;
 	if (other_netns(ctx)) {
 		stat_inc(VEER_STAT_OTHER_NETNS);
-		return 1;
+		return -ENXIO;
 	}
 	/* kube-proxy checks the source ranges before anything else, endpoints or none. */
 	if (source_denied(ctx, v6, is_connect, svc->rev_nat_id)) {
 		stat_inc(VEER_STAT_SOURCE_DENIED);
-		bpf_set_retval(-ETIMEDOUT);
+		return -ETIMEDOUT;
+	}
+	if (svc->count_or_backend)
 		return 0;
+	/* kube-proxy REJECTs when no endpoint exists anywhere and DROPs when only the Local
+	 * set is empty. */
+	if (svc->flags & VEER_SVC_F_EMPTY_DROP) {
+		stat_inc(VEER_STAT_DROPPED);
+		trace(ctx, VEER_TRACE_DROPPED, key, svc->rev_nat_id, 0, NULL);
+		return -ETIMEDOUT;
 	}
+	stat_inc(VEER_STAT_REFUSED);
+	trace(ctx, VEER_TRACE_REFUSED, key, svc->rev_nat_id, 0, NULL);
+	return -ECONNREFUSED;
+}
 
-	count = svc->count_or_backend;
-	if (count == 0) {
-		/* kube-proxy REJECTs when no endpoint exists anywhere and DROPs when only the
-		 * Local set is empty. A socket cannot be "dropped", so a drop fails at once
-		 * with ETIMEDOUT, the error a dropped connect ends with. */
-		if (svc->flags & VEER_SVC_F_EMPTY_DROP) {
-			stat_inc(VEER_STAT_DROPPED);
-			trace(ctx, VEER_TRACE_DROPPED, &key, svc->rev_nat_id, 0, NULL);
-			bpf_set_retval(-ETIMEDOUT);
-		} else {
-			stat_inc(VEER_STAT_REFUSED);
-			trace(ctx, VEER_TRACE_REFUSED, &key, svc->rev_nat_id, 0, NULL);
-			bpf_set_retval(-ECONNREFUSED);
-		}
-		return 0;
-	}
-	rev_nat_id = svc->rev_nat_id;
+/*
+ * Affinity (sessionAffinity ClientIP): no source address exists at connect time, so the
+ * client is its network namespace, i.e. the pod. Returns the client's backend while its
+ * entry is fresh and the backend still a member, else 0.
+ */
+static __always_inline __u32 affinity_lookup(struct bpf_sock_addr *ctx, const struct veer_svc_val *svc)
+{
+	struct veer_affinity_key ak = {
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+		.rev_nat_id = svc->rev_nat_id,
+	};
+	struct veer_affinity_val *av = bpf_map_lookup_elem(&veer_affinity, &ak);
+	__u64 now = bpf_ktime_get_ns();
 
-	/* Stay on this socket's previous backend while it is still a member: a UDP socket
-	 * keeps talking to one backend even when the service grows or shrinks. */
-	st = bpf_sk_storage_get(&veer_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (st && st->rev_nat_id == rev_nat_id && st->backend_id &&
-	    member(rev_nat_id, st->backend_id))
-		backend_id = st->backend_id;
+	if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC &&
+	    member(svc->rev_nat_id, av->backend_id))
+		return av->backend_id;
+	return 0;
+}
 
-	/* Session affinity (ClientIP): no source address exists at connect time, so the
-	 * client is its network namespace, i.e. the pod. */
-	struct veer_affinity_key ak = {};
-	if (!backend_id && (svc->flags & VEER_SVC_F_AFFINITY)) {
-		struct veer_affinity_val *av;
+/* Remembers (or refreshes) the client's backend. Two CPUs may create one client's entry at
+ * once: the last write wins, and both connections still went to a member. A failed write
+ * costs only the next connect's stickiness, so it is counted and the call goes on. */
+static __always_inline void affinity_update(struct bpf_sock_addr *ctx, __u32 rev_nat_id, __u32 backend_id)
+{
+	struct veer_affinity_key ak = {
+		.netns_cookie = bpf_get_netns_cookie(ctx),
+		.rev_nat_id = rev_nat_id,
+	};
+	struct veer_affinity_val av = { .last_used_ns = bpf_ktime_get_ns(), .backend_id = backend_id };
 
-		ak.netns_cookie = bpf_get_netns_cookie(ctx);
-		ak.rev_nat_id = rev_nat_id;
-		now = bpf_ktime_get_ns();
-		av = bpf_map_lookup_elem(&veer_affinity, &ak);
-		if (av && now - av->last_used_ns <= (__u64)svc->affinity_timeout * NSEC_PER_SEC &&
-		    member(rev_nat_id, av->backend_id))
-			backend_id = av->backend_id;
-	}
+	if (bpf_map_update_elem(&veer_affinity, &ak, &av, BPF_ANY))
+		stat_inc(VEER_STAT_AFFINITY_FAILED);
+}
 
-	if (!backend_id) {
-		/* Random for every socket: the pick is remembered per socket (above) and per
-		 * client (affinity), so no hash of the cookie is needed for stability. */
-		key.slot = (__u16)(bpf_get_prandom_u32() % count + 1);
-		slot = bpf_map_lookup_elem(&veer_services, &key);
-		key.slot = 0;
+/*
+ * Pick: this socket's previous backend while it is still a member (a UDP socket keeps
+ * talking to one backend while the service grows or shrinks), else the client's affinity
+ * backend, else a random slot. Random for every socket: the pick is remembered per socket
+ * and per client, so no hash of the cookie is needed for stability. On 0, *be is the
+ * backend and *backend_id its id.
+ */
+static __always_inline int sock_pick_backend(struct bpf_sock_addr *ctx, struct veer_svc_key *key,
+					     const struct veer_svc_val *svc, const struct veer_sock_state *st,
+					     __u32 *backend_id, struct veer_backend **be)
+{
+	__u32 rev_nat_id = svc->rev_nat_id, id = 0;
+	struct veer_svc_val *slot;
+
+	if (st && st->rev_nat_id == rev_nat_id && st->backend_id && member(rev_nat_id, st->backend_id))
+		id = st->backend_id;
+	if (!id && (svc->flags & VEER_SVC_F_AFFINITY))
+		id = affinity_lookup(ctx, svc);
+	if (!id) {
+		key->slot = (__u16)(bpf_get_prandom_u32() % svc->count_or_backend + 1);
+		slot = bpf_map_lookup_elem(&veer_services, key);
+		key->slot = 0;
 		if (!slot) {
 			stat_inc(VEER_STAT_SLOT_MISSING);
-			return 1;
+			return -EHOSTUNREACH;
 		}
-		backend_id = slot->count_or_backend;
+		id = slot->count_or_backend;
 	}
-
-	be = bpf_map_lookup_elem(&veer_backends, &backend_id);
-	if (!be) {
+	*be = bpf_map_lookup_elem(&veer_backends, &id);
+	if (!*be) {
 		stat_inc(VEER_STAT_SLOT_MISSING);
-		return 1;
+		return -EHOSTUNREACH;
 	}
 	/* A frontend reaches backends of its own family only (the agent selects per family);
-	 * connect4 could not even write an IPv6 address. Never half-translate. */
-	if (addr_is_v4(&be->addr) != addr_is_v4(&key.addr)) {
+	 * connect4 could not even write an IPv6 address. */
+	if (addr_is_v4(&(*be)->addr) != addr_is_v4(&key->addr)) {
 		stat_inc(VEER_STAT_FAMILY_MISMATCH);
-		return 1;
+		return -EHOSTUNREACH;
 	}
+	*backend_id = id;
+	return 0;
+}
 
-	if (svc->flags & VEER_SVC_F_AFFINITY) {
-		struct veer_affinity_val av = { .last_used_ns = now ? now : bpf_ktime_get_ns(),
-						.backend_id = backend_id };
+/* -ENOENT is no failure: LRU eviction may have come first. Anything else (a busy bucket)
+ * leaves an entry keyed by a socket that no longer uses it, harmless until LRU evicts it. */
+static __always_inline void sock_rev_delete(const struct veer_sock_rev_key *rk)
+{
+	long err = bpf_map_delete_elem(&veer_sock_rev, rk);
 
-		if (!ak.netns_cookie) {
-			ak.netns_cookie = bpf_get_netns_cookie(ctx);
-			ak.rev_nat_id = rev_nat_id;
-		}
-		bpf_map_update_elem(&veer_affinity, &ak, &av, BPF_ANY);
-	}
+	if (err && err != -ENOENT)
+		stat_inc(VEER_STAT_SOCK_REV_DELETE_FAILED);
+}
 
+/*
+ * Write-back: remember the pick for this socket (sock_state) and for the reverse path
+ * (sock_rev), count it, and rewrite the destination the application asked for.
+ */
+static __always_inline void sock_write_back(struct bpf_sock_addr *ctx, bool v6, bool is_connect,
+					    const struct veer_svc_key *key, __u32 rev_nat_id,
+					    struct veer_sock_state *st, __u32 backend_id,
+					    const struct veer_backend *be)
+{
 	struct veer_sock_rev_key rk = {
 		.cookie = bpf_get_socket_cookie(ctx),
 		.addr = be->addr,
 		.port = be->port,
-		.proto = key.proto,
+		.proto = key->proto,
 	};
 	struct veer_sock_rev_val rv = {
-		.addr = key.addr,
-		.port = key.port,
-		.proto = key.proto,
+		.addr = key->addr,
+		.port = key->port,
+		.proto = key->proto,
 		.rev_nat_id = rev_nat_id,
 	};
+	struct veer_member_val *hits;
 
 	if (st) {
 		/* A reconnect makes the old reverse entry useless; an unconnected socket may
@@ -401,13 +440,13 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bo
 				.cookie = rk.cookie, .addr = st->be_addr,
 				.port = st->be_port, .proto = st->proto,
 			};
-			bpf_map_delete_elem(&veer_sock_rev, &old);
+			sock_rev_delete(&old);
 		}
 		st->rev_nat_id = rev_nat_id;
 		st->backend_id = backend_id;
 		st->be_addr = be->addr;
 		st->be_port = be->port;
-		st->proto = key.proto;
+		st->proto = key->proto;
 	}
 	if (bpf_map_update_elem(&veer_sock_rev, &rk, &rv, BPF_ANY))
 		stat_inc(VEER_STAT_SOCK_REV_FAILED);
@@ -416,10 +455,50 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bo
 	if (hits)
 		__sync_fetch_and_add(&hits->hits, 1);
 	stat_inc(VEER_STAT_TRANSLATED);
-	trace(ctx, VEER_TRACE_TRANSLATED, &key, rev_nat_id, backend_id, be);
+	trace(ctx, VEER_TRACE_TRANSLATED, key, rev_nat_id, backend_id, be);
 
 	ctx_set(ctx, v6, &be->addr, be->port);
-	return 1;
+}
+
+/*
+ * Forward translation for connect4/6 (TCP, connected UDP) and sendmsg4/6 (unconnected
+ * UDP), for either family: `v6` is a constant of each hook, so the verifier sees only the
+ * ctx fields that hook may touch. Returns 0 (translated) or an errno of the conventions
+ * above.
+ */
+static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, bool v6, bool is_connect)
+{
+	struct veer_svc_key key = {
+		.port = (__u16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct veer_svc_val svc = {};
+	struct veer_backend *be = NULL;
+	struct veer_sock_state *st;
+	__u32 backend_id = 0;
+	int err;
+
+	ctx_addr(ctx, v6, &key.addr);
+	err = sock_lookup_frontend(ctx, v6, is_connect, &key, &svc);
+	if (err)
+		return err;
+	st = bpf_sk_storage_get(&veer_sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		stat_inc(VEER_STAT_SOCK_STATE_FAILED);
+	err = sock_pick_backend(ctx, &key, &svc, st, &backend_id, &be);
+	if (err)
+		return err;
+	if (svc.flags & VEER_SVC_F_AFFINITY)
+		affinity_update(ctx, svc.rev_nat_id, backend_id);
+	sock_write_back(ctx, v6, is_connect, &key, svc.rev_nat_id, st, backend_id, be);
+	return 0;
+}
+
+/* The hook's verdict: kube-proxy's REJECT and DROP fail the call with their errno; a call
+ * translated, not ours, or left untranslated proceeds. */
+static __always_inline bool fwd_rejected(int err)
+{
+	return err == -ECONNREFUSED || err == -ETIMEDOUT;
 }
 
 /* Show the frontend wherever the application sees its peer (recvfrom, getpeername). An
@@ -445,54 +524,78 @@ static __always_inline void sock_xlate_rev(struct bpf_sock_addr *ctx, bool v6)
 SEC("cgroup/connect4")
 int veer_connect4(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, false, true);
+	int err = sock_xlate_fwd(ctx, false, true);
+
+	if (fwd_rejected(err)) {
+		bpf_set_retval(err);
+		return SYS_REJECT;
+	}
+	return SYS_PROCEED;
 }
 
 SEC("cgroup/connect6")
 int veer_connect6(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, true, true);
+	int err = sock_xlate_fwd(ctx, true, true);
+
+	if (fwd_rejected(err)) {
+		bpf_set_retval(err);
+		return SYS_REJECT;
+	}
+	return SYS_PROCEED;
 }
 
 /* An AF_INET6 socket's datagram to ::ffff:a.b.c.d goes through udp_sendmsg, i.e. sendmsg4. */
 SEC("cgroup/sendmsg4")
 int veer_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, false, false);
+	int err = sock_xlate_fwd(ctx, false, false);
+
+	if (fwd_rejected(err)) {
+		bpf_set_retval(err);
+		return SYS_REJECT;
+	}
+	return SYS_PROCEED;
 }
 
 SEC("cgroup/sendmsg6")
 int veer_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return sock_xlate_fwd(ctx, true, false);
+	int err = sock_xlate_fwd(ctx, true, false);
+
+	if (fwd_rejected(err)) {
+		bpf_set_retval(err);
+		return SYS_REJECT;
+	}
+	return SYS_PROCEED;
 }
 
 SEC("cgroup/recvmsg4")
 int veer_recvmsg4(struct bpf_sock_addr *ctx)
 {
 	sock_xlate_rev(ctx, false);
-	return 1; /* recvmsg4 must return 1 */
+	return SYS_PROCEED; /* recvmsg4 must return 1 */
 }
 
 SEC("cgroup/recvmsg6")
 int veer_recvmsg6(struct bpf_sock_addr *ctx)
 {
 	sock_xlate_rev(ctx, true);
-	return 1;
+	return SYS_PROCEED;
 }
 
 SEC("cgroup/getpeername4")
 int veer_getpeername4(struct bpf_sock_addr *ctx)
 {
 	sock_xlate_rev(ctx, false);
-	return 1; /* getpeername4 must return 1 */
+	return SYS_PROCEED; /* getpeername4 must return 1 */
 }
 
 SEC("cgroup/getpeername6")
 int veer_getpeername6(struct bpf_sock_addr *ctx)
 {
 	sock_xlate_rev(ctx, true);
-	return 1;
+	return SYS_PROCEED;
 }
 
 /* The reverse entry dies with its socket. The key comes from the socket's storage,
@@ -510,9 +613,9 @@ int veer_sock_release(struct bpf_sock *sk)
 			.port = st->be_port,
 			.proto = st->proto,
 		};
-		bpf_map_delete_elem(&veer_sock_rev, &rk);
+		sock_rev_delete(&rk);
 	}
-	return 1;
+	return SYS_PROCEED;
 }
 
 /*
@@ -522,9 +625,9 @@ int veer_sock_release(struct bpf_sock *sk)
  * traffic. A wildcard bind (0.0.0.0 or ::) would receive a NodePort's traffic on every node
  * address: it is checked against the NodePort's loopback frontend (127.0.0.1:port), which
  * the agent programs beside each node address. Pods bind what they like in their own
- * namespaces. Runs only on bind(), never on a connection's path.
+ * namespaces. Runs only on bind(), never on a connection's path. Returns 0 or -EADDRINUSE.
  */
-static __always_inline int post_bind(struct bpf_sock *sk, bool v6)
+static __always_inline int bind_check(struct bpf_sock *sk, bool v6)
 {
 	__u32 zero = 0;
 	struct veer_config *cfg = bpf_map_lookup_elem(&veer_config, &zero);
@@ -534,9 +637,9 @@ static __always_inline int post_bind(struct bpf_sock *sk, bool v6)
 	};
 
 	if (!cfg || !(cfg->flags & VEER_CFG_F_BIND_PROTECT) || !sk->src_port)
-		return 1;
+		return 0;
 	if (bpf_get_netns_cookie(sk) != cfg->hostns_cookie)
-		return 1;
+		return 0;
 	if (v6) {
 		key.addr.ip6[0] = sk->src_ip6[0];
 		key.addr.ip6[1] = sk->src_ip6[1];
@@ -553,20 +656,31 @@ static __always_inline int post_bind(struct bpf_sock *sk, bool v6)
 		key.addr.ip6[3] = bpf_htonl(0x7f000001);
 	}
 	if (!bpf_map_lookup_elem(&veer_services, &key))
-		return 1;
+		return 0;
 	stat_inc(VEER_STAT_BIND_DENIED);
-	bpf_set_retval(-EADDRINUSE);
-	return 0;
+	return -EADDRINUSE;
 }
 
 SEC("cgroup/post_bind4")
 int veer_post_bind4(struct bpf_sock *sk)
 {
-	return post_bind(sk, false);
+	int err = bind_check(sk, false);
+
+	if (err) {
+		bpf_set_retval(err);
+		return SYS_REJECT;
+	}
+	return SYS_PROCEED;
 }
 
 SEC("cgroup/post_bind6")
 int veer_post_bind6(struct bpf_sock *sk)
 {
-	return post_bind(sk, true);
+	int err = bind_check(sk, true);
+
+	if (err) {
+		bpf_set_retval(err);
+		return SYS_REJECT;
+	}
+	return SYS_PROCEED;
 }

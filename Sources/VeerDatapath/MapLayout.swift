@@ -93,10 +93,12 @@ extension veer_member_key {
     var member: MemberKey { MemberKey(revNatID: rev_nat_id, backendID: backend_id) }
 }
 
-/// The datapath's own event counters (enum veer_stat), by name.
+/// The datapath's own event counters (enum veer_stat in veer_maps.h), by name: one case per
+/// enumerator, in its order, named as it is in camelCase (LayoutTests checks both).
 public enum DatapathStat: UInt32, CaseIterable, Sendable {
     case translated, refused, dropped, slotMissing, sockRevFailed, reversed, traced, traceDropped
     case familyMismatch, otherNetns, portRefused, unallocated, bindDenied, sourceDenied
+    case affinityFailed, sockStateFailed, sockRevDeleteFailed
 
     var index: UInt32 {
         switch self {
@@ -114,6 +116,9 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .unallocated: VEER_STAT_UNALLOCATED.rawValue
         case .bindDenied: VEER_STAT_BIND_DENIED.rawValue
         case .sourceDenied: VEER_STAT_SOURCE_DENIED.rawValue
+        case .affinityFailed: VEER_STAT_AFFINITY_FAILED.rawValue
+        case .sockStateFailed: VEER_STAT_SOCK_STATE_FAILED.rawValue
+        case .sockRevDeleteFailed: VEER_STAT_SOCK_REV_DELETE_FAILED.rawValue
         }
     }
 
@@ -133,6 +138,9 @@ public enum DatapathStat: UInt32, CaseIterable, Sendable {
         case .unallocated: "unallocated_dropped"
         case .bindDenied: "bind_denied"
         case .sourceDenied: "source_denied"
+        case .affinityFailed: "affinity_failed"
+        case .sockStateFailed: "sock_state_failed"
+        case .sockRevDeleteFailed: "sock_rev_delete_failed"
         }
     }
 }

@@ -1,10 +1,8 @@
 /// Turns the frontends this node should serve and the state the maps actually hold into
 /// the minimal, ordered list of map writes.
 ///
-/// Order (bpf/veer_sock.bpf.c reads concurrently, so every prefix of a plan is a state it
-/// can use): backends → rev_nat → members → each frontend's slots then its master → surplus slots → removed
-/// frontends (master, then slots) → members → rev_nat → orphan backends. A master never
-/// counts past written slots, and a slot never names a missing backend or member.
+/// The operations come in the write order stated in bpf/include/veer_maps.h ("Write order"):
+/// the programs read concurrently, so every prefix of a plan is a state they can use.
 public enum Planner {
     public static func plan(desired: [DesiredFrontend], actual: MapState, capacities: MapCapacities) -> Plan {
         plan(scope: nil, desired: desired, actual: IndexedMapState(actual), capacities: capacities)

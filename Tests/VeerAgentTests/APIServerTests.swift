@@ -13,30 +13,19 @@ private let backendIPs = ["10.244.1.11", "10.244.1.12", "10.244.1.13"]
 private let pods = ["pod-a", "pod-b", "pod-c"]
 
 private func slice(_ n: Int) -> [String: Any] {
-    [
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": ["name": "web-1", "namespace": "default", "labels": ["kubernetes.io/service-name": "web"]],
-        "addressType": "IPv4",
-        "ports": [["name": "http", "port": 8080, "protocol": "TCP"]],
-        "endpoints": zip(backendIPs, pods).prefix(n).map { ip, pod in
-            ["addresses": [ip], "conditions": ["ready": true], "targetRef": ["kind": "Pod", "name": pod]]
-        },
-    ]
+    Manifest.endpointSlice("web-1", service: "web",
+                           endpoints: zip(backendIPs, pods).prefix(n).map { Manifest.endpoint($0, pod: $1) })
 }
-
-private func serviceObject() -> [String: Any] { [
-    "apiVersion": "v1", "kind": "Service",
-    "metadata": ["name": "web", "namespace": "default"],
-    "spec": ["clusterIP": vip, "ports": [["name": "http", "port": 80, "protocol": "TCP", "targetPort": 8080]]],
-] }
 
 private func count(_ sb: KernelSandbox) -> Int? {
     (try? Datapath(pins: sb.pins).readState().masters[L4Address("\(vip):80/tcp")!]).map { Int($0.count) }
 }
 
-private func waitFor(_ what: String, _ condition: () -> Bool) throws {
-    for _ in 0..<1500 { if condition() { return }; usleep(20_000) }
-    throw SandboxError("timed out waiting for \(what)")
+/// The value of one series on veerd's /metrics (0 while absent).
+private func metric(_ url: String, _ series: String) -> Int {
+    let line = KernelSandbox.run(["curl", "-s", "--max-time", "5", url]).stdout.split(separator: "\n")
+        .first { $0.hasPrefix(series + " ") }
+    return (line?.split(separator: " ").last).flatMap { Int(Double($0) ?? 0) } ?? 0
 }
 
 @Suite("veerd with the Kubernetes API", .serialized,
@@ -50,9 +39,8 @@ struct APIServerTests {
             let dir = NSTemporaryDirectory() + "veer-api-\(getpid())"
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: dir) }
-            let state: [String: Any] = ["services": [serviceObject()], "endpointslices": [slice(3)], "nodes": []]
-            try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: "\(dir)/state.json"))
-            let api = try FakeAPIServer(state: "\(dir)/state.json")
+            let api = try FakeAPIServer(state: ["services": [Manifest.service("web", clusterIP: vip)],
+                                                "endpointslices": [slice(3)], "nodes": []])
             defer { api.stop() }
 
             let veerd = Process()
@@ -70,29 +58,28 @@ struct APIServerTests {
             defer { if veerd.isRunning { kill(veerd.processIdentifier, SIGKILL); veerd.waitUntilExit() } }
 
             try waitFor("the listed service programmed") { count(sb) == 3 }
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            let url = try #require(text.range(of: "http://127.0.0.1:[0-9]+/metrics", options: .regularExpression).map { String(text[$0]) })
+            let sliceWatches = "veer_source_watches_total{kind=\"EndpointSlice\"}"
+            try waitFor("the EndpointSlice watch open") { metric(url, sliceWatches) >= 1 }
             try api.post("apply", ["resource": "endpointslices", "object": slice(2)])
             try waitFor("the watched update programmed") { count(sb) == 2 }
 
-            try api.post("drop_watches", [:])
-            usleep(200_000)
+            // The watch is dropped and resumed (a second watch request), then an update arrives.
+            let watches = metric(url, sliceWatches)
+            try api.post("drop_watches")
+            try waitFor("the dropped watch resumed") { metric(url, sliceWatches) > watches }
             try api.post("apply", ["resource": "endpointslices", "object": slice(3)])
             try waitFor("the update after a dropped watch") { count(sb) == 3 }
-
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            let url = try #require(text.range(of: "http://127.0.0.1:[0-9]+/metrics", options: .regularExpression).map { String(text[$0]) })
-            let metrics = KernelSandbox.run(["curl", "-s", url]).stdout
-            let watches = metrics.split(separator: "\n").first { $0.hasPrefix("veer_source_watches_total{kind=\"EndpointSlice\"}") }
-            #expect((watches?.split(separator: " ").last).flatMap { Int($0) } ?? 0 >= 2, "\(watches ?? "no series")")
 
             // Events on the Node, as kube-proxy posts them: the start, and an invalid object.
             try api.post("apply", ["resource": "services", "object": [
                 "apiVersion": "v1", "kind": "Service", "metadata": ["name": "bad", "namespace": "default"],
                 "spec": ["clusterIP": "10.96.0.300", "ports": [["port": 80]]]]])
             var events: [[String: Any]] = []
-            for _ in 0..<500 where events.count < 2 {
-                let r = KernelSandbox.run(["curl", "-s", "http://127.0.0.1:\(api.port)/_fake/events"])
-                events = (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [[String: Any]]) ?? []
-                usleep(20_000)
+            try waitFor("the Starting and InvalidObject events posted") {
+                events = api.postedEvents()
+                return events.count >= 2
             }
             let reasons = events.compactMap { $0["reason"] as? String }
             #expect(reasons.contains("Starting") && reasons.contains("InvalidObject"), "\(events)")
@@ -101,8 +88,10 @@ struct APIServerTests {
             #expect(events.contains { ($0["message"] as? String)?.contains("default/bad") == true })
 
             // The API server goes away: nothing is removed, traffic flows.
+            let failures = "veer_source_failures_total{kind=\"EndpointSlice\"}"
+            let failed = metric(url, failures)
             api.stop()
-            usleep(500_000)
+            try waitFor("veerd to find the API server gone") { metric(url, failures) > failed }
             #expect(count(sb) == 3)
             let results = try sb.client(["tcp", vip, "80", "30"])
             #expect(results.allSatisfy { $0.ok })

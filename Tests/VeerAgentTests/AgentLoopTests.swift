@@ -15,35 +15,16 @@ import VeerTestSupport
 private let node = "node-a"
 
 private func service(_ name: String, ip: String, port: Int = 80, nodePort: Int? = nil, affinity: Bool = false, itpLocal: Bool = false) -> String {
-    """
-    apiVersion: v1
-    kind: Service
-    metadata: {name: \(name), namespace: default}
-    spec:
-      type: \(nodePort == nil ? "ClusterIP" : "NodePort")
-      clusterIP: \(ip)
-      \(affinity ? "sessionAffinity: ClientIP" : "sessionAffinity: None")
-      \(itpLocal ? "internalTrafficPolicy: Local" : "internalTrafficPolicy: Cluster")
-      ports: [{name: http, port: \(port), protocol: TCP, targetPort: 8080\(nodePort.map { ", nodePort: \($0)" } ?? "")}]
-    """
+    Manifest.yaml(Manifest.service(name, clusterIP: ip, port: port, nodePort: nodePort, spec: [
+        "sessionAffinity": affinity ? "ClientIP" : "None",
+        "internalTrafficPolicy": itpLocal ? "Local" : "Cluster",
+    ]))
 }
 
 private func slice(_ name: String, service: String, _ endpoints: [(ip: String, node: String, ready: Bool, terminating: Bool)]) -> String {
-    var s = """
-    apiVersion: discovery.k8s.io/v1
-    kind: EndpointSlice
-    metadata:
-      name: \(name)
-      namespace: default
-      labels: {kubernetes.io/service-name: \(service)}
-    addressType: IPv4
-    ports: [{name: http, port: 8080, protocol: TCP}]
-    endpoints:
-    """
-    for e in endpoints {
-        s += "\n- addresses: [\(e.ip)]\n  nodeName: \(e.node)\n  conditions: {ready: \(e.ready), serving: \(e.ready || e.terminating), terminating: \(e.terminating)}"
-    }
-    return s + "\n"
+    Manifest.yaml(Manifest.endpointSlice(name, service: service, endpoints: endpoints.map {
+        Manifest.endpoint($0.ip, ready: $0.ready, serving: $0.ready || $0.terminating, terminating: $0.terminating, node: $0.node)
+    }))
 }
 
 private func events(_ yaml: String) -> [SourceEvent] {
@@ -120,13 +101,10 @@ private func agent(_ maps: MemoryMapStore, hitMetrics: HitMetrics = .endpoint) -
 /// idleness alone is not convergence.
 private func converge(_ agent: Agent, _ maps: MemoryMapStore, to want: [String]) async -> Bool {
     // A bound for a loaded machine, not a speed: unloaded it converges in well under a second.
-    let deadline = ContinuousClock.now + .seconds(60)
-    while ContinuousClock.now < deadline {
+    (try? await waitFor("the maps to converge", timeout: 60, every: .milliseconds(5)) {
         await agent.waitUntilIdle()
-        if dump(maps.readState()) == want { return true }
-        try? await Task.sleep(for: .milliseconds(5))
-    }
-    return false
+        return dump(maps.readState()) == want
+    }) != nil
 }
 
 @Suite("Agent loop on in-memory maps", .serialized)

@@ -8,59 +8,33 @@ import VeerTestSupport
 // `veerctl explain` against a live agent: one case per selection rule, each asserting the
 // verdict and the rule the selector gave every endpoint, as the CLI prints them.
 
-private func svc(_ name: String, _ ip: String, extra: String = "") -> String {
-    """
-    apiVersion: v1
-    kind: Service
-    metadata: {name: \(name), namespace: default}
-    spec:
-      clusterIP: \(ip)
-      ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
-    \(extra)
-    ---
-
-    """
+private func svc(_ name: String, _ ip: String, spec: [String: Any] = [:]) -> [String: Any] {
+    Manifest.service(name, clusterIP: ip, spec: spec)
 }
 
-private func slice(_ service: String, name: String? = nil, port: String = "http", _ endpoints: [String]) -> String {
-    """
-    apiVersion: discovery.k8s.io/v1
-    kind: EndpointSlice
-    metadata: {name: \(name ?? service + "-1"), namespace: default, labels: {kubernetes.io/service-name: \(service)}}
-    addressType: IPv4
-    ports: [{name: \(port), port: 8080, protocol: TCP}]
-    endpoints:
-    \(endpoints.joined(separator: "\n"))
-    ---
-
-    """
+private func slice(_ service: String, name: String? = nil, port: String = "http", _ endpoints: [[String: Any]]) -> [String: Any] {
+    Manifest.endpointSlice(name ?? service + "-1", service: service, portName: port, endpoints: endpoints)
 }
 
 private func ep(_ ip: String, ready: Bool = true, serving: Bool? = nil, terminating: Bool = false,
-                node: String = "node-a", zone: String = "zone-a", hint: String? = nil) -> String {
-    var s = "- addresses: [\(ip)]\n  conditions: {ready: \(ready), serving: \(serving ?? ready), terminating: \(terminating)}\n  nodeName: \(node)\n  zone: \(zone)"
-    if let hint { s += "\n  hints: {forZones: [{name: \(hint)}]}" }
-    return s
+                node: String = "node-a", zone: String = "zone-a", hint: String? = nil) -> [String: Any] {
+    Manifest.endpoint(ip, ready: ready, serving: serving ?? ready, terminating: terminating, node: node, zone: zone, hint: hint)
 }
 
-private let manifests = """
-apiVersion: v1
-kind: Node
-metadata: {name: node-a, labels: {topology.kubernetes.io/zone: zone-a}}
----
-
-""" + svc("mixed", "10.96.1.1") + slice("mixed", [ep("10.1.0.1"), ep("10.1.0.2", ready: false),
-                                                 ep("10.1.0.3", ready: false, serving: true, terminating: true)])
-    + svc("fallback", "10.96.1.2") + slice("fallback", [ep("10.1.0.4", ready: false, serving: true, terminating: true)])
-    + svc("zones", "10.96.1.3") + slice("zones", [ep("10.1.0.5", hint: "zone-a"), ep("10.1.0.6", zone: "zone-b", hint: "zone-b")])
-    + svc("safeguard", "10.96.1.4") + slice("safeguard", [ep("10.1.0.7", hint: "zone-a"), ep("10.1.0.8", zone: "zone-b")])
-    + svc("local", "10.96.1.5", extra: "  internalTrafficPolicy: Local")
-    + slice("local", [ep("10.1.0.9"), ep("10.1.0.10", node: "node-b")])
-    + svc("localempty", "10.96.1.6", extra: "  internalTrafficPolicy: Local") + slice("localempty", [ep("10.1.0.11", node: "node-b")])
-    + svc("empty", "10.96.1.7")
-    + svc("dup", "10.96.1.8") + slice("dup", name: "dup-1", [ep("10.1.0.12")]) + slice("dup", name: "dup-2", [ep("10.1.0.12")])
-    + svc("ports", "10.96.1.9") + slice("ports", port: "metrics", [ep("10.1.0.13")])
-    + svc("headless", "None")
+private let manifests = Manifest.yaml([
+    Manifest.node("node-a", zone: "zone-a"),
+    svc("mixed", "10.96.1.1"), slice("mixed", [ep("10.1.0.1"), ep("10.1.0.2", ready: false),
+                                              ep("10.1.0.3", ready: false, serving: true, terminating: true)]),
+    svc("fallback", "10.96.1.2"), slice("fallback", [ep("10.1.0.4", ready: false, serving: true, terminating: true)]),
+    svc("zones", "10.96.1.3"), slice("zones", [ep("10.1.0.5", hint: "zone-a"), ep("10.1.0.6", zone: "zone-b", hint: "zone-b")]),
+    svc("safeguard", "10.96.1.4"), slice("safeguard", [ep("10.1.0.7", hint: "zone-a"), ep("10.1.0.8", zone: "zone-b")]),
+    svc("local", "10.96.1.5", spec: ["internalTrafficPolicy": "Local"]), slice("local", [ep("10.1.0.9"), ep("10.1.0.10", node: "node-b")]),
+    svc("localempty", "10.96.1.6", spec: ["internalTrafficPolicy": "Local"]), slice("localempty", [ep("10.1.0.11", node: "node-b")]),
+    svc("empty", "10.96.1.7"),
+    svc("dup", "10.96.1.8"), slice("dup", name: "dup-1", [ep("10.1.0.12")]), slice("dup", name: "dup-2", [ep("10.1.0.12")]),
+    svc("ports", "10.96.1.9"), slice("ports", port: "metrics", [ep("10.1.0.13")]),
+    svc("headless", "None"),
+])
 
 /// Expected: endpoint → (in, rule); whenEmpty when the set is empty.
 private struct Case: Sendable, CustomTestStringConvertible {
@@ -100,7 +74,7 @@ struct ExplainTests {
             veerd.standardError = FileHandle(forWritingAtPath: "/dev/null")
             try veerd.run()
             defer { kill(veerd.processIdentifier, SIGKILL); veerd.waitUntilExit() }
-            for _ in 0..<1500 where DecisionsFile.read(pins: sb.pins)?.decisions.count ?? 0 < 9 { usleep(20_000) }
+            try waitFor("the agent's decisions written") { DecisionsFile.read(pins: sb.pins)?.decisions.count ?? 0 >= 9 }
 
             let ctl = "\(KernelSandbox.veerBinaries)/veerctl"
             for c in cases {

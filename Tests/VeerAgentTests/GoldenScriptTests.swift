@@ -157,13 +157,12 @@ private func expectedDump(_ script: GoldenScript, at index: Int) -> String? {
 /// The dump once the agent is idle. With failing writes, idle is not converged (a retry is
 /// on a timer): wait until the dump is the expected one, or give up and return what is there.
 private func settledDump(_ agent: Agent, _ store: any MapStore, expected: String?) async -> String {
-    let deadline = ContinuousClock.now + .seconds(20)
-    while true {
+    try? await waitFor("the expected dump", timeout: 20, every: .milliseconds(2)) {
         await agent.waitUntilIdle()
-        let text = await dump(agent, store)
-        if expected == nil || text == expected || ContinuousClock.now > deadline { return text }
-        try? await Task.sleep(for: .milliseconds(2))
+        guard let expected else { return true }
+        return await dump(agent, store) == expected
     }
+    return await dump(agent, store)
 }
 
 private func dump(_ agent: Agent, _ store: any MapStore) async -> String {

@@ -24,8 +24,7 @@ private func runVeerd(_ sb: KernelSandbox, _ args: [String]) throws -> (status: 
     process.standardError = err
     process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
     try process.run()
-    let deadline = Date().addingTimeInterval(30)
-    while process.isRunning && Date() < deadline { usleep(20_000) }
+    try? waitFor("veerd \(args) to exit", timeout: 30) { !process.isRunning }
     if process.isRunning {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

@@ -13,32 +13,14 @@ private let backendIPs = ["10.244.1.11", "10.244.1.12", "10.244.1.13"]
 private let pods = ["pod-a", "pod-b", "pod-c"]
 
 private func serviceYAML(_ name: String = "web", ip: String = vip) -> String {
-    """
-    apiVersion: v1
-    kind: Service
-    metadata: {name: \(name), namespace: default}
-    spec:
-      clusterIP: \(ip)
-      ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
-    """
+    Manifest.yaml(Manifest.service(name, clusterIP: ip))
 }
 
-private func sliceYAML(_ endpoints: [(ip: String, pod: String)], service: String = "web") -> String {
-    var s = """
-    apiVersion: discovery.k8s.io/v1
-    kind: EndpointSlice
-    metadata:
-      name: \(service)-1
-      namespace: default
-      labels: {kubernetes.io/service-name: \(service)}
-    addressType: IPv4
-    ports: [{name: http, port: 8080, protocol: TCP}]
-    endpoints:
-    """
-    for e in endpoints {
-        s += "\n- addresses: [\(e.ip)]\n  conditions: {ready: true}\n  targetRef: {kind: Pod, name: \(e.pod), namespace: default}"
-    }
-    return s + "\n"
+/// `web-1` (or `<service>-1`): the backends as ready endpoints of their pods.
+private func sliceYAML(_ endpoints: [(ip: String, pod: String)], service: String = "web", notReady: Set<String> = []) -> String {
+    Manifest.yaml(Manifest.endpointSlice("\(service)-1", service: service, endpoints: endpoints.map {
+        Manifest.endpoint($0.ip, ready: !notReady.contains($0.ip), pod: $0.pod)
+    }))
 }
 
 /// A veerd process with its log; killed by pid at the end of the test.
@@ -86,19 +68,13 @@ private final class Veerd {
     deinit { if process.isRunning { signal(SIGKILL) } }
 }
 
-private func waitFor(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if (try? condition()) == true { return }
-        usleep(20_000)
-    }
-    throw SandboxError("timed out waiting for \(what)")
-}
-
 private func backendCount(_ sb: KernelSandbox, _ frontend: String = "\(vip):80/tcp") -> Int? {
     guard let dp = try? Datapath(pins: sb.pins), let state = try? dp.readState() else { return nil }
     return state.masters[L4Address(frontend)!].map { Int($0.count) }
 }
+
+/// Connections the kernel has translated so far (veerctl stats' `translated`).
+private func translated(_ sb: KernelSandbox) throws -> UInt64 { try Datapath(pins: sb.pins).stats()[.translated] ?? 0 }
 
 private func withManifests<T>(_ files: [String: String], _ body: (String) throws -> T) throws -> T {
     let dir = NSTemporaryDirectory() + "veer-agent-\(getpid())-\(UUID().uuidString.prefix(8))"
@@ -136,11 +112,12 @@ struct VeerdTests {
                 let first = try Veerd(sb, manifests: dir)
                 try waitFor("3 backends programmed") { backendCount(sb) == 3 }
                 let client = try sb.startClient(["tcp", vip, "80", "6000", "300"])
-                usleep(200_000)
+                try waitFor("the client's first connections translated") { try translated(sb) >= 50 }
                 first.signal(SIGKILL)
                 // While the agent is dead, pod-c goes away from the manifests.
                 try sliceYAML(Array(zip(backendIPs, pods).prefix(2))).write(toFile: "\(dir)/slice.yaml", atomically: true, encoding: .utf8)
-                usleep(300_000)
+                let killedAt = try translated(sb)
+                try waitFor("connections go on with the agent down") { try translated(sb) >= killedAt + 300 }
                 #expect(backendCount(sb) == 3, "nothing changes while the agent is down")
                 let second = try Veerd(sb, manifests: dir)
                 try waitFor("restart converges to 2 backends") { backendCount(sb) == 2 }
@@ -209,19 +186,9 @@ struct VeerdTests {
                   clusterIPs: ["\(v6only)"]
                   ports: [{name: http, port: 80, protocol: TCP, targetPort: 8080}]
                 """
-            let slice6 = pods6.map { "\n- addresses: [\"\($0.0)\"]\n  conditions: {ready: true}\n  targetRef: {kind: Pod, name: \($0.1), namespace: default}" }
             func v6Slice(_ name: String, _ service: String) -> String {
-                """
-                apiVersion: discovery.k8s.io/v1
-                kind: EndpointSlice
-                metadata:
-                  name: \(name)
-                  namespace: default
-                  labels: {kubernetes.io/service-name: \(service)}
-                addressType: IPv6
-                ports: [{name: http, port: 8080, protocol: TCP}]
-                endpoints:
-                """ + slice6.joined() + "\n"
+                Manifest.yaml(Manifest.endpointSlice(name, service: service, addressType: "IPv6",
+                                                     endpoints: pods6.map { Manifest.endpoint($0.0, pod: $0.1) }))
             }
             try withManifests(["svc.yaml": dual, "slice4.yaml": sliceYAML(Array(zip(backendIPs, pods))),
                                "slice6.yaml": v6Slice("web-6", "web"), "only6.yaml": v6Slice("only6-6", "only6")]) { dir in
@@ -394,8 +361,7 @@ struct VeerdTests {
     @Test("veerctl explain gives every endpoint its verdict and rule, and shows where the kernel differs")
     func explain() throws {
         try withBackends { sb in
-            let slice = sliceYAML(Array(zip(backendIPs, pods))).replacingOccurrences(
-                of: "- addresses: [10.244.1.12]\n  conditions: {ready: true}", with: "- addresses: [10.244.1.12]\n  conditions: {ready: false}")
+            let slice = sliceYAML(Array(zip(backendIPs, pods)), notReady: ["10.244.1.12"])
             try withManifests(["web.yaml": serviceYAML() + "\n---\n" + slice]) { dir in
                 let veerd = try Veerd(sb, manifests: dir)
                 try waitFor("programmed without pod-b") { backendCount(sb) == 2 }

@@ -50,12 +50,8 @@ private func counts(_ results: [ProbeResult]) -> [String: Int] {
 
 /// sock_release runs as the client exits; give the last ones a moment.
 private func waitForNoReverseEntries(_ dp: Datapath) throws -> [TranslatedSocket] {
-    var left = try dp.sockets()
-    for _ in 0..<50 where !left.isEmpty {
-        usleep(20_000)
-        left = try dp.sockets()
-    }
-    return left
+    try? waitFor("the released sockets' reverse entries deleted", timeout: 5) { try dp.sockets().isEmpty }
+    return try dp.sockets()
 }
 
 @Suite("Dual stack in the kernel", .serialized,
@@ -267,12 +263,7 @@ struct DualStackKernelTests {
                 let fe = L4Address(ip: IPAddress(vip)!, port: 53, proto: .udp)
                 try dp.sync([frontend(vip, 53, .udp, backends: backends)])
                 let client = try sb.startClient(["udp-hold", target, "53", "800", "1000"])
-                var used: TranslatedSocket?
-                for _ in 0..<100 where used == nil {
-                    used = try dp.sockets().first { $0.frontend == fe }
-                    usleep(10_000)
-                }
-                let victim = try #require(used).backend
+                let victim = try waitForSocket(dp, to: fe).backend
                 try dp.sync([frontend(vip, 53, .udp, backends: backends.filter { $0 != victim.ip.description })])
                 let destroyed = try dp.terminateStaleSockets(protocols: [.udp])
                 let terminated = monotonicNow()

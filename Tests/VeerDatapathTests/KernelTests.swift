@@ -34,6 +34,38 @@ private func withBackends<T>(_ protos: [L4Protocol] = [.tcp], _ body: (KernelSan
     }
 }
 
+/// The first translated socket of `frontend` (a client just started): its backend.
+func waitForSocket(_ dp: Datapath, to frontend: L4Address) throws -> TranslatedSocket {
+    var used: TranslatedSocket?
+    try waitFor("a socket translated for \(frontend)", timeout: 5) {
+        used = try dp.sockets().first { $0.frontend == frontend }
+        return used != nil
+    }
+    return try #require(used)
+}
+
+private func waitForLinks(_ sb: KernelSandbox, count: Int) throws {
+    try waitFor("\(count) links on the cgroup", timeout: 5) { try linkIDs(sb).count == count }
+}
+
+private func waitForGone(links: Set<UInt32>, programs: Set<UInt32>, maps: Set<UInt32>) throws {
+    try waitFor("programs, maps and links freed", timeout: 5) {
+        let live = (links: Set(try bpftoolIDs(["link", "show"]).map(\.id)),
+                    programs: Set(try bpftoolIDs(["prog", "show"]).map(\.id)),
+                    maps: Set(try bpftoolIDs(["map", "show"]).map(\.id)))
+        return live.links.isDisjoint(with: links) && live.programs.isDisjoint(with: programs) && live.maps.isDisjoint(with: maps)
+    }
+}
+
+/// Connections and datagrams the kernel has translated so far.
+private func translated(_ dp: Datapath) throws -> UInt64 { try dp.stats()[.translated] ?? 0 }
+
+/// Waits until the kernel has translated `count` in all: the client is running, or has made
+/// that much progress, whatever the machine's speed.
+private func waitForTranslated(_ dp: Datapath, _ count: UInt64, _ what: String) throws {
+    try waitFor("\(count) translated: \(what)") { try translated(dp) >= count }
+}
+
 private func counts(_ results: [ProbeResult]) -> [String: Int] {
     results.filter(\.ok).reduce(into: [:]) { $0[$1.reply, default: 0] += 1 }
 }
@@ -133,7 +165,7 @@ struct KernelTests {
             try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
             // Probe runs 3 rounds on one socket with pauses, so we can change the set between them.
             let client = try sb.startClient(["udp-sendto", vip, "53", "3000"])
-            usleep(100_000)
+            try waitForTranslated(dp, 1, "the socket's first datagrams")
             try dp.sync([frontend(vip, 53, .udp, backends: Array(backendIPs.prefix(2)) + backendIPs.suffix(1))])
             try dp.sync([frontend(vip, 53, .udp, backends: backendIPs + ["10.244.1.99"])])
             let results = sb.finish(client)
@@ -186,10 +218,10 @@ struct KernelTests {
         try withBackends { sb, dp in
             try dp.sync([frontend(backends: backendIPs)])
             let client = try sb.startClient(["tcp", vip, "80", "4000", "200"])
-            usleep(300_000)
+            try waitForTranslated(dp, 500, "connections before the shrink")
             try dp.sync([frontend(backends: Array(backendIPs.prefix(2)))])
             let shrunk = monotonicNow()
-            usleep(300_000)
+            try waitForTranslated(dp, try translated(dp) + 500, "connections while shrunk")
             try dp.sync([frontend(backends: backendIPs)])
             let grown = monotonicNow()
             let results = sb.finish(client)
@@ -218,6 +250,8 @@ struct KernelTests {
                 seen.formUnion(next.map(\.reply))
             }
             #expect(seen.count > 1, "affinity never expired")
+            let stats = try dp.stats()
+            #expect(stats[.affinityFailed] == 0, "every affinity write went in: \(stats)")
         }
     }
 
@@ -228,12 +262,7 @@ struct KernelTests {
         try withBackends([.udp]) { sb, dp in
             try dp.sync([frontend(vip, 53, .udp, backends: backendIPs)])
             let client = try sb.startClient(["udp-hold", vip, "53", "4000", "1000"])
-            var used: TranslatedSocket?
-            for _ in 0..<100 where used == nil {
-                used = try dp.sockets().first { $0.frontend == L4Address("\(vip):53/udp")! }
-                usleep(10_000)
-            }
-            let victim = try #require(used).backend
+            let victim = try waitForSocket(dp, to: L4Address("\(vip):53/udp")!).backend
             let remaining = backendIPs.filter { $0 != victim.ip.description }
             try dp.sync([frontend(vip, 53, .udp, backends: remaining)])
             // The removed pod still answers: without termination the socket would stay on it.
@@ -293,9 +322,12 @@ struct KernelTests {
             _ = try sb.client(["tcp", vip, "80", "20"])
             _ = try sb.client(["udp-connect", vip, "53", "20"])
             _ = try sb.client(["udp-sendto", vip, "53", "20"])
-            #expect(try dp.stats()[.translated] == 60)
+            let stats = try dp.stats()
+            #expect(stats[.translated] == 60)
             let left = try dp.sockets()
             #expect(left.isEmpty, "left: \(left.prefix(3))")
+            // Each release deleted an entry that was there: a delete that worked is not a failure.
+            #expect(stats[.sockRevDeleteFailed] == 0 && stats[.sockStateFailed] == 0 && stats[.sockRevFailed] == 0, "\(stats)")
         }
     }
 
@@ -306,7 +338,7 @@ struct KernelTests {
             let linksBefore = try linkIDs(sb)
             let client = try sb.startClient(["tcp", vip, "80", "3000", "100"])
             for _ in 0..<5 {
-                usleep(60_000)
+                try waitForTranslated(dp, try translated(dp) + 100, "connections between reinstalls")
                 let again = try sb.install()
                 #expect(try again.readState() == dp.readState())
             }
@@ -333,9 +365,8 @@ struct KernelTests {
             #expect(current.retiredVersions == ["v1"])
             #expect(access(old.directory, F_OK) != 0)
             #expect(sb.pins.otherVersions.isEmpty)
-            var links = try linkIDs(sb)
-            for _ in 0..<100 where links.count != datapathPrograms.count { usleep(50_000); links = try linkIDs(sb) }  // freed asynchronously
-            #expect(links.count == datapathPrograms.count)
+            try? waitForLinks(sb, count: datapathPrograms.count)  // the retired links are freed asynchronously
+            #expect(try linkIDs(sb).count == datapathPrograms.count)
             try current.sync([frontend(backends: [backendIPs[1], backendIPs[2]])])
             let after = try sb.client(["tcp", vip, "80", "40"])
             #expect(after.allSatisfy { $0.ok && $0.reply != "pod-a" }, "\(counts(after))")
@@ -363,17 +394,9 @@ struct KernelTests {
             }()
             #expect(try Datapath.uninstall(pins: sb.pins))
             #expect(access(sb.pins.directory, F_OK) != 0)
-            // The kernel frees them asynchronously; poll.
-            var gone = false
-            for _ in 0..<100 where !gone {
-                let liveLinks = Set(try bpftoolIDs(["link", "show"]).map(\.id))
-                let liveProgs = Set(try bpftoolIDs(["prog", "show"]).map(\.id))
-                let liveMaps = Set(try bpftoolIDs(["map", "show"]).map(\.id))
-                gone = liveLinks.isDisjoint(with: links) && liveProgs.isDisjoint(with: ourProgs)
-                    && liveMaps.isDisjoint(with: mapIDs)
-                if !gone { usleep(50_000) }
-            }
-            #expect(gone, "programs, maps or links survived uninstall")
+            // The kernel frees them asynchronously.
+            #expect((try? waitForGone(links: links, programs: ourProgs, maps: mapIDs)) != nil,
+                    "programs, maps or links survived uninstall")
             let cgroupProgs = KernelSandbox.run(["bpftool", "cgroup", "show", sb.cgroup]).stdout
             #expect(!cgroupProgs.contains("veer_"))
         }

@@ -5,155 +5,262 @@ import Testing
 import VeerModel
 import VeerTestSupport
 
-/// Swift's view of every struct in veer_maps.h against the compiled BPF object's BTF: the
-/// same size and every field at the same offset (Cilium's alignchecker, for Swift). The
-/// kernel tests check the pinned maps' key and value sizes as well.
+/// Swift's view of every struct in veer_maps.h against the compiled BPF objects' BTF: the
+/// same size, and every field (padding included) at the same offset with the same size
+/// (Cilium's alignchecker, for Swift). The header's _Static_asserts pin each struct's size
+/// for the C side; the kernel tests check the pinned maps' key and value sizes as well.
 @Suite("Map layout")
 struct LayoutTests {
-    struct Field { let name: String; let offset: Int? }
+    struct Field { let name: String; let offset: Int?; let size: Int }
+    struct Layout { let size: Int; let fields: [Field] }
 
-    static let swiftLayouts: [String: (size: Int, fields: [Field])] = [
-        "veer_addr": (MemoryLayout<veer_addr>.size, [
-            Field(name: "ip6", offset: MemoryLayout<veer_addr>.offset(of: \.ip6)),
+    static func layout<T>(_: T.Type, _ fields: [Field]) -> Layout { Layout(size: MemoryLayout<T>.size, fields: fields) }
+    static func field<T, V>(_ name: String, _ path: KeyPath<T, V>) -> Field {
+        Field(name: name, offset: MemoryLayout<T>.offset(of: path), size: MemoryLayout<V>.size)
+    }
+
+    static let swiftLayouts: [String: Layout] = [
+        "veer_addr": layout(veer_addr.self, [
+            field("ip6", \veer_addr.ip6),
         ]),
-        "veer_config": (MemoryLayout<veer_config>.size, [
-            Field(name: "hostns_cookie", offset: MemoryLayout<veer_config>.offset(of: \.hostns_cookie)),
-            Field(name: "flags", offset: MemoryLayout<veer_config>.offset(of: \.flags)),
-            Field(name: "pad0", offset: MemoryLayout<veer_config>.offset(of: \.pad0)),
+        "veer_config": layout(veer_config.self, [
+            field("hostns_cookie", \veer_config.hostns_cookie),
+            field("flags", \veer_config.flags),
+            field("pad0", \veer_config.pad0),
         ]),
-        "veer_svc_key": (MemoryLayout<veer_svc_key>.size, [
-            Field(name: "addr", offset: MemoryLayout<veer_svc_key>.offset(of: \.addr)),
-            Field(name: "port", offset: MemoryLayout<veer_svc_key>.offset(of: \.port)),
-            Field(name: "proto", offset: MemoryLayout<veer_svc_key>.offset(of: \.proto)),
-            Field(name: "scope", offset: MemoryLayout<veer_svc_key>.offset(of: \.scope)),
-            Field(name: "slot", offset: MemoryLayout<veer_svc_key>.offset(of: \.slot)),
+        "veer_svc_key": layout(veer_svc_key.self, [
+            field("addr", \veer_svc_key.addr),
+            field("port", \veer_svc_key.port),
+            field("proto", \veer_svc_key.proto),
+            field("scope", \veer_svc_key.scope),
+            field("slot", \veer_svc_key.slot),
+            field("pad1", \veer_svc_key.pad1),
         ]),
-        "veer_svc_val": (MemoryLayout<veer_svc_val>.size, [
-            Field(name: "count_or_backend", offset: MemoryLayout<veer_svc_val>.offset(of: \.count_or_backend)),
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_svc_val>.offset(of: \.rev_nat_id)),
-            Field(name: "affinity_timeout", offset: MemoryLayout<veer_svc_val>.offset(of: \.affinity_timeout)),
-            Field(name: "flags", offset: MemoryLayout<veer_svc_val>.offset(of: \.flags)),
+        "veer_svc_val": layout(veer_svc_val.self, [
+            field("count_or_backend", \veer_svc_val.count_or_backend),
+            field("rev_nat_id", \veer_svc_val.rev_nat_id),
+            field("affinity_timeout", \veer_svc_val.affinity_timeout),
+            field("flags", \veer_svc_val.flags),
+            field("pad0", \veer_svc_val.pad0),
         ]),
-        "veer_backend": (MemoryLayout<veer_backend>.size, [
-            Field(name: "addr", offset: MemoryLayout<veer_backend>.offset(of: \.addr)),
-            Field(name: "port", offset: MemoryLayout<veer_backend>.offset(of: \.port)),
-            Field(name: "proto", offset: MemoryLayout<veer_backend>.offset(of: \.proto)),
-            Field(name: "flags", offset: MemoryLayout<veer_backend>.offset(of: \.flags)),
+        "veer_backend": layout(veer_backend.self, [
+            field("addr", \veer_backend.addr),
+            field("port", \veer_backend.port),
+            field("proto", \veer_backend.proto),
+            field("flags", \veer_backend.flags),
         ]),
-        "veer_rev_nat": (MemoryLayout<veer_rev_nat>.size, [
-            Field(name: "addr", offset: MemoryLayout<veer_rev_nat>.offset(of: \.addr)),
-            Field(name: "port", offset: MemoryLayout<veer_rev_nat>.offset(of: \.port)),
-            Field(name: "proto", offset: MemoryLayout<veer_rev_nat>.offset(of: \.proto)),
-            Field(name: "scope", offset: MemoryLayout<veer_rev_nat>.offset(of: \.scope)),
+        "veer_rev_nat": layout(veer_rev_nat.self, [
+            field("addr", \veer_rev_nat.addr),
+            field("port", \veer_rev_nat.port),
+            field("proto", \veer_rev_nat.proto),
+            field("scope", \veer_rev_nat.scope),
         ]),
-        "veer_member_key": (MemoryLayout<veer_member_key>.size, [
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_member_key>.offset(of: \.rev_nat_id)),
-            Field(name: "backend_id", offset: MemoryLayout<veer_member_key>.offset(of: \.backend_id)),
+        "veer_member_key": layout(veer_member_key.self, [
+            field("rev_nat_id", \veer_member_key.rev_nat_id),
+            field("backend_id", \veer_member_key.backend_id),
         ]),
-        "veer_member_val": (MemoryLayout<veer_member_val>.size, [
-            Field(name: "hits", offset: MemoryLayout<veer_member_val>.offset(of: \.hits)),
+        "veer_member_val": layout(veer_member_val.self, [
+            field("hits", \veer_member_val.hits),
         ]),
-        "veer_sock_rev_key": (MemoryLayout<veer_sock_rev_key>.size, [
-            Field(name: "cookie", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.cookie)),
-            Field(name: "addr", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.addr)),
-            Field(name: "port", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.port)),
-            Field(name: "proto", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.proto)),
-            Field(name: "pad1", offset: MemoryLayout<veer_sock_rev_key>.offset(of: \.pad1)),
+        "veer_sock_rev_key": layout(veer_sock_rev_key.self, [
+            field("cookie", \veer_sock_rev_key.cookie),
+            field("addr", \veer_sock_rev_key.addr),
+            field("port", \veer_sock_rev_key.port),
+            field("proto", \veer_sock_rev_key.proto),
+            field("pad0", \veer_sock_rev_key.pad0),
+            field("pad1", \veer_sock_rev_key.pad1),
         ]),
-        "veer_sock_rev_val": (MemoryLayout<veer_sock_rev_val>.size, [
-            Field(name: "addr", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.addr)),
-            Field(name: "port", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.port)),
-            Field(name: "proto", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.proto)),
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_sock_rev_val>.offset(of: \.rev_nat_id)),
+        "veer_sock_rev_val": layout(veer_sock_rev_val.self, [
+            field("addr", \veer_sock_rev_val.addr),
+            field("port", \veer_sock_rev_val.port),
+            field("proto", \veer_sock_rev_val.proto),
+            field("pad0", \veer_sock_rev_val.pad0),
+            field("rev_nat_id", \veer_sock_rev_val.rev_nat_id),
         ]),
-        "veer_sock_state": (MemoryLayout<veer_sock_state>.size, [
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_sock_state>.offset(of: \.rev_nat_id)),
-            Field(name: "backend_id", offset: MemoryLayout<veer_sock_state>.offset(of: \.backend_id)),
-            Field(name: "be_addr", offset: MemoryLayout<veer_sock_state>.offset(of: \.be_addr)),
-            Field(name: "be_port", offset: MemoryLayout<veer_sock_state>.offset(of: \.be_port)),
-            Field(name: "proto", offset: MemoryLayout<veer_sock_state>.offset(of: \.proto)),
+        "veer_sock_state": layout(veer_sock_state.self, [
+            field("rev_nat_id", \veer_sock_state.rev_nat_id),
+            field("backend_id", \veer_sock_state.backend_id),
+            field("be_addr", \veer_sock_state.be_addr),
+            field("be_port", \veer_sock_state.be_port),
+            field("proto", \veer_sock_state.proto),
+            field("pad0", \veer_sock_state.pad0),
         ]),
-        "veer_affinity_key": (MemoryLayout<veer_affinity_key>.size, [
-            Field(name: "netns_cookie", offset: MemoryLayout<veer_affinity_key>.offset(of: \.netns_cookie)),
-            Field(name: "client", offset: MemoryLayout<veer_affinity_key>.offset(of: \.client)),
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_affinity_key>.offset(of: \.rev_nat_id)),
+        "veer_affinity_key": layout(veer_affinity_key.self, [
+            field("netns_cookie", \veer_affinity_key.netns_cookie),
+            field("client", \veer_affinity_key.client),
+            field("rev_nat_id", \veer_affinity_key.rev_nat_id),
+            field("pad0", \veer_affinity_key.pad0),
         ]),
-        "veer_trace_event": (MemoryLayout<veer_trace_event>.size, [
-            Field(name: "ts_ns", offset: MemoryLayout<veer_trace_event>.offset(of: \.ts_ns)),
-            Field(name: "cookie", offset: MemoryLayout<veer_trace_event>.offset(of: \.cookie)),
-            Field(name: "netns_cookie", offset: MemoryLayout<veer_trace_event>.offset(of: \.netns_cookie)),
-            Field(name: "pid", offset: MemoryLayout<veer_trace_event>.offset(of: \.pid)),
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_trace_event>.offset(of: \.rev_nat_id)),
-            Field(name: "backend_id", offset: MemoryLayout<veer_trace_event>.offset(of: \.backend_id)),
-            Field(name: "fe_addr", offset: MemoryLayout<veer_trace_event>.offset(of: \.fe_addr)),
-            Field(name: "be_addr", offset: MemoryLayout<veer_trace_event>.offset(of: \.be_addr)),
-            Field(name: "fe_port", offset: MemoryLayout<veer_trace_event>.offset(of: \.fe_port)),
-            Field(name: "be_port", offset: MemoryLayout<veer_trace_event>.offset(of: \.be_port)),
-            Field(name: "proto", offset: MemoryLayout<veer_trace_event>.offset(of: \.proto)),
-            Field(name: "verdict", offset: MemoryLayout<veer_trace_event>.offset(of: \.verdict)),
-            Field(name: "comm", offset: MemoryLayout<veer_trace_event>.offset(of: \.comm)),
+        "veer_affinity_val": layout(veer_affinity_val.self, [
+            field("last_used_ns", \veer_affinity_val.last_used_ns),
+            field("backend_id", \veer_affinity_val.backend_id),
+            field("pad0", \veer_affinity_val.pad0),
         ]),
-        "veer_lpm_addr_key": (MemoryLayout<veer_lpm_addr_key>.size, [
-            Field(name: "prefixlen", offset: MemoryLayout<veer_lpm_addr_key>.offset(of: \.prefixlen)),
-            Field(name: "addr", offset: MemoryLayout<veer_lpm_addr_key>.offset(of: \.addr)),
+        "veer_trace_event": layout(veer_trace_event.self, [
+            field("ts_ns", \veer_trace_event.ts_ns),
+            field("cookie", \veer_trace_event.cookie),
+            field("netns_cookie", \veer_trace_event.netns_cookie),
+            field("pid", \veer_trace_event.pid),
+            field("rev_nat_id", \veer_trace_event.rev_nat_id),
+            field("backend_id", \veer_trace_event.backend_id),
+            field("fe_addr", \veer_trace_event.fe_addr),
+            field("be_addr", \veer_trace_event.be_addr),
+            field("fe_port", \veer_trace_event.fe_port),
+            field("be_port", \veer_trace_event.be_port),
+            field("proto", \veer_trace_event.proto),
+            field("verdict", \veer_trace_event.verdict),
+            field("pad0", \veer_trace_event.pad0),
+            field("comm", \veer_trace_event.comm),
         ]),
-        "veer_src_range_key": (MemoryLayout<veer_src_range_key>.size, [
-            Field(name: "prefixlen", offset: MemoryLayout<veer_src_range_key>.offset(of: \.prefixlen)),
-            Field(name: "rev_nat_id", offset: MemoryLayout<veer_src_range_key>.offset(of: \.rev_nat_id)),
-            Field(name: "addr", offset: MemoryLayout<veer_src_range_key>.offset(of: \.addr)),
+        "veer_lpm_addr_key": layout(veer_lpm_addr_key.self, [
+            field("prefixlen", \veer_lpm_addr_key.prefixlen),
+            field("addr", \veer_lpm_addr_key.addr),
         ]),
-        "veer_src_range_val": (MemoryLayout<veer_src_range_val>.size, [
-            Field(name: "allow", offset: MemoryLayout<veer_src_range_val>.offset(of: \.allow)),
-            Field(name: "pad0", offset: MemoryLayout<veer_src_range_val>.offset(of: \.pad0)),
+        "veer_src_range_key": layout(veer_src_range_key.self, [
+            field("prefixlen", \veer_src_range_key.prefixlen),
+            field("rev_nat_id", \veer_src_range_key.rev_nat_id),
+            field("addr", \veer_src_range_key.addr),
         ]),
-        "veer_service_ip": (MemoryLayout<veer_service_ip>.size, [
-            Field(name: "rule", offset: MemoryLayout<veer_service_ip>.offset(of: \.rule)),
-            Field(name: "pad0", offset: MemoryLayout<veer_service_ip>.offset(of: \.pad0)),
+        "veer_src_range_val": layout(veer_src_range_val.self, [
+            field("allow", \veer_src_range_val.allow),
+            field("pad0", \veer_src_range_val.pad0),
         ]),
-        "veer_affinity_val": (MemoryLayout<veer_affinity_val>.size, [
-            Field(name: "last_used_ns", offset: MemoryLayout<veer_affinity_val>.offset(of: \.last_used_ns)),
-            Field(name: "backend_id", offset: MemoryLayout<veer_affinity_val>.offset(of: \.backend_id)),
+        "veer_service_ip": layout(veer_service_ip.self, [
+            field("rule", \veer_service_ip.rule),
+            field("pad0", \veer_service_ip.pad0),
         ]),
     ]
 
-    /// name → (size, field → byte offset), read from the object's BTF with bpftool.
-    static func btfStructs() throws -> [String: (size: Int, offsets: [String: Int])] {
-        let r = KernelSandbox.run(["bpftool", "-j", "btf", "dump", "file", KernelSandbox.bpfObject])
+    struct BTFStruct { let size: Int; let members: [String: (offset: Int, size: Int)] }
+
+    /// name → size and members (byte offset, byte size), read from an object's BTF with bpftool.
+    static func btfStructs(_ object: String) throws -> [String: BTFStruct] {
+        let r = KernelSandbox.run(["bpftool", "-j", "btf", "dump", "file", object])
         guard r.status == 0,
               let root = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
               let types = root["types"] as? [[String: Any]] else {
-            throw SandboxError("bpftool btf dump failed: \(r.stderr)")
+            throw SandboxError("bpftool btf dump \(object) failed: \(r.stderr)")
         }
-        var result: [String: (Int, [String: Int])] = [:]
-        for t in types where t["kind"] as? String == "STRUCT" {
-            guard let name = t["name"] as? String, name.hasPrefix("veer_"), let size = t["size"] as? Int else { continue }
-            var offsets: [String: Int] = [:]
-            for m in t["members"] as? [[String: Any]] ?? [] {
-                if let n = m["name"] as? String, let bits = m["bits_offset"] as? Int { offsets[n] = bits / 8 }
+        let byID = Dictionary(types.compactMap { t in (t["id"] as? Int).map { ($0, t) } }, uniquingKeysWith: { a, _ in a })
+        // A member's size: through typedefs and qualifiers, arrays as count × element.
+        func size(_ id: Int) -> Int? {
+            guard let t = byID[id] else { return nil }
+            switch t["kind"] as? String {
+            case "INT", "STRUCT", "UNION", "ENUM", "ENUM64": return t["size"] as? Int
+            case "TYPEDEF", "CONST", "VOLATILE", "RESTRICT": return (t["type_id"] as? Int).flatMap(size)
+            case "ARRAY":
+                guard let n = t["nr_elems"] as? Int, let e = (t["type_id"] as? Int).flatMap(size) else { return nil }
+                return n * e
+            default: return nil
             }
-            result[name] = (size, offsets)
+        }
+        var result: [String: BTFStruct] = [:]
+        for t in types where t["kind"] as? String == "STRUCT" {
+            guard let name = t["name"] as? String, name.hasPrefix("veer_"), let structSize = t["size"] as? Int else { continue }
+            var members: [String: (Int, Int)] = [:]
+            for m in t["members"] as? [[String: Any]] ?? [] {
+                guard let n = m["name"] as? String, let bits = m["bits_offset"] as? Int else { continue }
+                members[n] = (bits / 8, (m["type_id"] as? Int).flatMap(size) ?? -1)
+            }
+            result[name] = BTFStruct(size: structSize, members: members)
         }
         return result
     }
 
+    static var tcObject: String {
+        URL(fileURLWithPath: KernelSandbox.bpfObject).deletingLastPathComponent().appendingPathComponent(PacketPath.objectName).path
+    }
+
     static let btfUnavailable: String? = {
-        if access(KernelSandbox.bpfObject, R_OK) != 0 { return "BPF object missing: run `make test`" }
+        for object in [KernelSandbox.bpfObject, tcObject] where access(object, R_OK) != 0 {
+            return "BPF object \(object) missing: run `make test`"
+        }
         if KernelSandbox.run(["bpftool", "version"]).status != 0 { return "bpftool missing: run `make test`" }
         return nil
     }()
 
-    @Test("Every shared struct has the BPF object's size and field offsets",
-          .disabled(if: btfUnavailable != nil, Comment(rawValue: "skipped: \(btfUnavailable ?? "")")))
-    func matchesBTF() throws {
-        let btf = try Self.btfStructs()
-        #expect(Set(btf.keys) == Set(Self.swiftLayouts.keys), "a struct in veer_maps.h is not checked here")
-        for (name, swift) in Self.swiftLayouts {
-            guard let kernel = btf[name] else { Issue.record("\(name) not in BTF"); continue }
-            #expect(swift.size == kernel.size, "\(name): Swift \(swift.size) bytes, BPF \(kernel.size)")
+    /// The structs veer_maps.h declares: shared with Swift, so every one is checked here.
+    static func headerStructs() throws -> Set<String> {
+        let header = try String(contentsOfFile: "\(KernelSandbox.repoRoot)/bpf/include/veer_maps.h", encoding: .utf8)
+        return Set(header.matches(of: try Regex("struct (veer_[a-z0-9_]+) \\{")).map { String($0.output[1].substring ?? "") })
+    }
+
+    /// Checks the object's copy of every shared struct (a struct private to one object, not in
+    /// the header, is that object's own business).
+    static func check(_ btf: [String: BTFStruct], object: String, shared: Set<String>) {
+        for (name, kernel) in btf where shared.contains(name) {
+            guard let swift = swiftLayouts[name] else { Issue.record("\(object): \(name) is not checked here"); continue }
+            #expect(swift.size == kernel.size, "\(object): \(name): Swift \(swift.size) bytes, BPF \(kernel.size)")
+            #expect(Set(swift.fields.map(\.name)) == Set(kernel.members.keys), "\(object): \(name): fields differ")
             for field in swift.fields {
-                #expect(field.offset == kernel.offsets[field.name], "\(name).\(field.name)")
+                guard let member = kernel.members[field.name] else { continue }
+                #expect(field.offset == member.offset,
+                        "\(object): \(name).\(field.name) at \(field.offset ?? -1) in Swift, \(member.offset) in BPF")
+                #expect(field.size == member.size,
+                        "\(object): \(name).\(field.name) \(field.size) bytes in Swift, \(member.size) in BPF")
             }
         }
+    }
+
+    @Test("Every shared struct has the BPF objects' size and every field's offset and size",
+          .disabled(if: btfUnavailable != nil, Comment(rawValue: "skipped: \(btfUnavailable ?? "")")))
+    func matchesBTF() throws {
+        let shared = try Self.headerStructs()
+        #expect(shared.count >= 18 && shared == Set(Self.swiftLayouts.keys), "every struct of veer_maps.h is checked here")
+        let sock = try Self.btfStructs(KernelSandbox.bpfObject)
+        let tc = try Self.btfStructs(Self.tcObject)
+        for name in shared {
+            #expect(sock[name] != nil || tc[name] != nil, "\(name) is in neither object's BTF: nothing checks its layout")
+        }
+        #expect(tc["veer_svc_key"] != nil, "the packet path's object carries the shared structs")
+        Self.check(sock, object: "veer_sock.bpf.o", shared: shared)
+        Self.check(tc, object: PacketPath.objectName, shared: shared)
+    }
+
+    /// The enumerators of `enum <name>` in veer_maps.h, in order, without the prefix and _MAX.
+    /// (The objects' BTF does not carry the enums: their counter maps are keyed by __u32.)
+    static func headerEnum(_ name: String, prefix: String) throws -> [String] {
+        let header = try String(contentsOfFile: "\(KernelSandbox.repoRoot)/bpf/include/veer_maps.h", encoding: .utf8)
+        guard let body = header.firstMatch(of: try Regex("enum \(name) \\{([^}]*)\\}"))?.output[1].substring else {
+            throw SandboxError("enum \(name) not found in veer_maps.h")
+        }
+        let code = String(body).replacing(try Regex(#"/\*(.|\n)*?\*/"#), with: " ")
+        let enumerators = code.split(separator: ",").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .filter { !$0.isEmpty }
+        #expect(enumerators.dropFirst().allSatisfy { !$0.contains("=") }, "enum \(name): only the first enumerator has a value")
+        var names: [String] = []
+        for enumerator in enumerators {
+            let name = String(enumerator.split(separator: " ").first ?? "")
+            guard name.hasPrefix(prefix), name != prefix + "MAX" else { continue }
+            names.append(String(name.dropFirst(prefix.count)))
+        }
+        return names
+    }
+
+    /// slotMissing → SLOT_MISSING
+    static func cName(_ swiftCase: some Any) -> String {
+        String(describing: swiftCase).reduce(into: "") { out, c in
+            if c.isUppercase { out += "_" }
+            out += c.uppercased()
+        }
+    }
+
+    @Test("DatapathStat and PacketPathStat name every enumerator of veer_maps.h's stat enums, in order")
+    func statNames() throws {
+        let sock = try Self.headerEnum("veer_stat", prefix: "VEER_STAT_")
+        #expect(sock.count == Int(VEER_STAT_MAX.rawValue))
+        #expect(DatapathStat.allCases.map { Self.cName($0) } == sock)
+        for (i, stat) in DatapathStat.allCases.enumerated() {
+            #expect(stat.index == UInt32(i), "\(stat) reads slot \(stat.index), enumerator \(i)")
+        }
+        #expect(Set(DatapathStat.allCases.map(\.name)).count == DatapathStat.allCases.count, "two counters share a name")
+        #expect(DatapathStat.allCases.count <= Int(VEER_STATS_SLOTS))
+
+        let pkt = try Self.headerEnum("veer_pkt_stat", prefix: "VEER_PKT_STAT_")
+        #expect(pkt.count == Int(VEER_PKT_STAT_MAX.rawValue))
+        #expect(PacketPathStat.allCases.map { Self.cName($0) } == pkt)
+        #expect(PacketPathStat.allCases.map(\.rawValue) == Array(0..<UInt32(pkt.count)))
+        #expect(Set(PacketPathStat.allCases.map(\.name)).count == PacketPathStat.allCases.count, "two counters share a name")
     }
 
     @Test("Addresses are 16 bytes everywhere, IPv4 as ::ffff:a.b.c.d, in network order")
@@ -164,7 +271,6 @@ struct LayoutTests {
         #expect(MemoryLayout<veer_trace_event>.size == 96)
         #expect(MemoryLayout<veer_lpm_addr_key>.size == 20, "an LPM trie key: prefixlen, then the 16-byte address")
         #expect(MemoryLayout<veer_src_range_key>.size == 24, "an LPM trie key: prefixlen, frontend id, address")
-        #expect(MemoryLayout<veer_affinity_key>.size == 32, "netns cookie, client address, frontend id: no implicit padding")
         #expect(VEER_PIN_VERSION == "v4")
     }
 
@@ -175,7 +281,6 @@ struct LayoutTests {
         #expect(BackendEntry.flagTerminating == UInt8(VEER_BE_F_TERMINATING))
         #expect(MasterEntry.flagExternalLocal == UInt16(VEER_SVC_F_EXT_LOCAL))
         #expect(FrontendScope.cluster.rawValue == UInt8(VEER_SCOPE_CLUSTER) && FrontendScope.external.rawValue == UInt8(VEER_SCOPE_EXTERNAL))
-        #expect(PacketPathStat.allCases.count == Int(VEER_PKT_STAT_MAX.rawValue))
         #expect(L4Protocol.tcp.rawValue == 6 && L4Protocol.udp.rawValue == 17)
         #expect(ServiceAddressRule.refuse.rawValue == VEER_SVCIP_REFUSE.rawValue)
         #expect(ServiceAddressRule.drop.rawValue == VEER_SVCIP_DROP.rawValue)

@@ -122,15 +122,6 @@ private func runOnce(_ image: String, _ name: String, _ options: [String], _ com
     return podman(["run", "--rm", "--pull=never", "--network=none", "--name", name] + containerOptions + options + [image] + command)
 }
 
-private func waitFor(_ what: String, timeout: Double = 60, _ condition: () throws -> Bool) throws {
-    let deadline = Date().addingTimeInterval(timeout)
-    while Date() < deadline {
-        if (try? condition()) == true { return }
-        usleep(50_000)
-    }
-    throw SandboxError("timed out waiting for \(what)")
-}
-
 /// The metric names the dashboard's queries use, with a histogram's series folded into its family.
 private func dashboardMetrics() throws -> Set<String> {
     let json = try String(contentsOfFile: "\(repoRoot)/deploy/grafana/veer.json", encoding: .utf8)
@@ -240,7 +231,7 @@ struct ImageTests {
 
                 // Programmed: the web Service's ClusterIP has its three endpoints in the maps.
                 let web = try #require(L4Address("10.96.0.10:80/tcp"))
-                do { try waitFor("veerd in the container to program 10.96.0.10:80") {
+                do { try waitFor("veerd in the container to program 10.96.0.10:80", timeout: 60) {
                     guard container.isRunning else { throw SandboxError("podman run exited") }
                     let state = try Datapath(pins: sb.pins).readState()
                     return state.masters[web].map { Int($0.count) } == 3

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VeerModel
+import VeerTestSupport
 @testable import VeerKube
 
 @Suite("API source against the fake API server", .serialized)
@@ -98,10 +99,16 @@ struct APISourceTests {
             try await server.apply("endpointslices", slice("unrelated", service: "x"))  // moves the RV elsewhere
             let bm = try await server.control("bookmark", ["resource": "services"])
             let bookmarkRV = try #require(bm["resourceVersion"] as? String)
+            // Not a wait for an event: the watch must outlive shortWatch (100 ms) for its end to
+            // count as a normal one rather than a failure (the bookmark itself is queued ahead
+            // of the close on the same stream).
             try await Task.sleep(for: .milliseconds(200))
             try await server.control("close_watches", ["resource": "services"])
-            try await Task.sleep(for: .milliseconds(300))
-            var watches = try await server.requests().filter { $0.path == "/api/v1/services" && $0.query["watch"] != nil }
+            func serviceWatches() async throws -> [FakeAPIServer.Request] {
+                try await server.requests().filter { $0.path == "/api/v1/services" && $0.query["watch"] != nil }
+            }
+            try await waitFor("the services watch resumed") { try await serviceWatches().count >= 2 }
+            var watches = try await serviceWatches()
             #expect(watches.count == 2)
             #expect(watches.last?.query["resourceVersion"] == bookmarkRV, "resumed at the bookmark's resourceVersion")
 
@@ -132,7 +139,9 @@ struct APISourceTests {
             try await server.apply("services", svc("late"))
             try await server.control("silent", ["on": false])
             try await server.control("compact")
-            try await Task.sleep(for: .milliseconds(150))  // longer than shortWatch: a normal end, not a failure
+            // Not a wait for an event: the watch must outlive shortWatch (100 ms), so that its end
+            // is a normal one, not a failure.
+            try await Task.sleep(for: .milliseconds(150))
             try await server.control("close_watches", ["resource": "services"])
             await rec.wait("relisted after ERROR 410") { rec.keys(.service) == ["other/api", "shop/late", "shop/web"] }
             #expect(rec.events.contains { if case .replaceAll(.service, let os) = $0 { os.contains { $0.name == "late" } } else { false } })
@@ -144,7 +153,7 @@ struct APISourceTests {
             try await server.delete("endpointslices", "shop", "web-2")
             try await server.control("silent", ["on": false])
             try await server.control("watch_http_410", ["count": 1])
-            try await Task.sleep(for: .milliseconds(150))
+            try await Task.sleep(for: .milliseconds(150))  // outlive shortWatch, as above
             try await server.control("close_watches", ["resource": "endpointslices"])
             await rec.wait("relisted after HTTP 410") { rec.keys(.endpointSlice) == ["shop/db-1", "shop/web-1"] }
             #expect(rec.diagnostics.contains { $0.origin == "watch endpointslices" && $0.message.contains("410 Gone") })
@@ -188,6 +197,7 @@ struct APISourceTests {
             await rec.wait("synced") { rec.syncedCount == 1 }
             let before = rec.events.count
             server.stop()
+            // A measuring window, not a wait: how often it retries in 1.5 s is what is tested.
             try await Task.sleep(for: .milliseconds(1500))
             #expect(rec.events.count == before, "nothing emitted while the server is away")
             #expect(rec.keys(.service) == ["other/api", "shop/db", "shop/web"], "last good state kept")
@@ -286,6 +296,7 @@ extension APISourceTests {
             await rec.wait("synced") { rec.syncedCount == 1 }
             try await server.control("watch_http_410", ["count": 100_000])
             try await server.control("drop_watches")
+            // A measuring window, not a wait: the request rate over 1.5 s is what is tested.
             try await Task.sleep(for: .seconds(1.5))
             #expect(rec.keys(.service) == ["other/api", "shop/db", "shop/web"], "relists keep the state")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VeerModel
+import VeerTestSupport
 @testable import VeerKube
 
 /// Applies SourceEvents the way the store will: the state a source leads to.
@@ -52,13 +53,8 @@ final class EventRecorder: @unchecked Sendable {
     @discardableResult
     func wait(_ what: String, timeout: Duration = .seconds(20), sourceLocation: SourceLocation = #_sourceLocation,
               _ condition: () -> Bool) async -> Bool {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while clock.now < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        if condition() { return true }
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        if (try? await waitFor(what, timeout: seconds, every: .milliseconds(10), { condition() })) != nil { return true }
         FileHandle.standardError.write(Data("TIMEOUT \(what): \(events.map(describe)) \(diagnostics)\n".utf8))
         Issue.record("timed out waiting for: \(what); events: \(events.map(describe))", sourceLocation: sourceLocation)
         return false

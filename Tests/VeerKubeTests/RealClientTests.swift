@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VeerModel
+import VeerTestSupport
 @testable import VeerKube
 
 /// Runs a program with its output in temp files (no pipe deadlocks); blocks until it exits.
@@ -21,8 +22,7 @@ private func run(_ executable: String, _ arguments: [String], environment: [Stri
     p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out + ".out"))
     p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: out + ".err"))
     try p.run()
-    let deadline = Date().addingTimeInterval(timeout)
-    while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+    try? waitFor("\(executable) to exit", timeout: timeout) { !p.isRunning }
     if p.isRunning { kill(p.processIdentifier, SIGKILL) }
     p.waitUntilExit()
     return (p.terminationStatus, FileManager.default.contents(atPath: out + ".out") ?? Data(),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VeerModel
+import VeerTestSupport
 @testable import VeerKube
 
 /// A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
@@ -62,10 +63,13 @@ struct TLSTests {
             try KubeConfigLoader.load(.init(kubeconfig: pki.path("kubeconfig"), context: context, environment: [:]))
         }
 
-        try await withSource(server, config: try config("tls")) { _, rec in
+        try await withSource(server, config: try config("tls")) { source, rec in
             await rec.wait("synced over mutual TLS") { rec.syncedCount == 1 }
             #expect(rec.keys(.service) == ["other/api", "shop/db", "shop/web"])
-            try await Task.sleep(for: .milliseconds(100))
+            // The watches too, streamed over TLS, before the source is stopped under them.
+            await rec.wait("every kind watching over mutual TLS") {
+                source.statistics().values.filter { $0.watches >= 1 }.count == ResourceKind.allCases.count
+            }
         }
         for context in ["no-client-cert", "wrong-ca"] {
             try await withSource(server, config: try config(context)) { _, rec in

@@ -124,13 +124,15 @@ w("- **iptables**: `iptables-restore` of the rules kube-proxy's iptables mode wr
   "nat OUTPUT/PREROUTING → KUBE-SERVICES (one `-d VIP -p tcp --dport` rule per service port, comments, and "
   "the final `addrtype LOCAL → KUBE-NODEPORTS` rule) → KUBE-SVC-* (the `! -s podCIDR` masquerade mark, then "
   "10 `statistic --mode random --probability 1/k` jumps) → KUBE-SEP-* (hairpin mark, DNAT); "
-  "KUBE-MARK-MASQ / KUBE-POSTROUTING; the filter-table OUTPUT/INPUT jumps with `conntrack --ctstate NEW`. "
+  "KUBE-MARK-MASQ / KUBE-POSTROUTING; the filter-table OUTPUT/INPUT/FORWARD jumps with `conntrack --ctstate NEW` and KUBE-FORWARD. "
   "Endpoint comments are dropped above 1,000 endpoints, as kube-proxy's large-cluster mode does.")
 w("- **nftables**: `nft -f` of kube-proxy's nftables-mode table `ip kube-proxy`: nat-output/prerouting → "
   "`services` (`ip daddr . meta l4proto . th dport vmap @service-ips`) → `service-*` chain (masquerade "
   "check, `numgen random mod 10 vmap {…: goto endpoint-*}`) → `endpoint-*` chain (hairpin mark, `dnat to`); "
-  "filter-output `ct state new` jumps to the (empty) no-endpoint and firewall verdict maps, the "
-  "post-DNAT cluster-ips check, and masquerading in nat-postrouting.")
+  "the base chains of kube-proxy 1.31+: filter-prerouting-pre-dnat / filter-output-pre-dnat (firewall check), "
+  "filter-input / filter-output / filter-forward `ct state new` jumps to the (empty) no-endpoint verdict maps and "
+  "the cluster-ips check, and masquerading in nat-postrouting. Both rule files also carry the measured service's "
+  "NodePorts (used by the external-client mode below, never by these clients).")
 w("")
 w("Each scale has N ClusterIP services with 10 endpoints each. The measured service is number N/2, the "
   "middle of KUBE-SERVICES (kube-proxy orders services by hash, so the middle is the expected position); it "
@@ -229,6 +231,134 @@ if bad:
     w("Client errors (connects or queries that failed, excluded from the numbers): " +
       ", ".join(f"{NAMES[m]} {c} at {s:,}: {v}" for (s, c, m), v in sorted(bad.items())) + ".")
     w("")
+# ---- From outside the node ----------------------------------------------------------------
+XMODES = ["direct", "veer", "nft", "ipt"]
+XNAMES = {"direct": "direct to the pod", "veer": "Veer (packet path)", "ipt": "iptables", "nft": "nftables"}
+XCASES = ["xcrr", "xudp", "xbulk"]
+if any(k[1] in XCASES for k in res):
+    w("## From outside the node: NodePort on node A, the pod on node B")
+    w("")
+    w("A NodePort as a client outside the cluster meets it: the client connects to node A's "
+      "address:nodePort (the measured service, `externalTrafficPolicy: Cluster`), and all of the service's "
+      "endpoints run in one pod on node B, so node A translates the destination, masquerades the source to its "
+      "own address, forwards, and translates the replies back.")
+    w("")
+    w("- **Topology** (every namespace made and removed by the bench): one bridge namespace joins, by veth pairs, "
+      "the outside client (192.168.79.200), node B (.20, the pod behind a veth in a namespace of its own, as a "
+      "CNI plugin makes it, with the 10 endpoint addresses) and one node A per load balancer (.11 Veer, .12 "
+      "iptables, .13 nftables), each routing the pod CIDR to node B. One NIC per node: node A forwards out the "
+      "interface the request came in on, as a one-NIC node does.")
+    w("- **Veer (packet path)**: the real agent: `veerd --manifests` (release build) in node A's namespace, "
+      "reading the scale's Services, EndpointSlices and the Node as one JSON List; it attaches "
+      "bpf/veer_tc.bpf.c at tc ingress of node A's eth0, which hands each new flow to the kernel's conntrack "
+      "and NAT (conntrack kfuncs; the `inet veer_nat` table's hooks do the masquerade and the reverse "
+      "translation). Its socket programs are attached to a child cgroup no process joins.")
+    w("- **iptables / nftables**: the same rule files as the socket mode (Tests/bench/gen.py), which carry the "
+      "measured service's NodePorts as kube-proxy writes them: iptables `KUBE-SERVICES` (every ClusterIP rule "
+      "first) → `addrtype LOCAL → KUBE-NODEPORTS` → `KUBE-EXT-*` (`KUBE-MARK-MASQ`) → `KUBE-SVC-*` → "
+      "`KUBE-SEP-*` (DNAT), `MASQUERADE --random-fully` in POSTROUTING, the filter FORWARD jumps and "
+      "`KUBE-FORWARD`; nftables `services` → `ip daddr @nodeport-ips … vmap @service-nodeports` → "
+      "`external-*` (`jump mark-for-masquerade`) → `service-*` → `endpoint-*` (`dnat to`), "
+      "`masquerade fully-random`, and the filter-forward/-input/-prerouting checks of kube-proxy 1.31+.")
+    w("- **direct to the pod**: the client routed to the pod address through node B: no node A, no "
+      "conntrack, no NAT; one forwarding hop fewer than the others, so it is the ceiling, not a peer.")
+    w("- Cases as in the socket mode (same client program): **connect** (connect + first byte + RST close: "
+      "conn/s, p50/p99 µs), **UDP** (one unconnected socket, query/answer to node A:30053, queries/s), "
+      "**bulk** (one connection, Gbit/s). They run in the same rotated rounds as the socket cases.")
+    w("")
+    w("Median (min–max) over rounds.")
+    w("")
+    w("| services | mode | conn/s | connect p50 µs | connect p99 µs | UDP queries/s | bulk Gbit/s |")
+    w("|---:|---|---:|---:|---:|---:|---:|")
+    for s_ in scales:
+        for m in XMODES:
+            if not any(res.get((s_, c, m)) for c in XCASES):
+                if m != "direct":
+                    w(f"| {s_:,} | {XNAMES[m]} | not run | | | | |")
+                continue
+            w(f"| {s_:,} | {XNAMES[m]} | {fmt_val(s_, 'xcrr', m, 'rate')} | {fmt_val(s_, 'xcrr', m, 'p50_us', '{:.1f}')} "
+              f"| {fmt_val(s_, 'xcrr', m, 'p99_us', '{:.1f}')} | {fmt_val(s_, 'xudp', m, 'rate')} "
+              f"| {fmt_val(s_, 'xbulk', m, 'gbps', '{:.2f}')} |")
+    w("")
+    failed = []
+    for s_ in scales:
+        for m in XMODES:
+            for c, what in (("xcrr", "connects"), ("xudp", "queries")):
+                rows = res.get((s_, c, m), {}).values()
+                e = sum(int(d.get("errors", 0)) for d in rows)
+                if e:
+                    failed.append(f"{XNAMES[m]} {what} at {s_:,}: {e} of {e + sum(int(d.get('n', 0)) for d in rows)}")
+    w("Failed, and left out of the figures above: " + ("; ".join(failed) if failed else "none") + ".")
+    w("")
+    # Veer against each kube-proxy mode, figure by figure: per round where both ran, then the median.
+    FIG = [("conn/s", "xcrr", "rate", True), ("connect p50", "xcrr", "p50_us", False),
+           ("connect p99", "xcrr", "p99_us", False), ("UDP queries/s", "xudp", "rate", True),
+           ("bulk Gbit/s", "xbulk", "gbps", True)]
+
+    def advantage(s_, case, key, higher, other):
+        """Per round: how many times better Veer is (>1 = Veer ahead), median over rounds."""
+        v, o = res.get((s_, case, "veer"), {}), res.get((s_, case, other), {})
+        rs = [(v[r][key] / o[r][key]) if higher else (o[r][key] / v[r][key])
+              for r in v if r in o and v[r].get(key) and o[r].get(key)]
+        return med(rs)
+
+    w("Veer against kube-proxy, figure by figure: how many times better Veer is (> 1: Veer ahead; for latency, "
+      "kube-proxy's time over Veer's), per round where both ran, median over rounds.")
+    w("")
+    w("| services | against | " + " | ".join(f[0] for f in FIG) + " |")
+    w("|---:|---|" + "---:|" * len(FIG))
+    verdict, compared = [], 0
+    for s_ in scales:
+        for other in ["nft", "ipt"]:
+            cells = []
+            for name, case, key, higher in FIG:
+                a = advantage(s_, case, key, higher, other)
+                cells.append(f"{a:.2f}×" if a else "—")
+                compared += bool(a and other == "nft")
+                if a and a < 1 and other == "nft":
+                    verdict.append(f"{name} at {s_:,} ({a:.2f}×)")
+            w(f"| {s_:,} | {NAMES[other]} | " + " | ".join(cells) + " |")
+    w("")
+    if not compared:
+        w("**Target (Veer at least as fast as kube-proxy nftables on every figure): not decided**: Veer and nftables "
+          "did not both run.")
+    elif verdict:
+        w("**Target (Veer at least as fast as kube-proxy nftables on every figure): missed** on " + ", ".join(verdict) +
+          ", by the median of rounds in this run.")
+    else:
+        w("**Target (Veer at least as fast as kube-proxy nftables on every figure): met** by the median of rounds in this run.")
+    w("")
+    xerr = {s_: sum(int(d.get("errors", 0)) for d in res.get((s_, "xcrr", m), {}).values()) for s_ in scales for m in ["veer"]}
+    stats_path = os.path.join(out, "xveer-stats.tsv")
+    if os.path.exists(stats_path):
+        st = defaultdict(dict)
+        for line in open(stats_path):
+            a, ev, v = line.rstrip("\n").split("\t")
+            st[int(a)][ev] = int(float(v))
+        events = sorted({e for d in st.values() for e in d})
+        w("Veer's packet-path counters on node A after the scale's rounds (`veer_packet_path_packets_total`, every "
+          "packet to a frontend; warm-up included), with the connects that failed through Veer:")
+        w("")
+        w("| services | failed connects | " + " | ".join(events) + " |")
+        w("|---:|---:|" + "---:|" * len(events))
+        for s_ in sorted(st):
+            w(f"| {s_:,} | {xerr.get(s_, 0)} | " + " | ".join(str(st[s_].get(e, 0)) for e in events) + " |")
+        w("")
+    xl = [(int(a), m, st, float(secs), d) for a, m, st, secs, d in loads if m in ("xveer", "xipt", "xnft")]
+    if xl:
+        w("Loading node A, from nothing: Veer = from starting veerd to its first full sync with the packet path "
+          "attached (reading the manifests included); kube-proxy = `iptables-restore` / `nft -f` of the whole file.")
+        w("")
+        w("| services | Veer (veerd start → synced, packet path on) | iptables-restore | nft -f |")
+        w("|---:|---|---|---|")
+        for s_ in scales:
+            cells = []
+            for m in ("xveer", "xipt", "xnft"):
+                l = [x for x in xl if x[0] == s_ and x[1] == m]
+                cells.append("—" if not l else (f"{l[0][3]:.2f} s" if l[0][2] == "ok" else f"**{l[0][2]}** after {l[0][3]:.0f} s"))
+            w(f"| {s_:,} | " + " | ".join(cells) + " |")
+        w("")
+
 w("## Control plane: the agent")
 w("")
 agent = [(int(s_), st, kv(d) if st == "ok" else d) for s_, m, st, secs, d in loads if m == "agent"]
@@ -387,6 +517,7 @@ w("")
 w("```sh")
 w("make bench                                    # as root; installs iptables, nftables, matplotlib (venv) itself")
 w("make bench BENCH_SCALES=\"1 1000\" BENCH_ROUNDS=3 BENCH_AGENT_SCALES=10000   # a quicker subset")
+w("make bench BENCH_EXTERNAL=0                   # without the external-client mode")
 w("make bench-smoke                              # the tiny run make test does: harness works, sandbox removed")
 w("```")
 open(doc, "w").write("\n".join(L) + "\n")

@@ -11,6 +11,16 @@
 #   - one child cgroup <cgroup2>/veer-bench-<pid> with Veer's programs attached (pins in
 #     /sys/fs/bpf/veer-bench-<pid>); only the Veer client processes join it.
 #   - iptables and nft rules exist only inside ipt and nft.
+#   - the external-client mode, per scale (BENCH_EXTERNAL=0 leaves it out): a bridge namespace
+#     veer-bench-<pid>-xbr joins, by veths made inside these namespaces only, an outside client
+#     (-xcl, 192.168.79.200), node B (-xb, .20) with the backend pod behind a veth in its own
+#     namespace (-xpod: the measured service's 10 endpoint addresses, one server), and one node A
+#     per load balancer: -xa-veer (.11: veerd --manifests with its packet path, tc on that
+#     namespace's eth0 only, cgroup <cgroup2>/veer-bench-<pid>-ext that no process joins, pins
+#     /sys/fs/bpf/veer-bench-<pid>-ext), -xa-ipt (.12) and -xa-nft (.13) with kube-proxy's rules
+#     (the same files as the socket mode: they include the measured service's NodePorts). The
+#     client connects to node A's address:30080; node A routes the pod CIDR to node B. "direct"
+#     is the client routed to the pod through node B, with no node A and no NAT at all.
 #   - the control plane (Tests/bench/agent_bench.py): per scale, namespace veer-bench-<pid>-cp
 #     holding the fake API server and veerd, which attaches to <cgroup2>/veer-bench-<pid>-cp
 #     with pins in /sys/fs/bpf/veer-bench-<pid>-cp (no client ever joins that cgroup).
@@ -18,9 +28,11 @@
 # Env: VEER_BPF_OBJECT, VEER_BENCH (veer-bench binary), NETBENCH (client/server binary), VEERD (veerd binary),
 #      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
 #      BENCH_LOAD_TIMEOUT (90 s per rule load; BENCH_NFT_TIMEOUT 160 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md),
-#      BENCH_AGENT_SCALES ("10000 50000": veerd against the fake API server), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100)
+#      BENCH_AGENT_SCALES ("10000 50000": veerd against the fake API server), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100),
+#      BENCH_EXTERNAL (1: the external-client mode; needs VEERD)
 #
-# Time budget (the whole run should stay under 10 minutes): every load runs under a timeout, and a
+# Time budget (the whole run should stay under 10 minutes, plus the external-client mode's second load
+# of each kube-proxy rule file: about 3 more minutes at 10,000 services): every load runs under a timeout, and a
 # kube-proxy load is not even started when the previous scale's load, scaled linearly (its real
 # growth is worse), would already exceed the timeout; the skip and its reason are reported.
 set -uo pipefail
@@ -40,6 +52,8 @@ CHURN_SECONDS=${BENCH_CHURN_SECONDS:-10}
 CHURN_RATE=${BENCH_CHURN_RATE:-100}
 AGENT_SCALES=${BENCH_AGENT_SCALES-"10000 50000"}
 [ -z "$AGENT_SCALES" ] || : "${VEERD:?VEERD (veerd binary) is needed for BENCH_AGENT_SCALES}"
+EXTERNAL=${BENCH_EXTERNAL:-1}
+[ "$EXTERNAL" = 0 ] || : "${VEERD:?VEERD (veerd binary) is needed for the external-client mode (BENCH_EXTERNAL=0 leaves it out)}"
 
 [ "$(id -u)" = 0 ] || { echo "bench: needs root (BPF, namespaces, cgroups)" >&2; exit 1; }
 CG2=$(awk '$3=="cgroup2"{print $2; exit}' /proc/mounts)
@@ -52,10 +66,17 @@ PINS=/sys/fs/bpf/$TAG
 MODES="direct veer ipt nft"
 SERVERS=()
 AGENT_PID=
+# External-client mode: namespaces (suffixes of $TAG-), addresses on the bridge.
+XNS="xbr xcl xb xpod xa-veer xa-ipt xa-nft"
+XNET=192.168.79
+XCLIENT=$XNET.200
+XNODEB=$XNET.20
+declare -A XNODE=([veer]=$XNET.11 [ipt]=$XNET.12 [nft]=$XNET.13)
+XVEERD_PID=
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv   # scale  case  mode  round  key=value...
 LOADS=$OUT/loads.tsv       # scale  mode  status  seconds  detail
-: >"$RESULTS"; : >"$LOADS"
+: >"$RESULTS"; : >"$LOADS"; : >"$OUT/xveer-stats.tsv"
 START=$(date +%s)
 
 log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
@@ -73,7 +94,28 @@ teardown_scale() {
 	fi
 	local m
 	for m in $MODES; do ip netns del "$TAG-$m" 2>/dev/null; done
+	teardown_external
 	teardown_agent
+}
+teardown_external() {
+	if [ -n "$XVEERD_PID" ]; then
+		# TERM leaves the datapath attached (veerd's way); it all goes with the namespace below.
+		kill -TERM "$XVEERD_PID" 2>/dev/null
+		local i
+		for i in $(seq 50); do kill -0 "$XVEERD_PID" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$XVEERD_PID" 2>/dev/null; wait "$XVEERD_PID" 2>/dev/null; XVEERD_PID=
+	fi
+	[ -d "$PINS-ext" ] && "$VEER_BENCH" uninstall "$PINS-ext" >/dev/null 2>&1
+	[ -d "$PINS-ext" ] && rm -rf "$PINS-ext"
+	rm -rf "/run/veer$PINS-ext"
+	if [ -d "$CGROUP-ext" ]; then
+		local i
+		for i in $(seq 50); do rmdir "$CGROUP-ext" 2>/dev/null && break; sleep 0.1; done
+	fi
+	# Deleting node A's namespace takes its eth0, the tc filter on it and the nft tables with it.
+	local x
+	for x in $XNS; do ip netns del "$TAG-$x" 2>/dev/null; done
+	rm -rf "$OUT/ext-manifests"
 }
 teardown_agent() {
 	# agent_bench.py kills veerd and the fake API server itself; this is for an interrupted run.
@@ -118,6 +160,84 @@ setup_scale() {
 		for i in $(seq 50); do grep -q ready "$OUT/server-$m.log" && break; sleep 0.1; done
 		grep -q ready "$OUT/server-$m.log" || { log "server in $m did not start"; return 1; }
 	done
+}
+
+xns() { echo "/run/netns/$TAG-x$1"; }
+# xlink NS ADDRESS: NS's eth0, a veth whose peer is a port of the bridge (both ends made inside
+# the bench's namespaces).
+xlink() {
+	local n=$1 addr=$2 peer=p$(( ${#XLINKS[@]} + 1 ))
+	XLINKS+=("$peer")
+	ip -n "$TAG-x$n" link add eth0 type veth peer name "$peer" netns "$TAG-xbr" || return 1
+	ip -n "$TAG-xbr" link set "$peer" master br0 up || return 1
+	ip -n "$TAG-x$n" addr add "$addr/24" dev eth0 || return 1
+	ip -n "$TAG-x$n" link set eth0 up
+}
+setup_external() {
+	local x
+	XLINKS=()
+	for x in $XNS; do
+		ip netns add "$TAG-$x" || return 1
+		ip -n "$TAG-$x" link set lo up
+	done
+	ip -n "$TAG-xbr" link add br0 type bridge && ip -n "$TAG-xbr" link set br0 up || return 1
+	xlink cl "$XCLIENT" || return 1
+	# direct: the client reaches the pod through node B, with nothing in between.
+	ip -n "$TAG-xcl" route add 10.128.0.0/9 via "$XNODEB" || return 1
+	xlink b "$XNODEB" || return 1
+	nsenter --net="$(xns b)" sysctl -qw net.ipv4.ip_forward=1
+	# The pod, as a CNI plugin makes it: its own namespace behind a veth, a link-local gateway.
+	ip -n "$TAG-xb" link add pod0 type veth peer name eth0 netns "$TAG-xpod" || return 1
+	ip -n "$TAG-xb" addr add 169.254.1.1/32 dev pod0 && ip -n "$TAG-xb" link set pod0 up || return 1
+	ip -n "$TAG-xpod" link set eth0 up
+	ip -n "$TAG-xpod" route add 169.254.1.1 dev eth0 && ip -n "$TAG-xpod" route add default via 169.254.1.1 dev eth0 || return 1
+	local j
+	for j in $(seq 0 9); do
+		local a; a=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A800100 + $1 * 10 + $j))")
+		ip -n "$TAG-xpod" addr add "$a/32" dev eth0 && ip -n "$TAG-xb" route add "$a/32" dev pod0 || return 1
+	done
+	local m
+	for m in veer ipt nft; do
+		xlink "a-$m" "${XNODE[$m]}" || return 1
+		ip -n "$TAG-xa-$m" route add 10.128.0.0/9 via "$XNODEB" || return 1
+		# A one-NIC node forwards out the interface the packet came in on: no ICMP redirects.
+		nsenter --net="$(xns a-$m)" sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.eth0.send_redirects=0
+	done
+	: >"$OUT/server-xpod.log"
+	"$NETBENCH" --netns "$(xns pod)" serve 8080 8081 8053 >"$OUT/server-xpod.log" 2>&1 &
+	SERVERS+=("$!")
+	for j in $(seq 50); do grep -q ready "$OUT/server-xpod.log" && break; sleep 0.1; done
+	grep -q ready "$OUT/server-xpod.log" || { log "server in xpod did not start"; return 1; }
+	mkdir "$CGROUP-ext" "$OUT/ext-manifests" || return 1
+}
+# load_external_veer SCALE: veerd on node A (xa-veer) with the scale's Services as manifests; done
+# when its first full sync has written the maps and the packet path is on node A's eth0.
+load_external_veer() {
+	local scale=$1
+	python3 "$HERE/gen.py" veer-ext "$scale" "$OUT/ext-manifests/bench.json" bench-node-a "${XNODE[veer]}" || return 1
+	local cap=$(( scale * 11 * 5 / 4 + 4096 )) t0 t1
+	t0=$(date +%s.%N)
+	: >"$OUT/veerd-ext.log"
+	nsenter --net="$(xns a-veer)" "$VEERD" --manifests "$OUT/ext-manifests" --node-name bench-node-a \
+		--cgroup "$CGROUP-ext" --bpffs "$PINS-ext" --bpf-object "$VEER_BPF_OBJECT" \
+		--metrics-address 127.0.0.1:9965 --max-service-entries "$cap" --max-backends "$cap" --max-members "$cap" \
+		>"$OUT/veerd-ext.log" 2>&1 &
+	XVEERD_PID=$!
+	local status=timeout i metrics
+	for i in $(seq $(( LOAD_TIMEOUT * 10 ))); do
+		kill -0 "$XVEERD_PID" 2>/dev/null || { status=failed; break; }
+		if grep -q "full sync:" "$OUT/veerd-ext.log"; then
+			metrics=$(nsenter --net="$(xns a-veer)" curl -s --max-time 5 http://127.0.0.1:9965/metrics)
+			grep -q '^veer_packet_path_interfaces 1$' <<<"$metrics" && { status=ok; break; }
+		fi
+		sleep 0.1
+	done
+	t1=$(date +%s.%N)
+	local secs; secs=$(awk "BEGIN{printf \"%.2f\", $t1 - $t0}")
+	printf '%s\txveer\t%s\t%s\t%s\n' "$scale" "$status" "$secs" \
+		"$(grep -o 'full sync: .*' "$OUT/veerd-ext.log" | head -1 | tr '\t' ' ' | cut -c1-200)" >>"$LOADS"
+	log "load xveer at $scale services: $status in ${secs}s"
+	[ $status = ok ] || { tail -5 "$OUT/veerd-ext.log" >&2; return 1; }
 }
 
 # timed_load SCALE MODE CMD...: runs a rule load under a timeout and records how long it took.
@@ -186,12 +306,15 @@ for scale in $SCALES; do
 	worth_loading "$scale" nft "$NFT_TIMEOUT" && try_nft=1
 	log "scale $scale: generating rules"
 	python3 "$HERE/gen.py" veer "$scale" "$OUT/veer.$scale" || exit 1
-	[ $try_ipt = 1 ] && { python3 "$HERE/gen.py" iptables "$scale" "$OUT/iptables.$scale" || exit 1; }
-	[ $try_nft = 1 ] && { python3 "$HERE/gen.py" nft "$scale" "$OUT/nft.$scale" || exit 1; }
+	# The rule files carry the measured service's NodePorts for node A's address (nft's
+	# nodeport-ips); the socket mode never sends to them.
+	[ $try_ipt = 1 ] && { python3 "$HERE/gen.py" iptables "$scale" "$OUT/iptables.$scale" "${XNODE[ipt]}" || exit 1; }
+	[ $try_nft = 1 ] && { python3 "$HERE/gen.py" nft "$scale" "$OUT/nft.$scale" "${XNODE[nft]}" || exit 1; }
 	m=$(( scale / 2 ))
 	VIP=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A600001 + $m))")
 	EP=$(python3 -c "import ipaddress; print(ipaddress.IPv4Address(0x0A800100 + $m * 10))")
 	setup_scale || { log "sandbox setup failed"; exit 1; }
+	if [ "$EXTERNAL" != 0 ]; then setup_external "$m" || { log "external sandbox setup failed"; exit 1; }; fi
 
 	ok_veer=0; ok_ipt=0; ok_nft=0
 	timed_load "$scale" veer "$VEER_BENCH" install "$VEER_BPF_OBJECT" "$CGROUP" "$PINS" "$OUT/veer.$scale" && ok_veer=1
@@ -202,6 +325,12 @@ for scale in $SCALES; do
 	if [ $try_nft = 1 ]; then
 		LOAD_TIMEOUT=$NFT_TIMEOUT timed_load "$scale" nft nsenter --net="$(ns nft)" nft -f "$OUT/nft.$scale" && ok_nft=1
 		record_load nft "$scale"
+	fi
+	okx_veer=0; okx_ipt=0; okx_nft=0
+	if [ "$EXTERNAL" != 0 ]; then
+		load_external_veer "$scale" && okx_veer=1
+		[ $ok_ipt = 1 ] && timed_load "$scale" xipt nsenter --net="$(xns a-ipt)" iptables-restore "$OUT/iptables.$scale" && okx_ipt=1
+		[ $ok_nft = 1 ] && LOAD_TIMEOUT=$NFT_TIMEOUT timed_load "$scale" xnft nsenter --net="$(xns a-nft)" nft -f "$OUT/nft.$scale" && okx_nft=1
 	fi
 	rm -f "$OUT/iptables.$scale" "$OUT/nft.$scale"
 
@@ -225,6 +354,28 @@ for scale in $SCALES; do
 			"udp $mode --netns $(ns $mode) udp $VIP 53 $MS"
 			"bulk $mode --netns $(ns $mode) bulk $VIP 81 $MS"
 		)
+	done
+	if [ "$EXTERNAL" != 0 ]; then
+		# From outside the node: to node A's address:nodePort, the pod on node B (xcrr, xudp, xbulk).
+		CASES+=(
+			"xcrr direct --netns $(xns cl) crr $EP 8080 $MS"
+			"xudp direct --netns $(xns cl) udp $EP 8053 $MS"
+			"xbulk direct --netns $(xns cl) bulk $EP 8081 $MS"
+		)
+		for mode in veer ipt nft; do
+			v=okx_$mode; [ "${!v}" = 1 ] || continue
+			CASES+=(
+				"xcrr $mode --netns $(xns cl) crr ${XNODE[$mode]} 30080 $MS"
+				"xudp $mode --netns $(xns cl) udp ${XNODE[$mode]} 30053 $MS"
+				"xbulk $mode --netns $(xns cl) bulk ${XNODE[$mode]} 30081 $MS"
+			)
+		done
+	fi
+	# Warm-up, not recorded: the first packets across the bridge wait for ARP and fill the routes' caches.
+	for c in "${CASES[@]}"; do
+		read -r cid mode args <<<"$c"
+		# shellcheck disable=SC2086
+		case $cid in x*) timeout 30 "$NETBENCH" ${args% *} 20 >/dev/null 2>&1 ;; esac
 	done
 	n=${#CASES[@]}
 	log "scale $scale: $ROUNDS rounds of $n cases, ${MS} ms each"
@@ -251,6 +402,12 @@ for scale in $SCALES; do
 		printf '%s\tchurn\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS"
 	fi
 	rm -f "$OUT/veer.$scale"
+	if [ "$okx_veer" = 1 ]; then
+		# The packet path's own counters after the rounds: what it did with every packet to a frontend.
+		nsenter --net="$(xns a-veer)" curl -s --max-time 5 http://127.0.0.1:9965/metrics |
+			sed -n 's/^veer_packet_path_packets_total{event="\([a-z_]*\)"} \([0-9.e+]*\)$/\1\t\2/p' |
+			sed "s/^/$scale\t/" >>"$OUT/xveer-stats.tsv"
+	fi
 	log "scale $scale: teardown"
 	teardown_scale
 done

@@ -2,7 +2,7 @@
 /*
  * veer_maps.h: THE definition of every BPF map key, value, flag and size in Veer.
  *
- * Included by bpf/veer_sock.bpf.c and imported by Swift through the CVeer target
+ * Included by bpf/veer_sock.bpf.c and bpf/veer_tc.bpf.c, and imported by Swift through the CVeer target
  * (Sources/CVeer/include/veer_maps.h is a symlink to this file). Nothing here is
  * restated anywhere else: Swift reads these structs directly, and the datapath checks
  * at load time that every Swift size equals the key and value size in the object's BTF.
@@ -17,7 +17,25 @@
  * Padding is explicit and always zero, so keys hash the same from C and Swift.
  *
  * Changing any struct or max_entries here is a schema change: bump VEER_PIN_VERSION so a
- * new datapath pins beside the old one instead of failing to reuse its maps.
+ * new datapath pins beside the old one instead of failing to reuse its maps. Each struct's
+ * size is asserted below it, so a change cannot slip by unnoticed; the field offsets and
+ * sizes are checked against the compiled objects' BTF by Tests/VeerDatapathTests/LayoutTests.swift.
+ *
+ * Write order. The programs read these maps while the agent writes them, one entry at a
+ * time, so the agent (Sources/VeerModel/Planner.swift emits the operations,
+ * Sources/VeerDatapath/Datapath.swift applies them) writes in this order, and every prefix of
+ * a plan is a state a lookup can use:
+ *   1. upsert backends, then rev_nat, then members;
+ *   2. frontend by frontend: its slots 1..N, then its master (slot 0, which holds the count);
+ *   3. delete surplus slots (count already lowered);
+ *   4. delete removed frontends: master first, then its slots;
+ *   5. delete members, then rev_nat, then orphan backends.
+ * So a master never counts past written slots, and a slot never names a missing backend or
+ * member. Freed ids are reused by later plans only, never within the plan that frees them.
+ * The lookup-gated tries (service_ips, source_ranges) are read only while their
+ * VEER_CFG_F_* flag is set: it is set once entries are written and cleared before the
+ * last ones are deleted.
+ * This is the one statement of the order; the code and docs that follow it point here.
  */
 #ifndef VEER_MAPS_H
 #define VEER_MAPS_H
@@ -45,6 +63,7 @@
 struct veer_addr {
 	__be32 ip6[4];      /* ip6[3] is the IPv4 address when ip6[0..2] = 0, 0, htonl(0xffff) */
 };
+_Static_assert(sizeof(struct veer_addr) == 16, "struct veer_addr: layout change, bump VEER_PIN_VERSION");
 
 /* ---- services: frontend (+ slot) -> master or slot ------------------------------ */
 
@@ -56,6 +75,7 @@ struct veer_svc_key {
 	__u16  slot;        /* 0 = master entry; 1..count = backend slots */
 	__u16  pad1;
 };
+_Static_assert(sizeof(struct veer_svc_key) == 24, "struct veer_svc_key: layout change, bump VEER_PIN_VERSION");
 
 /* veer_svc_val.flags (master entry only) */
 #define VEER_SVC_F_AFFINITY     0x1  /* sessionAffinity ClientIP, per client netns */
@@ -70,6 +90,7 @@ struct veer_svc_val {
 	__u16 flags;            /* VEER_SVC_F_*; master only */
 	__u16 pad0;
 };
+_Static_assert(sizeof(struct veer_svc_val) == 16, "struct veer_svc_val: layout change, bump VEER_PIN_VERSION");
 
 /* ---- backends: backend id -> address ---------------------------------------------- */
 
@@ -81,6 +102,7 @@ struct veer_backend {
 	__u8   proto;
 	__u8   flags;           /* VEER_BE_F_* */
 };
+_Static_assert(sizeof(struct veer_backend) == 20, "struct veer_backend: layout change, bump VEER_PIN_VERSION");
 
 /* ---- rev_nat: frontend id -> frontend address, for reverse translation ------------ */
 
@@ -90,6 +112,7 @@ struct veer_rev_nat {
 	__u8   proto;
 	__u8   scope;       /* VEER_SCOPE_* of the frontend entry holding this id */
 };
+_Static_assert(sizeof(struct veer_rev_nat) == 20, "struct veer_rev_nat: layout change, bump VEER_PIN_VERSION");
 
 /*
  * ---- members: (frontend, backend) -> per-CPU hit counter ---------------------------
@@ -101,10 +124,12 @@ struct veer_member_key {
 	__u32 rev_nat_id;
 	__u32 backend_id;
 };
+_Static_assert(sizeof(struct veer_member_key) == 8, "struct veer_member_key: layout change, bump VEER_PIN_VERSION");
 
 struct veer_member_val {
 	__u64 hits;             /* per CPU; sum over CPUs for the total */
 };
+_Static_assert(sizeof(struct veer_member_val) == 8, "struct veer_member_val: layout change, bump VEER_PIN_VERSION");
 
 /* ---- sock_rev: (socket, backend) -> frontend; written by BPF --------------------- */
 
@@ -116,6 +141,7 @@ struct veer_sock_rev_key {
 	__u8   pad0;
 	__u32  pad1;            /* explicit: the key is 8-byte aligned */
 };
+_Static_assert(sizeof(struct veer_sock_rev_key) == 32, "struct veer_sock_rev_key: layout change, bump VEER_PIN_VERSION");
 
 struct veer_sock_rev_val {
 	struct veer_addr addr;  /* frontend the application asked for */
@@ -124,6 +150,7 @@ struct veer_sock_rev_val {
 	__u8   pad0;
 	__u32  rev_nat_id;
 };
+_Static_assert(sizeof(struct veer_sock_rev_val) == 24, "struct veer_sock_rev_val: layout change, bump VEER_PIN_VERSION");
 
 /*
  * ---- sock_state: socket local storage; written by BPF ----------------------------
@@ -139,6 +166,7 @@ struct veer_sock_state {
 	__u8   proto;
 	__u8   pad0;
 };
+_Static_assert(sizeof(struct veer_sock_state) == 28, "struct veer_sock_state: layout change, bump VEER_PIN_VERSION");
 
 /*
  * ---- affinity: (client, frontend) -> backend; written by BPF ------------------------
@@ -155,12 +183,14 @@ struct veer_affinity_key {
 	__u32 rev_nat_id;
 	__u32 pad0;
 };
+_Static_assert(sizeof(struct veer_affinity_key) == 32, "struct veer_affinity_key: layout change, bump VEER_PIN_VERSION");
 
 struct veer_affinity_val {
 	__u64 last_used_ns;     /* bpf_ktime_get_ns() of the last connect */
 	__u32 backend_id;
 	__u32 pad0;
 };
+_Static_assert(sizeof(struct veer_affinity_val) == 16, "struct veer_affinity_val: layout change, bump VEER_PIN_VERSION");
 
 /* ---- stats: per-CPU datapath event counters, indexed by enum veer_stat ----------- */
 
@@ -181,11 +211,21 @@ enum veer_stat {
 	VEER_STAT_UNALLOCATED,      /* a service-CIDR address no Service holds: ETIMEDOUT */
 	VEER_STAT_BIND_DENIED,      /* bind() onto a frontend (a NodePort...): EADDRINUSE */
 	VEER_STAT_SOURCE_DENIED,    /* an LB VIP from outside its loadBalancerSourceRanges: ETIMEDOUT */
+	VEER_STAT_AFFINITY_FAILED,  /* affinity entry not written: the client's next connect
+	                             * may pick another backend */
+	VEER_STAT_SOCK_STATE_FAILED, /* socket storage not allocated: a UDP socket may change
+	                              * backend, and its reverse entry is left for LRU to evict */
+	VEER_STAT_SOCK_REV_DELETE_FAILED, /* a stale reverse entry not deleted (other than
+	                                   * already gone): left for LRU to evict */
 	VEER_STAT_MAX,
 };
+/* Mirrored by DatapathStat (Sources/VeerDatapath/MapLayout.swift, same names in camelCase)
+ * and documented in docs/operations.md; LayoutTests checks the mirror. Append only: the
+ * index is the counter's slot in the pinned map. */
 
-/* veer_stats has room for counters added later without a layout change. */
+/* veer_stats and veer_pkt_stats have room for counters added later without a layout change. */
 #define VEER_STATS_SLOTS 32
+_Static_assert(VEER_STAT_MAX <= VEER_STATS_SLOTS, "enum veer_stat outgrew veer_stats");
 
 /* ---- trace: translation events, written only while veer_trace_on[0] != 0 ---------- */
 
@@ -213,6 +253,7 @@ struct veer_trace_event {
 	__u8   pad0[6];
 	char   comm[16];        /* the caller's command */
 };
+_Static_assert(sizeof(struct veer_trace_event) == 96, "struct veer_trace_event: layout change, bump VEER_PIN_VERSION");
 
 /* ---- config: one entry, written by the agent at install and adopt ---------------- */
 
@@ -226,6 +267,7 @@ struct veer_config {
 	__u32 flags;            /* VEER_CFG_F_* */
 	__u32 pad0;
 };
+_Static_assert(sizeof(struct veer_config) == 16, "struct veer_config: layout change, bump VEER_PIN_VERSION");
 
 /*
  * ==== kube-proxy's other promises (issue 15) =========================================
@@ -247,6 +289,7 @@ struct veer_lpm_addr_key {
 	__u32 prefixlen;        /* 0..128, in the 16-byte space */
 	struct veer_addr addr;
 };
+_Static_assert(sizeof(struct veer_lpm_addr_key) == 20, "struct veer_lpm_addr_key: layout change, bump VEER_PIN_VERSION");
 
 enum veer_service_ip_rule {
 	VEER_SVCIP_REFUSE = 1,  /* a ClusterIP: unexposed port -> ECONNREFUSED */
@@ -257,6 +300,7 @@ struct veer_service_ip {
 	__u32 rule;             /* enum veer_service_ip_rule */
 	__u32 pad0;
 };
+_Static_assert(sizeof(struct veer_service_ip) == 8, "struct veer_service_ip: layout change, bump VEER_PIN_VERSION");
 
 /* veer_config.flags: the service_ips trie holds entries (see above). */
 #define VEER_CFG_F_SERVICE_IPS 0x2
@@ -291,11 +335,13 @@ struct veer_src_range_key {
 	__u32 rev_nat_id;       /* network byte order: matched as bytes, most significant first */
 	struct veer_addr addr;
 };
+_Static_assert(sizeof(struct veer_src_range_key) == 24, "struct veer_src_range_key: layout change, bump VEER_PIN_VERSION");
 
 struct veer_src_range_val {
 	__u32 allow;            /* 1: inside a range; 0: the frontend's catch-all (deny) */
 	__u32 pad0;
 };
+_Static_assert(sizeof(struct veer_src_range_val) == 8, "struct veer_src_range_val: layout change, bump VEER_PIN_VERSION");
 
 /* veer_config.flags: the source_ranges trie holds entries. */
 #define VEER_CFG_F_SOURCE_RANGES 0x8
@@ -332,5 +378,7 @@ enum veer_pkt_stat {
 	VEER_PKT_STAT_AFFINITY,         /* a new flow sent to its client's remembered backend (ClientIP) */
 	VEER_PKT_STAT_MAX,
 };
+/* Mirrored by PacketPathStat (Sources/VeerDatapath/PacketPath.swift); LayoutTests checks it. */
+_Static_assert(VEER_PKT_STAT_MAX <= VEER_STATS_SLOTS, "enum veer_pkt_stat outgrew veer_pkt_stats");
 
 #endif /* VEER_MAPS_H */

@@ -30,11 +30,7 @@ extension ClusterSandbox {
     }
 
     /// The Events the agents posted to the fake API server.
-    public func postedEvents() -> [[String: Any]] {
-        let r = KernelSandbox.run(["nsenter", "--net=/run/netns/\(bridgeNetns)", "curl", "-sf", "--max-time", "5",
-                                   "http://\(Self.apiAddress):\(Self.apiPort)/_fake/events"])
-        return (try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) as? [[String: Any]] ?? []
-    }
+    public func postedEvents() -> [[String: Any]] { api?.postedEvents() ?? [] }
 
     /// A plain TCP listener on `ip:port` in node `node`'s namespace (it holds the port); stop it with
     /// `kill` on the returned process (by pid) when done.

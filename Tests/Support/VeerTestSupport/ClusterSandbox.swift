@@ -143,10 +143,8 @@ public final class ClusterSandbox: @unchecked Sendable {
     /// `rvStart` above the old counter models a restart whose history is gone (410 on resume).
     public func startAPIServer(services: [[String: Any]] = [], slices: [[String: Any]] = [], rvStart: Int = 1000) throws {
         let state: [String: Any] = ["services": services, "endpointslices": slices, "nodes": nodeObjects]
-        let file = "\(directory)/api-state.json"
-        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: file))
-        api = try FakeAPIServer(netns: "/run/netns/\(bridgeNetns)", host: Self.apiAddress, port: Self.apiPort,
-                                state: file, rvStart: rvStart)
+        api = try FakeAPIServer(netns: "/run/netns/\(bridgeNetns)", host: Self.apiAddress, state: state,
+                                port: Self.apiPort, rvStart: rvStart)
     }
 
     public func stopAPIServer() { api?.stop() }
@@ -386,12 +384,11 @@ public final class ClusterSandbox: @unchecked Sendable {
     /// Polls until `condition` holds (every 50 ms, so quick machines finish quickly), or throws
     /// after `timeout` seconds: the machine is shared and slow, timeouts are generous.
     public func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) async throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if (try? condition()) == true { return }
-            try await Task.sleep(for: .milliseconds(50))
+        do {
+            try await waitFor(what, timeout: timeout, every: .milliseconds(50)) { try condition() }
+        } catch let error as SandboxError {
+            throw SandboxError("\(error.description)\n\(agentLogs())")
         }
-        throw SandboxError("timed out after \(Int(timeout)) s waiting for \(what)\n\(agentLogs())")
     }
 
     /// Waits until every node's maps hold exactly `expected(node)` for `frontend`.
@@ -471,64 +468,16 @@ public final class VeerdProcess: @unchecked Sendable {
     public func signal(_ sig: Int32, wait seconds: Double = 20) {
         guard process.isRunning else { return }
         Glibc.kill(pid, sig)
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
+        _ = waitForExit(timeout: seconds)
         if process.isRunning { Glibc.kill(pid, SIGKILL); process.waitUntilExit() }
     }
 
     /// Waits (bounded) for the process to exit on its own; false if it is still running.
     public func waitForExit(timeout: Double) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        return !process.isRunning
+        (try? waitFor("veerd (pid \(pid)) to exit", timeout: timeout) { !process.isRunning }) != nil
     }
 
     public func kill() { signal(SIGKILL) }
-}
-
-/// The fake API server (Tests/VeerKubeTests/fake_apiserver.py), optionally in a network
-/// namespace; killed by pid, and it exits by itself if the test process dies (stdin closes).
-public final class FakeAPIServer: @unchecked Sendable {
-    public let process = Process()
-    public let port: Int
-    private let netns: String?
-    private let host: String
-    private let stdin = Pipe()
-
-    public init(netns: String? = nil, host: String = "127.0.0.1", port: Int = 0, state: String, rvStart: Int = 1000) throws {
-        self.netns = netns
-        self.host = host
-        let script = ["python3", "\(KernelSandbox.repoRoot)/Tests/VeerKubeTests/fake_apiserver.py",
-                      "--host", host, "--port", "\(port)", "--state", state, "--rv-start", "\(rvStart)", "--exit-with-stdin"]
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = (netns.map { ["nsenter", "--net=\($0)"] } ?? []) + script
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardInput = stdin
-        try process.run()
-        guard let line = out.fileHandleForReading.readLine(), line.hasPrefix("LISTENING "), let p = Int(line.dropFirst(10)) else {
-            throw SandboxError("fake API server did not start")
-        }
-        self.port = p
-    }
-
-    public var isRunning: Bool { process.isRunning }
-
-    /// A control action (see the script's docstring): apply, delete, delay, inject_raw, …
-    public func post(_ action: String, _ body: [String: Any]) throws {
-        let file = NSTemporaryDirectory() + "veer-fake-body-\(getpid())-\(UUID().uuidString.prefix(8)).json"
-        try JSONSerialization.data(withJSONObject: body).write(to: URL(fileURLWithPath: file))
-        defer { try? FileManager.default.removeItem(atPath: file) }
-        let curl = ["curl", "-sf", "--max-time", "10", "-X", "POST", "--data-binary", "@\(file)", "http://\(host):\(port)/_fake/\(action)"]
-        let r = KernelSandbox.run((netns.map { ["nsenter", "--net=\($0)"] } ?? []) + curl)
-        guard r.status == 0 else { throw SandboxError("fake \(action) failed: \(r.stderr)") }
-    }
-
-    public func stop() {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
-    }
-
-    deinit { stop() }
 }
 
 /// A probe client connecting in a loop; `stop` ends it and returns every attempt.

@@ -27,7 +27,6 @@ let package = Package(
         // Everything that touches the kernel.
         .target(name: "VeerDatapath", dependencies: [
             "CVeer", "VeerModel",
-            .product(name: "Logging", package: "swift-log"),
         ]),
         // Everything that touches the network or the file system for input: API server, manifests.
         .target(name: "VeerKube", dependencies: [
@@ -35,9 +34,11 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         // The reconcile loop, metrics and health: wires sources, model and datapath together.
         .target(name: "VeerAgent", dependencies: [
@@ -51,7 +52,6 @@ let package = Package(
         ]),
         .executableTarget(name: "veerd", dependencies: [
             "CVeerVersion", "VeerAgent", "VeerDatapath", "VeerModel", "VeerKube",
-            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -78,6 +78,7 @@ let package = Package(
         .testTarget(name: "VeerKubeTests", dependencies: [
             "VeerKube", "VeerModel", "VeerTestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ], exclude: ["fake_apiserver.py", "python_client_check.py"]),
         .testTarget(name: "VeerAgentTests", dependencies: [
             "VeerAgent", "VeerDatapath", "VeerKube", "VeerModel", "VeerTestSupport",

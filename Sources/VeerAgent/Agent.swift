@@ -28,7 +28,7 @@ public actor Agent {
     private(set) var syncing = false
     private var retryScheduled = false
     private var pendingSince: ContinuousClock.Instant?
-    private var names = ProgrammedNames()
+    var names = ProgrammedNames()
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
 
     // Incremental state. `running` is what the maps hold, kept with every write; nil: read
@@ -42,10 +42,10 @@ public actor Agent {
     private var rejections: [ObjectKey: PlanRejection] = [:]
     /// The names and decisions files are written off the reconcile loop, the latest state
     /// winning: at 10,000 services encoding them costs more than a change's whole sync.
-    private var filesDirty = false
-    private var writingFiles = false
+    var filesDirty = false
+    var writingFiles = false
 
-    private var counters = AgentCounters()
+    var counters = AgentCounters()
     /// EndpointSlice last-change-trigger-times waiting for the sync that writes them.
     private var pendingTriggers: [Date] = []
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
@@ -53,23 +53,13 @@ public actor Agent {
     /// kube-proxy's /healthz state; the daemon serves it (ProxyHealthServer.swift).
     public let proxyHealth: ProxyHealth
     /// The healthCheckNodePort servers and what they should serve (HealthChecks.swift).
-    var serviceHealth: ServiceHealthServers?
-    var healthTargets: [ObjectKey: HealthCheckTarget] = [:]
-    /// The programmed ClusterIP frontends of each ClusterIP (UnusedAddresses.swift).
-    var clusterIPRefs: [IPAddress: Set<L4Address>] = [:]
-    /// ClusterIPs that appeared (true) or went (false) since the trie was last written.
-    var clusterIPChanges: [IPAddress: Bool] = [:]
-    /// What the service_ips trie holds; nil: unknown, read it back and rewrite it whole.
-    var serviceAddressesWritten: Set<ServiceAddressEntry>?
-    var serviceAddressErrors: UInt64 = 0
-    /// ServiceCIDR objects' ranges, nil until the API answered (or when it has none to give).
-    var apiServiceCIDRs: [IPPrefix]?
+    var healthChecks = HealthCheckState()
+    /// The ClusterIPs in use and what the service_ips trie holds (UnusedAddresses.swift).
+    var serviceAddresses = ServiceAddressState()
     /// A sync has written the maps since start: the address table may be written outside one.
     var programmed = false
-    /// loadBalancerSourceRanges entries per service (SourceRangeSync.swift); nil: read the trie back.
-    var sourceRangeEntries: [ObjectKey: Set<SourceRangeEntry>] = [:]
-    var sourceRangesWritten: Set<SourceRangeEntry>?
-    var sourceRangeErrors: UInt64 = 0
+    /// loadBalancerSourceRanges entries as programmed (SourceRangeSync.swift).
+    var sourceRanges = SourceRangeState()
 
     /// Posts Events on this node's Node object (API source only).
     public func recordEvents(with recorder: KubeEventRecorder) {
@@ -80,6 +70,7 @@ public actor Agent {
 
     func post(_ type: KubeEventRecorder.EventType, _ reason: String, _ message: String) {
         guard let events else { return }
+        // Fire and forget: an Event is best effort and must never hold up a sync.
         Task { await events.record(type, reason: reason, message: message) }
     }
 
@@ -183,6 +174,9 @@ public actor Agent {
     private func startSyncing() {
         guard !syncing else { return }
         syncing = true
+        // Unstructured on purpose: `ingest` is the agent's API (sources, tests, the bench call it
+        // with no `run` scope around it), and a sync must start from it alone. The loop is one task
+        // at a time (`syncing`), holds only the actor, and `waitUntilIdle` awaits its end.
         Task { await self.syncLoop() }
     }
 
@@ -198,7 +192,7 @@ public actor Agent {
         resumeIdleWaiters()
     }
 
-    private func resumeIdleWaiters() {
+    func resumeIdleWaiters() {
         guard !dirty && !syncing && !filesDirty && !writingFiles else { return }
         let waiters = idleWaiters
         idleWaiters = []
@@ -314,87 +308,11 @@ public actor Agent {
         return (plan, skipped)
     }
 
-    /// Starts the state-file writer if the files are out of date and none runs.
-    private func startWritingFiles() {
-        guard config.writesStateFiles else { filesDirty = false; return }
-        guard filesDirty, !writingFiles else { return }
-        writingFiles = true
-        let writer = StateFileWriter(pins: config.pins)
-        Task.detached {
-            await writer.run(pending: { await self.filesPending() }, take: { await self.takeFilesSnapshot() },
-                             failed: { await self.filesFailed($0) })
-        }
-    }
-
-    /// Whether the files are out of date; if not, the writer is done.
-    private func filesPending() -> Bool {
-        if filesDirty { return true }
-        writingFiles = false
-        resumeIdleWaiters()
-        return false
-    }
-
-    private func takeFilesSnapshot() -> StateFileWriter.Snapshot? {
-        guard filesDirty else {
-            writingFiles = false
-            resumeIdleWaiters()
-            return nil
-        }
-        filesDirty = false
-        let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
-                               nodePortRange: config.nodePortRange)
-        return StateFileWriter.Snapshot(names: names, index: index, node: node)
-    }
-
-    private func filesFailed(_ error: any Error) {
-        logger.warning("could not save the names of programmed services for veerctl: \(error)")
-    }
-
-    private func terminateStaleSockets() {
-        let result = StaleSocketReaper(protocols: config.terminateProtocols).reap(maps, state: running, logger: logger)
-        for (proto, n) in result.destroyed where n > 0 {
-            counters.socketsTerminated[proto, default: 0] += UInt64(n)
-            post(.normal, "SocketsTerminated", "terminated \(n) \(proto) socket(s) connected to removed backends")
-        }
-        counters.terminationFailures += UInt64(result.failures.count)
-    }
-
-    /// Attaches the packet path to the interfaces holding the node's addresses that it is not
-    /// on yet (a Node may gain an address); a failure is logged and counted, never fatal.
-    private func attachPacketPath(_ node: NodeContext) {
-        guard let packetPath, config.packetPathFollowsNodeAddresses else { return }
-        let wanted = PacketPath.interfaces(holding: node.addresses)
-        if wanted.isEmpty && packetPath.interfaces.isEmpty {
-            logger.warning("packet path: no interface in veerd's network namespace holds the node's addresses \(node.addresses); pass --packet-path-interface")
-        }
-        do {
-            let added = try packetPath.attach(all: wanted)
-            if !added.isEmpty { logger.info("packet path attached", metadata: ["interfaces": "\(added.joined(separator: ","))"]) }
-        } catch {
-            counters.packetPathErrors += 1
-            logger.error("packet path: \(error)")
-        }
-    }
-
-    /// The packet path's UDP flows to removed backends (kube-proxy deletes those conntrack
-    /// entries too); TCP flows are left to end or time out, as kube-proxy leaves them.
-    private func deleteStaleUDPFlows() {
-        guard packetPath != nil, let state = running?.state else { return }
-        do {
-            let n = try PacketPath.deleteStaleUDPFlows(state: state)
-            if n > 0 {
-                counters.conntrackFlowsDeleted += UInt64(n)
-                logger.info("deleted \(n) UDP conntrack flow(s) translated to removed backends")
-            }
-        } catch {
-            logger.warning("deleting UDP conntrack flows of removed backends failed: \(error)")
-        }
-    }
-
     private func scheduleRetry() {
         guard !retryScheduled else { return }
         retryScheduled = true
+        // Unstructured for the reason `startSyncing` gives: a failed sync started by `ingest`
+        // must retry without a `run` scope. One timer at a time (`retryScheduled`).
         Task {
             try? await Task.sleep(for: self.config.retryDelay)
             self.retry()

@@ -60,16 +60,16 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     // source or a port in use fails the start with nothing attached. The handler answers
     // 503 in the moment before the agent exists.
     let started = NIOLockedValueBox<Agent?>(nil)
-    let metrics: MetricsServer
+    let metrics: HTTPListener
     do {
-        metrics = try await MetricsServer(host: options.metricsHost, port: options.metricsPort, handler: metricsHandler(started))
+        metrics = try await HTTPListener(host: options.metricsHost, port: options.metricsPort, handler: .async(metricsHandler(started)))
     } catch {
         throw DaemonStartError(description: "cannot listen on \(options.metricsHost):\(options.metricsPort) for /metrics: \(error)")
     }
     let events: AsyncStream<SourceEvent>
     let diagnostics: AsyncStream<SourceDiagnostic>
-    let startSource: @Sendable () throws -> Void
-    let stopSource: @Sendable () async -> Void
+    /// The source's own services (they end by finishing `events` and `diagnostics`).
+    let sources: [any ServiceLifecycle.Service]
     let connect: (Agent) async -> Void
     var serviceCIDRs: ServiceCIDRSource?
     /// Closes what was opened before the start failed (HTTP clients must be shut down).
@@ -78,17 +78,18 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     case let .manifests(directory):
         let source = ManifestSource(directory: directory)
         (events, diagnostics) = (source.events, source.diagnostics)
-        startSource = { try source.start() }
-        stopSource = { source.stop() }
+        sources = [source]
         connect = { _ in }
         abandon = { await metrics.close() }
         logger.info("reading manifests from \(directory)")
     case let .kubernetes(config):
+        // The sources make their HTTP clients when they run; only the recorder holds one before.
         let source: KubeAPISource
         let recorder: KubeEventRecorder
         let cidrs: ServiceCIDRSource
         do {
             source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
+            cidrs = try ServiceCIDRSource(config: config, logger: logger)
         } catch {
             await metrics.close()
             throw error
@@ -96,30 +97,18 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         do {
             recorder = try KubeEventRecorder(config: config, nodeName: options.agent.nodeName, logger: logger)
         } catch {
-            await source.stop()
-            await metrics.close()
-            throw error
-        }
-        do {
-            cidrs = try ServiceCIDRSource(config: config, logger: logger)
-        } catch {
-            await source.stop()
-            await recorder.shutdown()
             await metrics.close()
             throw error
         }
         serviceCIDRs = cidrs
         (events, diagnostics) = (source.events, source.diagnostics)
-        startSource = { source.start() }
-        stopSource = { await source.stop() }
+        sources = [source, cidrs]
         connect = { agent in
             await agent.exportStatistics(of: source)
             await agent.recordEvents(with: recorder)
         }
         abandon = {
-            await source.stop()
             await recorder.shutdown()
-            await cidrs.stop()
             await metrics.close()
         }
         logger.info("watching the Kubernetes API at \(config.server)")
@@ -143,9 +132,10 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     let healthz = options.healthzHost.map { ProxyHealthServer(health: agent.proxyHealth, host: $0, port: options.healthzPort, logger: logger) }
     if options.serviceHealthChecks { await agent.serveHealthChecks() }
 
+    // Graceful shutdown runs in reverse order: the sources stop last, after the agent stopped reading them.
     let group = ServiceGroup(
-        services: [
-            AgentService(agent: agent, events: events, start: startSource, stop: stopSource),
+        services: sources + [
+            AgentService(agent: agent, events: events),
             DiagnosticsService(agent: agent, diagnostics: diagnostics, logger: logger),
             MetricsService(server: metrics),
         ] + (healthz.map { [$0] } ?? []) + [HealthChecksService(agent: agent)]
@@ -159,15 +149,11 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
 private struct AgentService: ServiceLifecycle.Service {
     let agent: Agent
     let events: AsyncStream<SourceEvent>
-    let start: @Sendable () throws -> Void
-    let stop: @Sendable () async -> Void
 
     func run() async throws {
-        try start()
         await cancelWhenGracefulShutdown {
             await agent.run(events)
         }
-        await stop()
     }
 }
 
@@ -199,7 +185,7 @@ private struct DiagnosticsService: ServiceLifecycle.Service {
 }
 
 private struct MetricsService: ServiceLifecycle.Service {
-    let server: MetricsServer
+    let server: HTTPListener
 
     func run() async throws {
         try? await gracefulShutdown()
@@ -216,13 +202,12 @@ private struct HealthChecksService: ServiceLifecycle.Service {
     }
 }
 
-/// Feeds the ServiceCIDR objects' ranges to the agent (API source only).
+/// Feeds the ServiceCIDR objects' ranges to the agent (API source only; the source runs as its own service).
 private struct ServiceCIDRService: ServiceLifecycle.Service {
     let agent: Agent
     let source: ServiceCIDRSource
 
     func run() async throws {
-        source.start()
         await cancelWhenGracefulShutdown {
             for await update in source.updates {
                 switch update {
@@ -231,7 +216,6 @@ private struct ServiceCIDRService: ServiceLifecycle.Service {
                 }
             }
         }
-        await source.stop()
     }
 }
 
@@ -241,23 +225,23 @@ public struct DaemonStartError: Error, CustomStringConvertible {
 }
 
 /// /metrics, /healthz and /readyz; 503 until the agent exists.
-private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> MetricsServer.Handler {
+private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> @Sendable (String) async -> HTTPListener.Response {
     { path in
         guard let agent = started.withLockedValue({ $0 }) else {
-            return (.serviceUnavailable, "text/plain", "starting\n")
+            return HTTPListener.Response(.serviceUnavailable, contentType: "text/plain", "starting\n")
         }
         switch path {
         case "/metrics":
-            return (.ok, "text/plain; version=0.0.4; charset=utf-8", await agent.metricsText())
+            return HTTPListener.Response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", await agent.metricsText())
         case "/healthz":
             // Alive: the programs are still attached through their pinned links.
             let attached = await agent.datapathAttached
-            return (attached ? .ok : .serviceUnavailable, "text/plain", attached ? "ok\n" : "datapath links are gone\n")
+            return HTTPListener.Response(attached ? .ok : .serviceUnavailable, contentType: "text/plain", attached ? "ok\n" : "datapath links are gone\n")
         case "/readyz":
             let synced = await agent.isSynced
-            return (synced ? .ok : .serviceUnavailable, "text/plain", synced ? "ok\n" : "waiting for the first full list\n")
+            return HTTPListener.Response(synced ? .ok : .serviceUnavailable, contentType: "text/plain", synced ? "ok\n" : "waiting for the first full list\n")
         default:
-            return (.notFound, "text/plain", "not found\n")
+            return HTTPListener.Response(.notFound, contentType: "text/plain", "not found\n")
         }
     }
 }

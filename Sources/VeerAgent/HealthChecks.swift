@@ -9,18 +9,19 @@ extension Agent {
     /// Starts serving the healthCheckNodePort of every eTP=Local LoadBalancer Service; `hosts` as
     /// in `ServiceHealthServers`. A port that cannot be bound is also posted as a Node event.
     public func serveHealthChecks(hosts: [String] = ["::"]) {
-        guard serviceHealth == nil else { return }
+        guard healthChecks.servers == nil else { return }
         let servers = ServiceHealthServers(hosts: hosts, proxyHealth: proxyHealth, logger: logger) { [weak self] key, port, error in
             guard let self else { return }
+            // A hop back onto the actor from the servers' reconcile task; the report is best effort.
             Task { await self.healthCheckFailed(key, port, error) }
         }
-        serviceHealth = servers
-        if store.isSynced { servers.update(healthTargets) }
+        healthChecks.servers = servers
+        if store.isSynced { servers.update(healthChecks.targets) }
     }
 
     public func stopHealthChecks() async {
-        let servers = serviceHealth
-        serviceHealth = nil
+        let servers = healthChecks.servers
+        healthChecks.servers = nil
         await servers?.close()
     }
 
@@ -33,15 +34,15 @@ extension Agent {
             var changed = false
             for key in touched {
                 let t = ServiceHealth.target(store, service: key, nodeName: config.nodeName)
-                if healthTargets[key] != t { healthTargets[key] = t; changed = true }
+                if healthChecks.targets[key] != t { healthChecks.targets[key] = t; changed = true }
             }
             guard changed else { return }
         } else {
             let all = ServiceHealth.targets(store, nodeName: config.nodeName)
-            guard all != healthTargets else { return }
-            healthTargets = all
+            guard all != healthChecks.targets else { return }
+            healthChecks.targets = all
         }
-        serviceHealth?.update(healthTargets)
+        healthChecks.servers?.update(healthChecks.targets)
     }
 
     private func healthCheckFailed(_ key: ObjectKey, _ port: UInt16, _ error: String) {
@@ -71,7 +72,7 @@ extension Agent {
         }
         out.family("veer_proxy_healthy", .gauge, help: "1 while no change has waited longer than --healthz-timeout to reach the maps.")
         out.sample("veer_proxy_healthy", [], proxyHealth.isHealthy ? 1 : 0)
-        let status = serviceHealth?.status ?? (listening: 0, failing: 0, bindFailures: 0)
+        let status = healthChecks.servers?.status ?? (listening: 0, failing: 0, bindFailures: 0)
         out.family("veer_health_check_servers", .gauge,
                    help: "healthCheckNodePort servers of eTP=Local LoadBalancer Services, by state (listening, failed: the port could not be bound).")
         out.sample("veer_health_check_servers", ["state": "listening"], Double(status.listening))
@@ -79,4 +80,11 @@ extension Agent {
         out.family("veer_health_check_bind_failures_total", .counter, help: "Attempts to bind a healthCheckNodePort that failed.")
         out.sample("veer_health_check_bind_failures_total", [], Double(status.bindFailures))
     }
+}
+
+/// The healthCheckNodePort servers and what they should serve.
+struct HealthCheckState {
+    /// nil until `serveHealthChecks()` (and after `stopHealthChecks()`).
+    var servers: ServiceHealthServers?
+    var targets: [ObjectKey: HealthCheckTarget] = [:]
 }

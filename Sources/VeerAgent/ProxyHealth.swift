@@ -76,13 +76,13 @@ public final class ProxyHealth: @unchecked Sendable {
     /// The answer to GET /healthz or /livez (any other path: 404), with kube-proxy's headers and
     /// body: `{"lastUpdated": "…","currentTime": "…", "nodeEligible": true}` (/livez without
     /// nodeEligible). When healthy, lastUpdated is the current time, as kube-proxy reports it.
-    public func respond(path: String) -> HealthResponse {
+    public func respond(path: String) -> HTTPListener.Response {
         let endpoint: String
         switch path {
         case "/healthz": endpoint = "healthz"
         case "/livez": endpoint = "livez"
         default:
-            return HealthResponse(status: .notFound, headers: [("Content-Type", "text/plain; charset=utf-8"),
+            return HTTPListener.Response(status: .notFound, headers: [("Content-Type", "text/plain; charset=utf-8"),
                                                                ("X-Content-Type-Options", "nosniff")], body: "404 page not found\n")
         }
         let (healthy, eligible, last) = lock.withLock { (healthyLocked(), nodeEligible, lastUpdated) }
@@ -93,7 +93,7 @@ public final class ProxyHealth: @unchecked Sendable {
         let lastText = Self.goTime(ok ? now : last)
         var body = "{\"lastUpdated\": \"\(lastText)\",\"currentTime\": \"\(Self.goTime(now))\""
         body += endpoint == "healthz" ? ", \"nodeEligible\": \(eligible)}" : "}"
-        return HealthResponse(status: status, headers: [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")],
+        return HTTPListener.Response(status: status, headers: [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff")],
                               body: body)
     }
 

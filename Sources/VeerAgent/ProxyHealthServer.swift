@@ -1,4 +1,5 @@
 import Logging
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
@@ -20,24 +21,26 @@ public struct ProxyHealthServer: ServiceLifecycle.Service {
 
     public func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let binding = Task { [health, host, port, logger] () -> HealthHTTPServer? in
-            while !Task.isCancelled {
-                do {
-                    let server = try await HealthHTTPServer(group: group, host: host, port: port) { path in
-                        health.respond(path: path)
-                    }
-                    logger.info("healthz on http://\(host):\(server.port)/healthz and /livez")
-                    return server
-                } catch {
-                    logger.error("cannot serve /healthz on \(host):\(port): \(error); retrying in 5 s")
-                    try? await Task.sleep(for: .seconds(5))
-                }
-            }
-            return nil
-        }
-        try? await gracefulShutdown()
-        binding.cancel()
-        await binding.value?.close()
+        // Binding (and retrying) ends at graceful shutdown; nil then.
+        let server = await cancelWhenGracefulShutdown { await self.bind(group) }
+        if server != nil { try? await gracefulShutdown() }
+        await server?.close()
         try? await group.shutdownGracefully()
+    }
+
+    private func bind(_ group: EventLoopGroup) async -> HTTPListener? {
+        while !Task.isCancelled {
+            do {
+                let server = try await HTTPListener(group: group, host: host, port: port, handler: .onEventLoop { [health] path in
+                    health.respond(path: path)
+                })
+                logger.info("healthz on http://\(host):\(server.port)/healthz and /livez")
+                return server
+            } catch {
+                logger.error("cannot serve /healthz on \(host):\(port): \(error); retrying in 5 s")
+                try? await Task.sleep(for: .seconds(5))
+            }
+        }
+        return nil
     }
 }

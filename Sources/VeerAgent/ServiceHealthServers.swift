@@ -28,7 +28,7 @@ public final class ServiceHealthServers: @unchecked Sendable {
     private let lock = NSLock()
     /// What should be served, with the counts the handlers read.
     private var wanted: [ObjectKey: HealthCheckTarget] = [:]
-    private var servers: [ObjectKey: (port: UInt16, listeners: [HealthHTTPServer])] = [:]
+    private var servers: [ObjectKey: (port: UInt16, listeners: [HTTPListener])] = [:]
     /// (service, port) whose failure was already reported: reported again only after a change.
     private var reported: [ObjectKey: UInt16] = [:]
     private var reconciling = false
@@ -53,6 +53,8 @@ public final class ServiceHealthServers: @unchecked Sendable {
             reconciling = true
             return true
         }
+        // Unstructured: `update` is called synchronously from the agent's sync and must not wait
+        // for a bind. One reconcile at a time (`reconciling`); `close()` ends what it opened.
         if start { Task { await self.reconcile() } }
     }
 
@@ -67,7 +69,7 @@ public final class ServiceHealthServers: @unchecked Sendable {
     public var serving: [ObjectKey: UInt16] { lock.withLock { servers.mapValues(\.port) } }
 
     public func close() async {
-        let all = lock.withLock { () -> [HealthHTTPServer] in
+        let all = lock.withLock { () -> [HTTPListener] in
             closed = true
             defer { servers = [:] }
             return servers.values.flatMap(\.listeners)
@@ -79,8 +81,8 @@ public final class ServiceHealthServers: @unchecked Sendable {
     private func reconcile() async {
         while true {
             // Close what is gone or moved; open what is new (or failed before).
-            let (stale, missing) = lock.withLock { () -> ([(ObjectKey, UInt16, [HealthHTTPServer])], [(ObjectKey, UInt16)]) in
-                var stale: [(ObjectKey, UInt16, [HealthHTTPServer])] = []
+            let (stale, missing) = lock.withLock { () -> ([(ObjectKey, UInt16, [HTTPListener])], [(ObjectKey, UInt16)]) in
+                var stale: [(ObjectKey, UInt16, [HTTPListener])] = []
                 for (key, s) in servers where wanted[key]?.port != s.port {
                     stale.append((key, s.port, s.listeners))
                     servers[key] = nil
@@ -129,18 +131,18 @@ public final class ServiceHealthServers: @unchecked Sendable {
         }
     }
 
-    private func open(_ key: ObjectKey, _ port: UInt16) async throws -> [HealthHTTPServer] {
-        var opened: [HealthHTTPServer] = []
+    private func open(_ key: ObjectKey, _ port: UInt16) async throws -> [HTTPListener] {
+        var opened: [HTTPListener] = []
         for host in hosts {
-            let handler: HealthHTTPServer.Handler = { [weak self] _ in
-                self?.respond(key) ?? HealthResponse(status: .serviceUnavailable, headers: [], body: "")
+            let handler: HTTPListener.Handler = .onEventLoop { [weak self] _ in
+                self?.respond(key) ?? HTTPListener.Response(status: .serviceUnavailable, headers: [], body: "")
             }
             do {
                 do {
-                    opened.append(try await HealthHTTPServer(group: group, host: host, port: Int(port), handler: handler))
+                    opened.append(try await HTTPListener(group: group, host: host, port: Int(port), handler: handler))
                 } catch let e as IOError where host == "::" && (e.errnoCode == EAFNOSUPPORT || e.errnoCode == EADDRNOTAVAIL) {
                     // No IPv6 on this node: every IPv4 address, as kube-proxy's 0.0.0.0.
-                    opened.append(try await HealthHTTPServer(group: group, host: "0.0.0.0", port: Int(port), handler: handler))
+                    opened.append(try await HTTPListener(group: group, host: "0.0.0.0", port: Int(port), handler: handler))
                 }
             } catch {
                 // All or nothing, as kube-proxy's listenAndServeAll: a half-open check would lie.
@@ -152,7 +154,7 @@ public final class ServiceHealthServers: @unchecked Sendable {
     }
 
     /// kube-proxy's hcHandler.ServeHTTP, for any path.
-    func respond(_ key: ObjectKey) -> HealthResponse {
+    func respond(_ key: ObjectKey) -> HTTPListener.Response {
         let count = lock.withLock { wanted[key]?.localEndpoints ?? 0 }
         let healthy = proxyHealth.isHealthy
         let body = """
@@ -165,7 +167,7 @@ public final class ServiceHealthServers: @unchecked Sendable {
             \t"serviceProxyHealthy": \(healthy)
             }
             """
-        return HealthResponse(status: count != 0 && healthy ? .ok : .serviceUnavailable,
+        return HTTPListener.Response(status: count != 0 && healthy ? .ok : .serviceUnavailable,
                               headers: [("Content-Type", "application/json"), ("X-Content-Type-Options", "nosniff"),
                                         ("X-Load-Balancing-Endpoint-Weight", "\(count)")],
                               body: body)

@@ -9,7 +9,7 @@ extension Agent {
         let node = store.nodes[config.nodeName]
         let addresses = config.addressOverride ?? node?.ipAddresses ?? []
         let podCIDRs = node?.podCIDRs ?? []
-        var fresh = sourceRangeEntries
+        var fresh = sourceRanges.entries
         let keys: [ObjectKey]
         if let touched {
             keys = Array(touched)
@@ -32,19 +32,19 @@ extension Agent {
         }
         let wanted = Set(fresh.values.flatMap { $0 })
         do {
-            let have = try sourceRangesWritten ?? maps.readSourceRanges()
-            if wanted != have || sourceRangesWritten == nil {
+            let have = try sourceRanges.written ?? maps.readSourceRanges()
+            if wanted != have || sourceRanges.written == nil {
                 // Same key, other verdict: an add overwrites it.
                 let add = wanted.subtracting(have)
                 let remove = have.subtracting(wanted)
                 try maps.updateSourceRanges(add: Array(add), remove: Array(remove), nonEmpty: !wanted.isEmpty)
             }
-            sourceRangesWritten = wanted
-            sourceRangeEntries = fresh
+            sourceRanges.written = wanted
+            sourceRanges.entries = fresh
         } catch {
-            sourceRangeErrors += 1
-            sourceRangesWritten = nil
-            sourceRangeEntries = fresh
+            sourceRanges.errors += 1
+            sourceRanges.written = nil
+            sourceRanges.entries = fresh
             logger.error("writing loadBalancerSourceRanges failed (retried on the next sync): \(error)")
         }
     }
@@ -52,8 +52,17 @@ extension Agent {
     func writeSourceRangeMetrics(into out: inout PrometheusText) {
         out.family("veer_source_range_entries", .gauge,
                    help: "Entries of the loadBalancerSourceRanges table (ranges, catch-alls and unbound-socket verdicts of restricted LB frontends).")
-        out.sample("veer_source_range_entries", [], Double(sourceRangesWritten?.count ?? 0))
+        out.sample("veer_source_range_entries", [], Double(sourceRanges.written?.count ?? 0))
         out.family("veer_source_range_errors_total", .counter, help: "Failed writes of the loadBalancerSourceRanges table (a full map), retried on the next sync.")
-        out.sample("veer_source_range_errors_total", [], Double(sourceRangeErrors))
+        out.sample("veer_source_range_errors_total", [], Double(sourceRanges.errors))
     }
+}
+
+/// What the agent keeps for the source_ranges trie.
+struct SourceRangeState {
+    /// loadBalancerSourceRanges entries per service.
+    var entries: [ObjectKey: Set<SourceRangeEntry>] = [:]
+    /// What the trie holds; nil: read it back.
+    var written: Set<SourceRangeEntry>?
+    var errors: UInt64 = 0
 }

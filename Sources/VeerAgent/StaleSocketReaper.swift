@@ -26,3 +26,14 @@ struct StaleSocketReaper: Sendable {
         }
     }
 }
+
+extension Agent {
+    func terminateStaleSockets() {
+        let result = StaleSocketReaper(protocols: config.terminateProtocols).reap(maps, state: running, logger: logger)
+        for (proto, n) in result.destroyed where n > 0 {
+            counters.socketsTerminated[proto, default: 0] += UInt64(n)
+            post(.normal, "SocketsTerminated", "terminated \(n) \(proto) socket(s) connected to removed backends")
+        }
+        counters.terminationFailures += UInt64(result.failures.count)
+    }
+}

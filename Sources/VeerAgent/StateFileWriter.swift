@@ -35,3 +35,45 @@ struct StateFileWriter: Sendable {
         }
     }
 }
+
+/// The agent's side: it marks the files out of date after a sync, and the writer takes the latest snapshot.
+extension Agent {
+    /// Starts the state-file writer if the files are out of date and none runs.
+    func startWritingFiles() {
+        guard config.writesStateFiles else { filesDirty = false; return }
+        guard filesDirty, !writingFiles else { return }
+        writingFiles = true
+        let writer = StateFileWriter(pins: config.pins)
+        // Unstructured for the reason `startSyncing` gives; detached so the encoding runs off the
+        // actor. One writer at a time (`writingFiles`), and `waitUntilIdle` awaits its end.
+        Task.detached {
+            await writer.run(pending: { await self.filesPending() }, take: { await self.takeFilesSnapshot() },
+                             failed: { await self.filesFailed($0) })
+        }
+    }
+
+    /// Whether the files are out of date; if not, the writer is done.
+    func filesPending() -> Bool {
+        if filesDirty { return true }
+        writingFiles = false
+        resumeIdleWaiters()
+        return false
+    }
+
+    func takeFilesSnapshot() -> StateFileWriter.Snapshot? {
+        guard filesDirty else {
+            writingFiles = false
+            resumeIdleWaiters()
+            return nil
+        }
+        filesDirty = false
+        let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
+                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                               nodePortRange: config.nodePortRange)
+        return StateFileWriter.Snapshot(names: names, index: index, node: node)
+    }
+
+    func filesFailed(_ error: any Error) {
+        logger.warning("could not save the names of programmed services for veerctl: \(error)")
+    }
+}

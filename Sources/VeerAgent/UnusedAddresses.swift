@@ -12,26 +12,26 @@ extension Agent {
         for address in changed {
             let ip = address.ip
             let programmed = index.desired[address]?.kind == .clusterIP && running?.state.masters[address] != nil
-            var set = clusterIPRefs[ip] ?? []
+            var set = serviceAddresses.clusterIPRefs[ip] ?? []
             let before = !set.isEmpty
             if programmed { set.insert(address) } else { set.remove(address) }
-            clusterIPRefs[ip] = set.isEmpty ? nil : set
-            if before != !set.isEmpty { clusterIPChanges[ip] = !set.isEmpty }
+            serviceAddresses.clusterIPRefs[ip] = set.isEmpty ? nil : set
+            if before != !set.isEmpty { serviceAddresses.clusterIPChanges[ip] = !set.isEmpty }
         }
     }
 
     func rebuildClusterIPs() {
-        clusterIPRefs = [:]
+        serviceAddresses.clusterIPRefs = [:]
         for (address, f) in index.desired where f.kind == .clusterIP && running?.state.masters[address] != nil {
-            clusterIPRefs[address.ip, default: []].insert(address)
+            serviceAddresses.clusterIPRefs[address.ip, default: []].insert(address)
         }
-        clusterIPChanges = [:]
-        serviceAddressesWritten = nil
+        serviceAddresses.clusterIPChanges = [:]
+        serviceAddresses.written = nil
     }
 
     /// The ranges in force: the API's ServiceCIDR objects when it has any, else --service-cidr.
     var serviceCIDRs: [IPPrefix] {
-        if let api = apiServiceCIDRs, !api.isEmpty { return api }
+        if let api = serviceAddresses.apiServiceCIDRs, !api.isEmpty { return api }
         return config.serviceCIDRs
     }
 
@@ -45,44 +45,44 @@ extension Agent {
             parsed = good
         }
         let before = serviceCIDRs
-        apiServiceCIDRs = parsed
+        serviceAddresses.apiServiceCIDRs = parsed
         guard serviceCIDRs != before else { return }
-        logger.info("service CIDRs: \(serviceCIDRs.map(\.description).joined(separator: ", ")) (from \(apiServiceCIDRs?.isEmpty == false ? "ServiceCIDR objects" : "--service-cidr"))")
+        logger.info("service CIDRs: \(serviceCIDRs.map(\.description).joined(separator: ", ")) (from \(serviceAddresses.apiServiceCIDRs?.isEmpty == false ? "ServiceCIDR objects" : "--service-cidr"))")
         // Rewritten whole with the next sync; at once if the first sync is done.
-        serviceAddressesWritten = nil
+        serviceAddresses.written = nil
         if programmed { syncServiceAddresses() }
     }
 
     /// The whole table: the service CIDRs, ClusterIPs from the frontends.
     private var wantedServiceAddresses: Set<ServiceAddressEntry> {
         var out = Set(serviceCIDRs.map { ServiceAddressEntry(prefix: $0, rule: .drop) })
-        for ip in clusterIPRefs.keys { out.insert(ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)) }
+        for ip in serviceAddresses.clusterIPRefs.keys { out.insert(ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)) }
         return out
     }
 
     func syncServiceAddresses() {
         programmed = true
         do {
-            if var written = serviceAddressesWritten {
-                guard !clusterIPChanges.isEmpty else { return }
+            if var written = serviceAddresses.written {
+                guard !serviceAddresses.clusterIPChanges.isEmpty else { return }
                 var add: [ServiceAddressEntry] = [], remove: [IPPrefix] = []
-                for (ip, present) in clusterIPChanges {
+                for (ip, present) in serviceAddresses.clusterIPChanges {
                     let e = ServiceAddressEntry(prefix: IPPrefix(address: ip, length: 128), rule: .refuse)
                     if present, written.insert(e).inserted { add.append(e) }
                     if !present, written.remove(e) != nil { remove.append(e.prefix) }
                 }
                 try maps.updateServiceAddresses(add: add, remove: remove, nonEmpty: !written.isEmpty)
-                serviceAddressesWritten = written
+                serviceAddresses.written = written
             } else {
                 let wanted = wantedServiceAddresses
                 try maps.writeServiceAddresses(wanted)
-                serviceAddressesWritten = wanted
+                serviceAddresses.written = wanted
             }
-            clusterIPChanges = [:]
+            serviceAddresses.clusterIPChanges = [:]
         } catch {
             // A full trie: the addresses already there keep working; read back and retry next sync.
-            serviceAddressErrors += 1
-            serviceAddressesWritten = nil
+            serviceAddresses.errors += 1
+            serviceAddresses.written = nil
             logger.error("writing the service address table failed (unexposed ports and unallocated service addresses may not fail fast): \(error)")
         }
     }
@@ -90,10 +90,23 @@ extension Agent {
     func writeServiceAddressMetrics(into out: inout PrometheusText) {
         out.family("veer_service_address_entries", .gauge,
                    help: "Entries of the table for addresses no frontend serves, by rule (refuse: ClusterIPs, drop: service CIDRs).")
-        let written = serviceAddressesWritten ?? []
+        let written = serviceAddresses.written ?? []
         out.sample("veer_service_address_entries", ["rule": "refuse"], Double(written.filter { $0.rule == .refuse }.count))
         out.sample("veer_service_address_entries", ["rule": "drop"], Double(written.filter { $0.rule == .drop }.count))
         out.family("veer_service_address_errors_total", .counter, help: "Failed writes of that table (a full map), retried on the next sync.")
-        out.sample("veer_service_address_errors_total", [], Double(serviceAddressErrors))
+        out.sample("veer_service_address_errors_total", [], Double(serviceAddresses.errors))
     }
+}
+
+/// What the agent keeps for the service_ips trie.
+struct ServiceAddressState {
+    /// The programmed ClusterIP frontends of each ClusterIP.
+    var clusterIPRefs: [IPAddress: Set<L4Address>] = [:]
+    /// ClusterIPs that appeared (true) or went (false) since the trie was last written.
+    var clusterIPChanges: [IPAddress: Bool] = [:]
+    /// What the trie holds; nil: unknown, read it back and rewrite it whole.
+    var written: Set<ServiceAddressEntry>?
+    var errors: UInt64 = 0
+    /// ServiceCIDR objects' ranges, nil until the API answered (or when it has none to give).
+    var apiServiceCIDRs: [IPPrefix]?
 }

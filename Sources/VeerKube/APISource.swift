@@ -12,9 +12,12 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import ServiceLifecycle
 import VeerModel
 
-public final class KubeAPISource: Sendable {
+/// A swift-service-lifecycle `Service`: `run()` runs one reflector per kind as child tasks until it
+/// is cancelled or, in a ServiceGroup, until graceful shutdown.
+public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
     public struct Options: Sendable {
         /// This node's name: its Node is watched with fieldSelector=metadata.name=<nodeName>.
         public var nodeName: String
@@ -45,10 +48,11 @@ public final class KubeAPISource: Sendable {
     /// Reconnects, RBAC problems, undecodable events (also logged). Keeps the newest 256.
     public let diagnostics: AsyncStream<SourceDiagnostic>
 
-    private let eventsOut: AsyncStream<SourceEvent>.Continuation
+    let eventsOut: AsyncStream<SourceEvent>.Continuation
     private let diagnosticsOut: AsyncStream<SourceDiagnostic>.Continuation
-    private let logger: Logger
-    private let client: HTTPClient
+    let logger: Logger
+    /// The HTTP client is made by `run()` and shut down when it ends, so a source that never runs holds nothing.
+    private let clientConfiguration: HTTPClient.Configuration
     private let state = Locked(State())
 
     /// Counters per kind, for the agent's metrics.
@@ -68,7 +72,7 @@ public final class KubeAPISource: Sendable {
 
     public func statistics() -> [ResourceKind: Statistics] { state.withLock { $0.stats } }
 
-    private func count(_ kind: ResourceKind, _ update: (inout Statistics) -> Void) {
+    func count(_ kind: ResourceKind, _ update: (inout Statistics) -> Void) {
         state.withLock { update(&$0.stats[kind, default: Statistics()]) }
     }
 
@@ -76,8 +80,7 @@ public final class KubeAPISource: Sendable {
         var stats: [ResourceKind: Statistics] = [:]
         var listed: Set<ResourceKind> = []
         var synced = false
-        var tasks: [Task<Void, Never>] = []
-        var stopped = false
+        var ran = false
     }
 
     public init(config: KubeAPIConfig, options: Options, logger: Logger = Logger(label: "veer.source.api")) throws {
@@ -92,32 +95,26 @@ public final class KubeAPISource: Sendable {
         // One HTTP/1.1 connection per watch: the path the fake API server and real clients test.
         // (HTTP/2 would multiplex the three watches over one connection; untested here.)
         configuration.httpVersion = .http1Only
-        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        clientConfiguration = configuration
         (events, eventsOut) = AsyncStream.makeStream(of: SourceEvent.self)
         (diagnostics, diagnosticsOut) = AsyncStream.makeStream(of: SourceDiagnostic.self,
                                                               bufferingPolicy: .bufferingNewest(256))
     }
 
-    /// Starts the three reflectors. They run until `stop()`; they never give up.
-    public func start() {
+    /// Runs the three reflectors until cancelled or graceful shutdown; they never give up. Then
+    /// closes the connections and finishes both streams. A source runs once.
+    public func run() async throws {
+        guard state.withLock({ s in defer { s.ran = true }; return !s.ran }) else { return }
         logger.info("watching the Kubernetes API at \(config.server) (\(config.origin)), node \(options.nodeName)")
         for warning in config.warnings { report(.warning, "config", warning) }
-        state.withLock { s in
-            guard !s.stopped, s.tasks.isEmpty else { return }
-            for kind in ResourceKind.allCases {
-                s.tasks.append(Task { await self.reflect(kind) })
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for kind in ResourceKind.allCases {
+                    group.addTask { await self.reflect(kind, client) }
+                }
             }
         }
-    }
-
-    /// Stops the reflectors, closes connections and finishes both streams.
-    public func stop() async {
-        let tasks = state.withLock { s -> [Task<Void, Never>] in
-            s.stopped = true
-            return s.tasks
-        }
-        tasks.forEach { $0.cancel() }
-        for t in tasks { await t.value }
         try? await client.shutdown()
         eventsOut.finish()
         diagnosticsOut.finish()
@@ -125,12 +122,12 @@ public final class KubeAPISource: Sendable {
 
     // MARK: - the reflector loop
 
-    private enum WatchEnd {
+    enum WatchEnd {
         case ended(events: Int)
         case expired(String)
     }
 
-    private func reflect(_ kind: ResourceKind) async {
+    private func reflect(_ kind: ResourceKind, _ client: HTTPClient) async {
         var backoff = Backoff(initial: options.initialBackoff, maximum: options.maxBackoff,
                               resetAfter: options.backoffResetAfter)
         var resourceVersion: String?
@@ -138,7 +135,7 @@ public final class KubeAPISource: Sendable {
         while !Task.isCancelled {
             guard let rv = resourceVersion else {
                 do {
-                    let (objects, listRV) = try await list(kind)
+                    let (objects, listRV) = try await list(kind, client)
                     eventsOut.yield(.replaceAll(kind, objects))
                     count(kind) { $0.lists += 1 }
                     resourceVersion = listRV
@@ -160,7 +157,7 @@ public final class KubeAPISource: Sendable {
             }
             let started = ContinuousClock.now
             do {
-                switch try await watch(kind, from: rv, lastResourceVersion: &resourceVersion, troubled: &troubled) {
+                switch try await watch(kind, client, from: rv, lastResourceVersion: &resourceVersion, troubled: &troubled) {
                 case .ended(let count):
                     if count == 0 && ContinuousClock.now - started < options.shortWatch {
                         // A watch that closes at once with nothing in it: back off and relist, never spin.
@@ -230,160 +227,21 @@ public final class KubeAPISource: Sendable {
         }
     }
 
-    private func sleep(_ d: Duration) async {
+    func sleep(_ d: Duration) async {
         try? await Task.sleep(for: d)
-    }
-
-    // MARK: - list
-
-    private func list(_ kind: ResourceKind) async throws -> ([RawObject], String) {
-        var objects: [String: RawObject] = [:]
-        var order: [String] = []
-        var listRV: String?
-        var continueToken: String?
-        var paged = options.pageSize > 0
-        while true {
-            var query = selectors(kind)
-            if paged { query.append(("limit", String(options.pageSize))) }
-            if let continueToken { query.append(("continue", continueToken)) }
-            let (status, body, retryAfter) = try await get(kind.collectionPath, query: query, maxBytes: options.maxListBytes)
-            if status == 410, continueToken != nil {
-                // The continue token expired between pages: one unpaginated, consistent list (client-go's pager).
-                report(.info, "list \(kind.resource)", "continue token expired; listing again without pages")
-                objects = [:]; order = []; listRV = nil; continueToken = nil; paged = false
-                continue
-            }
-            guard status == 200 else {
-                var error = APIStatusError(status: status, body: body)
-                error.retryAfter = retryAfter
-                throw error
-            }
-            let page: ListPage
-            do {
-                page = try ListPage.decode(body, kind: kind)
-            } catch {
-                throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object (\(error))")
-            }
-            if listRV == nil { listRV = page.resourceVersion }
-            for raw in page.items {
-                if objects.updateValue(raw, forKey: raw.key) == nil { order.append(raw.key) }
-            }
-            for (i, why) in page.skipped {
-                count(kind) { $0.skipped += 1 }
-                report(.warning, "list \(kind.resource)", "item \(i) skipped: \(why)")
-            }
-            continueToken = page.continueToken
-            if !paged || continueToken == nil { break }
-        }
-        guard let listRV, !listRV.isEmpty else {
-            throw APIStatusError(status: 200, body: Data(), note: "the \(kind.resource) list has no metadata.resourceVersion")
-        }
-        return (order.compactMap { objects[$0] }, listRV)
-    }
-
-    // MARK: - watch
-
-    private func watch(_ kind: ResourceKind, from rv: String, lastResourceVersion: inout String?, troubled: inout Bool) async throws -> WatchEnd {
-        let timeout = Int.random(in: options.watchTimeoutSeconds)
-        var query = selectors(kind)
-        query += [("allowWatchBookmarks", "true"), ("resourceVersion", rv),
-                  ("timeoutSeconds", String(timeout)), ("watch", "true")]
-        let request = makeRequest(kind.collectionPath, query: query)
-        let response = try await client.execute(request, deadline: .now() + .seconds(Int64(timeout) + 30), logger: nil)
-        guard response.status == .ok else {
-            let body = try? await response.body.collect(upTo: 1 << 20)
-            var error = APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
-            error.retryAfter = retryAfter(response.headers)
-            throw error
-        }
-        count(kind) { $0.watches += 1 }
-        if troubled {
-            // Resumed from the same resourceVersion: nothing was missed.
-            troubled = false
-            report(.info, "watch \(kind.resource)", "watching again from resourceVersion \(rv)", connectivity: .restored(kind.resource))
-        }
-        var framer = LineFramer(maxLineBytes: options.maxLineBytes)
-        var events = 0
-        func handle(_ line: Data) -> WatchEnd? {
-            switch WatchLine.decode(line, kind: kind) {
-            case .skip(let why):
-                count(kind) { $0.skipped += 1 }
-                report(.warning, "watch \(kind.resource)", "event skipped: \(why)")
-            case .event(let event, let newRV):
-                events += 1
-                if let newRV, !newRV.isEmpty { lastResourceVersion = newRV }
-                if let event { eventsOut.yield(event) }
-            case .expired(let message):
-                return .expired(message)
-            case .failure(let status):
-                report(.warning, "watch \(kind.resource)", "ERROR event: \(status); watching again")
-                return .ended(events: events)
-            }
-            return nil
-        }
-        do {
-            for try await chunk in response.body {
-                for line in try framer.append(chunk.readableBytesView) {
-                    if let end = handle(line) { return end }
-                }
-            }
-            if let last = framer.finish(), let end = handle(last) { return end }
-        } catch let error as HTTPClientError where error == .deadlineExceeded {
-            // The server ignored timeoutSeconds; our deadline ended the watch. A normal end.
-        } catch let error as LineFramer.LineTooLong {
-            throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
-        }
-        return .ended(events: events)
-    }
-
-    // MARK: - HTTP
-
-    private func selectors(_ kind: ResourceKind) -> [(String, String)] {
-        switch kind {
-        case .node: return [("fieldSelector", "metadata.name=\(options.nodeName)")]
-        case .service, .endpointSlice:
-            return options.serviceLabelSelector.map { [("labelSelector", $0)] } ?? []
-        }
-    }
-
-    private func makeRequest(_ path: String, query: [(String, String)]) -> HTTPClientRequest {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        let q = query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }
-            .joined(separator: "&")
-        var request = HTTPClientRequest(url: config.server + path + (q.isEmpty ? "" : "?" + q))
-        request.method = .GET
-        request.headers.add(name: "User-Agent", value: options.userAgent)
-        request.headers.add(name: "Accept", value: "application/json")
-        if let auth = config.authorizationHeader() { request.headers.add(name: "Authorization", value: auth) }
-        return request
-    }
-
-    private func get(_ path: String, query: [(String, String)], maxBytes: Int) async throws -> (Int, Data, Duration?) {
-        let request = makeRequest(path, query: query)
-        let response = try await client.execute(
-            request, deadline: .now() + .nanoseconds(Int64(options.requestTimeout.nanoseconds)), logger: nil)
-        let body = try await response.body.collect(upTo: maxBytes)
-        return (Int(response.status.code), Data(body.readableBytesView), retryAfter(response.headers))
-    }
-
-    /// `Retry-After: <seconds>` on 429/5xx (capped at the maximum backoff).
-    private func retryAfter(_ headers: HTTPHeaders) -> Duration? {
-        guard let value = headers.first(name: "Retry-After"), let seconds = Int(value), seconds > 0 else { return nil }
-        return min(.seconds(seconds), options.maxBackoff * 2)
     }
 
     // MARK: - diagnostics
 
-    private func report(_ severity: SourceDiagnostic.Severity, _ origin: String, _ message: String,
-                        connectivity: SourceDiagnostic.Connectivity? = nil) {
+    func report(_ severity: SourceDiagnostic.Severity, _ origin: String, _ message: String,
+                connectivity: SourceDiagnostic.Connectivity? = nil) {
         var d = SourceDiagnostic(severity, origin: origin, message)
         d.connectivity = connectivity
         logger.log(level: d.logLevel, "\(d.description)")
         diagnosticsOut.yield(d)
     }
 
-    private func report(failure error: Error, kind: ResourceKind, verb: String, delay: Duration) {
+    func report(failure error: Error, kind: ResourceKind, verb: String, delay: Duration) {
         let origin = "\(verb) \(kind.resource)"
         let retry = "retrying in \(format(delay)); the last good state stays programmed"
         if let status = error as? APIStatusError {
@@ -410,50 +268,4 @@ public final class KubeAPISource: Sendable {
             report(.warning, origin, "connection to the API server at \(config.server) failed: \(error); \(retry)", connectivity: .failing(kind.resource))
         }
     }
-}
-
-/// A non-2xx answer, with the Status the API server sent.
-struct APIStatusError: Error, CustomStringConvertible {
-    var status: Int
-    var reason: String?
-    var message: String?
-    var note: String?
-    var retryAfter: Duration?
-    /// The server has not reached the resourceVersion asked for (504, cause ResourceVersionTooLarge).
-    var tooLargeResourceVersion = false
-
-    init(status: Int, body: Data, note: String? = nil) {
-        self.status = status
-        self.note = note
-        if let s = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] {
-            reason = s["reason"] as? String
-            message = s["message"] as? String
-            tooLargeResourceVersion = Self.isTooLargeResourceVersion(status: s)
-        } else if !body.isEmpty {
-            message = String(decoding: body.prefix(200), as: UTF8.self)
-        }
-    }
-
-    var summary: String {
-        [note, reason, message].compactMap { $0 }.joined(separator: ": ")
-    }
-
-    /// apimachinery's IsTooLargeResourceVersion: the cause type, or the message of older servers.
-    static func isTooLargeResourceVersion(status s: [String: Any]) -> Bool {
-        let causes = ((s["details"] as? [String: Any])?["causes"] as? [[String: Any]]) ?? []
-        return causes.contains { $0["reason"] as? String == "ResourceVersionTooLarge" }
-            || (s["message"] as? String)?.contains("Too large resource version") == true
-    }
-    var description: String { "HTTP \(status): \(summary)" }
-}
-
-struct WatchRestart: Error { var reason: String }
-
-func format(_ d: Duration) -> String {
-    let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    return seconds < 10 ? String(format: "%.2fs", seconds) : String(format: "%.0fs", seconds)
-}
-
-extension Duration {
-    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }

@@ -5,12 +5,16 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import Dispatch
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
 import VeerModel
 
-public final class ManifestSource: @unchecked Sendable {
+/// A swift-service-lifecycle `Service`: `start()` opens the watch and scans once; `run()` reads
+/// inotify through NIO and rescans in a child task until cancelled or graceful shutdown.
+public final class ManifestSource: ServiceLifecycle.Service, @unchecked Sendable {
     public enum StartError: Error, CustomStringConvertible {
         case notADirectory(String)
         case inotify(String, errno: Int32)
@@ -31,43 +35,53 @@ public final class ManifestSource: @unchecked Sendable {
     private let eventsOut: AsyncStream<SourceEvent>.Continuation
     private let diagnosticsOut: AsyncStream<SourceDiagnostic>.Continuation
     private let logger: Logger
-    private let debounce: DispatchTimeInterval
+    private let debounce: Duration
     private let displayPrefix: String
 
-    // Everything below is touched only on `queue`.
-    private let queue = DispatchQueue(label: "veer.manifest-source")
-    private var inotifyFD: Int32 = -1
-    private var readSource: DispatchSourceRead?
-    private var pendingScan: DispatchWorkItem?
-    private var burstStart: DispatchTime?
+    /// What the inotify reader tells the scanner; the scanner waits on `wake`.
+    private struct Pending {
+        var inotifyFD: Int32 = -1
+        var running = false
+        /// A change was seen and not yet scanned: when the burst began and when it last moved.
+        var burstStart: ContinuousClock.Instant?
+        var lastChange: ContinuousClock.Instant?
+        var rescanNow = false
+    }
+    private let pending = Locked(Pending())
+    private let wake: AsyncStream<Void>
+    private let wakeOut: AsyncStream<Void>.Continuation
+
+    // The scan state below is touched by `start()`, then only by `run()`'s scanner task.
     private struct FileState { var contents: Data; var failed: Bool }
     private var files: [String: FileState] = [:]
     /// Last good objects of each file (kept while the file is broken).
     private var goodObjects: [String: [RawObject]] = [:]
     private var lastEmitted: [ResourceKind: [RawObject]] = [:]
     private var didSync = false
-    private var stopped = false
 
     public init(directory: String, debounce: Duration = .milliseconds(50),
                 logger: Logger = Logger(label: "veer.source.manifests")) {
         self.directory = directory
-        let ms = Int(debounce.components.seconds * 1000 + debounce.components.attoseconds / 1_000_000_000_000_000)
-        self.debounce = .milliseconds(max(ms, 0))
+        self.debounce = max(debounce, .zero)
         self.logger = logger
         let dirName = URL(fileURLWithPath: directory).lastPathComponent
         self.displayPrefix = dirName.isEmpty ? "" : dirName + "/"
         (events, eventsOut) = AsyncStream.makeStream(of: SourceEvent.self)
         (diagnostics, diagnosticsOut) = AsyncStream.makeStream(of: SourceDiagnostic.self,
                                                               bufferingPolicy: .bufferingNewest(256))
+        (wake, wakeOut) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     deinit {
-        readSource?.cancel()  // its cancel handler closes the inotify descriptor
+        // Opened by start() but never handed to run() (which gives it to NIO to close).
+        let fd = pending.withLock { $0.inotifyFD }
+        if fd >= 0 { close(fd) }
     }
 
     /// Starts watching, then scans once; the first events are in `events` when this returns.
+    /// `run()` calls it if it was not called before.
     public func start() throws {
-        guard queue.sync(execute: { readSource == nil && !stopped }) else { return }  // already started, or stopped
+        guard pending.withLock({ $0.inotifyFD < 0 && !$0.running }) else { return }  // already started
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDir), isDir.boolValue else {
             throw StartError.notADirectory(directory)
@@ -85,78 +99,110 @@ public final class ManifestSource: @unchecked Sendable {
             close(fd)
             throw StartError.inotify("inotify_add_watch \(directory)", errno: e)
         }
-        let source = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
-        source.setEventHandler { [weak self] in self?.drainInotify() }
-        source.setCancelHandler { close(fd) }
-        queue.sync {
-            inotifyFD = fd
-            readSource = source
-            source.resume()
-            scan()
-        }
-        eventsOut.onTermination = { [weak self] _ in self?.stop() }
+        pending.withLock { $0.inotifyFD = fd }
+        scan()
     }
 
-    /// Stops watching and finishes both streams.
-    public func stop() {
-        queue.async { [self] in
-            guard !stopped else { return }
-            stopped = true
-            pendingScan?.cancel()
-            readSource?.cancel()
+    /// Watches until cancelled or graceful shutdown, then finishes both streams. A source runs once.
+    public func run() async throws {
+        try start()
+        let fd = pending.withLock { p -> Int32 in
+            guard !p.running else { return -1 }
+            p.running = true
+            defer { p.inotifyFD = -1 }  // NIO owns it from here
+            return p.inotifyFD
+        }
+        guard fd >= 0 else { return }
+        defer {
             eventsOut.finish()
             diagnosticsOut.finish()
+        }
+        // The inotify descriptor is read as a NIO pipe channel: readable events arrive on the
+        // event loop, with no thread of ours blocked in read(2). One read takes whole events.
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await NIOPipeBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 64 * 1024))
+                .takingOwnershipOfDescriptor(input: fd) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            close(fd)  // still ours when the bootstrap fails
+            throw error
+        }
+        try await channel.executeThenClose { inbound, _ in
+            await cancelWhenGracefulShutdown {
+                await withDiscardingTaskGroup { group in
+                    group.addTask { await self.readInotify(inbound) }
+                    group.addTask { await self.scanOnChange() }
+                }
+            }
         }
     }
 
     /// Re-reads the directory now (for SIGHUP, or when inotify is not to be trusted).
     public func rescan() {
-        queue.async { [self] in if !stopped { scan() } }
+        pending.withLock { $0.rescanNow = true }
+        wakeOut.yield()
     }
 
     // MARK: - inotify
 
-    private func drainInotify() {
-        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
-        var sawSelfGone = false
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(inotifyFD, $0.baseAddress, $0.count) }
-            if n <= 0 { break }
-            // Parse only to notice the directory itself going away; any event means "rescan".
-            var offset = 0
-            while offset + MemoryLayout<inotify_event>.size <= n {
-                let (mask, len) = buffer.withUnsafeBytes { raw -> (UInt32, UInt32) in
-                    let ev = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
-                    return (ev.mask, ev.len)
+    private func readInotify(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>) async {
+        do {
+            for try await chunk in inbound {
+                if Self.directoryGone(chunk) {
+                    report(.init(.error, origin: directory,
+                                 "the manifest directory was removed or moved; its objects stay as they were until veerd restarts"))
+                    continue
                 }
-                if mask & (UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF) | UInt32(IN_IGNORED)) != 0 { sawSelfGone = true }
-                offset += MemoryLayout<inotify_event>.size + Int(len)
+                let now = ContinuousClock.now
+                pending.withLock { p in
+                    if p.burstStart == nil { p.burstStart = now }
+                    p.lastChange = now
+                }
+                wakeOut.yield()
             }
+        } catch {
+            if !Task.isCancelled { report(.init(.error, origin: directory, "reading inotify failed: \(error); changes are no longer seen")) }
         }
-        if sawSelfGone {
-            report(.init(.error, origin: directory,
-                         "the manifest directory was removed or moved; its objects stay as they were until veerd restarts"))
-            return
-        }
-        scheduleScan()
     }
 
-    private func scheduleScan() {
-        let now = DispatchTime.now()
-        if burstStart == nil { burstStart = now }
-        pendingScan?.cancel()
-        // Debounce, but never postpone a scan by more than ten debounce periods in a long burst.
-        var deadline = now + debounce
-        if let start = burstStart, case .milliseconds(let ms) = debounce, deadline > start + .milliseconds(10 * ms) {
-            deadline = max(now, start + .milliseconds(10 * ms))
+    /// Parses the events only to notice the directory itself going away; any other event means "rescan".
+    private static func directoryGone(_ buffer: ByteBuffer) -> Bool {
+        let header = MemoryLayout<inotify_event>.size
+        return buffer.withUnsafeReadableBytes { raw in
+            var offset = 0
+            while offset + header <= raw.count {
+                let ev = raw.loadUnaligned(fromByteOffset: offset, as: inotify_event.self)
+                if ev.mask & (UInt32(IN_DELETE_SELF) | UInt32(IN_MOVE_SELF) | UInt32(IN_IGNORED)) != 0 { return true }
+                offset += header + Int(ev.len)
+            }
+            return false
         }
-        let work = DispatchWorkItem { [weak self] in
-            guard let self, !self.stopped else { return }
-            self.burstStart = nil
-            self.scan()
+    }
+
+    /// Scans after a change once the directory has been quiet for the debounce period, but never
+    /// postpones a scan by more than ten debounce periods in a long burst.
+    private func scanOnChange() async {
+        for await _ in wake {
+            while !Task.isCancelled {
+                let now = ContinuousClock.now
+                let due = pending.withLock { p -> ContinuousClock.Instant? in
+                    if p.rescanNow { p.rescanNow = false; p.burstStart = nil; p.lastChange = nil; return nil }
+                    guard let start = p.burstStart, let last = p.lastChange else { return nil }
+                    let deadline = min(last + debounce, start + debounce * 10)
+                    if deadline <= now { p.burstStart = nil; p.lastChange = nil; return nil }
+                    return deadline
+                }
+                guard let due else { break }
+                try? await Task.sleep(until: due, clock: .continuous)
+            }
+            if Task.isCancelled { return }
+            scan()
         }
-        pendingScan = work
-        queue.asyncAfter(deadline: deadline, execute: work)
     }
 
     // MARK: - scanning

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
 
 /// Lists and watches `networking.k8s.io/v1` ServiceCIDR objects (GA in Kubernetes 1.33): the
 /// ranges the API server allocates ClusterIPs from, as kube-proxy's ServiceCIDR informer reads
@@ -12,7 +13,9 @@ import NIOCore
 /// (404, before 1.33 or with the API off) or does not let veerd read it (403) yields
 /// `.unavailable` once and is asked again every `retryUnavailable`; the agent then uses
 /// `--service-cidr`. Nothing here holds up the first sync of Services.
-public final class ServiceCIDRSource: Sendable {
+///
+/// A swift-service-lifecycle `Service`: `run()` lists and watches until cancelled or graceful shutdown.
+public final class ServiceCIDRSource: ServiceLifecycle.Service, Sendable {
     public enum Update: Sendable, Equatable {
         /// Every ServiceCIDR's `spec.cidrs` (may be empty: the API has no object).
         case cidrs([String])
@@ -25,10 +28,11 @@ public final class ServiceCIDRSource: Sendable {
     public let updates: AsyncStream<Update>
     private let out: AsyncStream<Update>.Continuation
     private let config: KubeAPIConfig
-    private let client: HTTPClient
+    /// The HTTP client is made by `run()` and shut down when it ends, so a source that never runs holds nothing.
+    private let clientConfiguration: HTTPClient.Configuration
     private let logger: Logger
     private let retryUnavailable: Duration
-    private let task = Locked<Task<Void, Never>?>(nil)
+    private let ran = Locked(false)
 
     public init(config: KubeAPIConfig, retryUnavailable: Duration = .seconds(300),
                 logger: Logger = Logger(label: "veer.source.servicecidrs")) throws {
@@ -39,38 +43,32 @@ public final class ServiceCIDRSource: Sendable {
                                                      timeout: .init(connect: .seconds(10), read: nil))
         configuration.redirectConfiguration = .disallow
         configuration.httpVersion = .http1Only
-        client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+        clientConfiguration = configuration
         (updates, out) = AsyncStream.makeStream(of: Update.self, bufferingPolicy: .bufferingNewest(16))
     }
 
-    public func start() {
-        task.withLock { t in
-            guard t == nil else { return }
-            t = Task { await self.run() }
-        }
-    }
-
-    public func stop() async {
-        let t = task.withLock { $0 }
-        t?.cancel()
-        await t?.value
+    /// Lists, then watches, again and again until cancelled or graceful shutdown; then finishes `updates`. A source runs once.
+    public func run() async throws {
+        guard ran.withLock({ r in defer { r = true }; return !r }) else { return }
+        let client = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: clientConfiguration)
+        await cancelWhenGracefulShutdown { await self.listAndWatch(client) }
         try? await client.shutdown()
         out.finish()
     }
 
     private struct Unavailable: Error { let reason: String }
 
-    private func run() async {
+    private func listAndWatch(_ client: HTTPClient) async {
         var backoff = Backoff(initial: .milliseconds(800), maximum: .seconds(30), resetAfter: .seconds(120))
         var reportedUnavailable: String?
         while !Task.isCancelled {
             do {
                 var objects: [String: [String]] = [:]
-                let rv = try await list(into: &objects)
+                let rv = try await list(client, into: &objects)
                 if reportedUnavailable != nil { logger.info("ServiceCIDRs are served again") }
                 reportedUnavailable = nil
                 out.yield(.cidrs(Self.union(objects)))
-                try await watch(from: rv, objects: &objects)
+                try await watch(client, from: rv, objects: &objects)
             } catch let u as Unavailable {
                 if reportedUnavailable != u.reason {
                     reportedUnavailable = u.reason
@@ -108,7 +106,7 @@ public final class ServiceCIDRSource: Sendable {
         }
     }
 
-    private func list(into objects: inout [String: [String]]) async throws -> String {
+    private func list(_ client: HTTPClient, into objects: inout [String: [String]]) async throws -> String {
         let response = try await client.execute(request(""), timeout: .seconds(30))
         try check(UInt(response.status.code))
         let body = try await response.body.collect(upTo: 16 << 20)
@@ -126,7 +124,7 @@ public final class ServiceCIDRSource: Sendable {
         objects[name] = ((object["spec"] as? [String: Any])?["cidrs"] as? [Any] ?? []).compactMap { $0 as? String }
     }
 
-    private func watch(from rv: String, objects: inout [String: [String]]) async throws {
+    private func watch(_ client: HTTPClient, from rv: String, objects: inout [String: [String]]) async throws {
         let timeout = Int.random(in: 300...600)
         let response = try await client.execute(
             request("?watch=true&allowWatchBookmarks=true&resourceVersion=\(rv)&timeoutSeconds=\(timeout)"),

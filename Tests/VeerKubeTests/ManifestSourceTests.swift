@@ -55,38 +55,38 @@ struct ManifestSourceTests {
         let source = ManifestSource(directory: dir.path, debounce: .milliseconds(30))
         let rec = EventRecorder(events: source.events, diagnostics: source.diagnostics)
         try source.start()
-        defer { source.stop() }
+        try await whileRunning(source.run) {
+            await rec.wait("initial sync") { rec.syncedCount == 1 }
+            #expect(rec.keys(.service) == ["shop/web"])
+            #expect(rec.keys(.endpointSlice) == ["shop/web-abc12"])
+            #expect(rec.keys(.node) == ["node-a"])
+            // replaceAll for all three kinds precedes synced.
+            let firstEvents = rec.events
+            #expect(firstEvents.count == 4 && firstEvents.last == .synced)
+            #expect(rec.object(.service, "shop/web")?.origin == "\(URL(fileURLWithPath: dir.path).lastPathComponent)/web.yaml#1")
 
-        await rec.wait("initial sync") { rec.syncedCount == 1 }
-        #expect(rec.keys(.service) == ["shop/web"])
-        #expect(rec.keys(.endpointSlice) == ["shop/web-abc12"])
-        #expect(rec.keys(.node) == ["node-a"])
-        // replaceAll for all three kinds precedes synced.
-        let firstEvents = rec.events
-        #expect(firstEvents.count == 4 && firstEvents.last == .synced)
-        #expect(rec.object(.service, "shop/web")?.origin == "\(URL(fileURLWithPath: dir.path).lastPathComponent)/web.yaml#1")
+            // Edit in place: the port changes.
+            try dir.write("web.yaml", service("web", port: 81) + "\n---\n" + sliceYAML)
+            await rec.wait("port 81") { dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 81 }
 
-        // Edit in place: the port changes.
-        try dir.write("web.yaml", service("web", port: 81) + "\n---\n" + sliceYAML)
-        await rec.wait("port 81") { dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 81 }
+            // An editor's write-then-rename: a new service appears, via a dotfile temp name.
+            try dir.write(".api.yaml.swp", service("api", port: 9000))
+            try FileManager.default.moveItem(atPath: dir.file(".api.yaml.swp"), toPath: dir.file("api.yaml"))
+            await rec.wait("api appears") { rec.keys(.service) == ["shop/api", "shop/web"] }
 
-        // An editor's write-then-rename: a new service appears, via a dotfile temp name.
-        try dir.write(".api.yaml.swp", service("api", port: 9000))
-        try FileManager.default.moveItem(atPath: dir.file(".api.yaml.swp"), toPath: dir.file("api.yaml"))
-        await rec.wait("api appears") { rec.keys(.service) == ["shop/api", "shop/web"] }
+            // Rename over an existing file.
+            try dir.write(".web.tmp", service("web", port: 82) + "\n---\n" + sliceYAML)
+            try FileManager.default.removeItem(atPath: dir.file("web.yaml"))
+            try FileManager.default.moveItem(atPath: dir.file(".web.tmp"), toPath: dir.file("web.yaml"))
+            await rec.wait("port 82") { dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 82 }
 
-        // Rename over an existing file.
-        try dir.write(".web.tmp", service("web", port: 82) + "\n---\n" + sliceYAML)
-        try FileManager.default.removeItem(atPath: dir.file("web.yaml"))
-        try FileManager.default.moveItem(atPath: dir.file(".web.tmp"), toPath: dir.file("web.yaml"))
-        await rec.wait("port 82") { dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 82 }
-
-        // Delete a file: its objects go, the others stay.
-        try FileManager.default.removeItem(atPath: dir.file("web.yaml"))
-        await rec.wait("web gone") { rec.keys(.service) == ["shop/api"] && rec.keys(.endpointSlice).isEmpty }
-        #expect(rec.keys(.node) == ["node-a"])
-        #expect(rec.syncedCount == 1)
-        #expect(rec.diagnostics.isEmpty, "\(rec.diagnostics)")
+            // Delete a file: its objects go, the others stay.
+            try FileManager.default.removeItem(atPath: dir.file("web.yaml"))
+            await rec.wait("web gone") { rec.keys(.service) == ["shop/api"] && rec.keys(.endpointSlice).isEmpty }
+            #expect(rec.keys(.node) == ["node-a"])
+            #expect(rec.syncedCount == 1)
+            #expect(rec.diagnostics.isEmpty, "\(rec.diagnostics)")
+        }
     }
 
     @Test("a broken file keeps its last good objects, is reported, and other files still apply")
@@ -98,29 +98,30 @@ struct ManifestSourceTests {
         let source = ManifestSource(directory: dir.path, debounce: .milliseconds(30))
         let rec = EventRecorder(events: source.events, diagnostics: source.diagnostics)
         try source.start()
-        defer { source.stop() }
-        await rec.wait("sync") { rec.syncedCount == 1 && rec.keys(.service) == ["shop/a", "shop/b"] }
+        try await whileRunning(source.run) {
+            await rec.wait("sync") { rec.syncedCount == 1 && rec.keys(.service) == ["shop/a", "shop/b"] }
 
-        // a.yaml breaks while b.yml changes in the same burst.
-        try dir.write("a.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n   namespace: shop\n")
-        try dir.write("b.yml", service("b", port: 444))
-        await rec.wait("b changes") { dig(rec.json(.service, "shop/b"), "spec", "ports", "0", "port") as? Int == 444 }
-        await rec.wait("a.yaml reported") { rec.diagnostics.contains { $0.origin.contains("a.yaml") } }
-        #expect(rec.keys(.service) == ["shop/a", "shop/b"], "a's last good object stays")
-        let d = try #require(rec.diagnostics.first { $0.origin.contains("a.yaml") })
-        #expect(d.severity == .error && d.description.contains("line"), "\(d)")
+            // a.yaml breaks while b.yml changes in the same burst.
+            try dir.write("a.yaml", "apiVersion: v1\nkind: Service\nmetadata:\n  name: a\n   namespace: shop\n")
+            try dir.write("b.yml", service("b", port: 444))
+            await rec.wait("b changes") { dig(rec.json(.service, "shop/b"), "spec", "ports", "0", "port") as? Int == 444 }
+            await rec.wait("a.yaml reported") { rec.diagnostics.contains { $0.origin.contains("a.yaml") } }
+            #expect(rec.keys(.service) == ["shop/a", "shop/b"], "a's last good object stays")
+            let d = try #require(rec.diagnostics.first { $0.origin.contains("a.yaml") })
+            #expect(d.severity == .error && d.description.contains("line"), "\(d)")
 
-        // Fixed: a changes and a recovery is reported.
-        try dir.write("a.yaml", service("a", port: 8443))
-        await rec.wait("a fixed") { dig(rec.json(.service, "shop/a"), "spec", "ports", "0", "port") as? Int == 8443 }
-        await rec.wait("recovery reported") { rec.diagnostics.contains { $0.severity == .info && $0.origin.contains("a.yaml") } }
+            // Fixed: a changes and a recovery is reported.
+            try dir.write("a.yaml", service("a", port: 8443))
+            await rec.wait("a fixed") { dig(rec.json(.service, "shop/a"), "spec", "ports", "0", "port") as? Int == 8443 }
+            await rec.wait("recovery reported") { rec.diagnostics.contains { $0.severity == .info && $0.origin.contains("a.yaml") } }
 
-        // Broken again, then deleted: deletion removes the objects even though the file was broken.
-        try dir.write("a.yaml", ": : :\n\t- nope")
-        await rec.wait("second report") { rec.diagnostics.filter { $0.severity == .error }.count >= 2 }
-        #expect(rec.keys(.service) == ["shop/a", "shop/b"])
-        try FileManager.default.removeItem(atPath: dir.file("a.yaml"))
-        await rec.wait("a gone") { rec.keys(.service) == ["shop/b"] }
+            // Broken again, then deleted: deletion removes the objects even though the file was broken.
+            try dir.write("a.yaml", ": : :\n\t- nope")
+            await rec.wait("second report") { rec.diagnostics.filter { $0.severity == .error }.count >= 2 }
+            #expect(rec.keys(.service) == ["shop/a", "shop/b"])
+            try FileManager.default.removeItem(atPath: dir.file("a.yaml"))
+            await rec.wait("a gone") { rec.keys(.service) == ["shop/b"] }
+        }
     }
 
     @Test("a missing directory is a clear error")

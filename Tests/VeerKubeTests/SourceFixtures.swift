@@ -44,14 +44,17 @@ func withSource(_ server: FakeAPIServer, options: KubeAPISource.Options = testOp
                         inspect: (KubeAPISource) throws -> Void = { _ in }) async throws {
     let source = try KubeAPISource(config: config ?? KubeAPIConfig(server: server.url), options: options)
     let rec = EventRecorder(events: source.events, diagnostics: source.diagnostics)
-    source.start()
-    do {
-        try await body(source, rec)
-    } catch {
-        await source.stop()
-        throw error
-    }
-    await source.stop()
+    try await whileRunning(source.run) { try await body(source, rec) }
     try inspect(source)
+}
+
+/// Runs a source's `run()` as a child task around `body`, as its ServiceGroup would, and
+/// cancels it after `body` (its connections closed and its streams finished on return).
+func whileRunning(_ run: @escaping @Sendable () async throws -> Void, _ body: () async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await run() }
+        defer { group.cancelAll() }
+        try await body()
+    }
 }
 

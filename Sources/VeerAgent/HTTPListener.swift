@@ -1,0 +1,129 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The one small HTTP/1.1 listener veerd serves from: /metrics (and /healthz, /readyz) on the
+/// metrics address, kube-proxy's /healthz and /livez, and the healthCheckNodePort of each
+/// eTP=Local LoadBalancer Service. Its handler is one of two kinds:
+/// - `.async`: may await the agent (a scrape renders its snapshot); the connection closes after
+///   the answer.
+/// - `.onEventLoop`: answers synchronously on the event loop from state kept behind a lock, so a
+///   load balancer probing every few seconds never waits on the agent's reconcile loop; keep-alive
+///   is honoured.
+public final class HTTPListener: Sendable {
+    /// One answer: status, headers and body (Content-Length is added).
+    public struct Response: Sendable {
+        public var status: HTTPResponseStatus
+        public var headers: [(String, String)]
+        public var body: String
+
+        public init(status: HTTPResponseStatus, headers: [(String, String)], body: String) {
+            self.status = status
+            self.headers = headers
+            self.body = body
+        }
+
+        public init(_ status: HTTPResponseStatus, contentType: String, _ body: String) {
+            self.init(status: status, headers: [("Content-Type", contentType)], body: body)
+        }
+    }
+
+    public enum Handler: Sendable {
+        case async(@Sendable (_ path: String) async -> Response)
+        case onEventLoop(@Sendable (_ path: String) -> Response)
+    }
+
+    private let channel: Channel
+    /// The group made for this listener alone (nil: it shares its caller's).
+    private let ownGroup: MultiThreadedEventLoopGroup?
+
+    public var port: Int { channel.localAddress?.port ?? 0 }
+
+    /// A listener on its own event loop thread.
+    public convenience init(host: String, port: Int, handler: Handler) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await self.init(group: group, ownGroup: group, host: host, port: port, handler: handler)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// A listener on a group shared with others (the health listeners); the caller shuts it down.
+    public convenience init(group: EventLoopGroup, host: String, port: Int, handler: Handler) async throws {
+        try await self.init(group: group, ownGroup: nil, host: host, port: port, handler: handler)
+    }
+
+    private init(group: EventLoopGroup, ownGroup: MultiThreadedEventLoopGroup?, host: String, port: Int, handler: Handler) async throws {
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 64)
+            // As Go's listeners (kube-proxy's) do: a port closed a moment ago binds again at once.
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.pipeline.configureHTTPServerPipeline().flatMap {
+                    channel.pipeline.addHandler(RequestHandler(handler: handler))
+                }
+            }
+        channel = try await bootstrap.bind(host: host, port: port).get()
+        self.ownGroup = ownGroup
+    }
+
+    public func close() async {
+        try? await channel.close()
+        try? await ownGroup?.shutdownGracefully()
+    }
+}
+
+private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    let handler: HTTPListener.Handler
+    private var path = "/"
+    private var keepAlive = false
+
+    init(handler: HTTPListener.Handler) { self.handler = handler }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case let .head(head):
+            path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "/")
+            keepAlive = head.isKeepAlive
+        case .body:
+            break
+        case .end:
+            switch handler {
+            case let .onEventLoop(respond):
+                write(respond(path), keepAlive: keepAlive, context: context)
+            case let .async(respond):
+                let path = self.path
+                // NIO's bridge from the event loop to async code: the task lives as long as one answer.
+                let promise = context.eventLoop.makePromise(of: HTTPListener.Response.self)
+                promise.completeWithTask { await respond(path) }
+                let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+                promise.futureResult.whenSuccess { response in
+                    self.write(response, keepAlive: false, context: ctx.value)
+                }
+            }
+        }
+    }
+
+    private func write(_ r: HTTPListener.Response, keepAlive: Bool, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        for (name, value) in r.headers { headers.add(name: name, value: value) }
+        headers.add(name: "Content-Length", value: "\(r.body.utf8.count)")
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: r.body)))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive {
+            let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+            done.whenComplete { _ in ctx.value.close(promise: nil) }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

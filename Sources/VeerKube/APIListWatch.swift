@@ -1,0 +1,147 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import VeerModel
+
+// The API source's requests: a paged list, a watch read line by line, and the HTTP details.
+extension KubeAPISource {
+    // MARK: - list
+
+    func list(_ kind: ResourceKind, _ client: HTTPClient) async throws -> ([RawObject], String) {
+        var objects: [String: RawObject] = [:]
+        var order: [String] = []
+        var listRV: String?
+        var continueToken: String?
+        var paged = options.pageSize > 0
+        while true {
+            var query = selectors(kind)
+            if paged { query.append(("limit", String(options.pageSize))) }
+            if let continueToken { query.append(("continue", continueToken)) }
+            let (status, body, retryAfter) = try await get(client, kind.collectionPath, query: query, maxBytes: options.maxListBytes)
+            if status == 410, continueToken != nil {
+                // The continue token expired between pages: one unpaginated, consistent list (client-go's pager).
+                report(.info, "list \(kind.resource)", "continue token expired; listing again without pages")
+                objects = [:]; order = []; listRV = nil; continueToken = nil; paged = false
+                continue
+            }
+            guard status == 200 else {
+                var error = APIStatusError(status: status, body: body)
+                error.retryAfter = retryAfter
+                throw error
+            }
+            let page: ListPage
+            do {
+                page = try ListPage.decode(body, kind: kind)
+            } catch {
+                throw APIStatusError(status: status, body: body, note: "the list response is not a JSON object (\(error))")
+            }
+            if listRV == nil { listRV = page.resourceVersion }
+            for raw in page.items {
+                if objects.updateValue(raw, forKey: raw.key) == nil { order.append(raw.key) }
+            }
+            for (i, why) in page.skipped {
+                count(kind) { $0.skipped += 1 }
+                report(.warning, "list \(kind.resource)", "item \(i) skipped: \(why)")
+            }
+            continueToken = page.continueToken
+            if !paged || continueToken == nil { break }
+        }
+        guard let listRV, !listRV.isEmpty else {
+            throw APIStatusError(status: 200, body: Data(), note: "the \(kind.resource) list has no metadata.resourceVersion")
+        }
+        return (order.compactMap { objects[$0] }, listRV)
+    }
+
+    // MARK: - watch
+
+    func watch(_ kind: ResourceKind, _ client: HTTPClient, from rv: String, lastResourceVersion: inout String?, troubled: inout Bool) async throws -> WatchEnd {
+        let timeout = Int.random(in: options.watchTimeoutSeconds)
+        var query = selectors(kind)
+        query += [("allowWatchBookmarks", "true"), ("resourceVersion", rv),
+                  ("timeoutSeconds", String(timeout)), ("watch", "true")]
+        let request = makeRequest(kind.collectionPath, query: query)
+        let response = try await client.execute(request, deadline: .now() + .seconds(Int64(timeout) + 30), logger: nil)
+        guard response.status == .ok else {
+            let body = try? await response.body.collect(upTo: 1 << 20)
+            var error = APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
+            error.retryAfter = retryAfter(response.headers)
+            throw error
+        }
+        count(kind) { $0.watches += 1 }
+        if troubled {
+            // Resumed from the same resourceVersion: nothing was missed.
+            troubled = false
+            report(.info, "watch \(kind.resource)", "watching again from resourceVersion \(rv)", connectivity: .restored(kind.resource))
+        }
+        var framer = LineFramer(maxLineBytes: options.maxLineBytes)
+        var events = 0
+        func handle(_ line: Data) -> WatchEnd? {
+            switch WatchLine.decode(line, kind: kind) {
+            case .skip(let why):
+                count(kind) { $0.skipped += 1 }
+                report(.warning, "watch \(kind.resource)", "event skipped: \(why)")
+            case .event(let event, let newRV):
+                events += 1
+                if let newRV, !newRV.isEmpty { lastResourceVersion = newRV }
+                if let event { eventsOut.yield(event) }
+            case .expired(let message):
+                return .expired(message)
+            case .failure(let status):
+                report(.warning, "watch \(kind.resource)", "ERROR event: \(status); watching again")
+                return .ended(events: events)
+            }
+            return nil
+        }
+        do {
+            for try await chunk in response.body {
+                for line in try framer.append(chunk.readableBytesView) {
+                    if let end = handle(line) { return end }
+                }
+            }
+            if let last = framer.finish(), let end = handle(last) { return end }
+        } catch let error as HTTPClientError where error == .deadlineExceeded {
+            // The server ignored timeoutSeconds; our deadline ended the watch. A normal end.
+        } catch let error as LineFramer.LineTooLong {
+            throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
+        }
+        return .ended(events: events)
+    }
+
+    // MARK: - HTTP
+
+    func selectors(_ kind: ResourceKind) -> [(String, String)] {
+        switch kind {
+        case .node: return [("fieldSelector", "metadata.name=\(options.nodeName)")]
+        case .service, .endpointSlice:
+            return options.serviceLabelSelector.map { [("labelSelector", $0)] } ?? []
+        }
+    }
+
+    func makeRequest(_ path: String, query: [(String, String)]) -> HTTPClientRequest {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        let q = query.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? $0.1)" }
+            .joined(separator: "&")
+        var request = HTTPClientRequest(url: config.server + path + (q.isEmpty ? "" : "?" + q))
+        request.method = .GET
+        request.headers.add(name: "User-Agent", value: options.userAgent)
+        request.headers.add(name: "Accept", value: "application/json")
+        if let auth = config.authorizationHeader() { request.headers.add(name: "Authorization", value: auth) }
+        return request
+    }
+
+    func get(_ client: HTTPClient, _ path: String, query: [(String, String)], maxBytes: Int) async throws -> (Int, Data, Duration?) {
+        let request = makeRequest(path, query: query)
+        let response = try await client.execute(
+            request, deadline: .now() + .nanoseconds(Int64(options.requestTimeout.nanoseconds)), logger: nil)
+        let body = try await response.body.collect(upTo: maxBytes)
+        return (Int(response.status.code), Data(body.readableBytesView), retryAfter(response.headers))
+    }
+
+    /// `Retry-After: <seconds>` on 429/5xx (capped at the maximum backoff).
+    func retryAfter(_ headers: HTTPHeaders) -> Duration? {
+        guard let value = headers.first(name: "Retry-After"), let seconds = Int(value), seconds > 0 else { return nil }
+        return min(.seconds(seconds), options.maxBackoff * 2)
+    }
+}

@@ -372,6 +372,15 @@ static __always_inline int serve(struct __sk_buff *skb)
 	if (!master)
 		return TC_ACT_OK;
 
+	/* A TCP segment other than an opening SYN is conntrack's whatever it holds: a segment of
+	 * a flow it translates, or a stray one the host answers (RST) as it would with no NAT.
+	 * Opening a flow on it would pick a backend that has never seen the connection, so a
+	 * lookup could change nothing: it is skipped, one conntrack lookup saved per packet. */
+	if (f.proto == IPPROTO_TCP && !f.syn_only) {
+		stat_inc(VEER_PKT_STAT_UNTRACKED);
+		return TC_ACT_OK;
+	}
+
 	/* A flow conntrack already knows (either direction) is the kernel's to translate. */
 	opts.l4proto = f.proto;
 	ct = lookup(skb, &f, &opts);
@@ -387,13 +396,6 @@ static __always_inline int serve(struct __sk_buff *skb)
 	if (ct) {
 		bpf_ct_release(ct);
 		stat_inc(VEER_PKT_STAT_TRACKED);
-		return TC_ACT_OK;
-	}
-	/* A TCP segment other than an opening SYN with no flow behind it: the host answers it
-	 * (RST), as it would with no NAT. Opening a flow on it would pick a backend that has
-	 * never seen the connection. */
-	if (f.proto == IPPROTO_TCP && !f.syn_only) {
-		stat_inc(VEER_PKT_STAT_UNTRACKED);
 		return TC_ACT_OK;
 	}
 

@@ -10,8 +10,9 @@
  * conntrack finds that entry and the kernel's NAT engine translates it and every later
  * packet of the flow, both ways, on whatever interface a reply arrives (a second NIC, a
  * CNI's tunnel), ICMP errors included. TCP/UDP state and timeouts are the kernel's; a SYN
- * that reuses the 5-tuple of a closing entry opens a new flow here (see serve). That engine rewrites packets only in a network namespace where NAT hooks are
- * registered: the agent keeps an empty nftables nat table for that (docs/architecture.md).
+ * that reuses the 5-tuple of a closing entry opens a new flow here (see serve). That engine
+ * rewrites packets only in a network namespace where NAT hooks are registered: the agent
+ * keeps an empty nftables nat table for that (docs/architecture.md).
  *
  * sessionAffinity ClientIP: the client is the packet's source address (kube-proxy's key);
  * a new flow from a client whose pick is younger than the timeout and still a member goes to

@@ -543,6 +543,10 @@ def main():
     Handler.world = world
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True
+    # socketserver's default backlog is 5. Three agents open about fifteen list and watch
+    # connections at once; on a loaded machine the accept loop falls behind, the kernel drops
+    # SYNs past the backlog, and a client's retransmits back off past its connect timeout.
+    ThreadingHTTPServer.request_queue_size = 128
     server = ThreadingHTTPServer((a.host, a.port), Handler)
     default_handle_error = server.handle_error
 

@@ -112,6 +112,7 @@ public actor Agent {
     }
 
     public func ingest(_ event: SourceEvent) {
+        if case let .batch(events) = event { return ingest(events) }
         let started = clock.now
         let change = store.apply(event)
         if case let .replaceAll(kind, objects) = event {

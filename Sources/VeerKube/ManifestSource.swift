@@ -1,6 +1,6 @@
 // The manifest-directory source (`veerd --manifests DIR`): every *.yaml, *.yml and *.json in DIR,
-// watched with inotify. Any change re-reads the directory (after a short debounce) and emits a
-// replaceAll for each kind whose objects changed, so deleting a file deletes its objects. A file
+// watched with inotify. Any change re-reads the directory (after a short debounce) and emits, as one
+// batch, a replaceAll for each kind whose objects changed, so deleting a file deletes its objects. A file
 // that does not parse is reported and its last good objects stay.
 #if canImport(Glibc)
 import Glibc
@@ -27,7 +27,7 @@ public final class ManifestSource: ServiceLifecycle.Service, @unchecked Sendable
     }
 
     public let directory: String
-    /// Changes for the store: replaceAll per changed kind, then `synced` once after the first scan.
+    /// Changes for the store, one batch per scan: replaceAll per changed kind, then `synced` once after the first.
     public let events: AsyncStream<SourceEvent>
     /// Parse problems and recoveries (also logged). Keeps the newest 256 if nobody reads them.
     public let diagnostics: AsyncStream<SourceDiagnostic>
@@ -263,17 +263,21 @@ public final class ManifestSource: ServiceLifecycle.Service, @unchecked Sendable
                 byKind[object.kind, default: [:]][object.key] = object
             }
         }
+        var events: [SourceEvent] = []
         for kind in ResourceKind.allCases {
             let objects = (byKind[kind] ?? [:]).values.sorted { $0.key < $1.key }
             if !didSync || lastEmitted[kind] != objects {
                 lastEmitted[kind] = objects
-                eventsOut.yield(.replaceAll(kind, objects))
+                events.append(.replaceAll(kind, objects))
             }
         }
         if !didSync {
             didSync = true
-            eventsOut.yield(.synced)
+            events.append(.synced)
         }
+        // One rescan is one change: a file that edits a Service and its slice together is
+        // never programmed half-way.
+        if !events.isEmpty { eventsOut.yield(.batch(events)) }
     }
 
     private func report(_ diagnostic: SourceDiagnostic) {

@@ -45,4 +45,7 @@ public enum SourceEvent: Hashable, Sendable {
     case replaceAll(ResourceKind, [RawObject])
     /// Every kind has been listed at least once; stale kernel state may be swept now.
     case synced
+    /// Events that belong together (one rescan of a manifest directory): all are stored before
+    /// the next sync plans, so no sync sees a Service's new ports with its old slices.
+    case batch([SourceEvent])
 }

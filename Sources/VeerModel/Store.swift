@@ -60,6 +60,8 @@ public struct ServiceStore: Hashable, Sendable {
             change = applyObject(raw)
         case let .delete(kind, namespace, name):
             change = delete(kind, ObjectKey(namespace: kind == .node ? "" : namespace, name: name))
+        case let .batch(events):
+            for event in events { change.merge(apply(event)) }
         case let .replaceAll(kind, objects):
             let keep = Set(objects.map { ObjectKey(namespace: kind == .node ? "" : $0.namespace, name: $0.name) })
             for key in keys(of: kind) where !keep.contains(key) { change.merge(delete(kind, key)) }

@@ -8,6 +8,7 @@ import VeerTestSupport
 final class EventRecorder: @unchecked Sendable {
     private let lock = NSLock()
     private var _events: [SourceEvent] = []
+    private var _batches: [[SourceEvent]] = []
     private var _state: [ResourceKind: [String: RawObject]] = [:]
     private var _diagnostics: [SourceDiagnostic] = []
     private var tasks: [Task<Void, Never>] = []
@@ -26,6 +27,11 @@ final class EventRecorder: @unchecked Sendable {
     deinit { tasks.forEach { $0.cancel() } }
 
     private func record(_ event: SourceEvent) {
+        // A batch is recorded as the events it carries, in order.
+        if case let .batch(events) = event {
+            lock.withLock { _batches.append(events) }
+            return events.forEach(record)
+        }
         lock.withLock {
             _events.append(event)
             switch event {
@@ -33,12 +39,14 @@ final class EventRecorder: @unchecked Sendable {
             case .delete(let kind, let ns, let name): _state[kind]?[ns.isEmpty ? name : "\(ns)/\(name)"] = nil
             case .replaceAll(let kind, let objects):
                 _state[kind] = Dictionary(objects.map { ($0.key, $0) }, uniquingKeysWith: { $1 })
-            case .synced: break
+            case .synced, .batch: break
             }
         }
     }
 
     var events: [SourceEvent] { lock.withLock { _events } }
+    /// The batches received, each as the events it carried.
+    var batches: [[SourceEvent]] { lock.withLock { _batches } }
     var diagnostics: [SourceDiagnostic] { lock.withLock { _diagnostics } }
     func keys(_ kind: ResourceKind) -> [String] { lock.withLock { (_state[kind] ?? [:]).keys.sorted() } }
     func object(_ kind: ResourceKind, _ key: String) -> RawObject? { lock.withLock { _state[kind]?[key] } }
@@ -67,6 +75,7 @@ func describe(_ e: SourceEvent) -> String {
     case .delete(let k, let ns, let n): return "delete(\(k) \(ns)/\(n))"
     case .replaceAll(let k, let os): return "replaceAll(\(k): \(os.map(\.key)))"
     case .synced: return "synced"
+    case .batch(let es): return "batch(\(es.map(describe)))"
     }
 }
 

@@ -63,6 +63,7 @@ struct ManifestSourceTests {
             // replaceAll for all three kinds precedes synced.
             let firstEvents = rec.events
             #expect(firstEvents.count == 4 && firstEvents.last == .synced)
+            #expect(rec.batches.map(\.count) == [4], "the first scan is one batch")
             #expect(rec.object(.service, "shop/web")?.origin == "\(URL(fileURLWithPath: dir.path).lastPathComponent)/web.yaml#1")
 
             // Edit in place: the port changes.
@@ -83,6 +84,8 @@ struct ManifestSourceTests {
             // Delete a file: its objects go, the others stay.
             try FileManager.default.removeItem(atPath: dir.file("web.yaml"))
             await rec.wait("web gone") { rec.keys(.service) == ["shop/api"] && rec.keys(.endpointSlice).isEmpty }
+            // The Service and its slice leave together: one batch, so no sync sees one without the other.
+            #expect(rec.batches.last.map { $0.map(describe) } == ["replaceAll(Service: [\"shop/api\"])", "replaceAll(EndpointSlice: [])"])
             #expect(rec.keys(.node) == ["node-a"])
             #expect(rec.syncedCount == 1)
             #expect(rec.diagnostics.isEmpty, "\(rec.diagnostics)")

@@ -5,10 +5,10 @@
 public struct IndexedMapState: Sendable {
     public private(set) var state: MapState
     /// Every id holding this address; the lowest is the one reused (as a full plan does).
-    private(set) var backendIDsByAddress: [L4Address: [UInt32]] = [:]
+    private(set) var backendIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
     /// rev_nat ids by the frontend they hold. A failed write can leave one with no master
     /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
-    private(set) var revNatIDsByAddress: [L4Address: [UInt32]] = [:]
+    private(set) var revNatIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
     private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
     /// Members naming each backend id.
     private(set) var memberCount: [UInt32: Int] = [:]
@@ -18,8 +18,13 @@ public struct IndexedMapState: Sendable {
 
     public init(_ state: MapState = MapState()) {
         self.state = state
-        for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: []].append(id) }
-        for (id, address) in state.revNat { revNatIDsByAddress[address, default: []].append(id) }
+        // Sized up front: growing them a step at a time was a large part of building one.
+        backendIDsByAddress.reserveCapacity(state.backends.count)
+        revNatIDsByAddress.reserveCapacity(state.revNat.count)
+        membersByRevNat.reserveCapacity(state.revNat.count)
+        memberCount.reserveCapacity(state.backends.count)
+        for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: CompactSet()].insert(id) }
+        for (id, address) in state.revNat { revNatIDsByAddress[address, default: CompactSet()].insert(id) }
         for m in state.members {
             membersByRevNat[m.revNatID, default: []].insert(m.backendID)
             memberCount[m.backendID, default: 0] += 1
@@ -44,7 +49,7 @@ public struct IndexedMapState: Sendable {
         switch op {
         case let .upsertBackend(id, entry):
             if let old = state.backends[id] { dropBackendAddress(old.address, id) }
-            backendIDsByAddress[entry.address, default: []].append(id)
+            backendIDsByAddress[entry.address, default: CompactSet()].insert(id)
             backendIDs.use(id)
         case let .deleteBackend(id):
             if let old = state.backends[id] {
@@ -53,7 +58,7 @@ public struct IndexedMapState: Sendable {
             }
         case let .upsertRevNat(id, address):
             if let old = state.revNat[id] { dropRevNatAddress(old, id) }
-            revNatIDsByAddress[address, default: []].append(id)
+            revNatIDsByAddress[address, default: CompactSet()].insert(id)
             revNatIDs.use(id)
         case let .upsertMaster(address, master):
             revNatIDs.use(master.revNatID)
@@ -87,12 +92,12 @@ public struct IndexedMapState: Sendable {
     }
 
     private mutating func dropRevNatAddress(_ address: L4Address, _ id: UInt32) {
-        revNatIDsByAddress[address]?.removeAll { $0 == id }
+        revNatIDsByAddress[address]?.remove(id)
         if revNatIDsByAddress[address]?.isEmpty == true { revNatIDsByAddress[address] = nil }
     }
 
     private mutating func dropBackendAddress(_ address: L4Address, _ id: UInt32) {
-        backendIDsByAddress[address]?.removeAll { $0 == id }
+        backendIDsByAddress[address]?.remove(id)
         if backendIDsByAddress[address]?.isEmpty == true { backendIDsByAddress[address] = nil }
     }
 }

@@ -11,7 +11,7 @@ public struct IndexedMapState: Sendable {
     private(set) var revNatIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
     private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
     /// Members naming each backend id.
-    private(set) var memberCount: [UInt32: Int] = [:]
+    private(set) var memberCount = IDCounts()
     public private(set) var serviceEntryCount = 0
     private(set) var backendIDs: IDPool
     private(set) var revNatIDs: IDPool
@@ -22,16 +22,15 @@ public struct IndexedMapState: Sendable {
         backendIDsByAddress.reserveCapacity(state.backends.count)
         revNatIDsByAddress.reserveCapacity(state.revNat.count)
         membersByRevNat.reserveCapacity(state.revNat.count)
-        memberCount.reserveCapacity(state.backends.count)
         for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: CompactSet()].insert(id) }
         for (id, address) in state.revNat { revNatIDsByAddress[address, default: CompactSet()].insert(id) }
         for m in state.members {
             membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-            memberCount[m.backendID, default: 0] += 1
+            memberCount[m.backendID] += 1
         }
         serviceEntryCount = state.serviceEntryCount
-        backendIDs = IDPool(used: Set(state.backends.keys))
-        revNatIDs = IDPool(used: Set(state.revNat.keys).union(state.masters.values.map(\.revNatID)))
+        backendIDs = IDPool(used: state.backends.keys)
+        revNatIDs = IDPool(used: Array(state.revNat.keys) + state.masters.values.map(\.revNatID))
     }
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
@@ -72,14 +71,13 @@ public struct IndexedMapState: Sendable {
         case let .upsertMember(m):
             if !state.members.contains(m) {
                 membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-                memberCount[m.backendID, default: 0] += 1
+                memberCount[m.backendID] += 1
             }
         case let .deleteMember(m):
             if state.members.contains(m) {
                 membersByRevNat[m.revNatID]?.remove(m.backendID)
                 if membersByRevNat[m.revNatID]?.isEmpty == true { membersByRevNat[m.revNatID] = nil }
-                memberCount[m.backendID, default: 1] -= 1
-                if memberCount[m.backendID] == 0 { memberCount[m.backendID] = nil }
+                memberCount[m.backendID] = max(0, memberCount[m.backendID] - 1)
             }
         case let .upsertSlot(address, slot, _, _):
             if state.slots[address]?[slot] == nil { serviceEntryCount += 1 }
@@ -105,12 +103,12 @@ public struct IndexedMapState: Sendable {
 /// Which ids are free, answering "the lowest free id" without scanning the used ones again:
 /// every id below `frontier` is used or in `holes`.
 struct IDPool: Sendable {
-    private(set) var used: Set<UInt32>
+    private(set) var used: IDSet
     private(set) var holes: Set<UInt32> = []
     private(set) var frontier: UInt32 = 1
 
-    init(used: Set<UInt32>) {
-        self.used = used
+    init(used: some Sequence<UInt32>) {
+        self.used = IDSet(used)
         advance()
     }
 

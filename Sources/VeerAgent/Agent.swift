@@ -226,7 +226,10 @@ public actor Agent {
             syncHealth(full ? nil : touched)
             syncServiceAddresses()
             syncSourceRanges(full ? nil : touched)
-            for line in SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired) { logger.info("\(line)") }
+            // Built only when they are logged: at 10,000 services a full sync makes 10,000 lines.
+            if logger.logLevel <= .info {
+                for line in SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired) { logger.info("\(line)") }
+            }
             if full { attachPacketPath(node) }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
                 terminateStaleSockets()

@@ -5,28 +5,32 @@
 public struct IndexedMapState: Sendable {
     public private(set) var state: MapState
     /// Every id holding this address; the lowest is the one reused (as a full plan does).
-    private(set) var backendIDsByAddress: [L4Address: [UInt32]] = [:]
+    private(set) var backendIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
     /// rev_nat ids by the frontend they hold. A failed write can leave one with no master
     /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
-    private(set) var revNatIDsByAddress: [L4Address: [UInt32]] = [:]
+    private(set) var revNatIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
     private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
     /// Members naming each backend id.
-    private(set) var memberCount: [UInt32: Int] = [:]
+    private(set) var memberCount = IDCounts()
     public private(set) var serviceEntryCount = 0
     private(set) var backendIDs: IDPool
     private(set) var revNatIDs: IDPool
 
     public init(_ state: MapState = MapState()) {
         self.state = state
-        for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: []].append(id) }
-        for (id, address) in state.revNat { revNatIDsByAddress[address, default: []].append(id) }
+        // Sized up front: growing them a step at a time was a large part of building one.
+        backendIDsByAddress.reserveCapacity(state.backends.count)
+        revNatIDsByAddress.reserveCapacity(state.revNat.count)
+        membersByRevNat.reserveCapacity(state.revNat.count)
+        for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: CompactSet()].insert(id) }
+        for (id, address) in state.revNat { revNatIDsByAddress[address, default: CompactSet()].insert(id) }
         for m in state.members {
             membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-            memberCount[m.backendID, default: 0] += 1
+            memberCount[m.backendID] += 1
         }
         serviceEntryCount = state.serviceEntryCount
-        backendIDs = IDPool(used: Set(state.backends.keys))
-        revNatIDs = IDPool(used: Set(state.revNat.keys).union(state.masters.values.map(\.revNatID)))
+        backendIDs = IDPool(used: state.backends.keys)
+        revNatIDs = IDPool(used: Array(state.revNat.keys) + state.masters.values.map(\.revNatID))
     }
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
@@ -44,7 +48,7 @@ public struct IndexedMapState: Sendable {
         switch op {
         case let .upsertBackend(id, entry):
             if let old = state.backends[id] { dropBackendAddress(old.address, id) }
-            backendIDsByAddress[entry.address, default: []].append(id)
+            backendIDsByAddress[entry.address, default: CompactSet()].insert(id)
             backendIDs.use(id)
         case let .deleteBackend(id):
             if let old = state.backends[id] {
@@ -53,7 +57,7 @@ public struct IndexedMapState: Sendable {
             }
         case let .upsertRevNat(id, address):
             if let old = state.revNat[id] { dropRevNatAddress(old, id) }
-            revNatIDsByAddress[address, default: []].append(id)
+            revNatIDsByAddress[address, default: CompactSet()].insert(id)
             revNatIDs.use(id)
         case let .upsertMaster(address, master):
             revNatIDs.use(master.revNatID)
@@ -67,14 +71,13 @@ public struct IndexedMapState: Sendable {
         case let .upsertMember(m):
             if !state.members.contains(m) {
                 membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-                memberCount[m.backendID, default: 0] += 1
+                memberCount[m.backendID] += 1
             }
         case let .deleteMember(m):
             if state.members.contains(m) {
                 membersByRevNat[m.revNatID]?.remove(m.backendID)
                 if membersByRevNat[m.revNatID]?.isEmpty == true { membersByRevNat[m.revNatID] = nil }
-                memberCount[m.backendID, default: 1] -= 1
-                if memberCount[m.backendID] == 0 { memberCount[m.backendID] = nil }
+                memberCount[m.backendID] = max(0, memberCount[m.backendID] - 1)
             }
         case let .upsertSlot(address, slot, _, _):
             if state.slots[address]?[slot] == nil { serviceEntryCount += 1 }
@@ -87,12 +90,12 @@ public struct IndexedMapState: Sendable {
     }
 
     private mutating func dropRevNatAddress(_ address: L4Address, _ id: UInt32) {
-        revNatIDsByAddress[address]?.removeAll { $0 == id }
+        revNatIDsByAddress[address]?.remove(id)
         if revNatIDsByAddress[address]?.isEmpty == true { revNatIDsByAddress[address] = nil }
     }
 
     private mutating func dropBackendAddress(_ address: L4Address, _ id: UInt32) {
-        backendIDsByAddress[address]?.removeAll { $0 == id }
+        backendIDsByAddress[address]?.remove(id)
         if backendIDsByAddress[address]?.isEmpty == true { backendIDsByAddress[address] = nil }
     }
 }
@@ -100,12 +103,12 @@ public struct IndexedMapState: Sendable {
 /// Which ids are free, answering "the lowest free id" without scanning the used ones again:
 /// every id below `frontier` is used or in `holes`.
 struct IDPool: Sendable {
-    private(set) var used: Set<UInt32>
+    private(set) var used: IDSet
     private(set) var holes: Set<UInt32> = []
     private(set) var frontier: UInt32 = 1
 
-    init(used: Set<UInt32>) {
-        self.used = used
+    init(used: some Sequence<UInt32>) {
+        self.used = IDSet(used)
         advance()
     }
 

@@ -132,13 +132,6 @@ public struct JSONReader: ~Copyable {
         return try stringToken().string
     }
 
-    /// Whether the next value is a string equal to `text` (consuming it either way), without
-    /// making a String: for the values compared far more often than kept ("TCP", "ADDED").
-    public mutating func readString(equals text: StaticString) throws(JSONError) -> Bool {
-        try expect(.string, "string")
-        return try stringToken() == text
-    }
-
     public mutating func readBool() throws(JSONError) -> Bool {
         try expect(.bool, "boolean")
         if bytes[offset] == UInt8(ascii: "t") { try literal("true"); return true }

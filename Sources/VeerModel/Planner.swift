@@ -28,27 +28,36 @@ public enum Planner {
     private static func plan(scope: Set<L4Address>?, desired: [DesiredFrontend], actual: IndexedMapState,
                              capacities: MapCapacities) -> Plan {
         var builder = TargetBuilder(actual: actual, scope: scope, capacities: capacities)
+        builder.reserve(for: desired)
         var rejected: [PlanRejection] = []
 
         // One frontend address, one owner, by the Selector's own rule (callers resolve claims
         // before planning; this keeps a plan well-formed if one did not).
         var owner: [L4Address: DesiredFrontend] = [:]
+        owner.reserveCapacity(desired.count)
         for frontend in desired where owner[frontend.address].map({ frontend.precedes($0) }) ?? true {
             owner[frontend.address] = frontend
         }
+        // Grouped by service, then each service's few frontends sorted: the order of one sort by
+        // (service port, address), without comparing the names of every frontend with each other.
         var byService: [ObjectKey: [DesiredFrontend]] = [:]
-        for frontend in desired.sorted(by: { ($0.service, $0.address) < ($1.service, $1.address) }) {
-            if let first = owner[frontend.address], first != frontend {
-                rejected.append(PlanRejection(
-                    service: frontend.service.serviceKey,
-                    reason: "frontend \(frontend.address) is already served by \(first.service)"))
-                continue
-            }
-            byService[frontend.service.serviceKey, default: []].append(frontend)
+        for frontend in desired { byService[frontend.service.serviceKey, default: []].append(frontend) }
+        let services = byService.keys.sorted()
+        for service in services {
+            byService[service] = byService[service]!
+                .sorted { ($0.service, $0.address) < ($1.service, $1.address) }
+                .filter { frontend in
+                    guard let first = owner[frontend.address], first != frontend else { return true }
+                    rejected.append(PlanRejection(
+                        service: frontend.service.serviceKey,
+                        reason: "frontend \(frontend.address) is already served by \(first.service)"))
+                    return false
+                }
         }
 
-        for service in byService.keys.sorted() {
+        for service in services {
             let frontends = byService[service]!
+            guard !frontends.isEmpty else { continue }
             if let shortage = builder.add(frontends) {
                 // Rejected whole: whatever it had stays programmed; nothing half-written.
                 builder.keepActual(frontends.map(\.address))
@@ -123,10 +132,23 @@ private struct TargetBuilder {
         }
     }
 
+    /// Sizes the target's tables for these frontends: growing them one step at a time was about
+    /// a third of a full plan at 10,000 services.
+    mutating func reserve(for desired: [DesiredFrontend]) {
+        let backends = desired.reduce(0) { $0 + $1.backends.count }
+        target.masters.reserveCapacity(desired.count)
+        target.slots.reserveCapacity(desired.count)
+        target.revNat.reserveCapacity(desired.count)
+        target.backends.reserveCapacity(backends)
+        target.members.reserveCapacity(backends)
+        backendIDs.reserveCapacity(backends)
+        revNatIDs.reserveCapacity(desired.count)
+    }
+
     /// Members of this backend outside the scope (none for a full plan: everything is in it).
     private func othersUsing(_ id: UInt32) -> Int {
         guard scope != nil else { return 0 }
-        return (index.memberCount[id] ?? 0) - (scopeMembersByBackend[id] ?? 0)
+        return index.memberCount[id] - (scopeMembersByBackend[id] ?? 0)
     }
 
     private func existingRevNatID(_ address: L4Address) -> UInt32? {
@@ -276,6 +298,8 @@ private struct TargetBuilder {
 
     func operations() -> [MapOperation] {
         var ops: [MapOperation] = []
+        ops.reserveCapacity(target.backends.count + target.revNat.count + target.members.count
+            + target.masters.count + target.slots.values.reduce(0) { $0 + $1.count })
         for (id, entry) in target.backends.sorted(by: { $0.key < $1.key }) where actual.backends[id] != entry {
             ops.append(.upsertBackend(id: id, entry))
         }

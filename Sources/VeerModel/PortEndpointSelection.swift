@@ -19,7 +19,19 @@ extension Selector {
         var port: UInt16
         var endpoint: Endpoint
         var slice: String
-        var id: String { L4Address(ip: ip, port: port, proto: .tcp).hostPort }
+        /// "ip:port", made once: each candidate's verdicts (Cluster and Local) share it.
+        var id: String
+
+        init(ip: IPAddress, port: UInt16, endpoint: Endpoint, slice: String) {
+            self.ip = ip
+            self.port = port
+            self.endpoint = endpoint
+            self.slice = slice
+            id = L4Address(ip: ip, port: port, proto: .tcp).hostPort
+        }
+
+        /// What makes two candidates one endpoint (§3: one per IP:port).
+        var address: L4Address { L4Address(ip: ip, port: port, proto: .tcp) }
         var ready: Bool { endpoint.conditions.isReady }
         var servingTerminating: Bool { endpoint.conditions.isServing && endpoint.conditions.isTerminating }
     }
@@ -30,7 +42,7 @@ extension Selector {
                            local wantLocal: Bool = true) -> PortSelection {
         var excluded: [EndpointVerdict] = []  // out of every set of this port
         var candidates: [Candidate] = []
-        var index: [String: Int] = [:]
+        var index: [L4Address: Int] = [:]
 
         func verdict(_ e: Endpoint, _ id: String, _ slice: String, _ rule: EndpointRule, _ reason: String) -> EndpointVerdict {
             EndpointVerdict(endpoint: id, slice: slice, pod: e.targetRef?.name, node: e.nodeName, rule: rule, reason: reason)
@@ -61,7 +73,7 @@ extension Selector {
                 let c = Candidate(ip: ip, port: number, endpoint: e, slice: s)
                 // §3: one endpoint per IP:port; a non-terminating copy replaces a terminating one,
                 // otherwise the first seen (slices sorted by name) stays.
-                if let at = index[c.id] {
+                if let at = index[c.address] {
                     let old = candidates[at]
                     if old.endpoint.conditions.terminating == true && e.conditions.terminating != true {
                         excluded.append(verdict(old.endpoint, old.id, old.slice, .duplicate,
@@ -71,7 +83,7 @@ extension Selector {
                         excluded.append(verdict(e, c.id, s, .duplicate, "duplicate of \(c.id) in slice \(old.slice), which was kept"))
                     }
                 } else {
-                    index[c.id] = candidates.count
+                    index[c.address] = candidates.count
                     candidates.append(c)
                 }
             }

@@ -46,6 +46,8 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     public var backendsByText: [String: Backend] { Dictionary(uniqueKeysWithValues: backends.map { ($0.key.description, $0.value) }) }
 
     public init(_ desired: [DesiredFrontend]) {
+        frontends.reserveCapacity(desired.count)
+        backends.reserveCapacity(desired.reduce(0) { $0 + $1.backends.count })
         for f in desired {
             frontends[f.address] = Frontend(namespace: f.service.namespace, service: f.service.name,
                                                         port: f.service.port, kind: f.kind.rawValue)

@@ -31,14 +31,37 @@ struct WireMeta {
     }
 }
 
-struct WireService {
-    struct Port {
-        var name: String?
-        var `protocol`: String?
-        var port: Int?
-        var targetPort: TargetPort?
-        var nodePort: Int?
+/// A port of a Service or of an EndpointSlice, read by one reader: a slice's ports have no
+/// targetPort or nodePort (nil here), and the slice's Validator reads only the first three.
+struct WirePort {
+    var name: String?
+    var `protocol`: String?
+    var port: Int?
+    var targetPort: TargetPort?
+    var nodePort: Int?
+
+    init(_ r: inout JSONReader) throws(JSONError) {
+        try r.forEachField { r, key throws(JSONError) in
+            switch key {
+            case "name": name = try r.optionalString()
+            case "protocol": `protocol` = try r.optionalString()
+            case "port": port = try r.optionalInt()
+            case "nodePort": nodePort = try r.optionalInt()
+            case "targetPort":
+                switch try r.peek() {
+                case .null: _ = try r.skipNull()
+                case .number: targetPort = .number(try r.readInt())
+                case .string: targetPort = .name(try r.readString())
+                default: throw JSONError(problem: .type(expected: "string"))
+                }
+            default: try r.skipValue()
+            }
+        }
     }
+}
+
+struct WireService {
+    typealias Port = WirePort
     struct Ingress {
         var ip: String?
         var hostname: String?
@@ -104,27 +127,7 @@ struct WireService {
             case "clusterIPs": spec.clusterIPs = try r.optionalStringList()
             case "ipFamilies": spec.ipFamilies = try r.optionalStringList()
             case "ipFamilyPolicy": spec.ipFamilyPolicy = try r.optionalString()
-            case "ports":
-                spec.ports = try r.optionalList { r throws(JSONError) in
-                    var p = Port()
-                    try r.forEachField { r, key throws(JSONError) in
-                        switch key {
-                        case "name": p.name = try r.optionalString()
-                        case "protocol": p.protocol = try r.optionalString()
-                        case "port": p.port = try r.optionalInt()
-                        case "nodePort": p.nodePort = try r.optionalInt()
-                        case "targetPort":
-                            switch try r.peek() {
-                            case .null: _ = try r.skipNull()
-                            case .number: p.targetPort = .number(try r.readInt())
-                            case .string: p.targetPort = .name(try r.readString())
-                            default: throw JSONError(problem: .type(expected: "string"))
-                            }
-                        default: try r.skipValue()
-                        }
-                    }
-                    return p
-                }
+            case "ports": spec.ports = try r.optionalList { r throws(JSONError) in try WirePort(&r) }
             case "externalIPs": spec.externalIPs = try r.optionalStringList()
             case "externalName": spec.externalName = try r.optionalString()
             case "sessionAffinity": spec.sessionAffinity = try r.optionalString()
@@ -160,11 +163,7 @@ struct WireEndpointSlice {
         var nodeHints: [String]?
         var targetRef: ObjectReference?
     }
-    struct Port {
-        var name: String?
-        var `protocol`: String?
-        var port: Int?
-    }
+    typealias Port = WirePort
 
     var metadata: WireMeta?
     var addressType: String?
@@ -177,19 +176,7 @@ struct WireEndpointSlice {
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "addressType": addressType = try r.optionalString()
             case "endpoints": endpoints = try r.optionalList { r throws(JSONError) in try Self.endpoint(&r) }
-            case "ports":
-                ports = try r.optionalList { r throws(JSONError) in
-                    var p = Port()
-                    try r.forEachField { r, key throws(JSONError) in
-                        switch key {
-                        case "name": p.name = try r.optionalString()
-                        case "protocol": p.protocol = try r.optionalString()
-                        case "port": p.port = try r.optionalInt()
-                        default: try r.skipValue()
-                        }
-                    }
-                    return p
-                }
+            case "ports": ports = try r.optionalList { r throws(JSONError) in try WirePort(&r) }
             default: try r.skipValue()
             }
         }

@@ -26,7 +26,9 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
     /// them for every write made a large sync quadratic.
     private var serviceEntries = 0
 
-    public init(capacities: MapCapacities = MapCapacities(services: 65_536, backends: 65_536, revNat: 65_536, members: 131_072),
+    /// The compiled defaults unless a test wants small maps: an entry costs memory only when it
+    /// is used, here as in the kernel's BPF_F_NO_PREALLOC maps.
+    public init(capacities: MapCapacities = .compiledDefaults,
                 failureRate: Double = 0, seed: UInt64 = 1) {
         self.capacities = capacities
         self.failureRate = failureRate

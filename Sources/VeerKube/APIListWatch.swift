@@ -9,6 +9,8 @@ extension KubeAPISource {
     // MARK: - list
 
     func list(_ kind: ResourceKind, _ client: HTTPClient) async throws -> ([RawObject], String) {
+        let started = ContinuousClock.now
+        var pages = 0
         var objects: [String: RawObject] = [:]
         var order: [String] = []
         var listRV: String?
@@ -30,6 +32,7 @@ extension KubeAPISource {
                 error.retryAfter = retryAfter
                 throw error
             }
+            pages += 1
             let page: ListPage
             do {
                 page = try ListPage.decode(body, kind: kind)
@@ -50,6 +53,7 @@ extension KubeAPISource {
         guard let listRV, !listRV.isEmpty else {
             throw APIStatusError(status: 200, body: Data(), note: "the \(kind.resource) list has no metadata.resourceVersion")
         }
+        logger.info("listed \(objects.count) \(kind.resource) in \(format(ContinuousClock.now - started)) (\(pages) pages)")
         return (order.compactMap { objects[$0] }, listRV)
     }
 
@@ -74,6 +78,7 @@ extension KubeAPISource {
                       ("sendInitialEvents", "true"), ("timeoutSeconds", String(timeout)), ("watch", "true")]
         }
         let request = makeRequest(kind.collectionPath, query: query)
+        let requested = ContinuousClock.now
         let response = try await client.execute(request, deadline: .now() + .seconds(Int64(timeout) + 30), logger: nil)
         guard response.status == .ok else {
             let body = try? await response.body.collect(upTo: 1 << 20)
@@ -97,7 +102,7 @@ extension KubeAPISource {
         defer { lastResourceVersion = progress.withLock { $0.lastResourceVersion } }
         let quiet = options.watchListQuietTimeout
         return try await withThrowingTaskGroup(of: WatchEnd?.self) { group in
-            group.addTask { try await self.read(response, kind, streaming: streaming, progress) }
+            group.addTask { try await self.read(response, kind, streaming: streaming, since: requested, progress) }
             if streaming {
                 // The marker's watchdog: client-go only warns and waits for the watch's end; a
                 // server that ignores sendInitialEvents would keep veerd unsynced for minutes.
@@ -130,7 +135,7 @@ extension KubeAPISource {
 
     /// Reads one watch response to its end (child task of `watch`).
     private func read(_ response: HTTPClientResponse, _ kind: ResourceKind, streaming: Bool,
-                      _ progress: Locked<StreamProgress>) async throws -> WatchEnd {
+                      since requested: ContinuousClock.Instant, _ progress: Locked<StreamProgress>) async throws -> WatchEnd {
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
         var events = 0
         // The WatchList's initial state, until its marker.
@@ -164,6 +169,7 @@ extension KubeAPISource {
                     let objects = order.compactMap { initial[$0] }
                     initial = [:]; order = []
                     progress.withLock { $0.lastResourceVersion = newRV; $0.initialDone = true }
+                    logger.info("listed \(objects.count) \(kind.resource) in \(format(ContinuousClock.now - requested)) (WatchList)")
                     eventsOut.yield(.replaceAll(kind, objects))
                     count(kind) { $0.lists += 1 }
                     markListed(kind)

@@ -276,6 +276,8 @@ def main():
             raise SystemExit(f"veer_backends={result['backends']} after the churn, expected {n * 10}")
         print("veer-agent " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     finally:
+        if os.environ.get("BENCH_AGENT_LOG"):  # keep veerd's log (its stage timings) for a look
+            subprocess.run(["cp", os.path.join(work, "veerd.log"), os.environ["BENCH_AGENT_LOG"]])
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)

@@ -9,7 +9,8 @@
                                         the bench dies, and other users' settings are untouched.
   bpf_stats.py show CGROUP [NETNS DEV]  JSON {id: {name, attach, run_cnt, run_time_ns}} of the
                                         programs attached to CGROUP, and to DEV inside NETNS (tc)
-  bpf_stats.py diff SCALE BEFORE AFTER  TSV lines: scale, program, attach, runs, ns (AFTER - BEFORE)
+  bpf_stats.py diff SCALE CASE BEFORE AFTER
+                                        TSV lines: scale, case, program, attach, runs, ns (AFTER - BEFORE)
 
 run_time_ns and run_cnt are what bpftool prog show reports; they grow only while stats are on.
 """
@@ -65,14 +66,14 @@ def show(cgroup, netns=None, dev=None):
     print(json.dumps(out))
 
 
-def diff(scale, before, after):
+def diff(scale, case, before, after):
     with open(before) as f:
         b = json.load(f)
     with open(after) as f:
         a = json.load(f)
     for pid, p in sorted(a.items(), key=lambda kv: kv[1]["name"]):
         q = b.get(pid, {"run_cnt": 0, "run_time_ns": 0})
-        print(f"{scale}\t{p['name']}\t{p['attach']}\t{p['run_cnt'] - q['run_cnt']}\t{p['run_time_ns'] - q['run_time_ns']}")
+        print(f"{scale}\t{case}\t{p['name']}\t{p['attach']}\t{p['run_cnt'] - q['run_cnt']}\t{p['run_time_ns'] - q['run_time_ns']}")
 
 
 if __name__ == "__main__":

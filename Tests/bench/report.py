@@ -371,17 +371,22 @@ if bpf:
       "run_time_ns / run_cnt as `bpftool prog show` reports them: the program alone, from its entry to its return, "
       "with the two clock reads the statistics add. Programs that did not run are left out.")
     w("")
-    progs = sorted({(r[1], r[2]) for r in bpf if int(r[3]) > 0})
+    CASE_NAMES = {"crr": "TCP connect to a ClusterIP", "bystander": "TCP connect to a pod (not a Service)",
+                  "udp": "UDP to a ClusterIP (unconnected)", "bulk": "TCP bulk through a ClusterIP",
+                  "xcrr": "external TCP to a NodePort (tc)", "xudp": "external UDP to a NodePort (tc)",
+                  "xbulk": "external TCP bulk to a NodePort (tc)"}
     bscales = sorted({int(r[0]) for r in bpf})
-    w("| program | attach | " + " | ".join(f"{s_:,} svc: runs, ns/run" for s_ in bscales) + " |")
-    w("|---|---|" + "---:|" * len(bscales))
-    for name, attach in progs:
+    rows = sorted({(r[1], r[2], r[3]) for r in bpf if int(r[4]) > 0},
+                  key=lambda x: (list(CASE_NAMES).index(x[0]) if x[0] in CASE_NAMES else 99, x[1]))
+    w("| case | program | attach | " + " | ".join(f"{s_:,} svc: runs, ns/run" for s_ in bscales) + " |")
+    w("|---|---|---|" + "---:|" * len(bscales))
+    for case, name, attach in rows:
         cells = []
         for s_ in bscales:
-            r = [x for x in bpf if int(x[0]) == s_ and x[1] == name and x[2] == attach]
-            n, ns = (int(r[0][3]), int(r[0][4])) if r else (0, 0)
+            r = [x for x in bpf if int(x[0]) == s_ and x[1] == case and x[2] == name and x[3] == attach]
+            n, ns = (int(r[0][4]), int(r[0][5])) if r else (0, 0)
             cells.append(f"{n:,}, {ns / n:.0f}" if n else "—")
-        w(f"| `{name}` | {attach} | " + " | ".join(cells) + " |")
+        w(f"| {CASE_NAMES.get(case, case)} | `{name}` | {attach} | " + " | ".join(cells) + " |")
     w("")
 
 w("## Control plane: the agent")

@@ -3,8 +3,9 @@
 (Tests/VeerKubeTests/fake_apiserver.py, the real list/watch protocol), both started here.
 The server serves pre-encoded bytes (--warm builds veerd's list snapshots before the clock starts),
 so it is not the bottleneck; its own time is measured apart, with no agent (below).
-BENCH_WATCH_LIST=on|refuse (default on): the server streams the initial list (WatchList) or
-refuses it with 422, as Kubernetes 1.33 does, so veerd lists and watches.
+BENCH_WATCH_LIST=off|on|refuse (default off): veerd lists and watches (its default); or runs with
+--watch-list against a server that streams the initial list (WatchList), or that refuses it with
+422 as Kubernetes 1.33 does (then veerd lists and watches after one refused request per kind).
 
   agent_bench.py VEERD BPF_OBJECT CGROUP PIN_ROOT SERVICES RATE SECONDS
 
@@ -179,10 +180,11 @@ def main():
         with open(os.path.join(work, "state.json"), "w") as f:
             json.dump(state, f)
         del state
-        watch_list = os.environ.get("BENCH_WATCH_LIST", "on")
+        watch_list = os.environ.get("BENCH_WATCH_LIST", "off")
         result["watch_list"] = watch_list
         fake = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--state", os.path.join(work, "state.json"),
-                                 "--warm", "--watch-list", watch_list, "--exit-with-stdin"],
+                                 "--warm", "--watch-list", "refuse" if watch_list == "refuse" else "on",
+                                 "--exit-with-stdin"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         line = fake.stdout.readline()
@@ -190,8 +192,7 @@ def main():
             raise SystemExit("fake API server did not start")
         port = int(line.split()[1])
         result["api_list_s"], result["api_list_wall_s"], result["api_pages"], _ = serve_lists(port, work)
-        if watch_list == "on":
-            result["api_stream_s"] = serve_streams(port)
+        result["api_stream_s"] = serve_streams(port)
 
         cap = int(n * 11 * 1.25) + 4096
         log_path = os.path.join(work, "veerd.log")
@@ -201,7 +202,8 @@ def main():
                                   "--cgroup", cgroup, "--bpffs", pins, "--bpf-object", obj,
                                   "--metrics-address", f"127.0.0.1:{METRICS_PORT}",
                                   "--max-service-entries", str(cap), "--max-backends", str(cap),
-                                  "--max-members", str(cap)], stdout=log, stderr=log)
+                                  "--max-members", str(cap)] + (["--watch-list"] if watch_list != "off" else []),
+                                 stdout=log, stderr=log)
         procs.append(agent)
         synced_line, listed_at = None, None
         deadline = t0 + 180

@@ -411,15 +411,17 @@ if agent:
       "built before veerd starts), so it is not the bottleneck. **API server alone**: every list page veerd asks for "
       "(limit=500, kube-proxy's label selector) fetched with curl one after another, no agent (the sum of curl's "
       "time_total); with WatchList, each kind's stream read to its initial-events-end bookmark. **Server share** is "
-      "that time for the mode veerd used; **agent share** = list → maps − server share. **WatchList**: `on` = the "
-      "server streams the initial list (Kubernetes 1.32, 1.34+) and veerd reads it from one watch per kind; `refuse` "
-      "= 422 as in 1.33, and veerd lists and watches.")
+      "that time for the mode veerd used; **agent share** = list → maps − server share. **WatchList**: `off` = "
+      "veerd's default, list+watch; `on` = `veerd --watch-list` and the server streams the initial list (Kubernetes "
+      "1.32, 1.34+), read from one watch per kind; `refuse` = `--watch-list` against a server that answers 422 as "
+      "1.33 does, so veerd lists and watches. BENCH_WATCH_LIST picks it.")
     w("")
     w("| services | WatchList | API server alone: pages (curl) / streams | list → maps | server share / agent share |")
     w("|---:|---|---:|---:|---:|")
     for s_, st, d in agent:
         if st == "ok" and "api_list_s" in d:
             stream = f" / {d['api_stream_s']:.2f} s" if "api_stream_s" in d else ""
+            d.setdefault("server_share_s", d["api_list_s"])
             w(f"| {s_:,} | {d.get('watch_list', '?')} | {d['api_list_s']:.2f} s ({int(d['api_pages'])} pages){stream} | "
               f"{d['list_to_maps_s']:.2f} s | {d['server_share_s']:.2f} s / {d['agent_share_s']:.2f} s |")
     w("")

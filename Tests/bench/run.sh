@@ -29,6 +29,7 @@
 #      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
 #      BENCH_LOAD_TIMEOUT (90 s per rule load; BENCH_NFT_TIMEOUT 160 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md),
 #      BENCH_AGENT_SCALES ("10000 50000": veerd against the fake API server), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100),
+#      BENCH_WATCH_LIST (off: veerd lists; on: veerd --watch-list, streamed; refuse: --watch-list, the server answers 422),
 #      BENCH_EXTERNAL (1: the external-client mode; needs VEERD), BENCH_STATS_ROUNDS (3: Veer's cases again with
 #      the kernel's per-program run-time statistics on, after the timed rounds so they do not weigh on them)
 #

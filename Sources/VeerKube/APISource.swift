@@ -1,8 +1,9 @@
 // The Kubernetes API source: list+watch of Services and EndpointSlices in all namespaces and of
 // this node's Node, one reflector per kind, in the manner of client-go's reflector
 // (see docs/sources.md and /work/shared/reference/kube-api-watch.md):
-//   WatchList: one watch streams the state, its marker bookmark → replaceAll → the same watch goes on
-//   refused (4xx) or ignored (no marker) → list (paged) → replaceAll → watch from the list's resourceVersion
+//   list (paged) → replaceAll → watch from the list's resourceVersion
+//   (Options.watchList: first a WatchList, one watch streaming the state, whose marker bookmark →
+//    replaceAll and the same watch goes on; refused (4xx) or ignored (no marker) → the list above)
 //   clean end of a watch        → watch again at once from the last resourceVersion
 //   410 Gone (status or ERROR)  → relist (consistent) → replaceAll, so nothing stale is left
 //   unreachable / refused       → back off, watch again from the same resourceVersion

@@ -43,6 +43,8 @@ public struct DaemonOptions: Sendable {
     public var healthzPort = 10256
     /// Serve the healthCheckNodePort of eTP=Local LoadBalancer Services.
     public var serviceHealthChecks = true
+    /// Ask the API server for a WatchList first (KubeAPISource.Options.watchList).
+    public var watchList = false
 
     public init(agent: AgentConfiguration, datapath: DatapathOptions, source: SourceChoice, metricsHost: String, metricsPort: Int) {
         self.agent = agent
@@ -88,7 +90,9 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
         let recorder: KubeEventRecorder
         let cidrs: ServiceCIDRSource
         do {
-            source = try KubeAPISource(config: config, options: .init(nodeName: options.agent.nodeName), logger: logger)
+            var sourceOptions = KubeAPISource.Options(nodeName: options.agent.nodeName)
+            sourceOptions.watchList = options.watchList
+            source = try KubeAPISource(config: config, options: sourceOptions, logger: logger)
             cidrs = try ServiceCIDRSource(config: config, logger: logger)
         } catch {
             await metrics.close()

@@ -66,7 +66,10 @@ public struct ListPage: Sendable {
 
 /// One line of a watch stream, decoded.
 enum WatchLine {
-    case event(SourceEvent?, resourceVersion: String?)
+    case event(SourceEvent, resourceVersion: String?)
+    /// Moves the resourceVersion only. `initialEventsEnd`: the WatchList marker (annotation
+    /// k8s.io/initial-events-end: "true"), after the initial state's ADDED events.
+    case bookmark(resourceVersion: String?, initialEventsEnd: Bool)
     /// 410 Gone (or a resourceVersion ahead of the server's): relist.
     case expired(String)
     case failure(String)
@@ -106,7 +109,11 @@ enum WatchLine {
                 return .skip("\(type): \(error)")
             }
         case "BOOKMARK":
-            return .event(nil, resourceVersion: id.resourceVersion)
+            // Small and rare: read whole for the annotation.
+            let object = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any]
+            let annotations = (object?["metadata"] as? [String: Any])?["annotations"] as? [String: Any]
+            return .bookmark(resourceVersion: id.resourceVersion,
+                             initialEventsEnd: annotations?["k8s.io/initial-events-end"] as? String == "true")
         case "ERROR":
             // A Status: rare and small, read whole.
             let status = (try? JSONSerialization.jsonObject(with: json)) as? [String: Any] ?? [:]

@@ -9,6 +9,8 @@ extension KubeAPISource {
     // MARK: - list
 
     func list(_ kind: ResourceKind, _ client: HTTPClient) async throws -> ([RawObject], String) {
+        let started = ContinuousClock.now
+        var pages = 0
         var objects: [String: RawObject] = [:]
         var order: [String] = []
         var listRV: String?
@@ -30,6 +32,7 @@ extension KubeAPISource {
                 error.retryAfter = retryAfter
                 throw error
             }
+            pages += 1
             let page: ListPage
             do {
                 page = try ListPage.decode(body, kind: kind)
@@ -50,41 +53,129 @@ extension KubeAPISource {
         guard let listRV, !listRV.isEmpty else {
             throw APIStatusError(status: 200, body: Data(), note: "the \(kind.resource) list has no metadata.resourceVersion")
         }
+        logger.info("listed \(objects.count) \(kind.resource) in \(format(ContinuousClock.now - started)) (\(pages) pages)")
         return (order.compactMap { objects[$0] }, listRV)
     }
 
     // MARK: - watch
 
-    func watch(_ kind: ResourceKind, _ client: HTTPClient, from rv: String, lastResourceVersion: inout String?, troubled: inout Bool) async throws -> WatchEnd {
+    /// Watches from `rv`; with `rv == nil`, a WatchList (KEP-3157): the server streams the current
+    /// state as ADDED events and ends it with a BOOKMARK annotated k8s.io/initial-events-end, which
+    /// replaces the store (as a list would) and marks the kind listed; the same stream then goes
+    /// on as an ordinary watch. A server that refuses it (4xx) or ignores it (no marker: the stream
+    /// ends, a DELETED or a plain bookmark arrives first, or nothing comes for
+    /// `watchListQuietTimeout`) throws `WatchListUnsupported`, and the reflector lists instead.
+    func watch(_ kind: ResourceKind, _ client: HTTPClient, from rv: String?, lastResourceVersion: inout String?, troubled: inout Bool) async throws -> WatchEnd {
+        let streaming = rv == nil
         let timeout = Int.random(in: options.watchTimeoutSeconds)
         var query = selectors(kind)
-        query += [("allowWatchBookmarks", "true"), ("resourceVersion", rv),
-                  ("timeoutSeconds", String(timeout)), ("watch", "true")]
+        if let rv {
+            query += [("allowWatchBookmarks", "true"), ("resourceVersion", rv),
+                      ("timeoutSeconds", String(timeout)), ("watch", "true")]
+        } else {
+            // resourceVersion unset: a consistent snapshot, as a list without one.
+            query += [("allowWatchBookmarks", "true"), ("resourceVersionMatch", "NotOlderThan"),
+                      ("sendInitialEvents", "true"), ("timeoutSeconds", String(timeout)), ("watch", "true")]
+        }
         let request = makeRequest(kind.collectionPath, query: query)
+        let requested = ContinuousClock.now
         let response = try await client.execute(request, deadline: .now() + .seconds(Int64(timeout) + 30), logger: nil)
         guard response.status == .ok else {
             let body = try? await response.body.collect(upTo: 1 << 20)
             var error = APIStatusError(status: Int(response.status.code), body: body.map { Data($0.readableBytesView) } ?? Data())
             error.retryAfter = retryAfter(response.headers)
+            // 422 (the WatchList gate off) or 400 (a server that knows no resourceVersionMatch on a
+            // watch): it will not change its mind. Auth, throttling and 5xx are failures as for a list.
+            if streaming, (400..<500).contains(error.status), ![401, 403, 408, 429].contains(error.status) {
+                throw WatchListUnsupported(reason: "the server refused it: HTTP \(error.status) (\(error.summary))", sticky: true)
+            }
             throw error
         }
         count(kind) { $0.watches += 1 }
         if troubled {
-            // Resumed from the same resourceVersion: nothing was missed.
+            // Resumed from the same resourceVersion (or streaming a fresh list): nothing was missed.
             troubled = false
-            report(.info, "watch \(kind.resource)", "watching again from resourceVersion \(rv)", connectivity: .restored(kind.resource))
+            report(.info, "watch \(kind.resource)", rv.map { "watching again from resourceVersion \($0)" }
+                       ?? "streaming the list again (WatchList)", connectivity: .restored(kind.resource))
         }
+        let progress = Locked(StreamProgress(lastResourceVersion: lastResourceVersion, initialDone: !streaming))
+        defer { lastResourceVersion = progress.withLock { $0.lastResourceVersion } }
+        let quiet = options.watchListQuietTimeout
+        return try await withThrowingTaskGroup(of: WatchEnd?.self) { group in
+            group.addTask { try await self.read(response, kind, streaming: streaming, since: requested, progress) }
+            if streaming {
+                // The marker's watchdog: client-go only warns and waits for the watch's end; a
+                // server that ignores sendInitialEvents would keep veerd unsynced for minutes.
+                group.addTask {
+                    while true {
+                        try await Task.sleep(for: quiet / 4)
+                        let (done, idle) = progress.withLock { ($0.initialDone, ContinuousClock.now - $0.lastActivity) }
+                        if done { return nil }
+                        if idle >= quiet {
+                            throw WatchListUnsupported(reason: "no initial-events-end bookmark after \(format(idle)) without events", sticky: true)
+                        }
+                    }
+                }
+            }
+            while let result = try await group.next() {
+                if let end = result {
+                    group.cancelAll()
+                    return end
+                }
+            }
+            return .ended(events: 0)
+        }
+    }
+
+    struct StreamProgress {
+        var lastResourceVersion: String?
+        var initialDone: Bool
+        var lastActivity = ContinuousClock.now
+    }
+
+    /// Reads one watch response to its end (child task of `watch`).
+    private func read(_ response: HTTPClientResponse, _ kind: ResourceKind, streaming: Bool,
+                      since requested: ContinuousClock.Instant, _ progress: Locked<StreamProgress>) async throws -> WatchEnd {
         var framer = LineFramer(maxLineBytes: options.maxLineBytes)
         var events = 0
-        func handle(_ line: Data) -> WatchEnd? {
+        // The WatchList's initial state, until its marker.
+        var initial: [String: RawObject] = [:]
+        var order: [String] = []
+        var buffering = streaming
+        func handle(_ line: Data) throws -> WatchEnd? {
             switch WatchLine.decode(line, kind: kind) {
             case .skip(let why):
                 count(kind) { $0.skipped += 1 }
                 report(.warning, "watch \(kind.resource)", "event skipped: \(why)")
             case .event(let event, let newRV):
                 events += 1
-                if let newRV, !newRV.isEmpty { lastResourceVersion = newRV }
-                if let event { eventsOut.yield(event) }
+                if buffering {
+                    progress.withLock { $0.lastActivity = .now }
+                    guard case .apply(let object) = event else {
+                        throw WatchListUnsupported(reason: "a deletion before the initial-events-end bookmark", sticky: true)
+                    }
+                    if initial.updateValue(object, forKey: object.key) == nil { order.append(object.key) }
+                    return nil
+                }
+                if let newRV, !newRV.isEmpty { progress.withLock { $0.lastResourceVersion = newRV } }
+                eventsOut.yield(event)
+            case .bookmark(let newRV, let initialEventsEnd):
+                events += 1
+                if buffering {
+                    guard initialEventsEnd, let newRV, !newRV.isEmpty else {
+                        throw WatchListUnsupported(reason: "a bookmark without the initial-events-end annotation", sticky: true)
+                    }
+                    buffering = false
+                    let objects = order.compactMap { initial[$0] }
+                    initial = [:]; order = []
+                    progress.withLock { $0.lastResourceVersion = newRV; $0.initialDone = true }
+                    logger.info("listed \(objects.count) \(kind.resource) in \(format(ContinuousClock.now - requested)) (WatchList)")
+                    eventsOut.yield(.replaceAll(kind, objects))
+                    count(kind) { $0.lists += 1 }
+                    markListed(kind)
+                    return nil
+                }
+                if let newRV, !newRV.isEmpty { progress.withLock { $0.lastResourceVersion = newRV } }
             case .expired(let message):
                 return .expired(message)
             case .failure(let status):
@@ -96,14 +187,18 @@ extension KubeAPISource {
         do {
             for try await chunk in response.body {
                 for line in try framer.append(chunk.readableBytesView) {
-                    if let end = handle(line) { return end }
+                    if let end = try handle(line) { return end }
                 }
             }
-            if let last = framer.finish(), let end = handle(last) { return end }
+            if let last = framer.finish(), let end = try handle(last) { return end }
         } catch let error as HTTPClientError where error == .deadlineExceeded {
             // The server ignored timeoutSeconds; our deadline ended the watch. A normal end.
         } catch let error as LineFramer.LineTooLong {
             throw WatchRestart(reason: "\(error) (maxLineBytes); dropping the watch and relisting")
+        }
+        if buffering {
+            // Not sticky: a server going away mid-stream ends it too.
+            throw WatchListUnsupported(reason: "the stream ended before the initial-events-end bookmark (\(events) events)", sticky: false)
         }
         return .ended(events: events)
     }

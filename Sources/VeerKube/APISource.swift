@@ -2,6 +2,8 @@
 // this node's Node, one reflector per kind, in the manner of client-go's reflector
 // (see docs/sources.md and /work/shared/reference/kube-api-watch.md):
 //   list (paged) → replaceAll → watch from the list's resourceVersion
+//   (Options.watchList: first a WatchList, one watch streaming the state, whose marker bookmark →
+//    replaceAll and the same watch goes on; refused (4xx) or ignored (no marker) → the list above)
 //   clean end of a watch        → watch again at once from the last resourceVersion
 //   410 Gone (status or ERROR)  → relist (consistent) → replaceAll, so nothing stale is left
 //   unreachable / refused       → back off, watch again from the same resourceVersion
@@ -37,6 +39,13 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
         public var userAgent: String = "veer/0.1 (linux) veerd"
         /// kube-proxy's selector: headless services and services owned by another proxy are not ours.
         public var serviceLabelSelector: String? = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
+        /// Stream the initial state as a WatchList (KEP-3157; served by Kubernetes 1.32 and 1.34+),
+        /// falling back to list+watch where the server refuses or ignores it. Off by default: at
+        /// 10,000 Services our streamed read is about 0.2 s slower than the paged list (make bench).
+        public var watchList = false
+        /// A WatchList that brings nothing for this long before its initial-events-end marker is
+        /// taken as ignored: list instead (client-go warns after 10 s).
+        public var watchListQuietTimeout: Duration = .seconds(10)
 
         public init(nodeName: String) { self.nodeName = nodeName }
     }
@@ -81,6 +90,8 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
         var listed: Set<ResourceKind> = []
         var synced = false
         var ran = false
+        /// The server refused or ignored a WatchList: list+watch from now on.
+        var watchListUnsupported = false
     }
 
     public init(config: KubeAPIConfig, options: Options, logger: Logger = Logger(label: "veer.source.api")) throws {
@@ -132,8 +143,12 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
                               resetAfter: options.backoffResetAfter)
         var resourceVersion: String?
         var troubled = false  // a problem was reported; report the recovery too
+        var listNext = false  // a WatchList just failed without being refused: list this time
         while !Task.isCancelled {
-            guard let rv = resourceVersion else {
+            let streaming = resourceVersion == nil && options.watchList && !listNext
+                && !state.withLock({ $0.watchListUnsupported })
+            if resourceVersion == nil && !streaming {
+                listNext = false
                 do {
                     let (objects, listRV) = try await list(kind, client)
                     eventsOut.yield(.replaceAll(kind, objects))
@@ -155,9 +170,10 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
                 }
                 continue
             }
+            let rv = resourceVersion ?? "(WatchList)"
             let started = ContinuousClock.now
             do {
-                switch try await watch(kind, client, from: rv, lastResourceVersion: &resourceVersion, troubled: &troubled) {
+                switch try await watch(kind, client, from: resourceVersion, lastResourceVersion: &resourceVersion, troubled: &troubled) {
                 case .ended(let count):
                     if count == 0 && ContinuousClock.now - started < options.shortWatch {
                         // A watch that closes at once with nothing in it: back off and relist, never spin.
@@ -178,6 +194,14 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
                     resourceVersion = nil
                     await sleep(delay)
                 }
+            } catch let error as WatchListUnsupported {
+                if Task.isCancelled { return }
+                // Whatever the stream brought stays unapplied: a list replaces it at once.
+                if error.sticky { state.withLock { $0.watchListUnsupported = true } }
+                report(.info, "watch \(kind.resource)", "WatchList unavailable (\(error.reason)); "
+                       + (error.sticky ? "listing instead from now on" : "listing instead"))
+                resourceVersion = nil
+                listNext = true
             } catch let error as APIStatusError where error.status == 410 {
                 count(kind) { $0.expired += 1 }
                 let delay = backoff.next()
@@ -202,6 +226,7 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
                 // Watching again from the same resourceVersion would meet the same oversized event;
                 // a list is not bound by the line cap and moves the resourceVersion past it.
                 resourceVersion = nil
+                listNext = true
                 await sleep(delay)
             } catch {
                 if Task.isCancelled { return }
@@ -214,7 +239,7 @@ public final class KubeAPISource: ServiceLifecycle.Service, Sendable {
         }
     }
 
-    private func markListed(_ kind: ResourceKind) {
+    func markListed(_ kind: ResourceKind) {
         let emitSynced = state.withLock { s -> Bool in
             s.listed.insert(kind)
             guard !s.synced, s.listed.count == ResourceKind.allCases.count else { return false }

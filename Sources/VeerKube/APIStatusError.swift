@@ -37,6 +37,10 @@ struct APIStatusError: Error, CustomStringConvertible {
 
 struct WatchRestart: Error { var reason: String }
 
+/// The server did not stream the initial list (WatchList); list instead. `sticky`: not again
+/// while this source runs (the server refused it or ignored it).
+struct WatchListUnsupported: Error { var reason: String; var sticky: Bool }
+
 func format(_ d: Duration) -> String {
     let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
     return seconds < 10 ? String(format: "%.2fs", seconds) : String(format: "%.0fs", seconds)

@@ -18,6 +18,8 @@ struct LineFramer {
 
     /// Appends `bytes` and returns every line completed by them (without the newline; blank lines dropped).
     mutating func append<C: Collection>(_ bytes: C) throws -> [Data] where C.Element == UInt8 {
+        // A WatchList brings the whole state through here: find newlines with memchr, copy each line once.
+        if let lines = try bytes.withContiguousStorageIfAvailable({ try append(contiguous: $0) }) { return lines }
         var lines: [Data] = []
         var start = bytes.startIndex
         var i = bytes.startIndex
@@ -33,6 +35,33 @@ struct LineFramer {
             i = bytes.index(after: i)
         }
         pending.append(contentsOf: bytes[start..<bytes.endIndex])
+        if pending.count > maxLineBytes {
+            pending.removeAll()
+            throw LineTooLong(limit: maxLineBytes)
+        }
+        return lines
+    }
+
+    private mutating func append(contiguous buffer: UnsafeBufferPointer<UInt8>) throws -> [Data] {
+        var lines: [Data] = []
+        guard let base = buffer.baseAddress else { return lines }
+        let count = buffer.count
+        var start = 0
+        while start < count, let hit = memchr(base + start, Int32(UInt8(ascii: "\n")), count - start) {
+            let end = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+            if pending.isEmpty {
+                var stop = end
+                if stop > start && base[stop - 1] == UInt8(ascii: "\r") { stop -= 1 }
+                if stop > start { lines.append(Data(bytes: base + start, count: stop - start)) }
+            } else {
+                pending.append(contentsOf: UnsafeBufferPointer(start: base + start, count: end - start))
+                if pending.last == UInt8(ascii: "\r") { pending.removeLast() }
+                if !pending.isEmpty { lines.append(Data(pending)) }
+                pending.removeAll(keepingCapacity: true)
+            }
+            start = end + 1
+        }
+        pending.append(contentsOf: UnsafeBufferPointer(start: base + start, count: count - start))
         if pending.count > maxLineBytes {
             pending.removeAll()
             throw LineTooLong(limit: maxLineBytes)

@@ -33,6 +33,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "API server URL. Must be a real address: a proxy cannot reach the API through a ClusterIP it has not programmed yet.")
     var apiServer: String?
 
+    @Flag(help: "Read the initial state as a WatchList (sendInitialEvents: streamed on a watch, no list pages), falling back to list+watch where the API server refuses or ignores it.")
+    var watchList = false
+
     @Option(help: "This node's name, matched against endpoints' nodeName and node hints (default: hostname).")
     var nodeName: String?
 
@@ -219,6 +222,7 @@ struct Run: AsyncParsableCommand {
         options.healthzHost = healthz?.host
         options.healthzPort = healthz?.port ?? 0
         options.serviceHealthChecks = healthCheckNodePorts
+        options.watchList = watchList
         do {
             try await runDaemon(options, logger: logger)
         } catch let error as DatapathError {

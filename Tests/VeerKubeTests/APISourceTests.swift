@@ -333,6 +333,13 @@ struct WatchSupportTests {
             let lines = try f.append(stream[..<cut]) + f.append(stream[cut...])
             #expect(lines.map { String(decoding: $0, as: UTF8.self) } == events, "cut at \(cut)")
         }
+        // CRLF endings and blank lines, cut anywhere (a cut may fall between \r and \n).
+        let crlf = Array(("\r\n" + events.joined(separator: "\r\n\n") + "\r\n").utf8)
+        for cut in 0...crlf.count {
+            var f = LineFramer(maxLineBytes: 1 << 20)
+            let lines = try f.append(crlf[..<cut]) + f.append(crlf[cut...])
+            #expect(lines.map { String(decoding: $0, as: UTF8.self) } == events, "CRLF cut at \(cut)")
+        }
         var byteByByte = LineFramer(maxLineBytes: 1 << 20)
         var lines: [Data] = []
         for b in stream { lines += try byteByByte.append([b]) }

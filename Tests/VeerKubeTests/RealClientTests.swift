@@ -142,6 +142,14 @@ struct RealClientTests {
             let items = ((try? JSONSerialization.jsonObject(with: list.stdout)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
             #expect(items.map { key($0) }.sorted() == ourServices)
 
+            // Both kinds in one command, paged by two (the continue tokens of the served snapshot).
+            let both = try run(kubectl, base + ["get", "services,endpointslices", "-A", "-o", "json", "--chunk-size=2"],
+                               environment: env)
+            #expect(both.status == 0, "\(both.stderr)")
+            let bothItems = ((try? JSONSerialization.jsonObject(with: both.stdout)) as? [String: Any])?["items"] as? [[String: Any]] ?? []
+            #expect(bothItems.filter { $0["kind"] as? String == "Service" }.map { key($0) }.sorted() == ourServices)
+            #expect(bothItems.filter { $0["kind"] as? String == "EndpointSlice" }.map { key($0) }.sorted() == ourSlices)
+
             let w = try run(kubectl, base + ["get", "--raw",
                                              "/api/v1/services?watch=true&resourceVersion=\(rv0)&timeoutSeconds=1"], environment: env)
             #expect(w.status == 0, "\(w.stderr)")
@@ -181,5 +189,10 @@ struct RealClientTests {
         let initial = lines.filter { $0["initial"] != nil }
         #expect(initial.allSatisfy { $0["type"] as? String == "ADDED" })
         #expect(initial.compactMap { $0["key"] as? String }.sorted() == ourServices)
+        // WatchList: every service ADDED, then one bookmark carrying the initial-events-end marker.
+        let streamed = lines.filter { $0["watchlist"] != nil }
+        #expect(streamed.dropLast().allSatisfy { $0["type"] as? String == "ADDED" })
+        #expect(streamed.dropLast().compactMap { $0["key"] as? String }.sorted() == ourServices)
+        #expect(streamed.last?["type"] as? String == "BOOKMARK" && streamed.last?["end"] as? Bool == true, "\(streamed)")
     }
 }

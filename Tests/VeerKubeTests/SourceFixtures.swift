@@ -25,9 +25,13 @@ func standardState() -> [String: Any] {
 }
 
 /// Options that make the loops quick enough for tests.
-func testOptions(node: String = "node-a", pageSize: Int = 500) -> KubeAPISource.Options {
+/// List+watch unless `watchList`: most suites check the list path (every WatchList falls back to
+/// it); WatchListTests checks the streamed one.
+func testOptions(node: String = "node-a", pageSize: Int = 500, watchList: Bool = false) -> KubeAPISource.Options {
     var o = KubeAPISource.Options(nodeName: node)
     o.pageSize = pageSize
+    o.watchList = watchList
+    o.watchListQuietTimeout = .milliseconds(500)
     o.initialBackoff = .milliseconds(50)
     o.maxBackoff = .milliseconds(400)
     o.backoffResetAfter = .seconds(5)

@@ -3,6 +3,7 @@
 in-memory test data, with faults on demand. Listens on 127.0.0.1 unless --host says otherwise.
 
   fake_apiserver.py [--host IP] [--port N] [--state FILE.json] [--rv-start N] [--token T] [--exit-with-stdin]
+                    [--watch-list on|refuse|ignore] [--warm]
 
 Prints "LISTENING <port>" when ready. State file: {"services": [...], "endpointslices": [...],
 "nodes": [...]}; objects get resourceVersions from one counter, as on a real server. Restarting with
@@ -15,6 +16,15 @@ snapshot), fieldSelector metadata.name/metadata.namespace, labelSelector (key, !
 watch with resourceVersion (unset/"0": synthetic ADDED first), allowWatchBookmarks, timeoutSeconds,
 chunked one-JSON-per-line events, ERROR 410 Expired for compacted resourceVersions; Status bodies
 for every error; 401 without the expected bearer token (if --token); 403 per resource on demand.
+WatchList (KEP-3157: watch with sendInitialEvents=true&resourceVersionMatch=NotOlderThan): every
+object as ADDED, then a BOOKMARK annotated k8s.io/initial-events-end: "true" at the snapshot's
+resourceVersion, then changes. --watch-list picks the server: on (1.32, 1.34+), refuse (422, as with
+the WatchList gate off, 1.33) or ignore (a server that drops the parameters: a plain watch, no marker).
+
+Served from bytes: each object is encoded once when it changes (its list-item and its event form),
+a list's filtered, sorted snapshot is kept until its resource changes, and a page is those bytes
+joined; so the server costs little beside the client (the agent benchmark's API server). --warm
+builds the snapshots veerd asks for (kube-proxy's label selector) before it prints LISTENING.
 
 Control (tests only): POST /_fake/<action> with a JSON body:
   ping {}                             answers the current resourceVersion
@@ -35,6 +45,7 @@ Control (tests only): POST /_fake/<action> with a JSON body:
   expire_continue {count}             answer the next N continue requests with 410 Expired
   fail_next {resource, status, retry_after, count}   answer the next N requests with that status
   delay {ms}                          slow down every list and get
+  watch_list {mode}                   on | refuse | ignore (see above)
 GET /_fake/requests -> every API request seen: {method, path, query, user_agent, authorization}.
 POST /api/v1/namespaces/<ns>/events stores an Event; GET /_fake/events lists them.
 """
@@ -81,6 +92,11 @@ class World:
         self.fail_next = {}  # resource -> (count, status, retry_after)
         self.delay = 0.0
         self.requests = []
+        self.watch_list = "on"
+        # Bytes, encoded once per change: resource -> key -> (list item without kind/apiVersion, full object).
+        self.encoded = {r: {} for r in RESOURCES}
+        self.generation = {r: 0 for r in RESOURCES}  # bumped on every change; invalidates snapshots
+        self.cache = {}  # (resource, namespace, fieldSelector, labelSelector) -> (generation, rv, [item bytes])
 
     def key(self, obj):
         m = obj["metadata"]
@@ -104,13 +120,41 @@ class World:
             md.setdefault("uid", "uid-%s-%s-%s" % (resource, k[0], k[1]))
             md.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
             self.objects[resource][k] = obj
+            self.encode(resource, k, obj)
             self._event(resource, typ, obj, notify)
+
+    def encode(self, resource, k, obj):
+        item = {key: v for key, v in obj.items() if key not in ("kind", "apiVersion")}
+        self.encoded[resource][k] = (dumps(item), dumps(obj))
+        self.generation[resource] += 1
+
+    def snapshot(self, resource, namespace, sel):
+        """The list's items as bytes, sorted by key, and the resourceVersion they are at."""
+        key = (resource, namespace, sel[0], sel[1])
+        with self.lock:
+            hit = self.cache.get(key)
+            if hit and hit[0] == self.generation[resource]:
+                return hit[1], hit[2]
+            enc = self.encoded[resource]
+            items = [enc[k][0] for k, o in sorted(self.objects[resource].items()) if matches(o, namespace, sel)]
+            rv = str(self.rv)
+            self.cache[key] = (self.generation[resource], rv, items)
+            return rv, items
+
+    def initial_lines(self, resource, namespace, sel):
+        """Every current object as an ADDED event line (bytes), sorted by key."""
+        with self.lock:
+            enc = self.encoded[resource]
+            return [b'{"type":"ADDED","object":' + enc[k][1] + b'}\n'
+                    for k, o in sorted(self.objects[resource].items()) if matches(o, namespace, sel)]
 
     def delete(self, resource, namespace, name):
         with self.lock:
             obj = self.objects[resource].pop((namespace or "", name), None)
             if obj is None:
                 return False
+            self.encoded[resource].pop((namespace or "", name), None)
+            self.generation[resource] += 1
             self.rv += 1
             obj = copy.deepcopy(obj)
             obj["metadata"]["resourceVersion"] = str(self.rv)
@@ -187,6 +231,15 @@ def truthy(v):
     return v is not None and v.lower() not in ("false", "0")
 
 
+def dumps(o):
+    return json.dumps(o, separators=(",", ":")).encode()
+
+
+# kube-proxy's selector, the one veerd sends: what --warm prepares.
+PROXY_SELECTOR = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     world = None  # set in main
@@ -215,6 +268,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for k, v in (extra_headers or {}).items():
             self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_bytes(self, code, data):
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
@@ -284,6 +344,8 @@ class Handler(BaseHTTPRequestHandler):
                 w.fail_next[b["resource"]] = (int(b.get("count", 1)), int(b["status"]), b.get("retry_after"))
             elif action == "delay":
                 w.delay = float(b.get("ms", 0)) / 1000.0
+            elif action == "watch_list":
+                w.watch_list = b.get("mode", "on")
             elif action == "expire_continue":
                 w.expire_continue = int(b.get("count", 1))
             else:
@@ -400,11 +462,7 @@ class Handler(BaseHTTPRequestHandler):
                 except Exception:
                     return self.send_json(400, status(400, "BadRequest", "invalid continue token"))
             else:
-                items = [copy.deepcopy(o) for k, o in sorted(w.objects[resource].items()) if matches(o, namespace, sel)]
-                for o in items:
-                    o.pop("kind", None)
-                    o.pop("apiVersion", None)
-                snap_rv = str(w.rv)
+                snap_rv, items = w.snapshot(resource, namespace, sel)
                 start = 0
             page = items[start:start + limit] if limit else items[start:]
             meta = {"resourceVersion": snap_rv}
@@ -414,7 +472,8 @@ class Handler(BaseHTTPRequestHandler):
                 w.snapshots[snap_id] = (snap_rv, items)
                 meta["continue"] = base64.urlsafe_b64encode(json.dumps({"snap": snap_id, "start": nxt}).encode()).decode()
                 meta["remainingItemCount"] = len(items) - nxt
-        self.send_json(200, {"kind": kind + "List", "apiVersion": api_version, "metadata": meta, "items": page})
+        self.send_bytes(200, b'{"kind":"%sList","apiVersion":"%s","metadata":%s,"items":[%s]}'
+                        % (kind.encode(), api_version.encode(), dumps(meta), b",".join(page)))
 
     # -- watch
     def watch(self, resource, namespace, q):
@@ -423,17 +482,38 @@ class Handler(BaseHTTPRequestHandler):
         rv = q.get("resourceVersion") or ""
         timeout = float(q.get("timeoutSeconds") or 3600)
         bookmarks = truthy(q.get("allowWatchBookmarks"))
+        _, kind, api_version, _ = RESOURCES[resource]
         mine = queue.Queue()
         with w.lock:
             if w.watch_http_410 > 0:
                 w.watch_http_410 -= 1
                 return self.send_json(410, status(410, "Gone", "too old resource version: %s (%d)" % (rv, w.oldest)))
-            initial = []
+            streaming = "sendInitialEvents" in q and w.watch_list != "ignore"
+            if streaming:
+                # apiserver's ValidateListOptions (validateWatchOptions), then the WatchList gate.
+                problems = []
+                if q.get("resourceVersionMatch") != "NotOlderThan":
+                    problems.append("resourceVersionMatch: Forbidden: sendInitialEvents requires setting "
+                                    "resourceVersionMatch to NotOlderThan")
+                if w.watch_list == "refuse":
+                    problems.append("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch "
+                                    "unless the WatchList feature gate is enabled")
+                if problems:
+                    return self.send_json(422, status(422, "Invalid", 'ListOptions.meta.k8s.io "" is invalid: '
+                                                      + ", ".join(problems), {"kind": "ListOptions", "group": "meta.k8s.io"}))
+                streaming = truthy(q.get("sendInitialEvents"))
+            initial = []  # event lines, bytes
             expired = None
-            if rv in ("", "0"):
-                for k, o in sorted(w.objects[resource].items()):
-                    if matches(o, namespace, sel):
-                        initial.append({"type": "ADDED", "object": o})
+            if streaming:
+                # Not older than rv: the current state is. Then the marker (only with bookmarks).
+                initial = w.initial_lines(resource, namespace, sel)
+                if bookmarks:
+                    initial.append(dumps({"type": "BOOKMARK", "object": {
+                        "kind": kind, "apiVersion": api_version,
+                        "metadata": {"resourceVersion": str(w.rv), "creationTimestamp": None,
+                                     "annotations": {INITIAL_EVENTS_END: "true"}}}}) + b"\n")
+            elif rv in ("", "0"):
+                initial = w.initial_lines(resource, namespace, sel)
             else:
                 try:
                     since = int(rv)
@@ -451,7 +531,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     for (erv, res, ev) in w.log:
                         if erv > since and res == resource and matches(ev["object"], namespace, sel):
-                            initial.append(ev)
+                            initial.append(dumps(ev) + b"\n")
             entry = (resource, namespace, sel, mine)
             if expired is None:
                 w.watchers.append(entry)
@@ -465,8 +545,7 @@ class Handler(BaseHTTPRequestHandler):
                 self.write_event({"type": "ERROR", "object": expired})
                 self.chunk(b"")
                 return
-            for ev in initial:
-                self.write_event(ev)
+            self.write_lines(initial)
             deadline = time.monotonic() + timeout
             cut = False
             while True:
@@ -504,7 +583,25 @@ class Handler(BaseHTTPRequestHandler):
                     w.watchers.remove(entry)
 
     def write_event(self, ev):
-        data = (json.dumps(ev, separators=(",", ":")) + "\n").encode()
+        self.write_line(dumps(ev) + b"\n")
+
+    def write_lines(self, lines):
+        """Initial events: whole lines in chunks of about 256 KiB (unless split asks for less)."""
+        if self.world.split > 0:
+            for line in lines:
+                self.write_line(line)
+            return
+        batch, size = [], 0
+        for line in lines:
+            batch.append(line)
+            size += len(line)
+            if size >= 256 << 10:
+                self.chunk(b"".join(batch))
+                batch, size = [], 0
+        if batch:
+            self.chunk(b"".join(batch))
+
+    def write_line(self, data):
         n = self.world.split
         if n <= 0:
             self.chunk(data)
@@ -531,8 +628,12 @@ def main():
     ap.add_argument("--tls-key", help="... and key")
     ap.add_argument("--client-ca", help="require client certificates signed by this CA")
     ap.add_argument("--exit-with-stdin", action="store_true", help="exit when stdin closes (the test runner died)")
+    ap.add_argument("--watch-list", choices=["on", "refuse", "ignore"], default="on",
+                    help="WatchList (sendInitialEvents): served, refused with 422, or ignored")
+    ap.add_argument("--warm", action="store_true", help="build veerd's list snapshots before listening")
     a = ap.parse_args()
     world = World(a.rv_start, a.token)
+    world.watch_list = a.watch_list
     if a.state:
         with open(a.state) as f:
             st = json.load(f)
@@ -540,6 +641,10 @@ def main():
             for obj in st.get(resource, []):
                 world.apply(resource, obj)
         world.oldest = world.rv + 1 - sum(len(st.get(r, [])) for r in RESOURCES)
+        del st
+    if a.warm:
+        for resource in ("services", "endpointslices"):
+            world.snapshot(resource, "", (None, PROXY_SELECTOR))
     Handler.world = world
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True

@@ -7,6 +7,8 @@ saw as JSON lines, for RealClientTests to compare with Veer's own source:
   {"list": "nodes", "keys": [...]}                                   (fieldSelector)
   {"watch": "services", "type": "...", "key": "ns/name", "rv": "..."} (from --rv, until timeout)
   {"initial": "services", "type": "ADDED", "key": ...}               (watch=True, no RV: synthetic ADDED)
+  {"watchlist": "services", "type": "ADDED"|"BOOKMARK", "key": ..., "end": bool}
+                                     (send_initial_events=True: ADDED each, then the initial-events-end bookmark)
 """
 import argparse
 import json
@@ -56,6 +58,20 @@ def main():
     w = watch.Watch()
     for ev in w.stream(v1.list_service_for_all_namespaces, timeout_seconds=1):
         print(json.dumps({"initial": "services", "type": ev["type"], "key": key(ev["object"])}), flush=True)
+
+    # WatchList (KEP-3157), as client-go's reflector asks for it.
+    w = watch.Watch()
+    for ev in w.stream(v1.list_service_for_all_namespaces, send_initial_events=True,
+                       resource_version_match="NotOlderThan", allow_watch_bookmarks=True, timeout_seconds=1):
+        obj = ev["object"]
+        if isinstance(obj, dict):  # some versions hand bookmarks over undecoded
+            annotations, k = (obj.get("metadata") or {}).get("annotations") or {}, ""
+        else:
+            annotations, k = obj.metadata.annotations or {}, (key(obj) if obj.metadata.name else "")
+        print(json.dumps({"watchlist": "services", "type": ev["type"], "key": k,
+                          "end": annotations.get("k8s.io/initial-events-end") == "true"}), flush=True)
+        if ev["type"] == "BOOKMARK":
+            break
 
 
 if __name__ == "__main__":

@@ -1,12 +1,21 @@
 #!/usr/bin/env python3
 """The control plane through the real agent: veerd against the fake API server
 (Tests/VeerKubeTests/fake_apiserver.py, the real list/watch protocol), both started here.
+The server serves pre-encoded bytes (--warm builds veerd's list snapshots before the clock starts),
+so it is not the bottleneck; its own time is measured apart, with no agent (below).
+BENCH_WATCH_LIST=off|on|refuse (default off): veerd lists and watches (its default); or runs with
+--watch-list against a server that streams the initial list (WatchList), or that refuses it with
+422 as Kubernetes 1.33 does (then veerd lists and watches after one refused request per kind).
 
   agent_bench.py VEERD BPF_OBJECT CGROUP PIN_ROOT SERVICES RATE SECONDS
 
 Run it inside a network namespace of its own (run.sh uses nsenter --net): the fake API server
 and veerd's metrics listen on that namespace's 127.0.0.1 only.
 
+0. The server alone: every list page veerd asks for (limit=500, kube-proxy's selector) fetched
+   with curl, one after another (api_list_s: the sum of curl's time_total; api_list_wall_s with
+   curl's start-up), and each kind's WatchList stream read to its initial-events-end bookmark
+   (api_stream_s, the two kinds one after another).
 1. List: SERVICES ClusterIP services, one EndpointSlice of 10 ready endpoints each, and the Node.
    Timed from veerd's start to its "full sync:" log line (the maps written), plus the agent's
    own split of that sync (select, read+plan, write); peak RSS from /proc/PID/status VmHWM.
@@ -23,11 +32,55 @@ Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the 
 the pins and the cgroup (veerd leaves the datapath attached on purpose).
 """
 import datetime, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, time
+import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FAKE = os.path.join(HERE, "..", "VeerKubeTests", "fake_apiserver.py")
 NODE = "bench-node"
 METRICS_PORT = 9965
+SELECTOR = "!service.kubernetes.io/headless,!service.kubernetes.io/service-proxy-name"
+PATHS = ("/api/v1/services", "/apis/discovery.k8s.io/v1/endpointslices")
+
+
+def serve_lists(port, work):
+    """The server's own time for veerd's list requests: every page, fetched with curl."""
+    page = os.path.join(work, "page")
+    total, pages, size, t0 = 0.0, 0, 0, time.time()
+    for path in PATHS:
+        cont = None
+        while True:
+            q = {"labelSelector": SELECTOR, "limit": "500"}
+            if cont:
+                q["continue"] = cont
+            r = subprocess.run(["curl", "-sS", "-o", page, "-w", "%{time_total} %{size_download}",
+                                f"http://127.0.0.1:{port}{path}?" + urllib.parse.urlencode(q)],
+                               capture_output=True, text=True, check=True)
+            t, n = r.stdout.split()
+            total, pages, size = total + float(t), pages + 1, size + int(n)
+            with open(page, "rb") as f:
+                m = re.search(rb'"continue":"([^"]*)"', f.read(4096))  # metadata comes before the items
+            cont = m.group(1).decode() if m else None
+            if not cont:
+                break
+    return round(total, 3), round(time.time() - t0, 3), pages, size
+
+
+def serve_streams(port):
+    """The server's own time for veerd's WatchList requests: each stream read to its marker."""
+    t0 = time.time()
+    for path in PATHS:
+        q = urllib.parse.urlencode({"allowWatchBookmarks": "true", "labelSelector": SELECTOR,
+                                    "resourceVersionMatch": "NotOlderThan", "sendInitialEvents": "true",
+                                    "timeoutSeconds": "60", "watch": "true"})
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(f"GET {path}?{q} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\n".encode())
+            tail = b""
+            while b"k8s.io/initial-events-end" not in tail:
+                data = s.recv(1 << 20)
+                if not data:
+                    raise SystemExit(f"the {path} stream ended before its initial-events-end bookmark")
+                tail = tail[-64:] + data
+    return round(time.time() - t0, 3)
 
 
 def vip(i): return str(ipaddress.IPv4Address(0x0A600001 + i))
@@ -127,7 +180,10 @@ def main():
         with open(os.path.join(work, "state.json"), "w") as f:
             json.dump(state, f)
         del state
+        watch_list = os.environ.get("BENCH_WATCH_LIST", "off")
+        result["watch_list"] = watch_list
         fake = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--state", os.path.join(work, "state.json"),
+                                 "--warm", "--watch-list", "refuse" if watch_list == "refuse" else "on",
                                  "--exit-with-stdin"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(fake)
@@ -135,6 +191,8 @@ def main():
         if not line.startswith("LISTENING "):
             raise SystemExit("fake API server did not start")
         port = int(line.split()[1])
+        result["api_list_s"], result["api_list_wall_s"], result["api_pages"], _ = serve_lists(port, work)
+        result["api_stream_s"] = serve_streams(port)
 
         cap = int(n * 11 * 1.25) + 4096
         log_path = os.path.join(work, "veerd.log")
@@ -144,7 +202,8 @@ def main():
                                   "--cgroup", cgroup, "--bpffs", pins, "--bpf-object", obj,
                                   "--metrics-address", f"127.0.0.1:{METRICS_PORT}",
                                   "--max-service-entries", str(cap), "--max-backends", str(cap),
-                                  "--max-members", str(cap)], stdout=log, stderr=log)
+                                  "--max-members", str(cap)] + (["--watch-list"] if watch_list != "off" else []),
+                                 stdout=log, stderr=log)
         procs.append(agent)
         synced_line, listed_at = None, None
         deadline = t0 + 180
@@ -164,8 +223,13 @@ def main():
         nums = dict(re.findall(r"(select|read\+plan|write) ([0-9.]+) ms", synced_line))
         decoded = sum(float(x) for x in re.findall(r"objects: decoded and stored in ([0-9.]+) ms", open(log_path).read()))
         result["decode_ms"] = round(decoded, 1)
+        # The server's share of start → maps: what it takes alone to serve what veerd asked for
+        # (the pages one after another as veerd fetches them; or the streams, read to their markers).
+        server = result["api_stream_s"] if watch_list == "on" else result["api_list_s"]
         result.update(list_to_maps_s=round(t1 - t0, 3),
+                      start_to_listed_s=round((listed_at or t1) - t0, 3),
                       listed_to_maps_s=round(t1 - (listed_at or t1), 3),
+                      server_share_s=server, agent_share_s=round(t1 - t0 - server, 3),
                       select_ms=nums.get("select"), plan_ms=nums.get("read+plan"), write_ms=nums.get("write"),
                       rss_sync_mb=round(rss_mb(agent.pid), 1))
         time.sleep(2)  # the names and decisions files are written after the sync, off the loop
@@ -214,6 +278,8 @@ def main():
             raise SystemExit(f"veer_backends={result['backends']} after the churn, expected {n * 10}")
         print("veer-agent " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     finally:
+        if os.environ.get("BENCH_AGENT_LOG"):  # keep veerd's log (its stage timings) for a look
+            subprocess.run(["cp", os.path.join(work, "veerd.log"), os.environ["BENCH_AGENT_LOG"]])
         for p in reversed(procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)

@@ -359,6 +359,36 @@ if any(k[1] in XCASES for k in res):
             w(f"| {s_:,} | " + " | ".join(cells) + " |")
         w("")
 
+bpf_path = os.path.join(out, "bpf-stats.tsv")
+bpf = [l.rstrip("\n").split("\t") for l in open(bpf_path)] if os.path.exists(bpf_path) else []
+if bpf:
+    w("## Each BPF program's own cost")
+    w("")
+    w("Veer's cases run again after the timed rounds (BENCH_STATS_ROUNDS times: the socket cases through the clients' "
+      "cgroup, the external-client cases through node A's tc program) with the kernel's per-program run-time "
+      "statistics on: Tests/bench/bpf_stats.py holds a BPF_ENABLE_STATS fd for that pass only (the kernel turns them "
+      "off with the fd, so nothing stays on, and the timed rounds above ran without their overhead). **ns/run** = "
+      "run_time_ns / run_cnt as `bpftool prog show` reports them: the program alone, from its entry to its return, "
+      "with the two clock reads the statistics add. Programs that did not run are left out.")
+    w("")
+    CASE_NAMES = {"crr": "TCP connect to a ClusterIP", "bystander": "TCP connect to a pod (not a Service)",
+                  "udp": "UDP to a ClusterIP (unconnected)", "bulk": "TCP bulk through a ClusterIP",
+                  "xcrr": "external TCP to a NodePort (tc)", "xudp": "external UDP to a NodePort (tc)",
+                  "xbulk": "external TCP bulk to a NodePort (tc)"}
+    bscales = sorted({int(r[0]) for r in bpf})
+    rows = sorted({(r[1], r[2], r[3]) for r in bpf if int(r[4]) > 0},
+                  key=lambda x: (list(CASE_NAMES).index(x[0]) if x[0] in CASE_NAMES else 99, x[1]))
+    w("| case | program | attach | " + " | ".join(f"{s_:,} svc: runs, ns/run" for s_ in bscales) + " |")
+    w("|---|---|---|" + "---:|" * len(bscales))
+    for case, name, attach in rows:
+        cells = []
+        for s_ in bscales:
+            r = [x for x in bpf if int(x[0]) == s_ and x[1] == case and x[2] == name and x[3] == attach]
+            n, ns = (int(r[0][4]), int(r[0][5])) if r else (0, 0)
+            cells.append(f"{n:,}, {ns / n:.0f}" if n else "—")
+        w(f"| {CASE_NAMES.get(case, case)} | `{name}` | {attach} | " + " | ".join(cells) + " |")
+    w("")
+
 w("## Control plane: the agent")
 w("")
 agent = [(int(s_), st, kv(d) if st == "ok" else d) for s_, m, st, secs, d in loads if m == "agent"]
@@ -376,6 +406,24 @@ if agent:
       "agent's select+plan+write of one (coalesced) sync. p50/p99 are interpolated within the agent's histogram "
       "buckets (0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10 ms …), as Prometheus' histogram_quantile does; **≤ 5 ms** is exact, "
       "5 ms being a bucket bound.")
+    w("")
+    w("The fake API server serves pre-encoded bytes (each object encoded once; the list snapshots veerd asks for "
+      "built before veerd starts), so it is not the bottleneck. **API server alone**: every list page veerd asks for "
+      "(limit=500, kube-proxy's label selector) fetched with curl one after another, no agent (the sum of curl's "
+      "time_total); with WatchList, each kind's stream read to its initial-events-end bookmark. **Server share** is "
+      "that time for the mode veerd used; **agent share** = list → maps − server share. **WatchList**: `off` = "
+      "veerd's default, list+watch; `on` = `veerd --watch-list` and the server streams the initial list (Kubernetes "
+      "1.32, 1.34+), read from one watch per kind; `refuse` = `--watch-list` against a server that answers 422 as "
+      "1.33 does, so veerd lists and watches. BENCH_WATCH_LIST picks it.")
+    w("")
+    w("| services | WatchList | API server alone: pages (curl) / streams | list → maps | server share / agent share |")
+    w("|---:|---|---:|---:|---:|")
+    for s_, st, d in agent:
+        if st == "ok" and "api_list_s" in d:
+            stream = f" / {d['api_stream_s']:.2f} s" if "api_stream_s" in d else ""
+            d.setdefault("server_share_s", d["api_list_s"])
+            w(f"| {s_:,} | {d.get('watch_list', '?')} | {d['api_list_s']:.2f} s ({int(d['api_pages'])} pages){stream} | "
+              f"{d['list_to_maps_s']:.2f} s | {d['server_share_s']:.2f} s / {d['agent_share_s']:.2f} s |")
     w("")
     w("| services | list → maps | in the agent: decode the lists; then sync | RSS after list | changes (offered/s → achieved/s) | change → maps p50 / p99 | ≤ 5 ms | event → maps p50 / p99 | sync p50 / p99 | syncs | RSS at end |")
     w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")

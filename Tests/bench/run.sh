@@ -29,7 +29,9 @@
 #      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
 #      BENCH_LOAD_TIMEOUT (90 s per rule load; BENCH_NFT_TIMEOUT 160 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md),
 #      BENCH_AGENT_SCALES ("10000 50000": veerd against the fake API server), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100),
-#      BENCH_EXTERNAL (1: the external-client mode; needs VEERD)
+#      BENCH_WATCH_LIST (off: veerd lists; on: veerd --watch-list, streamed; refuse: --watch-list, the server answers 422),
+#      BENCH_EXTERNAL (1: the external-client mode; needs VEERD), BENCH_STATS_ROUNDS (3: Veer's cases again with
+#      the kernel's per-program run-time statistics on, after the timed rounds so they do not weigh on them)
 #
 # Time budget (the whole run should stay under 10 minutes, plus the external-client mode's second load
 # of each kube-proxy rule file: about 3 more minutes at 10,000 services): every load runs under a timeout, and a
@@ -73,10 +75,12 @@ XCLIENT=$XNET.200
 XNODEB=$XNET.20
 declare -A XNODE=([veer]=$XNET.11 [ipt]=$XNET.12 [nft]=$XNET.13)
 XVEERD_PID=
+STATS_PID=
+STATS_ROUNDS=${BENCH_STATS_ROUNDS:-3}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv   # scale  case  mode  round  key=value...
 LOADS=$OUT/loads.tsv       # scale  mode  status  seconds  detail
-: >"$RESULTS"; : >"$LOADS"; : >"$OUT/xveer-stats.tsv"
+: >"$RESULTS"; : >"$LOADS"; : >"$OUT/xveer-stats.tsv"; : >"$OUT/bpf-stats.tsv"
 START=$(date +%s)
 
 log() { printf '[bench %4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
@@ -133,6 +137,7 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	[ -n "${LOADER:-}" ] && kill -KILL "$LOADER" 2>/dev/null
+	[ -n "$STATS_PID" ] && kill -TERM "$STATS_PID" 2>/dev/null
 	teardown_scale
 	exit $rc
 }
@@ -387,6 +392,34 @@ for scale in $SCALES; do
 			run_case "$scale" "$cid" "$mode" "$r" $args
 		done
 	done
+
+	# Each BPF program's own cost: Veer's cases again, with the kernel's run-time statistics on
+	# (held by bpf_stats.py's BPF_ENABLE_STATS fd, off again when it exits), per program attached
+	# to the clients' cgroup and to node A's eth0 (tc).
+	if [ "$STATS_ROUNDS" -gt 0 ] && { [ $ok_veer = 1 ] || [ $okx_veer = 1 ]; }; then
+		python3 "$HERE/bpf_stats.py" hold >"$OUT/bpf-stats-hold.log" 2>&1 &
+		STATS_PID=$!
+		for i in $(seq 50); do grep -q enabled "$OUT/bpf-stats-hold.log" && break; sleep 0.1; done
+		statargs=("$CGROUP"); [ $okx_veer = 1 ] && statargs+=("$(xns a-veer)" eth0)
+		if grep -q enabled "$OUT/bpf-stats-hold.log"; then
+			# Case by case, so a translated connect and a bystander's are told apart.
+			for c in "${CASES[@]}"; do
+				read -r cid mode args <<<"$c"
+				[ "$mode" = veer ] || continue
+				python3 "$HERE/bpf_stats.py" show "${statargs[@]}" >"$OUT/bpf-before.json" || continue
+				for ((r = 0; r < STATS_ROUNDS; r++)); do
+					# shellcheck disable=SC2086
+					timeout 30 "$NETBENCH" $args >/dev/null 2>&1
+				done
+				python3 "$HERE/bpf_stats.py" show "${statargs[@]}" >"$OUT/bpf-after.json" &&
+					python3 "$HERE/bpf_stats.py" diff "$scale" "$cid" "$OUT/bpf-before.json" "$OUT/bpf-after.json" >>"$OUT/bpf-stats.tsv"
+			done
+		else
+			log "scale $scale: BPF run-time statistics unavailable: $(tail -1 "$OUT/bpf-stats-hold.log")"
+		fi
+		kill -TERM "$STATS_PID" 2>/dev/null; wait "$STATS_PID" 2>/dev/null; STATS_PID=
+		log "scale $scale: BPF program costs: $(awk -F'\t' -v s="$scale" '$1==s && $5>0 {printf "%s %s %.0f ns; ", $2, $3, $6/$5}' "$OUT/bpf-stats.tsv")"
+	fi
 
 	# Control plane, datapath half: the full Planner alone, then changes planned and written
 	# the agent's way (a plan of the changed frontends against its copy of the maps).

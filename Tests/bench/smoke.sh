@@ -24,6 +24,11 @@ grep -q '^| 1 | direct | ' "$doc" || fail "no direct row in the raw numbers"
 grep -Eq '^\| 50 \| [0-9.]+ s \|' "$doc" || fail "no agent row (list → maps) in the report"
 grep -q 'failed' "$TMP/out/loads.tsv" && grep -P '\t(veer|agent|plan|pipeline)\tfailed' "$TMP/out/loads.tsv" && fail "a Veer step failed"
 grep -Pq '^50\tpipeline\tok\t' "$TMP/out/loads.tsv" || fail "no pipeline row (veer-bench pipeline)"
+# The API server measured alone (every page with curl) beside the agent's share.
+grep -Eq '^\| 50 \| off \| [0-9.]+ s \(2 pages\) / [0-9.]+ s \| [0-9.]+ s \| [0-9.]+ s / -?[0-9.]+ s \|' "$doc" || fail "no API-server-alone row in the report"
+# Each BPF program's cost: the statistics pass counted the translated connects' connect4 runs.
+grep -Pq '^1\tcrr\tveer_connect4\tcgroup_inet4_connect\t[1-9][0-9]*\t[1-9]' "$TMP/out/bpf-stats.tsv" || fail "no connect4 run counted with BPF statistics on: $(cat "$TMP/out/bpf-stats.tsv")"
+grep -q '^## Each BPF program' "$doc" || fail "no per-program BPF cost section in the report"
 # The external round: it served through Veer's packet path (connections made, none failed, bytes
 # moved), direct served too, and the report has its section. Counts, never speeds.
 res=$TMP/out/results.tsv

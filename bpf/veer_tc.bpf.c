@@ -22,7 +22,8 @@
  * Scope: a frontend key with scope VEER_SCOPE_EXTERNAL (written only where the external
  * set differs, i.e. externalTrafficPolicy Local) wins over the cluster-scope one.
  * eTP=Cluster: DNAT + SNAT to the node's address on the route to the backend.
- * eTP=Local (VEER_SVC_F_EXT_LOCAL): DNAT only, the backend sees the client's address;
+ * eTP=Local (VEER_SVC_F_EXT_LOCAL): DNAT, the backend sees the client's address (its port
+ * changes only where conntrack must make the reply tuple unique, see serve);
  * no local endpoint (VEER_SVC_F_EMPTY_DROP): the packet is dropped silently.
  */
 #include <linux/bpf.h>
@@ -462,6 +463,21 @@ static __always_inline int serve(struct __sk_buff *skb)
 		stat_inc(VEER_PKT_STAT_NO_ROUTE);
 		return TC_ACT_SHOT;
 	}
+	if (!snat) {
+		/* eTP=Local keeps the client's address: the source "NAT" is to that same
+		 * address, any port. It is what the kernel's nat hook gives every flow it
+		 * translates (a null binding): nothing changes, unless the translated reply
+		 * tuple (backend -> client:port) is already taken, by a flow the same client
+		 * port opened to another frontend of the same backend (an LB IP, then an
+		 * externalIP) that conntrack still holds in TIME_WAIT. Then conntrack picks
+		 * another client port, as for kube-proxy's DNAT; without it the entry could not
+		 * be inserted and the SYN would pass untranslated. */
+		__builtin_memset(&src, 0, sizeof(src));
+		if (f.v6)
+			__builtin_memcpy(src.ip6, f.tuple.ipv6.saddr, 16);
+		else
+			src.ip = f.tuple.ipv4.saddr;
+	}
 	if (f.v6)
 		nct = bpf_skb_ct_alloc(skb, &f.tuple, sizeof(f.tuple.ipv6), &opts, CT_OPTS_SZ);
 	else
@@ -475,7 +491,7 @@ static __always_inline int serve(struct __sk_buff *skb)
 	else
 		dst.ip = be->addr.ip6[3];
 	failed = bpf_ct_set_nat_info(nct, &dst, bpf_ntohs(be->port), NF_NAT_MANIP_DST) != 0;
-	if (!failed && snat)
+	if (!failed)
 		failed = bpf_ct_set_nat_info(nct, &src, 0, NF_NAT_MANIP_SRC) != 0;
 	/* A failed entry still has to be inserted to be freed: it expires at once, and this
 	 * packet is dropped so the client's retransmission opens the flow afresh. */

@@ -96,4 +96,34 @@ extension ClusterTests {
             #expect(r.status == 0 && WhoAmI(r.body) == seen, "after the RST: exit \(r.status) \(r.body) \(r.error)")
         }
     }
+
+    @Test("One client source port to three frontends of one eTP=Local Service with one pod (LB IP, externalIP, NodePort), each closed before the next: each one is served, with the client's address")
+    func externalPortAcrossFrontendsLocal() async throws {
+        // The three flows translate to the same pod:port and keep the client's address, so their
+        // reply tuples (pod -> client:port) are one: while the first is in TIME_WAIT the second
+        // needs another client port, which conntrack picks, as it does under kube-proxy's DNAT.
+        try await withCluster { cluster in
+            try cluster.addOutsideClient()
+            let pod = try cluster.addIsolatedPod("web-1", on: 1)
+            let node1 = cluster.nodes[0].address
+            let (lbIP, extIP) = ("203.0.113.31", "198.51.100.31")
+            try await cluster.deploy(ClusterObjects.service("local", clusterIP: vip, nodePort: 30092,
+                                                            spec: ["type": "LoadBalancer", "externalIPs": [extIP], "externalTrafficPolicy": "Local"],
+                                                            status: ["loadBalancer": ["ingress": [["ip": lbIP]]]]),
+                                     slice: ClusterObjects.slice("local", [pod], in: cluster), frontend: frontend) { _ in endpoints([pod]) }
+            try cluster.routeOutside("\(lbIP)/32", via: 1)
+            try cluster.routeOutside("\(extIP)/32", via: 1)
+            for url in ["http://\(lbIP)/", "http://\(extIP)/", "http://\(node1):30092/"] {
+                try await cluster.waitUntil("\(url) from outside") { try cluster.curlOutside(url).status == 0 }
+            }
+            let seen = WhoAmI("web-1 \(ClusterSandbox.outsideAddress):1")
+            for (host, port) in [(lbIP, 80), (extIP, 80), (node1, 30092), (lbIP, 80)] {
+                let r = try cluster.connectOutside(host, port, localPort: 41020)
+                #expect(r.status == 0 && WhoAmI(r.body) == seen, "\(host):\(port) from port 41020: exit \(r.status) \(r.body) \(r.error)")
+            }
+            // The externalIP's flow carries the DNAT to the pod (its reply comes from the pod).
+            let ct = KernelSandbox.run(["nsenter", "--net=\(cluster.nodes[0].netnsPath)", "cat", "/proc/net/nf_conntrack"]).stdout
+            #expect(ct.split(separator: "\n").contains { $0.contains("dst=\(extIP) sport=41020 dport=80 src=\(pod.ip)") }, "\(ct)")
+        }
+    }
 }

@@ -9,9 +9,10 @@
  * bpf_ct_set_nat_info, bpf_ct_insert_entry). The packet then enters the IP layer, where
  * conntrack finds that entry and the kernel's NAT engine translates it and every later
  * packet of the flow, both ways, on whatever interface a reply arrives (a second NIC, a
- * CNI's tunnel), ICMP errors included. TCP/UDP state, timeouts and 5-tuple reuse are the
- * kernel's. That engine rewrites packets only in a network namespace where NAT hooks are
- * registered: the agent keeps an empty nftables nat table for that (docs/architecture.md).
+ * CNI's tunnel), ICMP errors included. TCP/UDP state and timeouts are the kernel's; a SYN
+ * that reuses the 5-tuple of a closing entry opens a new flow here (see serve). That engine
+ * rewrites packets only in a network namespace where NAT hooks are registered: the agent
+ * keeps an empty nftables nat table for that (docs/architecture.md).
  *
  * sessionAffinity ClientIP: the client is the packet's source address (kube-proxy's key);
  * a new flow from a client whose pick is younger than the timeout and still a member goes to
@@ -21,7 +22,8 @@
  * Scope: a frontend key with scope VEER_SCOPE_EXTERNAL (written only where the external
  * set differs, i.e. externalTrafficPolicy Local) wins over the cluster-scope one.
  * eTP=Cluster: DNAT + SNAT to the node's address on the route to the backend.
- * eTP=Local (VEER_SVC_F_EXT_LOCAL): DNAT only, the backend sees the client's address;
+ * eTP=Local (VEER_SVC_F_EXT_LOCAL): DNAT, the backend sees the client's address (its port
+ * changes only where conntrack must make the reply tuple unique, see serve);
  * no local endpoint (VEER_SVC_F_EMPTY_DROP): the packet is dropped silently.
  */
 #include <linux/bpf.h>
@@ -32,6 +34,7 @@
 #include <linux/in.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <stdbool.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -53,9 +56,19 @@ struct {
 
 /* ---- conntrack kfuncs (net/netfilter/nf_conntrack_bpf.c, nf_nat_bpf.c) ------------- */
 
-/* Only ever handled through pointers; the kernel's BTF has the real layouts. */
+/* Only ever handled through pointers; the kernel's BTF has the real layouts (CO-RE). The
+ * TCP state is read to tell a closing entry from a live one. */
+struct ip_ct_tcp {
+	__u8 state; /* enum tcp_conntrack */
+} __attribute__((preserve_access_index));
+
+union nf_conntrack_proto {
+	struct ip_ct_tcp tcp;
+} __attribute__((preserve_access_index));
+
 struct nf_conn {
 	unsigned long status;
+	union nf_conntrack_proto proto;
 } __attribute__((preserve_access_index));
 
 struct nf_conn___init {
@@ -91,6 +104,7 @@ extern struct nf_conn___init *bpf_skb_ct_alloc(struct __sk_buff *, struct bpf_so
 extern struct nf_conn *bpf_ct_insert_entry(struct nf_conn___init *) __ksym;
 extern void bpf_ct_release(struct nf_conn *) __ksym;
 extern void bpf_ct_set_timeout(struct nf_conn___init *, __u32 timeout_ms) __ksym;
+extern int bpf_ct_change_timeout(struct nf_conn *, __u32 timeout_ms) __ksym;
 extern int bpf_ct_set_nat_info(struct nf_conn___init *, union nf_inet_addr *, int port,
 			       enum nf_nat_manip_type) __ksym;
 
@@ -316,6 +330,25 @@ static __always_inline void affinity_key(const struct flow *f, __u32 rev_nat_id,
 	ak->rev_nat_id = rev_nat_id;
 }
 
+/* The packet's flow in conntrack, either direction; referenced, or NULL. Conntrack's lookup
+ * also reaps an expired entry it meets on the way. */
+static __always_inline struct nf_conn *lookup(struct __sk_buff *skb, struct flow *f, struct bpf_ct_opts *opts)
+{
+	/* Constant tuple sizes per family: the verifier bounds the read by them. */
+	if (f->v6)
+		return bpf_skb_ct_lookup(skb, &f->tuple, sizeof(f->tuple.ipv6), opts, CT_OPTS_SZ);
+	return bpf_skb_ct_lookup(skb, &f->tuple, sizeof(f->tuple.ipv4), opts, CT_OPTS_SZ);
+}
+
+/* A TCP entry a new SYN reopens rather than joins: closed by FINs (TIME_WAIT) or aborted
+ * (CLOSE). nf_conntrack_proto_tcp kills such an entry and starts a new one on the SYN. */
+static __always_inline bool closing(const struct nf_conn *ct)
+{
+	__u8 state = ct->proto.tcp.state;
+
+	return state == TCP_CONNTRACK_TIME_WAIT || state == TCP_CONNTRACK_CLOSE;
+}
+
 static __always_inline int serve(struct __sk_buff *skb)
 {
 	struct veer_svc_key key;
@@ -341,23 +374,30 @@ static __always_inline int serve(struct __sk_buff *skb)
 	if (!master)
 		return TC_ACT_OK;
 
+	/* A TCP segment other than an opening SYN is conntrack's whatever it holds: a segment of
+	 * a flow it translates, or a stray one the host answers (RST) as it would with no NAT.
+	 * Opening a flow on it would pick a backend that has never seen the connection, so a
+	 * lookup could change nothing: it is skipped, one conntrack lookup saved per packet. */
+	if (f.proto == IPPROTO_TCP && !f.syn_only) {
+		stat_inc(VEER_PKT_STAT_UNTRACKED);
+		return TC_ACT_OK;
+	}
+
 	/* A flow conntrack already knows (either direction) is the kernel's to translate. */
 	opts.l4proto = f.proto;
-	/* Constant tuple sizes per family: the verifier bounds the read by them. */
-	if (f.v6)
-		ct = bpf_skb_ct_lookup(skb, &f.tuple, sizeof(f.tuple.ipv6), &opts, CT_OPTS_SZ);
-	else
-		ct = bpf_skb_ct_lookup(skb, &f.tuple, sizeof(f.tuple.ipv4), &opts, CT_OPTS_SZ);
+	ct = lookup(skb, &f, &opts);
+	if (ct && f.syn_only && closing(ct)) {
+		/* A new connection on the 5-tuple of a closed one (a client reusing its source
+		 * port). Conntrack would replace that entry with a fresh one of its own, without
+		 * our NAT, and the SYN would reach the node's closed port. So it is ended here (an
+		 * expired entry; conntrack's next lookup reaps it) and the flow opened as new. */
+		bpf_ct_change_timeout(ct, 0);
+		bpf_ct_release(ct);
+		ct = lookup(skb, &f, &opts);
+	}
 	if (ct) {
 		bpf_ct_release(ct);
 		stat_inc(VEER_PKT_STAT_TRACKED);
-		return TC_ACT_OK;
-	}
-	/* A TCP segment other than an opening SYN with no flow behind it: the host answers it
-	 * (RST), as it would with no NAT. Opening a flow on it would pick a backend that has
-	 * never seen the connection. */
-	if (f.proto == IPPROTO_TCP && !f.syn_only) {
-		stat_inc(VEER_PKT_STAT_UNTRACKED);
 		return TC_ACT_OK;
 	}
 
@@ -423,6 +463,21 @@ static __always_inline int serve(struct __sk_buff *skb)
 		stat_inc(VEER_PKT_STAT_NO_ROUTE);
 		return TC_ACT_SHOT;
 	}
+	if (!snat) {
+		/* eTP=Local keeps the client's address: the source "NAT" is to that same
+		 * address, any port. It is what the kernel's nat hook gives every flow it
+		 * translates (a null binding): nothing changes, unless the translated reply
+		 * tuple (backend -> client:port) is already taken, by a flow the same client
+		 * port opened to another frontend of the same backend (an LB IP, then an
+		 * externalIP) that conntrack still holds in TIME_WAIT. Then conntrack picks
+		 * another client port, as for kube-proxy's DNAT; without it the entry could not
+		 * be inserted and the SYN would pass untranslated. */
+		__builtin_memset(&src, 0, sizeof(src));
+		if (f.v6)
+			__builtin_memcpy(src.ip6, f.tuple.ipv6.saddr, 16);
+		else
+			src.ip = f.tuple.ipv4.saddr;
+	}
 	if (f.v6)
 		nct = bpf_skb_ct_alloc(skb, &f.tuple, sizeof(f.tuple.ipv6), &opts, CT_OPTS_SZ);
 	else
@@ -436,7 +491,7 @@ static __always_inline int serve(struct __sk_buff *skb)
 	else
 		dst.ip = be->addr.ip6[3];
 	failed = bpf_ct_set_nat_info(nct, &dst, bpf_ntohs(be->port), NF_NAT_MANIP_DST) != 0;
-	if (!failed && snat)
+	if (!failed)
 		failed = bpf_ct_set_nat_info(nct, &src, 0, NF_NAT_MANIP_SRC) != 0;
 	/* A failed entry still has to be inserted to be freed: it expires at once, and this
 	 * packet is dropped so the client's retransmission opens the flow afresh. */

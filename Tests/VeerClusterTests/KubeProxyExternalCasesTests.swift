@@ -119,7 +119,10 @@ extension ClusterTests {
                 for _ in 0..<(12 * c.reached.count) {
                     let r = try cluster.curlOutside(url)
                     guard r.status == 0, let who = WhoAmI(r.body) else {
-                        Issue.record("\(url): exit \(r.status) \(r.body)")
+                        // What node-1 held then: its conntrack table and the packet path's counters.
+                        let ct = KernelSandbox.run(["nsenter", "--net=\(node1.netnsPath)", "cat", "/proc/net/nf_conntrack"]).stdout
+                        let stats = cluster.metrics(1).split(separator: "\n").filter { $0.hasPrefix("veer_packet_path_packets_total") }
+                        Issue.record("\(url): exit \(r.status) \(r.body)\nnode-1 conntrack:\n\(ct)\n\(stats.joined(separator: "\n"))")
                         continue
                     }
                     reached.insert(who.pod)

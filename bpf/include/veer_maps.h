@@ -367,7 +367,7 @@ _Static_assert(sizeof(struct veer_src_range_val) == 8, "struct veer_src_range_va
 enum veer_pkt_stat {
 	VEER_PKT_STAT_TRANSLATED = 0,   /* a flow opened: conntrack entry with its NAT inserted */
 	VEER_PKT_STAT_TRACKED,          /* a packet of a flow conntrack already holds */
-	VEER_PKT_STAT_UNTRACKED,        /* TCP non-SYN to a frontend with no flow: left to the host */
+	VEER_PKT_STAT_UNTRACKED,        /* TCP segment other than an opening SYN: left to conntrack, not looked up */
 	VEER_PKT_STAT_DROPPED,          /* no local endpoint under eTP=Local: dropped silently */
 	VEER_PKT_STAT_REFUSED,          /* no endpoint anywhere: the host answers it */
 	VEER_PKT_STAT_SLOT_MISSING,     /* slot or backend lookup failed: left untranslated */

@@ -27,9 +27,9 @@ struct {
 	__type(value, struct veer_backend);
 } veer_backends SEC(".maps");
 
-/* (frontend, backend) pairs that are members now; the value counts selections per CPU. */
+/* (frontend, backend) pairs that are members now; the value counts selections (see veer_maps.h). */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, VEER_MEMBERS_MAX);
 	__type(key, struct veer_member_key);

@@ -522,7 +522,7 @@ static __always_inline int serve(struct __sk_buff *skb)
 	mk.backend_id = backend_id;
 	hits = bpf_map_lookup_elem(&veer_members, &mk);
 	if (hits)
-		hits->hits++; /* per CPU */
+		__sync_fetch_and_add(&hits->hits, 1);
 	stat_inc(VEER_PKT_STAT_TRANSLATED);
 	return TC_ACT_OK;
 }

@@ -147,45 +147,49 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
         }
     }
 
-    // MARK: per-CPU maps holding one UInt64 per CPU
+    // MARK: counters: one UInt64, per CPU (summed) in a per-CPU map
 
-    func perCPUSum(_ key: Key) throws -> UInt64? {
+    /// UInt64s a value is read as: one per possible CPU in a per-CPU map.
+    private var counterSlots: Int { perCPU ? cpus : 1 }
+
+    func counter(_ key: Key) throws -> UInt64? {
         var key = key
-        var values = [UInt64](repeating: 0, count: cpus)
+        var values = [UInt64](repeating: 0, count: counterSlots)
         if bpf_map_lookup_elem(fd, &key, &values) == 0 { return values.reduce(0, &+) }
         if errno == ENOENT { return nil }
         throw DatapathError.syscall(operation: "lookup in \(name)", errno: errno)
     }
 
-    /// Every entry's sum over CPUs, read in batches: a scrape at 100,000 members costs a few
+    /// Every entry's count, read in batches: a scrape at 100,000 members costs a few
     /// dozen syscalls, not 100,000.
-    func perCPUSums() throws -> [(Key, UInt64)] {
-        if let batch = try batchRead(UInt64(0), valuesPerKey: cpus, chunk: 1024) {
+    func counters() throws -> [(Key, UInt64)] {
+        let n = counterSlots
+        if let batch = try batchRead(UInt64(0), valuesPerKey: n, chunk: 1024) {
             return batch.keys.enumerated().map { i, key in
-                (key, batch.values[(i * cpus)..<((i + 1) * cpus)].reduce(0, &+))
+                (key, batch.values[(i * n)..<((i + 1) * n)].reduce(0, &+))
             }
         }
-        return try keys().compactMap { key in try perCPUSum(key).map { (key, $0) } }
+        return try keys().compactMap { key in try counter(key).map { (key, $0) } }
     }
 
-    /// Creates the entry with zero on every CPU; an existing entry keeps its counts.
-    func insertZeroPerCPU(_ key: Key) throws {
+    /// Creates the entry with a zero count; an existing entry keeps its count.
+    func insertZeroCounter(_ key: Key) throws {
         var key = key
-        var values = [UInt64](repeating: 0, count: cpus)
+        var values = [UInt64](repeating: 0, count: counterSlots)
         if bpf_map_update_elem(fd, &key, &values, UInt64(BPF_NOEXIST)) == 0 || errno == EEXIST { return }
         throw mapError("insert into", errno)
     }
 
-    /// Creates these entries with zero on every CPU, in batches: a start at 100,000 members is
-    /// a dozen syscalls, not 100,000. Unlike `insertZeroPerCPU` an existing entry is zeroed
+    /// Creates these entries with a zero count, in batches: a start at 100,000 members is
+    /// a dozen syscalls, not 100,000. Unlike `insertZeroCounter` an existing entry is zeroed
     /// too: callers pass only keys the map does not hold (the planner upserts a member only
     /// when the state it read lacks it, and rereads the maps after any failed write).
-    func insertZeroPerCPU(batch keys: [Key], chunk: Int = 4096) throws {
+    func insertZeroCounters(batch keys: [Key], chunk: Int = 4096) throws {
         guard keys.count >= 2 else {
-            for key in keys { try insertZeroPerCPU(key) }
+            for key in keys { try insertZeroCounter(key) }
             return
         }
-        let zeros = [UInt64](repeating: 0, count: min(chunk, keys.count) * cpus)
+        let zeros = [UInt64](repeating: 0, count: min(chunk, keys.count) * counterSlots)
         var done = 0
         while done < keys.count {
             let n = min(chunk, keys.count - done)
@@ -196,7 +200,7 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
             if rc == 0 { done += n; continue }
             let err = errno
             if done == 0 && count == 0 && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
-                for key in keys { try insertZeroPerCPU(key) }
+                for key in keys { try insertZeroCounter(key) }
                 return
             }
             throw mapError("update", err)

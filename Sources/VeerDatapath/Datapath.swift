@@ -64,7 +64,7 @@ public final class Datapath: @unchecked Sendable {
     /// Selections per (frontend, backend), summed over CPUs.
     public func hits() throws -> [MemberKey: UInt64] {
         var result: [MemberKey: UInt64] = [:]
-        for (key, sum) in try members.perCPUSums() { result[key.member] = sum }
+        for (key, sum) in try members.counters() { result[key.member] = sum }
         return result
     }
 
@@ -84,7 +84,7 @@ public final class Datapath: @unchecked Sendable {
     public func stats() throws -> [DatapathStat: UInt64] {
         var result: [DatapathStat: UInt64] = [:]
         for stat in DatapathStat.allCases {
-            result[stat] = try statsMap.perCPUSum(stat.index) ?? 0
+            result[stat] = try statsMap.counter(stat.index) ?? 0
         }
         return result
     }

@@ -28,11 +28,11 @@ extension Datapath {
     /// Applies operations in order. On a failure it stops and throws: the maps then hold
     /// a consistent prefix of the plan, and the next plan starts from what they hold.
     ///
-    /// A run of consecutive updates of one map (backends, rev_nat, or slots and masters) is
-    /// written with BPF_MAP_UPDATE_BATCH, which the kernel applies one entry at a time in the
-    /// same order: the runs never cross another map or a delete, so every prefix a reader can
-    /// see is a prefix of the plan, as with one syscall per operation. Members are inserted
-    /// one by one (BPF_NOEXIST keeps an existing entry's counters; the batch takes BPF_ANY only).
+    /// A run of consecutive updates of one map (backends, rev_nat, members, or slots and
+    /// masters) is written with BPF_MAP_UPDATE_BATCH, which the kernel applies one entry at a
+    /// time in the same order: the runs never cross another map or a delete, so every prefix a
+    /// reader can see is a prefix of the plan, as with one syscall per operation. A lone member
+    /// is inserted with BPF_NOEXIST, which keeps an existing entry's count.
     public func apply(_ operations: [MapOperation]) throws {
         var retiredChanged = false
         defer { if retiredChanged { RetiredHitsFile.write(retiredLock.withLock { retiredHits }, pins: pins) } }
@@ -68,7 +68,7 @@ extension Datapath {
                 if !backendKeys.isEmpty { try backends.updateBatch(backendKeys, backendValues) }
                 if !revNatKeys.isEmpty { try revNat.updateBatch(revNatKeys, revNatValues) }
                 if !serviceKeys.isEmpty { try services.updateBatch(serviceKeys, serviceValues) }
-                if !memberKeys.isEmpty { try members.insertZeroPerCPU(batch: memberKeys) }
+                if !memberKeys.isEmpty { try members.insertZeroCounters(batch: memberKeys) }
                 i = j
                 continue
             }
@@ -80,7 +80,7 @@ extension Datapath {
             case let .upsertRevNat(id, address):
                 try revNat.update(id, veer_rev_nat(address))
             case let .upsertMember(key):
-                try members.insertZeroPerCPU(veer_member_key(key))
+                try members.insertZeroCounter(veer_member_key(key))
             case let .upsertSlot(address, slot, backendID, revNatID):
                 try services.update(veer_svc_key(address, slot: slot), veer_svc_val(backendID: backendID, revNatID: revNatID))
             case let .upsertMaster(address, master):
@@ -91,7 +91,7 @@ extension Datapath {
                 try services.delete(veer_svc_key(address, slot: 0))
             case let .deleteMember(key):
                 // Its rev_nat and backend entries are deleted only later in the plan.
-                if let sum = try members.perCPUSum(veer_member_key(key)), sum > 0,
+                if let sum = try members.counter(veer_member_key(key)), sum > 0,
                    let frontend = try revNat.lookup(key.revNatID)?.frontend,
                    let backend = try backends.lookup(key.backendID)?.entry.address {
                     retiredLock.withLock { retiredHits[RetiredHitsFile.key(frontend, backend), default: 0] += sum }

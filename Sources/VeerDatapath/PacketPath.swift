@@ -212,7 +212,7 @@ public final class PacketPath: @unchecked Sendable {
 
     private static func sum(_ map: BPFMap<UInt32, UInt64>) throws -> [PacketPathStat: UInt64] {
         var result: [PacketPathStat: UInt64] = [:]
-        for stat in PacketPathStat.allCases { result[stat] = try map.perCPUSum(stat.rawValue) ?? 0 }
+        for stat in PacketPathStat.allCases { result[stat] = try map.counter(stat.rawValue) ?? 0 }
         return result
     }
 

@@ -271,7 +271,7 @@ struct LayoutTests {
         #expect(MemoryLayout<veer_trace_event>.size == 96)
         #expect(MemoryLayout<veer_lpm_addr_key>.size == 20, "an LPM trie key: prefixlen, then the 16-byte address")
         #expect(MemoryLayout<veer_src_range_key>.size == 24, "an LPM trie key: prefixlen, frontend id, address")
-        #expect(VEER_PIN_VERSION == "v4")
+        #expect(VEER_PIN_VERSION == "v5")
     }
 
     @Test("The model's flag constants are the header's")

@@ -3,5 +3,8 @@
 #include "CVeer.h"
 
 size_t veer_heap_in_use(void) {
-	return mallinfo2().uordblks;
+	struct mallinfo2 m = mallinfo2();
+	// uordblks alone misses every chunk malloc served with mmap (hblkhd): any block past the
+	// mmap threshold (128 KB, rising with frees up to 32 MB), e.g. a 1M-bucket hash table.
+	return m.uordblks + m.hblkhd;
 }

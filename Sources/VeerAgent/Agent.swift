@@ -302,7 +302,7 @@ public actor Agent {
             if plan.target.masters[address] != nil, let f = index.desired[address] {
                 let one = ProgrammedNames([f])
                 names.frontends.merge(one.frontends) { _, new in new }
-                names.backends.merge(one.backends) { _, new in new }
+                for (address, backend) in one.backends { names.setBackend(address, backend) }
             } else if running?.state.masters[address] == nil {
                 names.frontends[address] = nil
             }

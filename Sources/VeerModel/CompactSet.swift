@@ -1,5 +1,5 @@
 /// A set that holds one element inline and only allocates a `Set` from the second on. The
-/// agent's indexes hold one per backend address or frontend (its users, its ids, its claims),
+/// agent's indexes hold one per backend address or frontend (its users, its claims),
 /// and nearly all of them have exactly one element: a `Set` of one is a heap object of its own
 /// (about 100 bytes, and a hash table to build), paid 100,000 times at 10,000 services.
 struct CompactSet<Element: Hashable>: Sequence {

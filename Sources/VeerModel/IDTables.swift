@@ -66,3 +66,45 @@ struct IDSet: Sendable {
         if w < words.count { words[w] &= ~(1 << UInt64(id & 63)) }
     }
 }
+
+/// The ids holding each key (a backend or frontend address), answering "the lowest one" at
+/// once. Nearly every address has one id: the lowest sits in `lowest` (4 bytes a bucket beside
+/// the key), any others in `others`. At 10,000 services x 10 endpoints the backend table has
+/// 262,144 buckets, where an inline set of ids per bucket took 16 bytes (about 3 MB more).
+struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
+    private var lowest: [Key: UInt32] = [:]
+    private var others: [Key: Set<UInt32>] = [:]
+
+    init() {}
+
+    mutating func reserveCapacity(_ n: Int) { lowest.reserveCapacity(n) }
+
+    subscript(_ key: Key) -> UInt32? { lowest[key] }
+
+    mutating func insert(_ id: UInt32, for key: Key) {
+        guard let low = lowest[key] else {
+            lowest[key] = id
+            return
+        }
+        if id < low {
+            lowest[key] = id
+            others[key, default: []].insert(low)
+        } else if id != low {
+            others[key, default: []].insert(id)
+        }
+    }
+
+    mutating func remove(_ id: UInt32, for key: Key) {
+        if lowest[key] == id {
+            if var rest = others.removeValue(forKey: key), let next = rest.min() {
+                rest.remove(next)
+                lowest[key] = next
+                if !rest.isEmpty { others[key] = rest }
+            } else {
+                lowest[key] = nil
+            }
+        } else if others[key]?.remove(id) != nil, others[key]?.isEmpty == true {
+            others[key] = nil
+        }
+    }
+}

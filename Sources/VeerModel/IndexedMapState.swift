@@ -5,10 +5,10 @@
 public struct IndexedMapState: Sendable {
     public private(set) var state: MapState
     /// Every id holding this address; the lowest is the one reused (as a full plan does).
-    private(set) var backendIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
+    private(set) var backendIDsByAddress = LowestIDs<L4Address>()
     /// rev_nat ids by the frontend they hold. A failed write can leave one with no master
     /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
-    private(set) var revNatIDsByAddress: [L4Address: CompactSet<UInt32>] = [:]
+    private(set) var revNatIDsByAddress = LowestIDs<L4Address>()
     private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
     /// Members naming each backend id.
     private(set) var memberCount = IDCounts()
@@ -22,8 +22,8 @@ public struct IndexedMapState: Sendable {
         backendIDsByAddress.reserveCapacity(state.backends.count)
         revNatIDsByAddress.reserveCapacity(state.revNat.count)
         membersByRevNat.reserveCapacity(state.revNat.count)
-        for (id, entry) in state.backends { backendIDsByAddress[entry.address, default: CompactSet()].insert(id) }
-        for (id, address) in state.revNat { revNatIDsByAddress[address, default: CompactSet()].insert(id) }
+        for (id, entry) in state.backends { backendIDsByAddress.insert(id, for: entry.address) }
+        for (id, address) in state.revNat { revNatIDsByAddress.insert(id, for: address) }
         for m in state.members {
             membersByRevNat[m.revNatID, default: []].insert(m.backendID)
             memberCount[m.backendID] += 1
@@ -34,10 +34,10 @@ public struct IndexedMapState: Sendable {
     }
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
-    public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address]?.min() }
+    public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address] }
 
     /// The lowest rev_nat id holding this frontend address, master or not.
-    public func revNatID(_ address: L4Address) -> UInt32? { revNatIDsByAddress[address]?.min() }
+    public func revNatID(_ address: L4Address) -> UInt32? { revNatIDsByAddress[address] }
 
     public mutating func apply(_ operations: [MapOperation]) {
         for op in operations { apply(op) }
@@ -48,7 +48,7 @@ public struct IndexedMapState: Sendable {
         switch op {
         case let .upsertBackend(id, entry):
             if let old = state.backends[id] { dropBackendAddress(old.address, id) }
-            backendIDsByAddress[entry.address, default: CompactSet()].insert(id)
+            backendIDsByAddress.insert(id, for: entry.address)
             backendIDs.use(id)
         case let .deleteBackend(id):
             if let old = state.backends[id] {
@@ -57,7 +57,7 @@ public struct IndexedMapState: Sendable {
             }
         case let .upsertRevNat(id, address):
             if let old = state.revNat[id] { dropRevNatAddress(old, id) }
-            revNatIDsByAddress[address, default: CompactSet()].insert(id)
+            revNatIDsByAddress.insert(id, for: address)
             revNatIDs.use(id)
         case let .upsertMaster(address, master):
             revNatIDs.use(master.revNatID)
@@ -90,13 +90,11 @@ public struct IndexedMapState: Sendable {
     }
 
     private mutating func dropRevNatAddress(_ address: L4Address, _ id: UInt32) {
-        revNatIDsByAddress[address]?.remove(id)
-        if revNatIDsByAddress[address]?.isEmpty == true { revNatIDsByAddress[address] = nil }
+        revNatIDsByAddress.remove(id, for: address)
     }
 
     private mutating func dropBackendAddress(_ address: L4Address, _ id: UInt32) {
-        backendIDsByAddress[address]?.remove(id)
-        if backendIDsByAddress[address]?.isEmpty == true { backendIDsByAddress[address] = nil }
+        backendIDsByAddress.remove(id, for: address)
     }
 }
 

@@ -19,16 +19,18 @@ extension Selector {
         var port: UInt16
         var endpoint: Endpoint
         var slice: String
-        /// "ip:port", made once: each candidate's verdicts (Cluster and Local) share it.
-        var id: String
 
         init(ip: IPAddress, port: UInt16, endpoint: Endpoint, slice: String) {
             self.ip = ip
             self.port = port
             self.endpoint = endpoint
             self.slice = slice
-            id = L4Address(ip: ip, port: port, proto: .tcp).hostPort
         }
+
+        /// The verdicts hold the address, not its text: "ip:port" is made when explain reads it.
+        var id: EndpointVerdict.EndpointID { .address(ip, port) }
+        /// For the reasons that name it.
+        var text: String { L4Address(ip: ip, port: port, proto: .tcp).hostPort }
 
         /// What makes two candidates one endpoint (§3: one per IP:port).
         var address: L4Address { L4Address(ip: ip, port: port, proto: .tcp) }
@@ -44,8 +46,8 @@ extension Selector {
         var candidates: [Candidate] = []
         var index: [L4Address: Int] = [:]
 
-        func verdict(_ e: Endpoint, _ id: String, _ slice: String, _ rule: EndpointRule, _ reason: String) -> EndpointVerdict {
-            EndpointVerdict(endpoint: id, slice: slice, pod: e.targetRef?.name, node: e.nodeName, rule: rule, reason: reason)
+        func verdict(_ e: Endpoint, _ id: EndpointVerdict.EndpointID, _ slice: String, _ rule: EndpointRule, _ reason: String) -> EndpointVerdict {
+            EndpointVerdict(id: id, slice: slice, pod: e.targetRef?.name, node: e.nodeName, rule: rule, reason: reason)
         }
 
         for slice in slices {
@@ -53,21 +55,21 @@ extension Selector {
             let match = slice.ports.first { $0.name == port.name && $0.proto == port.proto }
             for e in slice.endpoints {
                 guard let first = e.addresses.first else {
-                    excluded.append(verdict(e, "(no address)", s, .noAddress, "endpoint has no address"))
+                    excluded.append(verdict(e, .text("(no address)"), s, .noAddress, "endpoint has no address"))
                     continue
                 }
                 guard let match else {
                     let has = slice.ports.map { "\($0.name.isEmpty ? "\"\"" : $0.name)/\($0.proto.kubernetesName)" }.joined(separator: ", ")
-                    excluded.append(verdict(e, first, s, .portMismatch,
+                    excluded.append(verdict(e, EndpointVerdict.EndpointID(first), s, .portMismatch,
                                             "slice has no port named \"\(port.name)\" with protocol \(port.proto.kubernetesName) (it has \(has.isEmpty ? "none" : has))"))
                     continue
                 }
                 guard let number = match.port, number != 0 else {
-                    excluded.append(verdict(e, first, s, .portUnset, "slice port \"\(port.name)\" has no port number"))
+                    excluded.append(verdict(e, EndpointVerdict.EndpointID(first), s, .portUnset, "slice port \"\(port.name)\" has no port number"))
                     continue
                 }
                 guard let ip = IPAddress(first), ip.family == family else {
-                    excluded.append(verdict(e, first, s, .wrongFamily, "address \(first) is not \(family.rawValue), the slice's addressType"))
+                    excluded.append(verdict(e, EndpointVerdict.EndpointID(first), s, .wrongFamily, "address \(first) is not \(family.rawValue), the slice's addressType"))
                     continue
                 }
                 let c = Candidate(ip: ip, port: number, endpoint: e, slice: s)
@@ -77,10 +79,10 @@ extension Selector {
                     let old = candidates[at]
                     if old.endpoint.conditions.terminating == true && e.conditions.terminating != true {
                         excluded.append(verdict(old.endpoint, old.id, old.slice, .duplicate,
-                                                "duplicate of \(c.id) in slice \(s), which is not terminating and wins"))
+                                                "duplicate of \(c.text) in slice \(s), which is not terminating and wins"))
                         candidates[at] = c
                     } else {
-                        excluded.append(verdict(e, c.id, s, .duplicate, "duplicate of \(c.id) in slice \(old.slice), which was kept"))
+                        excluded.append(verdict(e, c.id, s, .duplicate, "duplicate of \(c.text) in slice \(old.slice), which was kept"))
                     }
                 } else {
                     index[c.address] = candidates.count

@@ -93,8 +93,36 @@ public enum EndpointRule: String, Hashable, Sendable, Codable, CaseIterable {
 }
 
 public struct EndpointVerdict: Hashable, Sendable, Codable {
+    /// The endpoint as the Selector saw it: a parsed address and port, formatted only when read
+    /// (a full sync holds one verdict per endpoint per set; 100,000 "ip:port" strings were 6 MB),
+    /// or the slice's own text when it gave no usable address.
+    enum EndpointID: Hashable, Sendable {
+        case address(IPAddress, UInt16)
+        case text(String)
+
+        /// Text that an address and port print as, exactly, is held as them: one endpoint, one value.
+        init(_ text: String) {
+            if let a = L4Address(text), !text.contains("/"), a.hostPort == text {
+                self = .address(a.ip, a.port)
+            } else {
+                self = .text(text)
+            }
+        }
+
+        var text: String {
+            switch self {
+            case .address(let ip, let port): L4Address(ip: ip, port: port, proto: .tcp).hostPort
+            case .text(let t): t
+            }
+        }
+    }
+
+    var id: EndpointID
     /// "ip:port" (just the address when the slice gives no port).
-    public var endpoint: String
+    public var endpoint: String {
+        get { id.text }
+        set { id = EndpointID(newValue) }
+    }
     /// "namespace/name" of the slice the endpoint came from.
     public var slice: String
     public var pod: String?
@@ -105,13 +133,44 @@ public struct EndpointVerdict: Hashable, Sendable, Codable {
     public var reason: String
 
     public init(endpoint: String, slice: String, pod: String?, node: String?, rule: EndpointRule, reason: String) {
-        self.endpoint = endpoint
+        self.init(id: EndpointID(endpoint), slice: slice, pod: pod, node: node, rule: rule, reason: reason)
+    }
+
+    init(id: EndpointID, slice: String, pod: String?, node: String?, rule: EndpointRule, reason: String) {
+        self.id = id
         self.slice = slice
         self.pod = pod
         self.node = node
         self.included = rule.included
         self.rule = rule
         self.reason = reason
+    }
+
+    // The same JSON as the synthesized coding of the plain fields (decisions.json is unchanged).
+    enum CodingKeys: String, CodingKey {
+        case endpoint, slice, pod, node, included, rule, reason
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = EndpointID(try c.decode(String.self, forKey: .endpoint))
+        slice = try c.decode(String.self, forKey: .slice)
+        pod = try c.decodeIfPresent(String.self, forKey: .pod)
+        node = try c.decodeIfPresent(String.self, forKey: .node)
+        included = try c.decode(Bool.self, forKey: .included)
+        rule = try c.decode(EndpointRule.self, forKey: .rule)
+        reason = try c.decode(String.self, forKey: .reason)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(endpoint, forKey: .endpoint)
+        try c.encode(slice, forKey: .slice)
+        try c.encodeIfPresent(pod, forKey: .pod)
+        try c.encodeIfPresent(node, forKey: .node)
+        try c.encode(included, forKey: .included)
+        try c.encode(rule, forKey: .rule)
+        try c.encode(reason, forKey: .reason)
     }
 }
 

@@ -10,7 +10,7 @@ extension Selector {
         if node.nodeHintsEnabled {
             if let missing = ready.first(where: { ($0.endpoint.nodeHints ?? []).isEmpty }) {
                 rules.append(.endpointWithoutNodeHint)
-                reasons.append("node hints ignored because endpoint \(missing.id) has none")
+                reasons.append("node hints ignored because endpoint \(missing.text) has none")
             } else if ready.contains(where: { $0.endpoint.nodeHints?.contains(node.nodeName) == true }) {
                 return TopologyDecision(mode: .preferSameNode, rules: [.nodeHintsMatch],
                                         reason: "every ready endpoint has node hints and some are for this node (\(node.nodeName))")
@@ -25,7 +25,7 @@ extension Selector {
         let zone = node.zone ?? ""
         if let missing = ready.first(where: { ($0.endpoint.zoneHints ?? []).isEmpty }) {
             rules.append(.endpointWithoutZoneHint)
-            reasons.append("zone hints ignored because endpoint \(missing.id) has none")
+            reasons.append("zone hints ignored because endpoint \(missing.text) has none")
         } else if ready.contains(where: { $0.endpoint.zoneHints?.contains(zone) == true }) {
             rules.append(.zoneHintsMatch)
             reasons.append("every ready endpoint has zone hints and some are for zone \(zone)")

@@ -115,6 +115,27 @@ struct SetSelectionTests {
 
 @Suite("Selection: the reasons a user reads in explain")
 struct ReasonTests {
+    /// Verdicts hold the address, not its text: explain and decisions.json still read "ip:port",
+    /// and a decoded decision equals the one the Selector made.
+    @Test func verdictsReadAndRoundTripAsText() throws {
+        let r = select(serviceJSON(), [sliceJSON("s", endpoints: [.R("10.0.0.1"), .X("10.0.0.2")])])
+        let d = try #require(r.decision(L4Address("10.96.0.1:80/tcp")!))
+        #expect(d.endpoints.map(\.endpoint).sorted() == ["10.0.0.1:8080", "10.0.0.2:8080"])
+        let json = try JSONEncoder().encode(d)
+        let object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        let endpoints = try #require(object["endpoints"] as? [[String: Any]])
+        #expect(endpoints.compactMap { $0["endpoint"] as? String }.sorted() == ["10.0.0.1:8080", "10.0.0.2:8080"])
+        #expect(Set(endpoints.flatMap(\.keys)) == ["endpoint", "slice", "pod", "included", "rule", "reason"])  // no node given: none written, as before
+        #expect(try JSONDecoder().decode(FrontendDecision.self, from: json) == d)
+        let v6 = EndpointVerdict(endpoint: "[fd00::9]:8080", slice: "s", pod: nil, node: nil, rule: .ready, reason: "ready")
+        #expect(v6.endpoint == "[fd00::9]:8080")
+        #expect(EndpointVerdict(endpoint: "(no address)", slice: "s", pod: nil, node: nil, rule: .noAddress, reason: "x").endpoint == "(no address)")
+        // The topology reason names the endpoint without a hint by its text.
+        let hinted = select(serviceJSON(), [sliceJSON("s", endpoints: [.R("10.0.0.1"), .R("10.0.0.2", zones: ["a"])])])
+        #expect(hinted.decisions.first?.topology?.reason
+            == "node hints ignored because endpoint 10.0.0.1:8080 has none; zone hints ignored because endpoint 10.0.0.1:8080 has none")
+    }
+
     @Test func terminatingFallbackIsMarkedAndExplained() throws {
         let r = select(serviceJSON(), [sliceJSON("s", endpoints: [.T("10.0.0.1"), .X("10.0.0.2")])])
         let f = try #require(frontend(r, "10.96.0.1:80/tcp"))

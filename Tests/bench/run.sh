@@ -229,9 +229,8 @@ load_external_veer() {
 		>"$OUT/veerd-ext.log" 2>&1 &
 	XVEERD_PID=$!
 	# Waits on the log, not /metrics: at 50,000 services one scrape takes longer than a poll.
-	local status=timeout deadline
-	deadline=$(awk "BEGIN{print $t0 + $LOAD_TIMEOUT}")
-	while awk "BEGIN{exit !($(date +%s.%N) < $deadline)}"; do
+	local status=timeout deadline=$(( $(date +%s) + LOAD_TIMEOUT ))
+	while [ "$(date +%s)" -lt "$deadline" ]; do
 		kill -0 "$XVEERD_PID" 2>/dev/null || { status=failed; break; }
 		if grep -q "full sync:" "$OUT/veerd-ext.log" && grep -q "interfaces=eth0 .*packet path attached" "$OUT/veerd-ext.log"; then
 			status=ok; break

@@ -3,7 +3,7 @@
 in-memory test data, with faults on demand. Listens on 127.0.0.1 unless --host says otherwise.
 
   fake_apiserver.py [--host IP] [--port N] [--state FILE.json] [--rv-start N] [--token T] [--exit-with-stdin]
-                    [--watch-list on|refuse|ignore] [--warm]
+                    [--watch-list on|refuse|ignore] [--warm] [--trace] [--no-gc]
 
 Prints "LISTENING <port>" when ready. State file: {"services": [...], "endpointslices": [...],
 "nodes": [...]}; objects get resourceVersions from one counter, as on a real server. Restarting with
@@ -47,11 +47,15 @@ Control (tests only): POST /_fake/<action> with a JSON body:
   delay {ms}                          slow down every list and get
   watch_list {mode}                   on | refuse | ignore (see above)
 GET /_fake/requests -> every API request seen: {method, path, query, user_agent, authorization}.
+GET /_fake/trace (with --trace) -> when each apply was received, applied and answered, when each watch
+  event was written, and each garbage collection's pause (time.time() seconds; the agent benchmark
+  splits the change latency by hop with it).
 POST /api/v1/namespaces/<ns>/events stores an Event; GET /_fake/events lists them.
 """
 import argparse
 import base64
 import copy
+import gc
 import json
 import os
 import queue
@@ -93,6 +97,7 @@ class World:
         self.delay = 0.0
         self.requests = []
         self.watch_list = "on"
+        self.trace = None  # --trace: {"posts": [[rv, received, applied, answered]], "writes": [[rv, written]], "gc": [...]}
         # Bytes, encoded once per change: resource -> key -> (list item without kind/apiVersion, full object).
         self.encoded = {r: {} for r in RESOURCES}
         self.generation = {r: 0 for r in RESOURCES}  # bumped on every change; invalidates snapshots
@@ -102,9 +107,10 @@ class World:
         m = obj["metadata"]
         return (m.get("namespace", ""), m["name"])
 
-    def apply(self, resource, obj, notify=True):
+    def apply(self, resource, obj, notify=True, owned=False):
         with self.lock:
-            obj = copy.deepcopy(obj)
+            if not owned:  # the caller keeps its object (owned: it was just decoded for us)
+                obj = copy.deepcopy(obj)
             _, kind, api_version, namespaced = RESOURCES[resource]
             obj.setdefault("kind", kind)
             obj.setdefault("apiVersion", api_version)
@@ -284,6 +290,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- routing
     def do_POST(self):
+        received = time.time()
         u = urllib.parse.urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}")
@@ -301,15 +308,15 @@ class Handler(BaseHTTPRequestHandler):
             return self.send_json(201, ev)
         if not u.path.startswith("/_fake/"):
             return self.send_json(405, status(405, "MethodNotAllowed", "the fake only reads"))
-        self.control(u.path[len("/_fake/"):], body)
+        self.control(u.path[len("/_fake/"):], body, received)
 
-    def control(self, action, b):
+    def control(self, action, b, received=0.0):
         w = self.world
         with w.lock:
             if action == "ping":
                 pass
             elif action == "apply":
-                w.apply(b["resource"], b["object"])
+                w.apply(b["resource"], b["object"], owned=True)
             elif action == "delete":
                 w.delete(b["resource"], b.get("namespace", ""), b["name"])
             elif action == "silent":
@@ -351,7 +358,10 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 return self.send_json(404, status(404, "NotFound", "no control action " + action))
             rv = w.rv
+            applied = time.time()
         self.send_json(200, {"ok": True, "resourceVersion": str(rv)})
+        if w.trace is not None and action == "apply":
+            w.trace["posts"].append([rv, received, applied, time.time()])
 
     def do_GET(self):
         w = self.world
@@ -364,6 +374,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/_fake/events":
             with w.lock:
                 return self.send_json(200, w.events)
+        if path == "/_fake/trace":
+            with w.lock:
+                return self.send_json(200 if w.trace is not None else 404, w.trace or status(404, "NotFound", "no --trace"))
         with w.lock:
             w.requests.append({"method": "GET", "path": path, "query": q,
                                "user_agent": self.headers.get("User-Agent"),
@@ -565,6 +578,8 @@ class Handler(BaseHTTPRequestHandler):
                         self.drop()
                         return
                     self.write_event(arg)
+                    if w.trace is not None:
+                        w.trace["writes"].append([int(arg["object"]["metadata"].get("resourceVersion") or 0), time.time()])
                 elif what == "raw":
                     self.chunk(arg.encode() + b"\n")
                 elif what == "cut":
@@ -631,20 +646,45 @@ def main():
     ap.add_argument("--watch-list", choices=["on", "refuse", "ignore"], default="on",
                     help="WatchList (sendInitialEvents): served, refused with 422, or ignored")
     ap.add_argument("--warm", action="store_true", help="build veerd's list snapshots before listening")
+    ap.add_argument("--no-gc", action="store_true", help="no cyclic garbage collection after the load (a benchmark's server)")
+    ap.add_argument("--trace", action="store_true", help="record each change's times and GC pauses (GET /_fake/trace)")
     a = ap.parse_args()
     world = World(a.rv_start, a.token)
     world.watch_list = a.watch_list
+    # The cyclic GC against a heap of millions of objects (50,000 slices are 1.7 million dicts
+    # and lists): a full collection walks all of them, 1-5 s here, and every watch event and
+    # answer waits behind it (the agent bench's change-latency tail). The state has no cycles
+    # to find: load it with the collector off, then freeze it (the permanent generation), and
+    # after each full collection freeze what survived, so a collection walks only what is new
+    # since the last one. Garbage here is freed by reference counting. --no-gc (the agent
+    # benchmark) leaves the collector off after the load: even the changes of one churn add
+    # enough objects that a full collection pauses the server 50-350 ms.
+    gc.disable()
     if a.state:
         with open(a.state) as f:
             st = json.load(f)
         for resource in RESOURCES:
             for obj in st.get(resource, []):
-                world.apply(resource, obj)
+                world.apply(resource, obj, owned=True)
         world.oldest = world.rv + 1 - sum(len(st.get(r, [])) for r in RESOURCES)
         del st
     if a.warm:
         for resource in ("services", "endpointslices"):
             world.snapshot(resource, "", (None, PROXY_SELECTOR))
+    gc.freeze()
+    gc.callbacks.append(lambda phase, info: gc.freeze() if phase == "stop" and info["generation"] == 2 else None)
+    if not a.no_gc:
+        gc.enable()
+    if a.trace:
+        world.trace = {"posts": [], "writes": [], "gc": []}
+        started = {}
+
+        def on_gc(phase, info):
+            if phase == "start":
+                started["t"] = time.time()
+            else:
+                world.trace["gc"].append([info["generation"], started.get("t", 0.0), time.time()])
+        gc.callbacks.append(on_gc)
     Handler.world = world
     ThreadingHTTPServer.allow_reuse_address = True
     ThreadingHTTPServer.daemon_threads = True

@@ -7,7 +7,7 @@ BENCH_WATCH_LIST=off|on|refuse (default off): veerd lists and watches (its defau
 --watch-list against a server that streams the initial list (WatchList), or that refuses it with
 422 as Kubernetes 1.33 does (then veerd lists and watches after one refused request per kind).
 
-  agent_bench.py VEERD BPF_OBJECT CGROUP PIN_ROOT SERVICES RATE SECONDS
+  agent_bench.py VEERD BPF_OBJECT CGROUP PIN_ROOT SERVICES[xENDPOINTS] RATE SECONDS
 
 Run it inside a network namespace of its own (run.sh uses nsenter --net): the fake API server
 and veerd's metrics listen on that namespace's 127.0.0.1 only.
@@ -16,22 +16,28 @@ and veerd's metrics listen on that namespace's 127.0.0.1 only.
    with curl, one after another (api_list_s: the sum of curl's time_total; api_list_wall_s with
    curl's start-up), and each kind's WatchList stream read to its initial-events-end bookmark
    (api_stream_s, the two kinds one after another).
-1. List: SERVICES ClusterIP services, one EndpointSlice of 10 ready endpoints each, and the Node.
+1. List: SERVICES ClusterIP services, one EndpointSlice of ENDPOINTS (10) ready endpoints each, and the Node.
    Timed from veerd's start to its "full sync:" log line (the maps written), plus the agent's
    own split of that sync (select, read+plan, write); peak RSS from /proc/PID/status VmHWM.
 2. Churn: at RATE changes/s for SECONDS, one endpoint of one random slice moves to a fresh
    address (POST to the fake server, which sends the watch event). Each slice carries
-   endpoints.kubernetes.io/last-change-trigger-time = the moment before the POST (ms
-   precision), so the agent's veer_network_programming_duration_seconds histogram measures
-   change -> fake API server -> watch -> decode -> select -> plan -> map write, as kube-proxy
-   defines it. veer_programming_latency_seconds (event in the agent -> maps) and
-   veer_sync_duration_seconds are reported too. Quantiles are interpolated within the
-   histogram buckets, as Prometheus' histogram_quantile does; le5ms is exact (a bucket bound).
+   endpoints.kubernetes.io/last-change-trigger-time = the moment before the POST (RFC 3339
+   with microseconds, as the EndpointSlice controller writes it), so the agent's
+   veer_network_programming_duration_seconds histogram measures change -> fake API server ->
+   watch -> decode -> select -> plan -> map write, as kube-proxy defines it.
+   veer_programming_latency_seconds (event in the agent -> maps) and veer_sync_duration_seconds
+   are reported too. Quantiles are interpolated within the histogram buckets, as Prometheus'
+   histogram_quantile does; le5ms is exact (a bucket bound). The harness's own share is
+   measured per change from the server's trace (--trace; hop_* and harness_*, see hops()).
+3. Memory apart from the /metrics scrapes: VmRSS/VmHWM before and after the scrape that
+   precedes the churn (rss_/hwm_prescrape, _scrape1), the largest VmRSS sampled during the churn
+   (rss_churn_max), both after it (rss_/hwm_churned), and after the last scrape (rss_now_end;
+   rss_end is the peak, VmHWM).
 
 Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the caller removes
 the pins and the cgroup (veerd leaves the datapath attached on purpose).
 """
-import datetime, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, time
+import datetime, gc, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,8 +118,21 @@ def rss_mb(pid, field="VmHWM"):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
+                return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def memory(pid):
+    """(VmRSS, VmHWM) in MB: now, and the peak so far."""
+    return rss_mb(pid, "VmRSS"), rss_mb(pid, "VmHWM")
+
+
+def pct(values, q):
+    """The q-quantile of raw samples (nearest rank), in ms."""
+    if not values:
+        return float("nan")
+    v = sorted(values)
+    return round(v[min(len(v) - 1, int(q * len(v)))] * 1000, 2)
 
 
 def metrics():
@@ -165,14 +184,56 @@ def le(buckets, bound):
     return float("nan")
 
 
+def hops(port, stamps):
+    """The harness's side of change → maps, per change (joined on its resourceVersion): stamp →
+    POST received by the server (the driver's encoding, HTTP, the handler thread's start) →
+    applied (decode, store, encode, queue) → watch event written to veerd's stream; then the
+    harness's whole share (stamp → written), how many changes it alone kept past 5 ms, the
+    server's garbage collections in the churn, and the bias of veerd's ms-precision stamp parse."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    c.request("GET", "/_fake/trace")
+    trace = json.loads(c.getresponse().read())
+    c.close()
+    posts = {rv: (rec, app) for rv, rec, app, _ in trace["posts"]}
+    written = {}
+    for rv, t in trace["writes"]:
+        written.setdefault(rv, t)  # the EndpointSlice watch: the one stream that carries the change
+    post, apply_, write, harness = [], [], [], []
+    for rv, t in stamps.items():
+        if rv in posts and rv in written:
+            rec, app = posts[rv]
+            post.append(rec - t); apply_.append(app - rec); write.append(written[rv] - app); harness.append(written[rv] - t)
+    if os.environ.get("BENCH_TRACE_OUT"):  # per change, for a look (e.g. joined with an strace of veerd)
+        with open(os.environ["BENCH_TRACE_OUT"], "w") as f:
+            for rv, t in sorted(stamps.items()):
+                if rv in posts and rv in written:
+                    f.write(f"{rv}\t{t:.6f}\t{posts[rv][0]:.6f}\t{posts[rv][1]:.6f}\t{written[rv]:.6f}\n")
+    t0, t1 = min(stamps.values(), default=0), max(stamps.values(), default=0)
+    gcs = [(g, b, e) for g, b, e in trace["gc"] if t0 <= b <= t1 + 2]
+    return {"traced": len(harness),
+            "hop_post_p50_ms": pct(post, 0.5), "hop_post_p99_ms": pct(post, 0.99),
+            "hop_apply_p50_ms": pct(apply_, 0.5), "hop_apply_p99_ms": pct(apply_, 0.99),
+            "hop_write_p50_ms": pct(write, 0.5), "hop_write_p99_ms": pct(write, 0.99),
+            "harness_p50_ms": pct(harness, 0.5), "harness_p99_ms": pct(harness, 0.99),
+            "harness_over5ms": sum(1 for h in harness if h > 0.005),
+            "server_gc2": sum(1 for g, _, _ in gcs if g == 2),
+            "server_gc_max_ms": round(max((e - b for _, b, e in gcs), default=0) * 1000, 2),
+            "stamp_floor_ms": round(sum(t * 1000 % 1 for t in stamps.values()) / max(len(stamps), 1), 2)}
+
+
 def main():
     veerd, obj, cgroup, pins, n, rate, seconds = sys.argv[1:8]
-    n, rate, seconds = int(n), float(rate), float(seconds)
+    # SERVICES, or SERVICESxENDPOINTS (issue 16's 100000x5 column); 10 endpoints per slice by default.
+    n, _, eps = n.partition("x")
+    n, eps, rate, seconds = int(n), int(eps or 10), float(rate), float(seconds)
+    if not 1 <= eps <= 10:
+        raise SystemExit("ENDPOINTS must be 1..10 (one slice per service, addresses 10 apart)")
     work = tempfile.mkdtemp(prefix="veer-agent-bench-")
     procs = []
-    result = {"services": n}
+    tracer = []  # heaptrack, if BENCH_HEAPTRACK: it ends after veerd
+    result = {"services": n, "endpoints": eps}
     try:
-        addresses = {i: [ep(i, j) for j in range(10)] for i in range(n)}
+        addresses = {i: [ep(i, j) for j in range(eps)] for i in range(n)}
         state = {"services": [service(i) for i in range(n)],
                  "endpointslices": [slice_(i, addresses[i]) for i in range(n)],
                  "nodes": [{"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {}},
@@ -184,7 +245,7 @@ def main():
         result["watch_list"] = watch_list
         fake = subprocess.Popen([sys.executable, FAKE, "--port", "0", "--state", os.path.join(work, "state.json"),
                                  "--warm", "--watch-list", "refuse" if watch_list == "refuse" else "on",
-                                 "--exit-with-stdin"],
+                                 "--trace", "--no-gc", "--exit-with-stdin"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(fake)
         line = fake.stdout.readline()
@@ -194,7 +255,7 @@ def main():
         result["api_list_s"], result["api_list_wall_s"], result["api_pages"], _ = serve_lists(port, work)
         result["api_stream_s"] = serve_streams(port)
 
-        cap = int(n * 11 * 1.25) + 4096
+        cap = int(n * (eps + 1) * 1.25) + 4096
         log_path = os.path.join(work, "veerd.log")
         log = open(log_path, "w")
         t0 = time.time()
@@ -233,7 +294,22 @@ def main():
                       select_ms=nums.get("select"), plan_ms=nums.get("read+plan"), write_ms=nums.get("write"),
                       rss_sync_mb=round(rss_mb(agent.pid), 1))
         time.sleep(2)  # the names and decisions files are written after the sync, off the loop
+        if os.environ.get("BENCH_HEAPTRACK"):
+            # A profile of what veerd allocates from here on (the scrapes and the churn): heaptrack
+            # attached to the running veerd, its file written into that directory when veerd ends.
+            ht = subprocess.Popen(["heaptrack", "-p", str(agent.pid)], cwd=os.environ["BENCH_HEAPTRACK"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            tracer.append(ht)
+            for line in ht.stdout:
+                print("heaptrack: " + line.rstrip(), file=sys.stderr, flush=True)
+                if "injection finished" in line or "heaptrack stats" in line:
+                    break
+        # Memory, apart from the /metrics scrapes (a scrape of every endpoint's series is tens of MB
+        # at 10,000 services): VmRSS now and VmHWM (the peak so far) before and after each scrape,
+        # and the largest VmRSS sampled during the churn, which runs between the two scrapes.
+        result["rss_prescrape_mb"], result["hwm_prescrape_mb"] = memory(agent.pid)
         before = metrics()
+        result["rss_scrape1_mb"], result["hwm_scrape1_mb"] = memory(agent.pid)
         frontends = before.get("veer_frontends", 0)
         if frontends != n:
             raise SystemExit(f"veer_frontends={frontends}, expected {n}")
@@ -243,22 +319,43 @@ def main():
         api.connect()
         api.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         rng = random.Random(7)
+        gc.freeze()  # the addresses of every slice: no full collection walks them between two changes
+        strace = None
+        if os.environ.get("BENCH_STRACE"):
+            # veerd's side of each change: when its stream read the event and when the map writes
+            # followed (join with BENCH_TRACE_OUT on the resourceVersion in the read's bytes).
+            strace = subprocess.Popen(["strace", "-f", "-qq", "-ttt", "--seccomp-bpf", "-e", "trace=read,bpf,openat,rename",
+                                       "-s", "1200", "-o", os.environ["BENCH_STRACE"], "-p", str(agent.pid)])
+            tracer.append(strace)
+            time.sleep(2)
         start, k, fresh = time.time(), 0, 0x0B000000
+        stamps = {}  # resourceVersion -> the stamp's exact time
+        rss_churn, sampled = 0.0, start
         while time.time() - start < seconds:
             due = start + k / rate
             delay = due - time.time()
             if delay > 0:
                 time.sleep(delay)
             i = rng.randrange(n)
-            addresses[i][rng.randrange(10)] = str(ipaddress.IPv4Address(fresh + k))
-            stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+            addresses[i][rng.randrange(eps)] = str(ipaddress.IPv4Address(fresh + k))
+            # RFC 3339 with microseconds, as the EndpointSlice controller writes it (RFC3339Nano).
+            now = time.time()
+            stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             body = json.dumps({"resource": "endpointslices", "object": slice_(i, addresses[i], stamp)})
             api.request("POST", "/_fake/apply", body, {"Content-Type": "application/json"})
-            api.getresponse().read()
+            stamps[int(json.loads(api.getresponse().read())["resourceVersion"])] = now
             k += 1
+            if now - sampled >= 0.5:
+                rss_churn, sampled = max(rss_churn, rss_mb(agent.pid, "VmRSS")), now
         achieved = k / (time.time() - start)
         time.sleep(2)  # let the last changes land
+        if strace:
+            strace.send_signal(signal.SIGINT)
+            strace.wait()
+        result["rss_churn_max_mb"] = rss_churn
+        result["rss_churned_mb"], result["hwm_churned_mb"] = memory(agent.pid)
         after = metrics()
+        result.update(hops(port, stamps))
         np_ = histogram(after, before, "veer_network_programming_duration_seconds")
         pl = histogram(after, before, "veer_programming_latency_seconds")
         sd = histogram(after, before, "veer_sync_duration_seconds")
@@ -271,18 +368,30 @@ def main():
             sync_p50_ms=round(quantile(sd, 0.5), 2), sync_p99_ms=round(quantile(sd, 0.99), 2),
             syncs=int(after.get("veer_syncs_total", 0) - before.get("veer_syncs_total", 0)),
             map_ops=int(after.get("veer_map_operations_total", 0) - before.get("veer_map_operations_total", 0)),
-            backends=int(after.get("veer_backends", 0)), errors=int(after.get("veer_sync_errors_total", 0)),
-            rss_end_mb=round(rss_mb(agent.pid), 1))
+            backends=int(after.get("veer_backends", 0)), errors=int(after.get("veer_sync_errors_total", 0)))
+        result["rss_now_end_mb"], result["rss_end_mb"] = memory(agent.pid)
         # Every moved endpoint replaced one backend: the count must not drift.
-        if result["backends"] != n * 10:
-            raise SystemExit(f"veer_backends={result['backends']} after the churn, expected {n * 10}")
+        if result["backends"] != n * eps:
+            raise SystemExit(f"veer_backends={result['backends']} after the churn, expected {n * eps}")
         print("veer-agent " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     finally:
         if os.environ.get("BENCH_AGENT_LOG"):  # keep veerd's log (its stage timings) for a look
             subprocess.run(["cp", os.path.join(work, "veerd.log"), os.environ["BENCH_AGENT_LOG"]])
         for p in reversed(procs):
+            if p.poll() is None and tracer:
+                p.send_signal(signal.SIGTERM)  # veerd ends cleanly: heaptrack finishes its file
+                try:
+                    p.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    pass
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
+                p.wait()
+        for p in tracer:
+            try:
+                p.communicate(timeout=300)  # heaptrack interprets and compresses its data
+            except subprocess.TimeoutExpired:
+                p.kill()
                 p.wait()
         subprocess.run(["rm", "-rf", work])
 

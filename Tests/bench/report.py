@@ -85,9 +85,15 @@ def fmt_val(scale, case, mode, key, f="{:.0f}"):
     return f"{f.format(med(xs))} ({f.format(min(xs))}–{f.format(max(xs))})"
 
 
+def agent_scale(s):
+    """An agent scale as run.sh names it: "10000" (10 endpoints each) or "100000x5"."""
+    n, _, e = s.partition("x")
+    return f"{int(n):,}" + (f" × {int(e)}" if e else "")
+
+
 def load_of(scale, mode):
     for s, m, status, secs, detail in loads:
-        if int(s) == scale and m == mode:
+        if s == str(scale) and m == mode:
             return status, float(secs), detail
     return None
 
@@ -391,7 +397,7 @@ if bpf:
 
 w("## Control plane: the agent")
 w("")
-agent = [(int(s_), st, kv(d) if st == "ok" else d) for s_, m, st, secs, d in loads if m == "agent"]
+agent = [(agent_scale(s_), st, kv(d) if st == "ok" else d) for s_, m, st, secs, d in loads if m == "agent"]
 if agent:
     w("veerd (release build) against the fake API server (Tests/VeerKubeTests/fake_apiserver.py: the real list/watch "
       "protocol over HTTP), both in a network namespace of their own; Tests/bench/agent_bench.py drives them. "
@@ -422,21 +428,48 @@ if agent:
         if st == "ok" and "api_list_s" in d:
             stream = f" / {d['api_stream_s']:.2f} s" if "api_stream_s" in d else ""
             d.setdefault("server_share_s", d["api_list_s"])
-            w(f"| {s_:,} | {d.get('watch_list', '?')} | {d['api_list_s']:.2f} s ({int(d['api_pages'])} pages){stream} | "
+            w(f"| {s_} | {d.get('watch_list', '?')} | {d['api_list_s']:.2f} s ({int(d['api_pages'])} pages){stream} | "
               f"{d['list_to_maps_s']:.2f} s | {d['server_share_s']:.2f} s / {d['agent_share_s']:.2f} s |")
     w("")
     w("| services | list → maps | in the agent: decode the lists; then sync | RSS after list | changes (offered/s → achieved/s) | change → maps p50 / p99 | ≤ 5 ms | event → maps p50 / p99 | sync p50 / p99 | syncs | RSS at end |")
     w("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s_, st, d in agent:
         if st != "ok":
-            w(f"| {s_:,} | **failed**: {d} | | | | | | | | | |")
+            w(f"| {s_} | **failed**: {d} | | | | | | | | | |")
             continue
-        w(f"| {s_:,} | {d['list_to_maps_s']:.2f} s | decode {d.get('decode_ms', 0):.0f} ms; sync: select {d['select_ms']:.0f} ms, "
+        w(f"| {s_} | {d['list_to_maps_s']:.2f} s | decode {d.get('decode_ms', 0):.0f} ms; sync: select {d['select_ms']:.0f} ms, "
           f"read+plan {d['plan_ms']:.0f} ms, write {d['write_ms']:.0f} ms | {d['rss_sync_mb']:.0f} MB | {int(d['changes'])} ({d['rate']:.0f}/s) | "
           f"{d['np_p50_ms']:.2f} / {d['np_p99_ms']:.2f} ms | {100 * d['np_le5ms']:.1f} % | "
           f"{d['prog_p50_ms']:.2f} / {d['prog_p99_ms']:.2f} ms | {d['sync_p50_ms']:.2f} / {d['sync_p99_ms']:.2f} ms | "
           f"{int(d['syncs'])} | {d['rss_end_mb']:.0f} MB |")
     w("")
+    traced = [(s_, d) for s_, st, d in agent if st == "ok" and "harness_p99_ms" in d]
+    if traced:
+        w("Where change → maps goes, per change from the fake server's trace (`--trace`, joined on the resourceVersion): "
+          "**harness** = the stamp to the watch event written to veerd's socket; of it, **POST** = stamp → the server's "
+          "handler holding the request (the driver's encoding, HTTP, the handler thread), **apply** = decode, store, "
+          "encode, queue, **write** = the watch thread's wake-up and write. The rest of change → maps is veerd's: "
+          "the stream read, decode, store, select, plan, write. veerd parses the stamp to whole ms (Foundation's "
+          "ISO8601DateFormatter), which adds the mean **stamp floor** to every change → maps figure. **GC**: the fake "
+          "server's full (generation 2) collections during the churn and its longest collection pause.")
+        w("")
+        w("| services | harness p50 / p99 | POST p99 | apply p99 | write p99 | harness alone > 5 ms | server GC: full, longest | stamp floor | change → maps p99 |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for s_, d in traced:
+            w(f"| {s_} | {d['harness_p50_ms']:.2f} / {d['harness_p99_ms']:.2f} ms | {d['hop_post_p99_ms']:.2f} ms | "
+              f"{d['hop_apply_p99_ms']:.2f} ms | {d['hop_write_p99_ms']:.2f} ms | {int(d['harness_over5ms'])} of {int(d['traced'])} | "
+              f"{int(d['server_gc2'])}, {d['server_gc_max_ms']:.1f} ms | {d['stamp_floor_ms']:.2f} ms | {d['np_p99_ms']:.2f} ms |")
+        w("")
+        w("veerd's memory apart from the `/metrics` scrapes (VmRSS now / VmHWM peak, MB): one scrape before the churn "
+          "(for the histograms' baseline), the churn, one scrape after it.")
+        w("")
+        w("| services | after the list (peak) | before scrape 1 | after scrape 1 | churn: largest RSS sampled | after churn | after scrape 2 |")
+        w("|---:|---:|---:|---:|---:|---:|---:|")
+        for s_, d in traced:
+            w(f"| {s_} | {d['rss_sync_mb']:.0f} | {d['rss_prescrape_mb']:.0f} / {d['hwm_prescrape_mb']:.0f} | "
+              f"{d['rss_scrape1_mb']:.0f} / {d['hwm_scrape1_mb']:.0f} | {d['rss_churn_max_mb']:.0f} | "
+              f"{d['rss_churned_mb']:.0f} / {d['hwm_churned_mb']:.0f} | {d['rss_now_end_mb']:.0f} / {d['rss_end_mb']:.0f} |")
+        w("")
 else:
     w("Not run (BENCH_AGENT_SCALES was empty).")
     w("")
@@ -542,7 +575,7 @@ pipeline = [l for l in loads if len(l) >= 5 and l[1] == "pipeline"]
 if pipeline:
     w("## The agent's pipeline in one process (`veer-bench pipeline`)")
     w("")
-    w("N Services × 10 endpoints as list bytes → parse → decode and store → select → plan → maps in")
+    w("N Services × 10 endpoints (or × the count shown) as list bytes → parse → decode and store → select → plan → maps in")
     w("memory: what the agent itself costs, with no API server and no kernel in the way. Target")
     w("(issue 16, Cilium's figure): ≥ 70,000 services/s end to end.")
     w("")
@@ -550,10 +583,10 @@ if pipeline:
     w("|---|---|---|---|---|---|---|---|")
     for l in pipeline:
         if l[2] != "ok":
-            w(f"| {l[0]} | failed: {l[4]} | | | | | | |")
+            w(f"| {agent_scale(l[0])} | failed: {l[4]} | | | | | | |")
             continue
         v = kv(l[4])
-        w(f"| {l[0]} | {v.get('parse_s')} | {v.get('store_s')} | {v.get('sync_s')} | {v.get('total_s')} | {v.get('services_per_s')} | {v.get('heap_bytes_per_service')} | {v.get('rss_mb')} |")
+        w(f"| {agent_scale(l[0])} | {v.get('parse_s')} | {v.get('store_s')} | {v.get('sync_s')} | {v.get('total_s')} | {v.get('services_per_s')} | {v.get('heap_bytes_per_service')} | {v.get('rss_mb')} |")
     w("")
 
 tail_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reading.md")

@@ -28,7 +28,8 @@
 # Env: VEER_BPF_OBJECT, VEER_BENCH (veer-bench binary), NETBENCH (client/server binary), VEERD (veerd binary),
 #      BENCH_SCALES ("1 1000 10000 50000"), BENCH_ROUNDS (15), BENCH_MS (120 per case per round: short, so a round's cases run close in time),
 #      BENCH_LOAD_TIMEOUT (90 s per rule load; BENCH_NFT_TIMEOUT 160 s for nft -f), BENCH_OUT (.build/bench), BENCH_DOC (docs/benchmarks.md),
-#      BENCH_AGENT_SCALES ("10000 50000": veerd against the fake API server), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100),
+#      BENCH_AGENT_SCALES ("10000 50000 100000x5": veerd against the fake API server, 10 endpoints per service; NxE for E
+#      endpoints per service, e.g. 100000x5, issue 16's third column), BENCH_CHURN_SECONDS (10), BENCH_CHURN_RATE (100),
 #      BENCH_WATCH_LIST (off: veerd lists; on: veerd --watch-list, streamed; refuse: --watch-list, the server answers 422),
 #      BENCH_EXTERNAL (1: the external-client mode; needs VEERD), BENCH_STATS_ROUNDS (3: Veer's cases again with
 #      the kernel's per-program run-time statistics on, after the timed rounds so they do not weigh on them)
@@ -52,7 +53,7 @@ OUT=${BENCH_OUT:-$REPO/.build/bench}
 DOC=${BENCH_DOC:-}
 CHURN_SECONDS=${BENCH_CHURN_SECONDS:-10}
 CHURN_RATE=${BENCH_CHURN_RATE:-100}
-AGENT_SCALES=${BENCH_AGENT_SCALES-"10000 50000"}
+AGENT_SCALES=${BENCH_AGENT_SCALES-"10000 50000 100000x5"}
 [ -z "$AGENT_SCALES" ] || : "${VEERD:?VEERD (veerd binary) is needed for BENCH_AGENT_SCALES}"
 EXTERNAL=${BENCH_EXTERNAL:-1}
 [ "$EXTERNAL" = 0 ] || : "${VEERD:?VEERD (veerd binary) is needed for the external-client mode (BENCH_EXTERNAL=0 leaves it out)}"
@@ -466,7 +467,9 @@ done
 # The agent's pipeline in one process (veer-bench pipeline): list bytes → parse → decode and
 # store → select → plan → maps in memory, no API server and no kernel in the way.
 for scale in $AGENT_SCALES; do
-	line=$(timeout 600 "$VEER_BENCH" pipeline "$scale" 10 2>&1 | tail -1)
+	services=${scale%x*}; endpoints=10
+	[ "$services" = "$scale" ] || endpoints=${scale#*x}
+	line=$(timeout 600 "$VEER_BENCH" pipeline "$services" "$endpoints" 2>&1 | tail -1)
 	case "$line" in
 	veer-pipeline*) printf '%s\tpipeline\tok\t0\t%s\n' "$scale" "$line" >>"$LOADS" ;;
 	*) printf '%s\tpipeline\tfailed\t0\t%s\n' "$scale" "$(printf '%s' "$line" | tr '\t' ' ' | cut -c1-300)" >>"$LOADS" ;;

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The control plane through the real agent: veerd against the fake API server
 (Tests/VeerKubeTests/fake_apiserver.py, the real list/watch protocol), both started here.
-The server serves pre-encoded bytes (--warm builds veerd's list snapshots before the clock starts),
-so it is not the bottleneck; its own time is measured apart, with no agent (below).
+The server serves pre-encoded bytes (--warm builds veerd's list snapshots before the clock starts)
+with its cyclic GC off (--no-gc: a full collection paused it 0.3-5 s), so it is not the bottleneck; its own time is measured apart, with no agent (below).
 BENCH_WATCH_LIST=off|on|refuse (default off): veerd lists and watches (its default); or runs with
 --watch-list against a server that streams the initial list (WatchList), or that refuses it with
 422 as Kubernetes 1.33 does (then veerd lists and watches after one refused request per kind).
@@ -33,6 +33,13 @@ and veerd's metrics listen on that namespace's 127.0.0.1 only.
    precedes the churn (rss_/hwm_prescrape, _scrape1), the largest VmRSS sampled during the churn
    (rss_churn_max), both after it (rss_/hwm_churned), and after the last scrape (rss_now_end;
    rss_end is the peak, VmHWM).
+
+For a closer look at one run (not used by make bench):
+  BENCH_TRACE_OUT=FILE  the harness's trace per change: rv, stamp, received, applied, written
+  BENCH_STRACE=FILE     strace of veerd during the churn (its stream reads, with the event bytes,
+                        and its map writes), to join with BENCH_TRACE_OUT on the resourceVersion
+  BENCH_HEAPTRACK=DIR   heaptrack attached to veerd after the list (the scrapes and the churn);
+                        veerd then ends with SIGTERM so heaptrack finishes its file there
 
 Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the caller removes
 the pins and the cgroup (veerd leaves the datapath attached on purpose).

@@ -377,6 +377,9 @@ def main():
             map_ops=int(after.get("veer_map_operations_total", 0) - before.get("veer_map_operations_total", 0)),
             backends=int(after.get("veer_backends", 0)), errors=int(after.get("veer_sync_errors_total", 0)))
         result["rss_now_end_mb"], result["rss_end_mb"] = memory(agent.pid)
+        # Every change reached veerd's stream (the server wrote each one as a watch event).
+        if result["traced"] < k:
+            raise SystemExit(f"the server's trace holds {result['traced']} of {k} changes written to the watch")
         # Every moved endpoint replaced one backend: the count must not drift.
         if result["backends"] != n * eps:
             raise SystemExit(f"veer_backends={result['backends']} after the churn, expected {n * eps}")

@@ -195,39 +195,36 @@ struct HitSeries {
             r = end
             guard !rows.isEmpty else { continue }
             // One port's rows are in endpoint order already; several ports' are merged by a sort.
-            // Rows of one endpoint are ordered by their names.
-            if onePort {
-                var i = 0
-                while i < rows.count {
-                    var j = i + 1
-                    while j < rows.count, endpointText.compare(rows[i], rows[j]) == 0 { j += 1 }
-                    if j - i > 1 { sortRange(&rows, i..<j) { backendNames[Int($0)] < backendNames[Int($1)] } }
-                    i = j
+            if !onePort { sortRange(&rows, 0..<rows.count) { endpointText.compare($0, $1) < 0 } }
+            // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port) is
+            // ordered by pod, node and zone, and written once per distinct set of them.
+            var i = 0
+            while i < rows.count {
+                var j = i + 1
+                while j < rows.count, endpointText.compare(rows[i], rows[j]) == 0 { j += 1 }
+                if j - i > 1 { sortRange(&rows, i..<j) { backendNames[Int($0)] < backendNames[Int($1)] } }
+                for k in i..<j where k == i || backendNames[Int(rows[k - 1])] != backendNames[Int(rows[k])] {
+                    writeInfo(into: &out, serviceLabels, row: rows[k])
                 }
-            } else {
-                sortRange(&rows, 0..<rows.count) { a, b in
-                    let c = endpointText.compare(a, b)
-                    return c != 0 ? c < 0 : backendNames[Int(a)] < backendNames[Int(b)]
-                }
-            }
-            var previous: Int32 = -1
-            for row in rows {
-                if previous >= 0, endpointText.compare(previous, row) == 0, backendNames[Int(previous)] == backendNames[Int(row)] { continue }
-                previous = row
-                let n = backendNames[Int(row)]
-                out.append("veer_endpoint_info{")
-                out.append(serviceLabels)
-                out.append("\",endpoint=\"")
-                out.append(endpointText[Int(row)])
-                out.append("\",pod=\"")
-                out.appendEscaped(n.pod)
-                out.append("\",node=\"")
-                out.appendEscaped(n.node)
-                out.append("\",zone=\"")
-                out.appendEscaped(n.zone)
-                out.append("\"} 1\n")
+                i = j
             }
         }
+    }
+
+    private func writeInfo(into out: inout PrometheusText, _ serviceLabels: ArraySlice<UInt8>, row: Int32) {
+        out.append("veer_endpoint_info{")
+        out.append(serviceLabels)
+        out.append("\",endpoint=\"")
+        out.append(endpointText[Int(row)])
+        backendNames.withUnsafeBufferPointer { names in
+            out.append("\",pod=\"")
+            out.appendEscaped(names[Int(row)].pod)
+            out.append("\",node=\"")
+            out.appendEscaped(names[Int(row)].node)
+            out.append("\",zone=\"")
+            out.appendEscaped(names[Int(row)].zone)
+        }
+        out.append("\"} 1\n")
     }
 }
 

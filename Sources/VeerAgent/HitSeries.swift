@@ -12,6 +12,19 @@ import VeerModel
 /// and the order is a sort of the Service ports plus a sort of each port's few endpoints, by the
 /// same label order a sort of the whole label lists would give.
 struct HitSeries {
+    /// Each family's labels, in the order written: the label text below is built from these
+    /// (and DeployTests checks them against docs/operations.md). The hit families share their
+    /// first four, the info series its first two.
+    static let labels: [String: [String]] = [
+        "veer_endpoint_hits_total": ["namespace", "service", "port", "protocol", "endpoint"],
+        "veer_endpoint_info": ["namespace", "service", "endpoint", "pod", "node", "zone"],
+        "veer_service_hits_total": ["namespace", "service", "port", "protocol"],
+    ]
+    private static let hit = labels["veer_endpoint_hits_total"]!, info = labels["veer_endpoint_info"]!
+    /// `,endpoint="`, `",endpoint="`, `",pod="`…: what goes between label values.
+    private static let endpointHitLabel = Array(",\(hit[4])=\"".utf8)
+    private static let infoLabels = (2..<6).map { Array("\",\(info[$0])=\"".utf8) }
+
     /// A Service port: the hit series' identity labels but the endpoint.
     private struct ServicePort: Hashable {
         var namespace: String
@@ -59,14 +72,14 @@ struct HitSeries {
         }
         for p in ports {
             portLabels.begin()
-            portLabels.append("namespace=\"")
+            portLabels.append("\(Self.hit[0])=\"")
             portLabels.appendEscaped(p.namespace)
-            portLabels.append("\",service=\"")
+            portLabels.append("\",\(Self.hit[1])=\"")
             portLabels.appendEscaped(p.service)
             serviceLabelsEnd.append(Int32(portLabels.bytes.count))
-            portLabels.append("\",port=\"")
+            portLabels.append("\",\(Self.hit[2])=\"")
             portLabels.appendEscaped(p.port)
-            portLabels.append("\",protocol=\"")
+            portLabels.append("\",\(Self.hit[3])=\"")
             portLabels.append(p.proto.kubernetesName)
             portLabels.append("\"")
         }
@@ -152,7 +165,7 @@ struct HitSeries {
                     }
                     out.append("veer_endpoint_hits_total{")
                     out.append(labels)
-                    out.append(",endpoint=\"")
+                    out.append(Self.endpointHitLabel)
                     out.append(endpointText[Int(row)])
                     out.append("\"} ")
                     out.append(total)
@@ -214,14 +227,14 @@ struct HitSeries {
     private func writeInfo(into out: inout PrometheusText, _ serviceLabels: ArraySlice<UInt8>, row: Int32) {
         out.append("veer_endpoint_info{")
         out.append(serviceLabels)
-        out.append("\",endpoint=\"")
+        out.append(Self.infoLabels[0])
         out.append(endpointText[Int(row)])
         backendNames.withUnsafeBufferPointer { names in
-            out.append("\",pod=\"")
+            out.append(Self.infoLabels[1])
             out.appendEscaped(names[Int(row)].pod)
-            out.append("\",node=\"")
+            out.append(Self.infoLabels[2])
             out.appendEscaped(names[Int(row)].node)
-            out.append("\",zone=\"")
+            out.append(Self.infoLabels[3])
             out.appendEscaped(names[Int(row)].zone)
         }
         out.append("\"} 1\n")

@@ -127,7 +127,13 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
         headers.add(name: "Content-Length", value: "\(r.bytes.count)")
         if !keepAlive { headers.add(name: "Connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: r.status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: r.bytes)))), promise: nil)
+        // A large body's copy gets at least 33 MB of capacity (untouched pages are not resident):
+        // past glibc's highest dynamic mmap threshold it is its own mapping, unmapped when freed,
+        // rather than a block left at the top of this thread's arena, which malloc_trim does not
+        // shrink (glibc trims only the main arena's top).
+        var body = context.channel.allocator.buffer(capacity: r.bytes.count >= 4 << 20 ? max(r.bytes.count, 33 << 20) : r.bytes.count)
+        body.writeBytes(r.bytes)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)

@@ -329,16 +329,18 @@ public actor Agent {
         startSyncing()
     }
 
-    /// The counters and names as they are now, for a scrape to render off the actor.
+    /// The counters, names and programmed state as they are now, for a scrape to render off the
+    /// actor: copy-on-write values, so taking them costs no copy (a sync that writes while a
+    /// render holds them copies what it changes).
     func metricsSnapshot() -> MetricsSnapshot {
         // The health, address and source-range tables' few series are read here, on the actor.
         var extra = PrometheusText()
         writeHealthMetrics(into: &extra)
         writeServiceAddressMetrics(into: &extra)
         writeSourceRangeMetrics(into: &extra)
-        return MetricsSnapshot(counters: counters, names: names, synced: store.isSynced, rejectedServices: rejections.count,
-                               apiStatistics: apiStatistics?(), maps: maps, hitMetrics: config.hitMetrics, extra: extra.output,
-                               packetPath: packetPath)
+        return MetricsSnapshot(counters: counters, names: names, programmed: running.map(ProgrammedIDs.init), synced: store.isSynced,
+                               rejectedServices: rejections.count, apiStatistics: apiStatistics?(), maps: maps,
+                               hitMetrics: config.hitMetrics, extra: extra.bytes, packetPath: packetPath)
     }
 }
 

@@ -37,66 +37,36 @@ public enum HitMetrics: String, Sendable, CaseIterable {
     case service
 }
 
-/// One scrape: the agent's counters and names as they were when it was taken (values, copied
-/// cheaply on the agent's actor), rendered off it. Rendering reads the kernel's counters, a
-/// syscall per member: at 100,000 endpoints that takes seconds, and no change may wait for it.
+/// One scrape: the agent's counters, names and programmed state as they were when it was taken
+/// (values, copied cheaply on the agent's actor), rendered off it. Only the counters are read
+/// from the kernel, in batches; which frontend and backend each counter's ids stand for is the
+/// agent's own copy of what it wrote. At 100,000 endpoints a scrape still takes tens of
+/// milliseconds, and no change may wait for it.
 public struct MetricsSnapshot: Sendable {
     let counters: AgentCounters
     let names: ProgrammedNames
+    /// What the agent wrote to the maps; nil before its first sync and after a failed write
+    /// (the maps are then read back).
+    let programmed: ProgrammedIDs?
     let synced: Bool
     let rejectedServices: Int
     let apiStatistics: [ResourceKind: KubeAPISource.Statistics]?
     let maps: any MapStore
     let hitMetrics: HitMetrics
     /// Series the agent rendered on its actor (health checks, address and source-range tables).
-    let extra: String
+    let extra: [UInt8]
     let packetPath: PacketPath?
 
-    public func render() -> String {
-        var out = PrometheusText()
-        let state = (try? maps.readState()) ?? MapState()
-        let hits = (try? maps.hitsByAddress(state)) ?? [:]
-
-        // Per endpoint and service port, summed over the frontends (ClusterIP, NodePort…) that share
-        // them. Identity labels only: pod, node and zone come from veer_endpoint_info (a join), so
-        // a pod's rename does not start a new counter series.
-        struct Series: Hashable { var labels: [String] }
-        var series: [Series: UInt64] = [:]
-        var info = Set<Series>()
-        for (pair, count) in hits {
-            let (frontend, backend) = (pair.frontend, pair.backend)
-            guard let fname = names.frontend(frontend) else { continue }
-            let endpoint = backend.hostPort  // [fd00::1]:80 for IPv6
-            let labels = [fname.namespace, fname.service, fname.port, frontend.proto.kubernetesName, endpoint]
-            series[Series(labels: labels), default: 0] += count
-            let bname = names.backend(backend)
-            info.insert(Series(labels: [fname.namespace, fname.service, endpoint, bname?.pod ?? "", bname?.node ?? "", bname?.zone ?? ""]))
-        }
-        switch hitMetrics {
-        case .endpoint:
-            out.family("veer_endpoint_hits_total", .counter,
-                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
-            let keys = ["namespace", "service", "port", "protocol", "endpoint"]
-            for (s, count) in series.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
-                out.sample("veer_endpoint_hits_total", Array(zip(keys, s.labels)), Double(count))
-            }
-            out.family("veer_endpoint_info", .gauge,
-                       help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
-            let infoKeys = ["namespace", "service", "endpoint", "pod", "node", "zone"]
-            for s in info.sorted(by: { $0.labels.lexicographicallyPrecedes($1.labels) }) {
-                out.sample("veer_endpoint_info", Array(zip(infoKeys, s.labels)), 1)
-            }
-        case .service:
-            // One series per Service port: for clusters where one per endpoint is too many.
-            var perService: [Series: UInt64] = [:]
-            for (s, count) in series { perService[Series(labels: Array(s.labels.prefix(4))), default: 0] += count }
-            out.family("veer_service_hits_total", .counter,
-                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each Service port's endpoints.")
-            let serviceKeys = ["namespace", "service", "port", "protocol"]
-            for (s, count) in perService.sorted(by: { $0.key.labels.lexicographicallyPrecedes($1.key.labels) }) {
-                out.sample("veer_service_hits_total", Array(zip(serviceKeys, s.labels)), Double(count))
-            }
-        }
+    /// The exposition text, as bytes (what the listener sends).
+    public func render() -> [UInt8] {
+        let ids = programmed ?? ProgrammedIDs((try? maps.readState()) ?? MapState())
+        let hits = HitSeries(ids, names: names, hits: (try? maps.memberHits()) ?? MemberHits(), mode: hitMetrics)
+        // A large text gets at least 33 MB of (untouched, so not resident) capacity: past glibc's
+        // highest dynamic mmap threshold (32 MB) the buffer is always its own mapping, returned
+        // whole when freed, instead of a heap block the next scrapes' smaller ones fragment.
+        let estimate = hits.estimatedBytes(hitMetrics) + 16_384 + extra.count
+        var out = PrometheusText(reservingCapacity: estimate >= 4 << 20 ? max(estimate, 33 << 20) : estimate)
+        hits.write(into: &out, mode: hitMetrics)
 
         out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")
         let stats = (try? maps.stats()) ?? [:]
@@ -104,16 +74,16 @@ public struct MetricsSnapshot: Sendable {
             out.sample("veer_datapath_events_total", ["event": stat.name], Double(stats[stat] ?? 0))
         }
 
-        let fill = (try? maps.fill()) ?? []
+        let fill = (try? programmed.map { try maps.fill(agentWritten: $0.entries) } ?? maps.fill()) ?? []
         out.family("veer_map_entries", .gauge, help: "Entries in each BPF map.")
         for f in fill { out.sample("veer_map_entries", ["map": f.map], Double(f.entries)) }
         out.family("veer_map_capacity", .gauge, help: "max_entries of each BPF map.")
         for f in fill { out.sample("veer_map_capacity", ["map": f.map], Double(f.capacity)) }
 
         out.family("veer_frontends", .gauge, help: "Frontends programmed on this node.")
-        out.sample("veer_frontends", [], Double(state.masters.count))
+        out.sample("veer_frontends", [], Double(ids.frontends))
         out.family("veer_backends", .gauge, help: "Backends programmed on this node.")
-        out.sample("veer_backends", [], Double(state.backends.count))
+        out.sample("veer_backends", [], Double(ids.backends.count))
         out.family("veer_synced", .gauge, help: "1 once the source's first full list has been programmed.")
         out.sample("veer_synced", [], synced ? 1 : 0)
 
@@ -181,7 +151,35 @@ public struct MetricsSnapshot: Sendable {
         for (kind, n) in counters.sourceProblems.sorted(by: { $0.key < $1.key }) {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
-        return out.output + extra
+        out.append(extra)
+        return out.bytes
+    }
+}
+
+/// As much of what the agent wrote to the maps as a scrape needs: which frontend and backend each
+/// id stands for, and how many entries each map holds. Only these two tables are held, so a sync
+/// that writes while a scrape renders copies at most them (once), never the members or slots.
+struct ProgrammedIDs: Sendable {
+    var revNat: [UInt32: L4Address]
+    var backends: [UInt32: BackendEntry]
+    var frontends: Int
+    var entries: MapEntryCounts
+
+    init(_ state: MapState) {
+        revNat = state.revNat
+        backends = state.backends
+        frontends = state.masters.count
+        entries = MapEntryCounts(services: state.serviceEntryCount, backends: state.backends.count,
+                                 revNat: state.revNat.count, members: state.members.count)
+    }
+
+    init(_ running: IndexedMapState) {
+        let state = running.state
+        revNat = state.revNat
+        backends = state.backends
+        frontends = state.masters.count
+        entries = MapEntryCounts(services: running.serviceEntryCount, backends: state.backends.count,
+                                 revNat: state.revNat.count, members: state.members.count)
     }
 }
 
@@ -189,6 +187,11 @@ extension Agent {
     /// The metrics as Prometheus text. The snapshot is taken on the agent's actor; the
     /// rendering and the kernel reads run off it, so a scrape never delays a change.
     public nonisolated func metricsText() async -> String {
+        String(decoding: await metricsBytes(), as: UTF8.self)
+    }
+
+    /// The metrics as the listener sends them: no String of tens of megabytes in between.
+    public nonisolated func metricsBytes() async -> [UInt8] {
         await metricsSnapshot().render()
     }
 }

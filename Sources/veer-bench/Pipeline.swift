@@ -3,10 +3,14 @@
 // the API server sends) → split into objects (ListPage, the API source's own list reader) →
 // decoded and stored → selected → planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
-//    heap_bytes_per_service= agent_heap_bytes_per_service= scrape_s= scrape_mb= rss_mb="
+//    heap_bytes_per_service= agent_heap_bytes_per_service= scrape_s= scrape_max_s= scrape_mb=
+//    scrape_rss_growth_mb= rss_mb="
 // heap_bytes_per_service is what the process holds once the maps are written, less what it held
 // before, per service (glibc's mallinfo2); agent_heap_bytes_per_service is the agent's part of it
 // (the rest is the in-memory maps, which are the kernel's in veerd): steady memory, not the peak.
+// scrape_s is the median of 5 /metrics scrapes (scrape_max_s the slowest), scrape_rss_growth_mb
+// the resident memory the process gained across them, each followed by the heap trim veerd's
+// listener does after a large response (trim_ms, the slowest; VEER_SCRAPE_TRIM=0: none).
 import CVeer
 import Foundation
 import Glibc
@@ -69,27 +73,52 @@ enum PipelineBench {
         // What each part holds once the maps are written: the agent (store, selections, index,
         // names), then the in-memory maps (the kernel's share in veerd).
         let heapAfter = veer_heap_in_use()
-        // One /metrics scrape with a hit on every (frontend, backend) pair, so every series is
+        // /metrics scrapes with a hit on every (frontend, backend) pair, so every series is
         // there: rendered off the agent's actor from a snapshot (the kernel's per-CPU counters,
-        // read in batches by veerd, are a dictionary here).
+        // read in batches by veerd, are a dictionary here). The median of several, and what the
+        // process's resident memory grew by across them (a scrape must leave none behind).
         var hits: [FrontendBackend: UInt64] = [:]
         for (frontend, slots) in state.slots {
             for id in slots.values { if let be = state.backends[id] { hits[FrontendBackend(frontend: frontend, backend: be.address)] = 1 } }
         }
         maps!.setHits(hits)
         hits = [:]
-        let s0 = now()
-        let scrapeBytes = await agent!.metricsText().utf8.count
-        let scrapeSeconds = now() - s0
+        let scrapes = 5
+        let trim = ProcessInfo.processInfo.environment["VEER_SCRAPE_TRIM"] != "0"
+        // From a trimmed heap, so that only what the scrapes leave counts.
+        if trim { HeapRelease.now() }
+        let rssBefore = currentRSSMB()
+        var scrapeTimes: [Double] = [], trimTimes: [Double] = []
+        var scrapeBytes = 0
+        for i in 0..<scrapes {
+            do {
+                let s0 = now()
+                let text = await agent!.metricsBytes()
+                scrapeTimes.append(now() - s0)
+                scrapeBytes = text.count
+                // VEER_SCRAPE_OUT=FILE keeps the first scrape's text (to diff, or for promtool).
+                if i == 0, let path = ProcessInfo.processInfo.environment["VEER_SCRAPE_OUT"] {
+                    FileManager.default.createFile(atPath: path, contents: Data(text))
+                }
+            }
+            // What veerd's listener does once a large response is sent (VEER_SCRAPE_TRIM=0: not).
+            if trim {
+                let t = now()
+                HeapRelease.now()
+                trimTimes.append(now() - t)
+            }
+        }
+        let scrapeSeconds = scrapeTimes.sorted()[scrapes / 2]
+        let scrapeGrowth = currentRSSMB() - rssBefore
         maps!.setHits([:])
         agent = nil
         let heapWithoutAgent = veer_heap_in_use()
         maps = nil
         let perService = { (bytes: Int) in Double(bytes) / Double(n) }
-        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_mb=%.1f rss_mb=%.1f",
+        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_max_s=%.3f scrape_mb=%.1f scrape_rss_growth_mb=%.1f trim_ms=%.1f rss_mb=%.1f",
                      n, e, t1 - t0, t2 - t1, t3 - t2, t3 - t0, Double(n) / (t3 - t0),
                      perService(Int(heapAfter) - Int(heapBefore)), perService(Int(heapAfter) - Int(heapWithoutAgent)),
-                     scrapeSeconds, Double(scrapeBytes) / 1e6, rssMB()))
+                     scrapeSeconds, scrapeTimes.max() ?? 0, Double(scrapeBytes) / 1e6, scrapeGrowth, (trimTimes.max() ?? 0) * 1000, rssMB()))
     }
 
     /// Splits the lists into objects (timed as "parse") and stores them (timed as "store").
@@ -110,4 +139,12 @@ enum PipelineBench {
         await agent.ingest(.replaceAll(.endpointSlice, slices))
         return (t1, now())
     }
+}
+
+/// The resident set now (/proc/self/statm), not its peak.
+private func currentRSSMB() -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Double(fields[1]) else { return 0 }
+    return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1e6
 }

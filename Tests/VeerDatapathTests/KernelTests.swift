@@ -140,6 +140,18 @@ struct KernelTests {
             }
             // A fresh reader (veerctl) sees the same totals.
             #expect(try Datapath(pins: sb.pins).hitsByAddress(try dp.readState()) == hits)
+            // What a scrape reads (the members' counts by id, in batches, and the retired counts
+            // by address pair) adds up to the same totals.
+            let read = try dp.memberHits()
+            let state = try dp.readState()
+            #expect(!read.retired.isEmpty, "the backend that left had counted")
+            var byPair: [FrontendBackend: UInt64] = [:]
+            for (member, count) in zip(read.members, read.counts) {
+                let pair = FrontendBackend(frontend: try #require(state.revNat[member.revNatID]),
+                                           backend: try #require(state.backends[member.backendID]).address)
+                byPair[pair] = count + (read.retired[pair] ?? 0)
+            }
+            #expect(byPair == hits)
         }
     }
 

@@ -451,7 +451,7 @@ struct OperationsDocTests {
     /// Every `out.family("veer_…", .type` in the agent, with the label names of its samples.
     private func emittedMetrics() throws -> [String: (type: String, labels: Set<String>)] {
         // The agent's metrics, and those its extensions write (health checks, the address table).
-        let source = try ["AgentMetrics.swift", "HealthChecks.swift", "UnusedAddresses.swift", "SourceRangeSync.swift"]
+        let source = try ["AgentMetrics.swift", "HitSeries.swift", "HealthChecks.swift", "UnusedAddresses.swift", "SourceRangeSync.swift"]
             .map { try text("Sources/VeerAgent/\($0)") }.joined(separator: "\n")
         let family = try Regex(#"out\.family\("(veer_[a-z_]+)",\s*\.(counter|gauge|histogram)"#)
         let sample = try Regex(#"out\.sample\("(veer_[a-z_]+)",\s*([^\n]*)"#)
@@ -471,6 +471,13 @@ struct OperationsDocTests {
                     .map { $0.trimmingCharacters(in: CharacterSet(charactersIn: " \"")) })
             }
             result[name]?.1.formUnion(labels)
+        }
+        // Labels declared in a table the writer builds its label text from (HitSeries.swift):
+        // `"veer_…": ["label", …]` rows.
+        for row in source.matches(of: try Regex(#""(veer_[a-z_]+)":\s*\[([^\]]*)\]"#)) {
+            let name = String(row.output[1].substring ?? "")
+            result[name]?.1.formUnion(String(row.output[2].substring ?? "").matches(of: try Regex(#""([a-z_]+)""#))
+                .map { String($0.output[1].substring ?? "") })
         }
         // Families declared in a table and written in a loop: `("veer_…", "help", …)` rows,
         // then `out.family(name, .type, …)` and `out.sample(name, [labels], …)`.

@@ -36,6 +36,8 @@ int veer_netns_cookie(int netns_fd, uint64_t *cookie);
 
 /* Bytes the process holds in malloc'd memory (glibc's mallinfo2 uordblks), for `make bench`. */
 size_t veer_heap_in_use(void);
+/* malloc_trim(0): after a large /metrics scrape (heap.c). */
+void veer_heap_release(void);
 
 /* The packet path at tc ingress (tc_attach.c): our filter is the one with this handle and
  * priority. Each returns 0 or -errno; attach creates the clsact qdisc if needed and replaces

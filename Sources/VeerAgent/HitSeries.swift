@@ -1,0 +1,358 @@
+import Glibc
+import VeerDatapath
+import VeerModel
+
+/// The hit series of one scrape (`veer_endpoint_hits_total` and `veer_endpoint_info`, or
+/// `veer_service_hits_total`), built from the kernel's per-member counts and the agent's copy of
+/// what it wrote to the maps.
+///
+/// At 100,000 endpoints this is 200,000 samples, so nothing here works per sample with strings:
+/// members are grouped by integer ids (rev_nat id → Service port, backend id → endpoint), each
+/// Service port's labels are escaped once into a fragment, each endpoint's text is written once,
+/// and the order is a sort of the Service ports plus a sort of each port's few endpoints, by the
+/// same label order a sort of the whole label lists would give.
+struct HitSeries {
+    /// Each family's labels, in the order written: the label text below is built from these
+    /// (and DeployTests checks them against docs/operations.md). The hit families share their
+    /// first four, the info series its first two.
+    static let labels: [String: [String]] = [
+        "veer_endpoint_hits_total": ["namespace", "service", "port", "protocol", "endpoint"],
+        "veer_endpoint_info": ["namespace", "service", "endpoint", "pod", "node", "zone"],
+        "veer_service_hits_total": ["namespace", "service", "port", "protocol"],
+    ]
+    private static let hit = labels["veer_endpoint_hits_total"]!, info = labels["veer_endpoint_info"]!
+    /// `,endpoint="`, `",endpoint="`, `",pod="`…: what goes between label values.
+    private static let endpointHitLabel = Array(",\(hit[4])=\"".utf8)
+    private static let infoLabels = (2..<6).map { Array("\",\(info[$0])=\"".utf8) }
+
+    /// A Service port: the hit series' identity labels but the endpoint.
+    private struct ServicePort: Hashable {
+        var namespace: String
+        var service: String
+        var port: String
+        var proto: L4Protocol
+    }
+
+    /// One counted member: its Service port, its backend's row and its count.
+    private struct Entry {
+        var servicePort: Int32
+        var backend: Int32
+        var count: UInt64
+    }
+
+    private var ports: [ServicePort] = []
+    /// Each Service port's labels, escaped: `namespace="…",service="…"` then `,port="…",protocol="…"`.
+    private var portLabels = ByteArena()
+    /// Where the `namespace` and `service` part of a port's labels ends (the info series' prefix).
+    private var serviceLabelsEnd: [Int32] = []
+    /// Per backend row (one per backend id): its endpoint label, `10.0.0.1:8080` or
+    /// `[fd00::1]:8080`, and (endpoint series only) its pod, node and zone. Two rows of one
+    /// `ip:port` (two ids, or TCP and UDP) are one endpoint: their texts are equal.
+    private var endpointText = ByteArena()
+    private var backendAddress: [L4Address] = []
+    private var backendNames: [BackendNames] = []
+    private var entries: [Entry] = []
+
+    /// Resolves each member to its Service port and endpoint; members whose frontend has no
+    /// names or whose ids the agent did not write are left out, as before.
+    init(_ state: ProgrammedIDs, names: ProgrammedNames, hits: MemberHits, mode: HitMetrics) {
+        var portIndex: [ServicePort: Int32] = [:]
+        var portOfRevNat = IDIndex(ids: state.revNat.keys)
+        for (id, address) in state.revNat {
+            guard let f = names.frontend(address) else { continue }
+            let key = ServicePort(namespace: f.namespace, service: f.service, port: f.port, proto: address.proto)
+            if let index = portIndex[key] {
+                portOfRevNat[id] = index
+            } else {
+                let index = Int32(ports.count)
+                portIndex[key] = index
+                portOfRevNat[id] = index
+                ports.append(key)
+            }
+        }
+        for p in ports {
+            portLabels.begin()
+            portLabels.append("\(Self.hit[0])=\"")
+            portLabels.appendEscaped(p.namespace)
+            portLabels.append("\",\(Self.hit[1])=\"")
+            portLabels.appendEscaped(p.service)
+            serviceLabelsEnd.append(Int32(portLabels.bytes.count))
+            portLabels.append("\",\(Self.hit[2])=\"")
+            portLabels.appendEscaped(p.port)
+            portLabels.append("\",\(Self.hit[3])=\"")
+            portLabels.append(p.proto.kubernetesName)
+            portLabels.append("\"")
+        }
+
+        // Every backend once, walking the table (not a lookup per member).
+        var rowOfBackend = IDIndex(ids: state.backends.keys)
+        backendAddress.reserveCapacity(state.backends.count)
+        if mode == .endpoint { backendNames.reserveCapacity(state.backends.count) }
+        for (id, entry) in state.backends {
+            rowOfBackend[id] = Int32(backendAddress.count)
+            backendAddress.append(entry.address)
+            if mode == .endpoint {
+                backendNames.append(BackendNames(names.backend(entry.address)))
+                endpointText.begin()
+                endpointText.appendHostPort(entry.address)
+            }
+        }
+
+        var retired = hits.retired
+        entries.reserveCapacity(hits.members.count)
+        for (member, count) in zip(hits.members, hits.counts) {
+            let port = portOfRevNat[member.revNatID], row = rowOfBackend[member.backendID]
+            guard port >= 0, row >= 0 else { continue }
+            var total = count
+            if !retired.isEmpty, let frontend = state.revNat[member.revNatID],
+               let earlier = retired.removeValue(forKey: FrontendBackend(frontend: frontend, backend: backendAddress[Int(row)])) {
+                total &+= earlier
+            }
+            entries.append(Entry(servicePort: port, backend: row, count: total))
+        }
+    }
+
+    /// Roughly what the series will take, to size the buffer once.
+    func estimatedBytes(_ mode: HitMetrics) -> Int {
+        (mode == .endpoint ? entries.count * 300 : ports.count * 160) + 4096
+    }
+
+    func write(into out: inout PrometheusText, mode: HitMetrics) {
+        // The Service ports in label order; then the members of each port, a counting sort.
+        let order = ports.indices.sorted { a, b in
+            let x = ports[a], y = ports[b]
+            if x.namespace != y.namespace { return x.namespace < y.namespace }
+            if x.service != y.service { return x.service < y.service }
+            if x.port != y.port { return x.port < y.port }
+            return x.proto.kubernetesName < y.proto.kubernetesName
+        }
+        var rank = [Int32](repeating: 0, count: ports.count)
+        for (r, p) in order.enumerated() { rank[p] = Int32(r) }
+        var start = [Int32](repeating: 0, count: ports.count + 1)
+        for e in entries { start[Int(rank[Int(e.servicePort)]) + 1] += 1 }
+        for r in 0..<ports.count { start[r + 1] += start[r] }
+        var next = start
+        var sorted = [Int32](repeating: 0, count: entries.count)
+        for (i, e) in entries.enumerated() {
+            let r = Int(rank[Int(e.servicePort)])
+            sorted[Int(next[r])] = Int32(i)
+            next[r] += 1
+        }
+
+        switch mode {
+        case .endpoint:
+            // Each port's few members in endpoint order (by backend row, as the info series want too).
+            for r in 0..<ports.count where start[r + 1] - start[r] > 1 {
+                sortRange(&sorted, Int(start[r])..<Int(start[r + 1])) { a, b in
+                    endpointText.compare(entries[Int(a)].backend, entries[Int(b)].backend) < 0
+                }
+            }
+            out.family("veer_endpoint_hits_total", .counter,
+                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
+            for r in 0..<ports.count where start[r] < start[r + 1] {
+                let labels = portLabels[order[r]]
+                // One series per endpoint, summed over the frontends (ClusterIP, NodePort…) and
+                // the backend rows that share it.
+                var i = Int(start[r])
+                let end = Int(start[r + 1])
+                while i < end {
+                    let row = entries[Int(sorted[i])].backend
+                    var total = entries[Int(sorted[i])].count
+                    i += 1
+                    while i < end, endpointText.compare(entries[Int(sorted[i])].backend, row) == 0 {
+                        total &+= entries[Int(sorted[i])].count
+                        i += 1
+                    }
+                    out.append("veer_endpoint_hits_total{")
+                    out.append(labels)
+                    out.append(Self.endpointHitLabel)
+                    out.append(endpointText[Int(row)])
+                    out.append("\"} ")
+                    out.append(total)
+                    out.append(byte: UInt8(ascii: "\n"))
+                }
+            }
+            writeInfo(into: &out, order: order, start: start, sorted: sorted)
+        case .service:
+            // One series per Service port: for clusters where one per endpoint is too many.
+            out.family("veer_service_hits_total", .counter,
+                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each Service port's endpoints.")
+            for r in 0..<ports.count where start[r] < start[r + 1] {
+                var total: UInt64 = 0
+                for i in sorted[Int(start[r])..<Int(start[r + 1])] { total &+= entries[Int(i)].count }
+                out.append("veer_service_hits_total{")
+                out.append(portLabels[order[r]])
+                out.append("} ")
+                out.append(total)
+                out.append(byte: UInt8(ascii: "\n"))
+            }
+        }
+    }
+
+    /// `veer_endpoint_info`: one series per Service and endpoint (with its pod, node and zone),
+    /// in the order of its labels. `sorted` holds each port's members in endpoint order.
+    private func writeInfo(into out: inout PrometheusText, order: [Int], start: [Int32], sorted: [Int32]) {
+        out.family("veer_endpoint_info", .gauge,
+                   help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
+        var rows: [Int32] = []
+        var r = 0
+        while r < ports.count {
+            // The ports of one Service are consecutive in label order.
+            let first = ports[order[r]]
+            var end = r + 1
+            while end < ports.count, ports[order[end]].namespace == first.namespace, ports[order[end]].service == first.service { end += 1 }
+            rows.removeAll(keepingCapacity: true)
+            for i in sorted[Int(start[r])..<Int(start[end])] { rows.append(entries[Int(i)].backend) }
+            let serviceLabels = portLabels.prefix(order[r], upTo: Int(serviceLabelsEnd[order[r]]))
+            let onePort = end == r + 1
+            r = end
+            guard !rows.isEmpty else { continue }
+            // One port's rows are in endpoint order already; several ports' are merged by a sort.
+            if !onePort { sortRange(&rows, 0..<rows.count) { endpointText.compare($0, $1) < 0 } }
+            // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port) is
+            // ordered by pod, node and zone, and written once per distinct set of them.
+            var i = 0
+            while i < rows.count {
+                var j = i + 1
+                while j < rows.count, endpointText.compare(rows[i], rows[j]) == 0 { j += 1 }
+                if j - i > 1 { sortRange(&rows, i..<j) { backendNames[Int($0)] < backendNames[Int($1)] } }
+                for k in i..<j where k == i || backendNames[Int(rows[k - 1])] != backendNames[Int(rows[k])] {
+                    writeInfo(into: &out, serviceLabels, row: rows[k])
+                }
+                i = j
+            }
+        }
+    }
+
+    private func writeInfo(into out: inout PrometheusText, _ serviceLabels: ArraySlice<UInt8>, row: Int32) {
+        out.append("veer_endpoint_info{")
+        out.append(serviceLabels)
+        out.append(Self.infoLabels[0])
+        out.append(endpointText[Int(row)])
+        backendNames.withUnsafeBufferPointer { names in
+            out.append(Self.infoLabels[1])
+            out.appendEscaped(names[Int(row)].pod)
+            out.append(Self.infoLabels[2])
+            out.appendEscaped(names[Int(row)].node)
+            out.append(Self.infoLabels[3])
+            out.appendEscaped(names[Int(row)].zone)
+        }
+        out.append("\"} 1\n")
+    }
+}
+
+/// Sorts a range in place: insertion sort for the few members of a port (the common case),
+/// the standard sort past that.
+private func sortRange(_ a: inout [Int32], _ range: Range<Int>, by less: (Int32, Int32) -> Bool) {
+    if range.count > 16 {
+        a[range].sort(by: less)
+        return
+    }
+    a.withUnsafeMutableBufferPointer { buf in
+        for i in (range.lowerBound + 1)..<range.upperBound {
+            let x = buf[i]
+            var j = i
+            while j > range.lowerBound, less(x, buf[j - 1]) {
+                buf[j] = buf[j - 1]
+                j -= 1
+            }
+            buf[j] = x
+        }
+    }
+}
+
+/// A backend's pod, node and zone labels ("" where unknown), ordered as the labels are.
+private struct BackendNames: Equatable, Comparable {
+    var pod: String
+    var node: String
+    var zone: String
+
+    init(_ names: ProgrammedNames.Backend?) {
+        pod = names?.pod ?? ""
+        node = names?.node ?? ""
+        zone = names?.zone ?? ""
+    }
+
+    static func < (a: Self, b: Self) -> Bool {
+        if a.pod != b.pod { return a.pod < b.pod }
+        if a.node != b.node { return a.node < b.node }
+        return a.zone < b.zone
+    }
+}
+
+/// Byte strings end to end in one buffer: fragments of label text without an allocation each.
+private struct ByteArena {
+    private(set) var bytes: [UInt8] = []
+    private var starts: [Int32] = []
+
+    /// Starts the next string.
+    mutating func begin() { starts.append(Int32(bytes.count)) }
+
+    mutating func append(_ s: String) {
+        var s = s
+        s.withUTF8 { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func appendEscaped(_ s: String) { PrometheusText.appendEscaped(s, to: &bytes) }
+
+    /// `10.0.0.1:8080`, `[fd00::1]:8080`: `L4Address.hostPort`, digits written directly for IPv4.
+    mutating func appendHostPort(_ a: L4Address) {
+        if let v4 = a.ip.ipv4 {
+            appendDecimal(UInt(v4 >> 24)); bytes.append(UInt8(ascii: "."))
+            appendDecimal(UInt(v4 >> 16 & 0xFF)); bytes.append(UInt8(ascii: "."))
+            appendDecimal(UInt(v4 >> 8 & 0xFF)); bytes.append(UInt8(ascii: "."))
+            appendDecimal(UInt(v4 & 0xFF))
+            bytes.append(UInt8(ascii: ":"))
+            appendDecimal(UInt(a.port))
+        } else {
+            append(a.hostPort)
+        }
+    }
+
+    private mutating func appendDecimal(_ n: UInt) {
+        if n >= 10 { appendDecimal(n / 10) }
+        bytes.append(UInt8(ascii: "0") + UInt8(n % 10))
+    }
+
+    subscript(i: Int) -> ArraySlice<UInt8> {
+        bytes[Int(starts[i])..<(i + 1 < starts.count ? Int(starts[i + 1]) : bytes.count)]
+    }
+
+    /// The start of string `i`, up to `end` (an offset into the arena).
+    func prefix(_ i: Int, upTo end: Int) -> ArraySlice<UInt8> { bytes[Int(starts[i])..<end] }
+
+    /// Orders strings `i` and `j` as bytes (the order of String's `<` for ASCII): <0, 0, >0.
+    func compare(_ i: Int32, _ j: Int32) -> Int32 {
+        let a = Int(starts[Int(i)]), b = Int(starts[Int(j)])
+        let aEnd = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
+        let bEnd = Int(j) + 1 < starts.count ? Int(starts[Int(j) + 1]) : bytes.count
+        let c = bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + a, $0.baseAddress! + b, min(aEnd - a, bEnd - b)) }
+        return c != 0 ? c : Int32(aEnd - a) - Int32(bEnd - b)
+    }
+}
+
+/// Int32 values (-1: none) by a map's ids: a flat array where the ids are dense, as the
+/// planner hands them out (the lowest free), a dictionary where they are not.
+private struct IDIndex {
+    private var flat: [Int32] = []
+    private var sparse: [UInt32: Int32]?
+
+    init(ids: some Collection<UInt32>) {
+        let maxID = ids.max() ?? 0
+        if Int(maxID) <= 4 * ids.count + 65_536 {
+            flat = [Int32](repeating: -1, count: Int(maxID) + 1)
+        } else {
+            sparse = [:]
+        }
+    }
+
+    subscript(id: UInt32) -> Int32 {
+        get {
+            if sparse != nil { return sparse![id] ?? -1 }
+            return Int(id) < flat.count ? flat[Int(id)] : -1
+        }
+        set {
+            if sparse != nil { sparse![id] = newValue } else if Int(id) < flat.count { flat[Int(id)] = newValue }
+        }
+    }
+}

@@ -169,8 +169,15 @@ public actor Agent {
     /// Services not programmed now (a map full), with the reason.
     public var rejectedServices: [PlanRejection] { rejections.values.sorted { $0.service < $1.service } }
     public var datapathAttached: Bool { maps.isAttached }
-    /// The whole selection, conflicts resolved (merged on demand: the loop keeps it per service).
-    public var selection: SelectionResult { index.merged }
+    /// The whole selection, conflicts resolved, with every endpoint's verdict: made again from the
+    /// stored objects (the loop keeps its selections per service, without verdicts).
+    public var selection: SelectionResult { Selector.select(store, node: nodeContext) }
+
+    var nodeContext: NodeContext {
+        NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
+                    zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                    nodePortRange: config.nodePortRange)
+    }
 
     private func startSyncing() {
         guard !syncing else { return }
@@ -202,9 +209,7 @@ public actor Agent {
 
     private func syncOnce() {
         guard store.isSynced else { return }
-        let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
-                               nodePortRange: config.nodePortRange)
+        let node = nodeContext
         let started = clock.now
         let full = needsFullSync || running == nil
         let touched = pendingServices
@@ -259,7 +264,8 @@ public actor Agent {
         let t0 = clock.now
         let keys = store.serviceKeys
         var fresh: [ObjectKey: SelectionResult] = [:]
-        for key in keys { fresh[key] = Selector.select(store, service: key, node: node) }
+        // Without verdicts: `veerctl explain` gets them from a selection made when it reads them.
+        for key in keys { fresh[key] = Selector.select(store, service: key, node: node, explain: false) }
         let merged = Selector.merge(keys.map { fresh[$0]! })
         let t1 = clock.now
         let actual = try running?.state ?? maps.readState()
@@ -290,13 +296,19 @@ public actor Agent {
         pendingServices = []
         let rejected = Set(rejections.keys.flatMap { index.selections[$0]?.frontends.map(\.address) ?? [] })
         let (changed, skipped) = index.update(
-            touched.map { key in (key, store.services[key] == nil ? nil : Selector.select(store, service: key, node: node)) },
-            recheck: rejected)
+            touched.map { key in (key, store.services[key] == nil ? nil : Selector.select(store, service: key, node: node, explain: false)) },
+            recheck: rejected, programmed: running!)
 
         let plan = Planner.plan(changed: changed, desired: changed.compactMap { index.desired[$0] }, actual: running!,
                                 capacities: maps.capacities)
         try maps.apply(plan.operations)
+        // The addresses of the backend entries this plan deletes: their names go with them,
+        // unless another entry still holds the address.
+        let deleted = plan.operations.compactMap { op -> L4Address? in
+            if case let .deleteBackend(id) = op { running?.state.backends[id]?.address } else { nil }
+        }
         running?.apply(plan.operations)
+        for address in deleted where running?.backendID(address) == nil { names.removeBackend(address) }
         trackClusterIPs(changed)
         for address in changed {
             if plan.target.masters[address] != nil, let f = index.desired[address] {

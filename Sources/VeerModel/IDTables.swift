@@ -81,6 +81,9 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
 
     subscript(_ key: Key) -> UInt32? { lowest[key] }
 
+    /// The ids holding this key besides the lowest (nearly always none).
+    func others(_ key: Key) -> [UInt32] { others[key].map(Array.init) ?? [] }
+
     mutating func insert(_ id: UInt32, for key: Key) {
         guard let low = lowest[key] else {
             lowest[key] = id
@@ -106,5 +109,37 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
         } else if others[key]?.remove(id) != nil, others[key]?.isEmpty == true {
             others[key] = nil
         }
+    }
+}
+
+/// A small set of ids per id: the rev_nat ids whose members name each backend id. An array by
+/// id of inline sets (16 bytes each; nearly every backend has one frontend), where a table
+/// keyed by the backend's address cost a 56-byte bucket at a fill of a third to three quarters.
+struct IDSetsByID: Sendable {
+    private var dense: [CompactSet<UInt32>] = []
+    private var sparse: [UInt32: CompactSet<UInt32>] = [:]
+
+    init() {}
+
+    mutating func reserveCapacity(_ n: Int) { dense.reserveCapacity(n) }
+
+    subscript(id: UInt32) -> CompactSet<UInt32> {
+        guard id < denseIDLimit else { return sparse[id] ?? CompactSet() }
+        return Int(id) < dense.count ? dense[Int(id)] : CompactSet()
+    }
+
+    mutating func insert(_ value: UInt32, at id: UInt32) {
+        guard id < denseIDLimit else { return sparse[id, default: CompactSet()].insert(value) }
+        if Int(id) >= dense.count { dense.append(contentsOf: repeatElement(CompactSet(), count: Int(id) + 1 - dense.count)) }
+        dense[Int(id)].insert(value)
+    }
+
+    mutating func remove(_ value: UInt32, at id: UInt32) {
+        guard id < denseIDLimit else {
+            sparse[id]?.remove(value)
+            if sparse[id]?.isEmpty == true { sparse[id] = nil }
+            return
+        }
+        if Int(id) < dense.count { dense[Int(id)].remove(value) }
     }
 }

@@ -24,6 +24,8 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     /// (at 10,000 services x 10 endpoints, about 12 MB instead of 19 MB).
     private var backendSlots: [L4Address: Int32] = [:]
     private var backendRows: [Backend] = []
+    /// Rows of removed backends, for the next ones added.
+    private var freeRows: [Int32] = []
 
     public init() {}
 
@@ -33,10 +35,21 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     public mutating func setBackend(_ address: L4Address, _ names: Backend) {
         if let row = backendSlots[address] {
             backendRows[Int(row)] = names
+        } else if let row = freeRows.popLast() {
+            backendSlots[address] = row
+            backendRows[Int(row)] = names
         } else {
             backendSlots[address] = Int32(backendRows.count)
             backendRows.append(names)
         }
+    }
+
+    /// Forgets a backend's names (its address is in no backend entry any more). Its row is
+    /// reused by the next backend added.
+    public mutating func removeBackend(_ address: L4Address) {
+        guard let row = backendSlots.removeValue(forKey: address) else { return }
+        backendRows[Int(row)] = Backend()
+        freeRows.append(row)
     }
 
     /// Every backend's names, by address.

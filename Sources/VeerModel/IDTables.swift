@@ -81,6 +81,9 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
 
     subscript(_ key: Key) -> UInt32? { lowest[key] }
 
+    /// The lowest id of every key.
+    var entries: [Key: UInt32] { lowest }
+
     /// The ids holding this key besides the lowest (nearly always none).
     func others(_ key: Key) -> [UInt32] { others[key].map(Array.init) ?? [] }
 
@@ -141,5 +144,42 @@ struct IDSetsByID: Sendable {
             return
         }
         if Int(id) < dense.count { dense[Int(id)].remove(value) }
+    }
+}
+
+/// Backend ids by backend address, as the maps hold them (`IndexedMapState.backendIDs`), for
+/// tables kept by backend id elsewhere (`ProgrammedNames`) to find a backend by its address.
+public struct BackendIDs: Sendable {
+    var table = LowestIDs<L4Address>()
+
+    public init() {}
+
+    init(_ table: LowestIDs<L4Address>) { self.table = table }
+
+    /// The id of the lowest backend entry holding this address.
+    public subscript(_ address: L4Address) -> UInt32? { table[address] }
+}
+
+/// Values by id, for ids handed out lowest free first (dense from 1): an array of optionals,
+/// with ids past `denseIDLimit` in a dictionary.
+struct IDRows<Value: Sendable>: Sendable {
+    private var dense: [Value?] = []
+    private var sparse: [UInt32: Value] = [:]
+
+    init() {}
+
+    subscript(id: UInt32) -> Value? {
+        get {
+            guard id < denseIDLimit else { return sparse[id] }
+            return Int(id) < dense.count ? dense[Int(id)] : nil
+        }
+        set {
+            guard id < denseIDLimit else { return sparse[id] = newValue }
+            if Int(id) >= dense.count {
+                guard newValue != nil else { return }
+                dense.append(contentsOf: repeatElement(nil, count: Int(id) + 1 - dense.count))
+            }
+            dense[Int(id)] = newValue
+        }
     }
 }

@@ -35,6 +35,9 @@ public struct IndexedMapState: Sendable {
         revNatIDs = IDPool(used: Array(state.revNat.keys) + state.masters.values.map(\.revNatID))
     }
 
+    /// The backend ids by address (shared, not copied): `ProgrammedNames` finds its rows by them.
+    public var backendIDTable: BackendIDs { BackendIDs(backendIDsByAddress) }
+
     /// The id a plan reuses for this backend address: the lowest that holds it.
     public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address] }
 

@@ -301,6 +301,7 @@ public actor Agent {
         // Backend names by the maps' ids: the running copy's index finds them by address.
         var freshNames = ProgrammedNames()
         freshNames.frontends.reserveCapacity(plan.target.masters.count)
+        freshNames.reserveBackendRows(maxID: plan.target.backends.keys.max() ?? 0)
         for f in merged.frontends where plan.target.masters[f.address] != nil {
             freshNames.setFrontend(f)
             for b in f.backends { if let id = running?.backendID(b.address) { freshNames.setBackend(id: id, b) } }

@@ -168,6 +168,10 @@ struct IDRows<Value: Sendable>: Sendable {
 
     init() {}
 
+    /// Room for ids up to `maxID`: grown a row at a time, the array's doubling left up to half of
+    /// it unused (about 4 MB of backend names at 10,000 services x 10 endpoints).
+    mutating func reserveCapacity(maxID: UInt32) { dense.reserveCapacity(Int(min(maxID, denseIDLimit - 1)) + 1) }
+
     subscript(id: UInt32) -> Value? {
         get {
             guard id < denseIDLimit else { return sparse[id] }

@@ -55,6 +55,9 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
         rows[id] = Backend(pod: backend.podName, node: backend.nodeName, zone: backend.zone)
     }
 
+    /// Room for backend rows by the maps' ids up to `maxID` (a full sync's names, set at once).
+    public mutating func reserveBackendRows(maxID: UInt32) { rows.reserveCapacity(maxID: maxID) }
+
     /// Forgets the names of the backend entry with this id of the maps (the entry is deleted).
     public mutating func removeBackend(id: UInt32) { rows[id] = nil }
 

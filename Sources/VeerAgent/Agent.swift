@@ -28,7 +28,13 @@ public actor Agent {
     private(set) var syncing = false
     private var retryScheduled = false
     private var pendingSince: ContinuousClock.Instant?
-    var names = ProgrammedNames()
+    /// The names behind the programmed addresses. After the first full sync its backend rows are
+    /// by the maps' ids, resolved by the running copy's index of them (`names`).
+    private var storedNames = ProgrammedNames()
+    private var namesByMapIDs = false
+    /// The running copy while a full sync replaces it or after a failed write: its ids are
+    /// still those the names' rows were set by.
+    private var namesIndex: IndexedMapState?
     private var idleWaiters: [CheckedContinuation<Void, Never>] = []
 
     // Incremental state. `running` is what the maps hold, kept with every write; nil: read
@@ -90,7 +96,7 @@ public actor Agent {
         // The first full sync is pending from the start: healthy during the bound, as kube-proxy
         // is while starting up, but a veerd that never syncs (no API server) turns 503.
         proxyHealth.queuedUpdate()
-        names = config.writesStateFiles ? NamesFile.read(pins: config.pins) ?? ProgrammedNames() : ProgrammedNames()
+        storedNames = config.writesStateFiles ? NamesFile.read(pins: config.pins) ?? ProgrammedNames() : ProgrammedNames()
     }
 
     /// Consumes a source until it ends or the task is cancelled.
@@ -166,11 +172,24 @@ public actor Agent {
     public var isSynced: Bool { store.isSynced }
     /// The names behind the programmed addresses (what names.json holds).
     public var programmedNames: ProgrammedNames { names }
+
+    /// The names with their backend rows resolved (shares the running copy's table: no copy).
+    var names: ProgrammedNames {
+        guard namesByMapIDs, let ids = (running ?? namesIndex)?.backendIDTable else { return storedNames }
+        return storedNames.resolving(by: ids)
+    }
     /// Services not programmed now (a map full), with the reason.
     public var rejectedServices: [PlanRejection] { rejections.values.sorted { $0.service < $1.service } }
     public var datapathAttached: Bool { maps.isAttached }
-    /// The whole selection, conflicts resolved (merged on demand: the loop keeps it per service).
-    public var selection: SelectionResult { index.merged }
+    /// The whole selection, conflicts resolved, with every endpoint's verdict: made again from the
+    /// stored objects (the loop keeps its selections per service, without verdicts).
+    public var selection: SelectionResult { Selector.select(store, node: nodeContext) }
+
+    var nodeContext: NodeContext {
+        NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
+                    zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
+                    nodePortRange: config.nodePortRange)
+    }
 
     private func startSyncing() {
         guard !syncing else { return }
@@ -202,9 +221,7 @@ public actor Agent {
 
     private func syncOnce() {
         guard store.isSynced else { return }
-        let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
-                               nodePortRange: config.nodePortRange)
+        let node = nodeContext
         let started = clock.now
         let full = needsFullSync || running == nil
         let touched = pendingServices
@@ -246,6 +263,7 @@ public actor Agent {
         } catch {
             counters.syncErrors += 1
             // The maps hold some prefix of the plan: read them back and plan everything.
+            if running != nil { namesIndex = running }
             running = nil
             needsFullSync = true
             logger.error("writing the maps failed, retrying in \(config.retryDelay): \(error)")
@@ -259,16 +277,19 @@ public actor Agent {
         let t0 = clock.now
         let keys = store.serviceKeys
         var fresh: [ObjectKey: SelectionResult] = [:]
-        for key in keys { fresh[key] = Selector.select(store, service: key, node: node) }
+        // Without verdicts: `veerctl explain` gets them from a selection made when it reads them.
+        for key in keys { fresh[key] = Selector.select(store, service: key, node: node, explain: false) }
         let merged = Selector.merge(keys.map { fresh[$0]! })
         let t1 = clock.now
         let actual = try running?.state ?? maps.readState()
         let plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: maps.capacities)
         let t2 = clock.now
+        if running != nil { namesIndex = running }
         running = nil
         try maps.apply(plan.operations)
         let t3 = clock.now
         running = IndexedMapState(plan.target)
+        namesIndex = nil
         // One line per full sync (start, node change, recovery): what `make bench` times.
         let timing = "select \(Self.ms(t1 - t0)) ms, read+plan \(Self.ms(t2 - t1)) ms, write \(Self.ms(t3 - t2)) ms"
         logger.info("full sync: \(merged.frontends.count) frontends of \(keys.count) services, \(plan.operations.count) map operations; \(timing)")
@@ -277,8 +298,16 @@ public actor Agent {
         index = FrontendIndex(selections: fresh, merged: merged)
         rebuildClusterIPs()
         rejections = Dictionary(plan.rejected.map { ($0.service, $0) }, uniquingKeysWith: { a, _ in a })
-        let accepted = Set(plan.target.masters.keys)
-        names = ProgrammedNames(merged.frontends.filter { accepted.contains($0.address) })
+        // Backend names by the maps' ids: the running copy's index finds them by address.
+        var freshNames = ProgrammedNames()
+        freshNames.frontends.reserveCapacity(plan.target.masters.count)
+        freshNames.reserveBackendRows(maxID: plan.target.backends.keys.max() ?? 0)
+        for f in merged.frontends where plan.target.masters[f.address] != nil {
+            freshNames.setFrontend(f)
+            for b in f.backends { if let id = running?.backendID(b.address) { freshNames.setBackend(id: id, b) } }
+        }
+        storedNames = freshNames
+        namesByMapIDs = true
         return (plan, merged.skipped)
     }
 
@@ -290,21 +319,22 @@ public actor Agent {
         pendingServices = []
         let rejected = Set(rejections.keys.flatMap { index.selections[$0]?.frontends.map(\.address) ?? [] })
         let (changed, skipped) = index.update(
-            touched.map { key in (key, store.services[key] == nil ? nil : Selector.select(store, service: key, node: node)) },
-            recheck: rejected)
+            touched.map { key in (key, store.services[key] == nil ? nil : Selector.select(store, service: key, node: node, explain: false)) },
+            recheck: rejected, programmed: running!)
 
         let plan = Planner.plan(changed: changed, desired: changed.compactMap { index.desired[$0] }, actual: running!,
                                 capacities: maps.capacities)
         try maps.apply(plan.operations)
         running?.apply(plan.operations)
+        // A deleted backend entry's names go with it (ids are reused only by later plans).
+        for op in plan.operations { if case let .deleteBackend(id) = op { storedNames.removeBackend(id: id) } }
         trackClusterIPs(changed)
         for address in changed {
             if plan.target.masters[address] != nil, let f = index.desired[address] {
-                let one = ProgrammedNames([f])
-                names.frontends.merge(one.frontends) { _, new in new }
-                for (address, backend) in one.backends { names.setBackend(address, backend) }
+                storedNames.setFrontend(f)
+                for b in f.backends { if let id = running?.backendID(b.address) { storedNames.setBackend(id: id, b) } }
             } else if running?.state.masters[address] == nil {
-                names.frontends[address] = nil
+                storedNames.frontends[address] = nil
             }
         }
         for service in Set(changed.compactMap { index.desired[$0]?.service.serviceKey }) { rejections[service] = nil }

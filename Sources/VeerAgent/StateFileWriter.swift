@@ -8,7 +8,9 @@ import VeerModel
 struct StateFileWriter: Sendable {
     struct Snapshot: Sendable {
         var names: ProgrammedNames
-        var index: FrontendIndex
+        /// The objects the decisions are made from again, with their verdicts: the agent keeps
+        /// none (a store is a value, shared until the agent changes it).
+        var store: ServiceStore
         var node: NodeContext
     }
 
@@ -27,7 +29,7 @@ struct StateFileWriter: Sendable {
             let started = clock.now
             do {
                 try NamesFile.write(snapshot.names, pins: pins)
-                try DecisionsFile.write(SavedDecisions(node: snapshot.node, selection: snapshot.index.merged), pins: pins)
+                try DecisionsFile.write(SavedDecisions(node: snapshot.node, selection: Selector.select(snapshot.store, node: snapshot.node)), pins: pins)
             } catch {
                 await failed(error)
             }
@@ -67,10 +69,7 @@ extension Agent {
             return nil
         }
         filesDirty = false
-        let node = NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],
-                               zoneOverride: config.zoneOverride, addressOverride: config.addressOverride,
-                               nodePortRange: config.nodePortRange)
-        return StateFileWriter.Snapshot(names: names, index: index, node: node)
+        return StateFileWriter.Snapshot(names: names, store: store, node: nodeContext)
     }
 
     func filesFailed(_ error: any Error) {

@@ -70,6 +70,8 @@ struct CompactSet<Element: Hashable>: Sequence {
         }
     }
 
+    var count: Int { underestimatedCount }
+
     var underestimatedCount: Int {
         switch storage {
         case .empty: 0

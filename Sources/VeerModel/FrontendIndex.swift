@@ -1,8 +1,9 @@
 /// What the maps should serve, kept per service so that a change costs in proportion to the
 /// services it touches: each service's own selection, the services claiming each frontend
-/// address, the winner at each address (by `DesiredFrontend.precedes`, the rule
-/// `Selector.merge` applies), and the frontends using each backend address. Pure; the agent
-/// keeps one and hands the planner the addresses whose winner changed.
+/// address, and the winner at each address (by `DesiredFrontend.precedes`, the rule
+/// `Selector.merge` applies). Pure; the agent keeps one and hands the planner the addresses
+/// whose winner changed, with the programmed frontends sharing a backend with them (found by
+/// the maps' backend ids in `IndexedMapState`, not by a table of backend addresses here).
 public struct FrontendIndex: Sendable {
     /// Per service, before cross-service claims are resolved.
     public private(set) var selections: [ObjectKey: SelectionResult] = [:]
@@ -11,8 +12,6 @@ public struct FrontendIndex: Sendable {
     /// Services whose selection has a frontend at this address, keyed by its cluster scope: an
     /// external-scope entry belongs to whichever service wins the address itself.
     private var claims: [L4Address: CompactSet<ObjectKey>] = [:]
-    /// Frontends using each backend address (a shared backend's flags depend on all of them).
-    private var backendUsers: [L4Address: CompactSet<L4Address>] = [:]
 
     public init() {}
 
@@ -26,10 +25,6 @@ public struct FrontendIndex: Sendable {
             for f in result.frontends { claims[f.address.scoped(.cluster), default: CompactSet()].insert(key) }
         }
         desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
-        backendUsers.reserveCapacity(merged.frontends.reduce(0) { $0 + $1.backends.count })
-        for f in merged.frontends {
-            for b in f.backends { backendUsers[b.address, default: CompactSet()].insert(f.address) }
-        }
     }
 
     /// The whole selection, claims resolved.
@@ -40,8 +35,13 @@ public struct FrontendIndex: Sendable {
     /// services a plan rejected, which may fit now), and every frontend sharing a backend with
     /// one whose winner changed (the subset planner's precondition); and the skip reasons that
     /// are new.
+    ///
+    /// The sharing frontends are the programmed ones, from `programmed` (what the maps hold): the
+    /// precondition is about the backend entries' flags, which only programmed frontends set. A
+    /// desired frontend not programmed is either changed here or rejected (and in `recheck`).
     public mutating func update(_ changes: [(key: ObjectKey, selection: SelectionResult?)],
-                                recheck: Set<L4Address> = []) -> (changed: Set<L4Address>, skipped: [SkipReason]) {
+                                recheck: Set<L4Address> = [],
+                                programmed: IndexedMapState) -> (changed: Set<L4Address>, skipped: [SkipReason]) {
         var changed = recheck
         var skipped: [SkipReason] = []
         for (key, new) in changes {
@@ -68,15 +68,8 @@ public struct FrontendIndex: Sendable {
             let old = desired[address]
             let new = winner(at: address, skipped: &skipped)
             guard old != new else { continue }
-            for b in old?.backends ?? [] {
-                backendUsers[b.address]?.remove(address)
-                if backendUsers[b.address]?.isEmpty == true { backendUsers[b.address] = nil }
-                sharing.formUnion(backendUsers[b.address] ?? CompactSet())
-            }
-            for b in new?.backends ?? [] {
-                backendUsers[b.address, default: CompactSet()].insert(address)
-                sharing.formUnion(backendUsers[b.address] ?? CompactSet())
-            }
+            for b in old?.backends ?? [] { sharing.formUnion(programmed.frontends(usingBackend: b.address)) }
+            for b in new?.backends ?? [] { sharing.formUnion(programmed.frontends(usingBackend: b.address)) }
             desired[address] = new
         }
         return (changed.union(sharing), skipped)

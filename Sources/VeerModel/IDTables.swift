@@ -81,6 +81,12 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
 
     subscript(_ key: Key) -> UInt32? { lowest[key] }
 
+    /// The lowest id of every key.
+    var entries: [Key: UInt32] { lowest }
+
+    /// The ids holding this key besides the lowest (nearly always none).
+    func others(_ key: Key) -> [UInt32] { others[key].map(Array.init) ?? [] }
+
     mutating func insert(_ id: UInt32, for key: Key) {
         guard let low = lowest[key] else {
             lowest[key] = id
@@ -105,6 +111,79 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
             }
         } else if others[key]?.remove(id) != nil, others[key]?.isEmpty == true {
             others[key] = nil
+        }
+    }
+}
+
+/// A small set of ids per id: the rev_nat ids whose members name each backend id. An array by
+/// id of inline sets (16 bytes each; nearly every backend has one frontend), where a table
+/// keyed by the backend's address cost a 56-byte bucket at a fill of a third to three quarters.
+struct IDSetsByID: Sendable {
+    private var dense: [CompactSet<UInt32>] = []
+    private var sparse: [UInt32: CompactSet<UInt32>] = [:]
+
+    init() {}
+
+    mutating func reserveCapacity(_ n: Int) { dense.reserveCapacity(n) }
+
+    subscript(id: UInt32) -> CompactSet<UInt32> {
+        guard id < denseIDLimit else { return sparse[id] ?? CompactSet() }
+        return Int(id) < dense.count ? dense[Int(id)] : CompactSet()
+    }
+
+    mutating func insert(_ value: UInt32, at id: UInt32) {
+        guard id < denseIDLimit else { return sparse[id, default: CompactSet()].insert(value) }
+        if Int(id) >= dense.count { dense.append(contentsOf: repeatElement(CompactSet(), count: Int(id) + 1 - dense.count)) }
+        dense[Int(id)].insert(value)
+    }
+
+    mutating func remove(_ value: UInt32, at id: UInt32) {
+        guard id < denseIDLimit else {
+            sparse[id]?.remove(value)
+            if sparse[id]?.isEmpty == true { sparse[id] = nil }
+            return
+        }
+        if Int(id) < dense.count { dense[Int(id)].remove(value) }
+    }
+}
+
+/// Backend ids by backend address, as the maps hold them (`IndexedMapState.backendIDs`), for
+/// tables kept by backend id elsewhere (`ProgrammedNames`) to find a backend by its address.
+public struct BackendIDs: Sendable {
+    var table = LowestIDs<L4Address>()
+
+    public init() {}
+
+    init(_ table: LowestIDs<L4Address>) { self.table = table }
+
+    /// The id of the lowest backend entry holding this address.
+    public subscript(_ address: L4Address) -> UInt32? { table[address] }
+}
+
+/// Values by id, for ids handed out lowest free first (dense from 1): an array of optionals,
+/// with ids past `denseIDLimit` in a dictionary.
+struct IDRows<Value: Sendable>: Sendable {
+    private var dense: [Value?] = []
+    private var sparse: [UInt32: Value] = [:]
+
+    init() {}
+
+    /// Room for ids up to `maxID`: grown a row at a time, the array's doubling left up to half of
+    /// it unused (about 4 MB of backend names at 10,000 services x 10 endpoints).
+    mutating func reserveCapacity(maxID: UInt32) { dense.reserveCapacity(Int(min(maxID, denseIDLimit - 1)) + 1) }
+
+    subscript(id: UInt32) -> Value? {
+        get {
+            guard id < denseIDLimit else { return sparse[id] }
+            return Int(id) < dense.count ? dense[Int(id)] : nil
+        }
+        set {
+            guard id < denseIDLimit else { return sparse[id] = newValue }
+            if Int(id) >= dense.count {
+                guard newValue != nil else { return }
+                dense.append(contentsOf: repeatElement(nil, count: Int(id) + 1 - dense.count))
+            }
+            dense[Int(id)] = newValue
         }
     }
 }

@@ -10,8 +10,9 @@ public struct IndexedMapState: Sendable {
     /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
     private(set) var revNatIDsByAddress = LowestIDs<L4Address>()
     private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
-    /// Members naming each backend id.
-    private(set) var memberCount = IDCounts()
+    /// The rev_nat ids of the members naming each backend id: how many frontends use a backend,
+    /// and which (`frontends(usingBackend:)`).
+    private(set) var membersByBackend = IDSetsByID()
     public private(set) var serviceEntryCount = 0
     private(set) var backendIDs: IDPool
     private(set) var revNatIDs: IDPool
@@ -22,22 +23,42 @@ public struct IndexedMapState: Sendable {
         backendIDsByAddress.reserveCapacity(state.backends.count)
         revNatIDsByAddress.reserveCapacity(state.revNat.count)
         membersByRevNat.reserveCapacity(state.revNat.count)
+        membersByBackend.reserveCapacity(state.backends.count + 1)
         for (id, entry) in state.backends { backendIDsByAddress.insert(id, for: entry.address) }
         for (id, address) in state.revNat { revNatIDsByAddress.insert(id, for: address) }
         for m in state.members {
             membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-            memberCount[m.backendID] += 1
+            membersByBackend.insert(m.revNatID, at: m.backendID)
         }
         serviceEntryCount = state.serviceEntryCount
         backendIDs = IDPool(used: state.backends.keys)
         revNatIDs = IDPool(used: Array(state.revNat.keys) + state.masters.values.map(\.revNatID))
     }
 
+    /// The backend ids by address (shared, not copied): `ProgrammedNames` finds its rows by them.
+    public var backendIDTable: BackendIDs { BackendIDs(backendIDsByAddress) }
+
     /// The id a plan reuses for this backend address: the lowest that holds it.
     public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address] }
 
     /// The lowest rev_nat id holding this frontend address, master or not.
     public func revNatID(_ address: L4Address) -> UInt32? { revNatIDsByAddress[address] }
+
+    /// Members naming this backend id (frontends using it).
+    func memberCount(_ id: UInt32) -> Int { membersByBackend[id].count }
+
+    /// The programmed frontends whose members name a backend entry holding this address: those
+    /// whose plan must be redone with a frontend changing its use of it (a shared backend's
+    /// terminating flag depends on every frontend using it). By the maps' own ids, so the agent
+    /// keeps no table by backend address of its own.
+    public func frontends(usingBackend address: L4Address) -> [L4Address] {
+        guard let lowest = backendIDsByAddress[address] else { return [] }
+        var out: [L4Address] = []
+        for id in [lowest] + backendIDsByAddress.others(address) {
+            for rn in membersByBackend[id] { if let f = state.revNat[rn] { out.append(f) } }
+        }
+        return out
+    }
 
     public mutating func apply(_ operations: [MapOperation]) {
         for op in operations { apply(op) }
@@ -71,13 +92,13 @@ public struct IndexedMapState: Sendable {
         case let .upsertMember(m):
             if !state.members.contains(m) {
                 membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-                memberCount[m.backendID] += 1
+                membersByBackend.insert(m.revNatID, at: m.backendID)
             }
         case let .deleteMember(m):
             if state.members.contains(m) {
                 membersByRevNat[m.revNatID]?.remove(m.backendID)
                 if membersByRevNat[m.revNatID]?.isEmpty == true { membersByRevNat[m.revNatID] = nil }
-                memberCount[m.backendID] = max(0, memberCount[m.backendID] - 1)
+                membersByBackend.remove(m.revNatID, at: m.backendID)
             }
         case let .upsertSlot(address, slot, _, _):
             if state.slots[address]?[slot] == nil { serviceEntryCount += 1 }

@@ -148,7 +148,7 @@ private struct TargetBuilder {
     /// Members of this backend outside the scope (none for a full plan: everything is in it).
     private func othersUsing(_ id: UInt32) -> Int {
         guard scope != nil else { return 0 }
-        return index.memberCount[id] - (scopeMembersByBackend[id] ?? 0)
+        return index.memberCount(id) - (scopeMembersByBackend[id] ?? 0)
     }
 
     private func existingRevNatID(_ address: L4Address) -> UInt32? {

@@ -39,9 +39,11 @@ extension Selector {
     }
 
     /// `slices` are the service's usable slices of `family`. `local: false` leaves the Local set
-    /// empty, for a service none of whose frontends uses it.
+    /// empty, for a service none of whose frontends uses it. `explain: false` builds no verdicts
+    /// (the sets are the same): the agent keeps selections for planning, and `veerctl explain`'s
+    /// verdicts are derived again from the stored objects when they are read.
     static func selectPort(_ port: ServicePort, slices: [EndpointSlice], family: IPFamily, node: NodeContext,
-                           local wantLocal: Bool = true) -> PortSelection {
+                           local wantLocal: Bool = true, explain: Bool = true) -> PortSelection {
         var excluded: [EndpointVerdict] = []  // out of every set of this port
         var candidates: [Candidate] = []
         var index: [L4Address: Int] = [:]
@@ -49,27 +51,32 @@ extension Selector {
         func verdict(_ e: Endpoint, _ id: EndpointVerdict.EndpointID, _ slice: String, _ rule: EndpointRule, _ reason: String) -> EndpointVerdict {
             EndpointVerdict(id: id, slice: slice, pod: e.targetRef?.name, node: e.nodeName, rule: rule, reason: reason)
         }
+        // An endpoint out of every set: only its verdict records it, so without one nothing is built.
+        func exclude(_ e: Endpoint, _ id: @autoclosure () -> EndpointVerdict.EndpointID, _ slice: String, _ rule: EndpointRule,
+                     _ reason: @autoclosure () -> String) {
+            if explain { excluded.append(verdict(e, id(), slice, rule, reason())) }
+        }
 
         for slice in slices {
             let s = slice.key.description
             let match = slice.ports.first { $0.name == port.name && $0.proto == port.proto }
             for e in slice.endpoints {
                 guard let first = e.addresses.first else {
-                    excluded.append(verdict(e, .text("(no address)"), s, .noAddress, "endpoint has no address"))
+                    exclude(e, .text("(no address)"), s, .noAddress, "endpoint has no address")
                     continue
                 }
                 guard let match else {
                     let has = slice.ports.map { "\($0.name.isEmpty ? "\"\"" : $0.name)/\($0.proto.kubernetesName)" }.joined(separator: ", ")
-                    excluded.append(verdict(e, EndpointVerdict.EndpointID(first), s, .portMismatch,
-                                            "slice has no port named \"\(port.name)\" with protocol \(port.proto.kubernetesName) (it has \(has.isEmpty ? "none" : has))"))
+                    exclude(e, EndpointVerdict.EndpointID(first), s, .portMismatch,
+                                            "slice has no port named \"\(port.name)\" with protocol \(port.proto.kubernetesName) (it has \(has.isEmpty ? "none" : has))")
                     continue
                 }
                 guard let number = match.port, number != 0 else {
-                    excluded.append(verdict(e, EndpointVerdict.EndpointID(first), s, .portUnset, "slice port \"\(port.name)\" has no port number"))
+                    exclude(e, EndpointVerdict.EndpointID(first), s, .portUnset, "slice port \"\(port.name)\" has no port number")
                     continue
                 }
                 guard let ip = IPAddress(first), ip.family == family else {
-                    excluded.append(verdict(e, EndpointVerdict.EndpointID(first), s, .wrongFamily, "address \(first) is not \(family.rawValue), the slice's addressType"))
+                    exclude(e, EndpointVerdict.EndpointID(first), s, .wrongFamily, "address \(first) is not \(family.rawValue), the slice's addressType")
                     continue
                 }
                 let c = Candidate(ip: ip, port: number, endpoint: e, slice: s)
@@ -78,11 +85,11 @@ extension Selector {
                 if let at = index[c.address] {
                     let old = candidates[at]
                     if old.endpoint.conditions.terminating == true && e.conditions.terminating != true {
-                        excluded.append(verdict(old.endpoint, old.id, old.slice, .duplicate,
-                                                "duplicate of \(c.text) in slice \(s), which is not terminating and wins"))
+                        exclude(old.endpoint, old.id, old.slice, .duplicate,
+                                                "duplicate of \(c.text) in slice \(s), which is not terminating and wins")
                         candidates[at] = c
                     } else {
-                        excluded.append(verdict(e, c.id, s, .duplicate, "duplicate of \(c.text) in slice \(old.slice), which was kept"))
+                        exclude(e, c.id, s, .duplicate, "duplicate of \(c.text) in slice \(old.slice), which was kept")
                     }
                 } else {
                     index[c.address] = candidates.count
@@ -99,40 +106,43 @@ extension Selector {
             !node.nodeName.isEmpty && c.endpoint.nodeName == node.nodeName
         }
 
+        // The reason text is built only for verdicts that are kept.
+        func why(_ text: @autoclosure () -> String) -> String { explain ? text() : "" }
+
         // §1.3 Cluster set. Sized up front: these arrays live as long as the selection.
         var cluster = EndpointSet()
-        cluster.verdicts.reserveCapacity(candidates.count + excluded.count)
+        if explain { cluster.verdicts.reserveCapacity(candidates.count + excluded.count) }
         cluster.backends.reserveCapacity(candidates.count)
         for c in candidates {
             let rule: EndpointRule
             let reason: String
             if !ready.isEmpty {
                 if c.ready {
-                    (rule, reason) = readyRule(c, topology: topology, hintsPresent: hintsPresent, node: node)
+                    (rule, reason) = readyRule(c, topology: topology, hintsPresent: hintsPresent, node: node, explain: explain)
                 } else if c.servingTerminating {
                     (rule, reason) = (.terminatingNotNeeded, "terminating; not used while ready endpoints exist")
                 } else {
-                    (rule, reason) = (.notReady, notReadyReason(c.endpoint))
+                    (rule, reason) = (.notReady, why(notReadyReason(c.endpoint)))
                 }
             } else if c.servingTerminating {
                 (rule, reason) = (.terminatingFallback, "serving and terminating; used because no endpoint is ready")
             } else {
-                (rule, reason) = (.notReady, notReadyReason(c.endpoint))
+                (rule, reason) = (.notReady, why(notReadyReason(c.endpoint)))
             }
-            cluster.verdicts.append(verdict(c.endpoint, c.id, c.slice, rule, reason))
+            if explain { cluster.verdicts.append(verdict(c.endpoint, c.id, c.slice, rule, reason)) }
             if rule.included { cluster.backends.append(backend(c, port, terminating: rule == .terminatingFallback)) }
         }
 
         // §1.4 Local set: no topology; local terminating used when no local endpoint is ready.
         var local = EndpointSet()
-        if wantLocal { local.verdicts.reserveCapacity(candidates.count + excluded.count) }
+        if wantLocal && explain { local.verdicts.reserveCapacity(candidates.count + excluded.count) }
         if wantLocal { local.backends.reserveCapacity(candidates.count) }
         let localReadyExists = candidates.contains { isLocal($0) && $0.ready }
         for c in candidates where wantLocal {
             let rule: EndpointRule
             let reason: String
             if !isLocal(c) {
-                (rule, reason) = (.notOnThisNode, "on node \(c.endpoint.nodeName ?? "(unset)"), not this node (\(node.nodeName)), under policy Local")
+                (rule, reason) = (.notOnThisNode, why("on node \(c.endpoint.nodeName ?? "(unset)"), not this node (\(node.nodeName)), under policy Local"))
             } else if c.ready {
                 (rule, reason) = (.localReady, "ready, on this node")
             } else if c.servingTerminating {
@@ -140,9 +150,9 @@ extension Selector {
                     ? (.terminatingNotNeeded, "terminating; not used while ready endpoints exist on this node")
                     : (.localTerminatingFallback, "serving and terminating on this node; used because no endpoint on this node is ready")
             } else {
-                (rule, reason) = (.notReady, notReadyReason(c.endpoint))
+                (rule, reason) = (.notReady, why(notReadyReason(c.endpoint)))
             }
-            local.verdicts.append(verdict(c.endpoint, c.id, c.slice, rule, reason))
+            if explain { local.verdicts.append(verdict(c.endpoint, c.id, c.slice, rule, reason)) }
             if rule.included { local.backends.append(backend(c, port, terminating: rule == .localTerminatingFallback)) }
         }
 

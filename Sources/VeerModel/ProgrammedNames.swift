@@ -18,29 +18,69 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     /// Keyed by address; names.json keys them by its text ("10.96.0.10:80/tcp"). Typed keys
     /// here: the text of every backend address was a string of its own, held for the agent's life.
     public var frontends: [L4Address: Frontend] = [:]
-    /// A backend's names are a row of `backendRows`, found by its address in `backendSlots`:
-    /// a hash table of 100,000 addresses has 262,144 buckets, and a bucket of 4-byte row
-    /// numbers beside the key costs 4 bytes where a bucket of the 48-byte names cost 48
-    /// (at 10,000 services x 10 endpoints, about 12 MB instead of 19 MB).
-    private var backendSlots: [L4Address: Int32] = [:]
-    private var backendRows: [Backend] = []
+    /// A backend's names are a row by backend id, found by its address through `ids`. The
+    /// agent's rows are by the maps' own ids and it resolves them with its index of the maps
+    /// (`resolving(by:)`), so one table by backend address serves the planner and the names: a
+    /// table of 100,000 addresses has 262,144 buckets, about 7 MB. Read from names.json or built
+    /// from frontends, the ids are numbers of its own.
+    private var rows = IDRows<Backend>()
+    private var ids = BackendIDs()
+    private var nextOwnID: UInt32 = 1
 
     public init() {}
 
-    public var backendCount: Int { backendSlots.count }
+    public var backendCount: Int { ids.table.entries.reduce(0) { $0 + (rows[$1.value] == nil ? 0 : 1) } }
 
-    /// Sets a backend's names.
+    /// Sets a backend's names, by address (ids of its own).
     public mutating func setBackend(_ address: L4Address, _ names: Backend) {
-        if let row = backendSlots[address] {
-            backendRows[Int(row)] = names
+        if let id = ids.table[address] {
+            rows[id] = names
         } else {
-            backendSlots[address] = Int32(backendRows.count)
-            backendRows.append(names)
+            ids.table.insert(nextOwnID, for: address)
+            rows[nextOwnID] = names
+            nextOwnID += 1
         }
     }
 
+    /// Forgets a backend's names, by address (ids of its own).
+    public mutating func removeBackend(_ address: L4Address) {
+        guard let id = ids.table[address] else { return }
+        ids.table.remove(id, for: address)
+        rows[id] = nil
+    }
+
+    /// Sets the names of the backend entry with this id of the maps (names resolved by the
+    /// maps' index: `resolving(by:)`).
+    public mutating func setBackend(id: UInt32, _ backend: DesiredBackend) {
+        rows[id] = Backend(pod: backend.podName, node: backend.nodeName, zone: backend.zone)
+    }
+
+    /// Room for backend rows by the maps' ids up to `maxID` (a full sync's names, set at once).
+    public mutating func reserveBackendRows(maxID: UInt32) { rows.reserveCapacity(maxID: maxID) }
+
+    /// Forgets the names of the backend entry with this id of the maps (the entry is deleted).
+    public mutating func removeBackend(id: UInt32) { rows[id] = nil }
+
+    /// Sets the names of a programmed frontend.
+    public mutating func setFrontend(_ f: DesiredFrontend) {
+        frontends[f.address] = Frontend(namespace: f.service.namespace, service: f.service.name,
+                                        port: f.service.port, kind: f.kind.rawValue)
+    }
+
+    /// These names with backend rows by the maps' ids, finding a backend's id by its address in
+    /// the maps' index (shared with it, not copied).
+    public func resolving(by ids: BackendIDs) -> ProgrammedNames {
+        var out = self
+        out.ids = ids
+        return out
+    }
+
     /// Every backend's names, by address.
-    public var backends: [L4Address: Backend] { backendSlots.mapValues { backendRows[Int($0)] } }
+    public var backends: [L4Address: Backend] {
+        var out: [L4Address: Backend] = [:]
+        for (address, id) in ids.table.entries { if let row = rows[id] { out[address] = row } }
+        return out
+    }
 
     private enum CodingKeys: String, CodingKey { case frontends, backends }
 
@@ -64,30 +104,26 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     /// As names.json keys them.
     public var frontendsByText: [String: Frontend] { Dictionary(uniqueKeysWithValues: frontends.map { ($0.key.description, $0.value) }) }
     public var backendsByText: [String: Backend] {
-        Dictionary(uniqueKeysWithValues: backendSlots.map { ($0.key.description, backendRows[Int($0.value)]) })
+        var out: [String: Backend] = [:]
+        for (address, id) in ids.table.entries { if let row = rows[id] { out[address.description] = row } }
+        return out
     }
 
+    /// The names of these frontends and their backends (ids of its own).
     public init(_ desired: [DesiredFrontend]) {
-        let backends = desired.reduce(0) { $0 + $1.backends.count }
         frontends.reserveCapacity(desired.count)
-        backendSlots.reserveCapacity(backends)
-        backendRows.reserveCapacity(backends)
         for f in desired {
-            frontends[f.address] = Frontend(namespace: f.service.namespace, service: f.service.name,
-                                            port: f.service.port, kind: f.kind.rawValue)
-            for b in f.backends {
-                setBackend(b.address, Backend(pod: b.podName, node: b.nodeName, zone: b.zone))
-            }
+            setFrontend(f)
+            for b in f.backends { setBackend(b.address, Backend(pod: b.podName, node: b.nodeName, zone: b.zone)) }
         }
     }
 
     public func frontend(_ address: L4Address) -> Frontend? { frontends[address] }
-    public func backend(_ address: L4Address) -> Backend? { backendSlots[address].map { backendRows[Int($0)] } }
+    public func backend(_ address: L4Address) -> Backend? { ids.table[address].flatMap { rows[$0] } }
 
-    // Equal when they name the same things, whatever order the rows were added in.
+    // Equal when they name the same things, whatever ids the rows have.
     public static func == (a: Self, b: Self) -> Bool {
-        a.frontends == b.frontends && a.backendCount == b.backendCount
-            && a.backendSlots.allSatisfy { b.backend($0.key) == a.backendRows[Int($0.value)] }
+        a.frontends == b.frontends && a.backends == b.backends
     }
 
     public func hash(into hasher: inout Hasher) {

@@ -4,15 +4,17 @@
 /// in docs/selection.md and ../shared/reference/kube-proxy-semantics.md (§ numbers below refer to it).
 public enum Selector {
     /// Every service of the store (or only `only`), with cross-service frontend conflicts resolved.
-    public static func select(_ store: ServiceStore, node: NodeContext, only: Set<ObjectKey>? = nil) -> SelectionResult {
-        merge(store.serviceKeys.filter { only?.contains($0) ?? true }.map { select(store, service: $0, node: node) })
+    public static func select(_ store: ServiceStore, node: NodeContext, only: Set<ObjectKey>? = nil,
+                              explain: Bool = true) -> SelectionResult {
+        merge(store.serviceKeys.filter { only?.contains($0) ?? true }.map { select(store, service: $0, node: node, explain: explain) })
     }
 
     /// One service of the store; empty if the store does not have it (deleted).
     /// Agents that re-select only `StoreChange.services` keep these per service and `merge` them.
-    public static func select(_ store: ServiceStore, service key: ObjectKey, node: NodeContext) -> SelectionResult {
+    public static func select(_ store: ServiceStore, service key: ObjectKey, node: NodeContext,
+                              explain: Bool = true) -> SelectionResult {
         guard let service = store.services[key] else { return SelectionResult() }
-        return select(service: service, slices: store.slices(for: key), node: node)
+        return select(service: service, slices: store.slices(for: key), node: node, explain: explain)
     }
 
     /// Concatenates per-service results, resolving frontends claimed by two services, sorted.
@@ -30,7 +32,13 @@ public enum Selector {
 
     /// One service. `slices` are the service's EndpointSlices (sorted by name gives deterministic
     /// duplicate resolution; the store's `slices(for:)` returns them so).
-    public static func select(service: Service, slices: [EndpointSlice], node: NodeContext) -> SelectionResult {
+    ///
+    /// `explain: false` leaves out the per-endpoint verdicts (`FrontendDecision.endpoints` is
+    /// empty); frontends, backends and every other decision are the same. At 10,000 services x 10
+    /// endpoints the verdicts were most of what the agent's selections held, and only
+    /// `veerctl explain` reads them: it gets them from a selection made again when they are read.
+    public static func select(service: Service, slices: [EndpointSlice], node: NodeContext,
+                              explain: Bool = true) -> SelectionResult {
         var result = SelectionResult()
         let key = service.key
         func skip(_ rule: SkipRule, _ reason: String, kind: String = "Service", object: String? = nil) {
@@ -142,7 +150,7 @@ public enum Selector {
             // verdicts (a reason string per endpoint) are not built at all.
             let needsLocal = iTPLocal || eTPLocal
             let selections = clusterIPs.keys.map {
-                ($0, selectPort(port, slices: usable[$0] ?? [], family: $0, node: node, local: needsLocal))
+                ($0, selectPort(port, slices: usable[$0] ?? [], family: $0, node: node, local: needsLocal, explain: explain))
             }
             let byFamily = Dictionary(uniqueKeysWithValues: selections)
             let decisionBase = (service: key, port: port.name, proto: port.proto.description)

@@ -42,19 +42,22 @@ extension Selector {
 
 
     /// A ready endpoint's place in the Cluster set under the topology mode chosen for its port.
-    static func readyRule(_ c: Candidate, topology: TopologyDecision, hintsPresent: Bool, node: NodeContext) -> (EndpointRule, String) {
+    /// `explain: false`: the rule only, with no reason text (no verdict is kept).
+    static func readyRule(_ c: Candidate, topology: TopologyDecision, hintsPresent: Bool, node: NodeContext,
+                          explain: Bool = true) -> (EndpointRule, String) {
         let zone = node.zone ?? ""
+        func why(_ text: @autoclosure () -> String) -> String { explain ? text() : "" }
         switch topology.mode {
         case .none:
-            return hintsPresent ? (.readyHintsIgnored, "ready; \(topology.reason)") : (.ready, "ready")
+            return hintsPresent ? (.readyHintsIgnored, why("ready; \(topology.reason)")) : (.ready, "ready")
         case .preferSameNode:
             return c.endpoint.nodeHints?.contains(node.nodeName) == true
                 ? (.hintedForThisNode, "ready, hinted for this node")
-                : (.hintedForOtherNode, "node hints on; hinted for \(list(c.endpoint.nodeHints)), not \(node.nodeName)")
+                : (.hintedForOtherNode, why("node hints on; hinted for \(list(c.endpoint.nodeHints)), not \(node.nodeName)"))
         case .preferSameZone:
             return c.endpoint.zoneHints?.contains(zone) == true
-                ? (.hintedForThisZone, "ready, hinted for zone \(zone)")
-                : (.hintedForOtherZone, "zone hints on; hinted for \(list(c.endpoint.zoneHints)), this node is in zone \(zone)")
+                ? (.hintedForThisZone, why("ready, hinted for zone \(zone)"))
+                : (.hintedForOtherZone, why("zone hints on; hinted for \(list(c.endpoint.zoneHints)), this node is in zone \(zone)"))
         }
     }
 }

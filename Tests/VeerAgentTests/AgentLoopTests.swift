@@ -128,6 +128,26 @@ struct AgentLoopTests {
         #expect(maps.writes.failed == 0)
     }
 
+    @Test("incremental syncs keep the names of exactly what the maps hold: a backend gone loses its names")
+    func namesFollowTheMaps() async {
+        let maps = MemoryMapStore()
+        let agent = agent(maps)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(.synced)
+        for step in history() {
+            for e in step { await agent.ingest(e) }
+            await agent.waitUntilIdle()
+        }
+        let state = maps.readState()
+        let names = await agent.programmedNames
+        // The history deletes svc-4, svc-5's slice and svc-6 one change at a time: their
+        // endpoints' names must go with their backend entries, not wait for a full sync.
+        #expect(Set(names.backends.keys) == Set(state.backends.values.map(\.address)))
+        #expect(Set(names.frontends.keys) == Set(state.masters.keys))
+        #expect(names.backend(L4Address("10.244.6.1:8080/tcp")!) == nil, "svc-6's endpoint is gone")
+        #expect(names.backend(L4Address("10.244.7.1:8080/tcp")!)?.node == node, "svc-7's endpoint is named")
+    }
+
     @Test("10% of writes fail: every sync is retried from what the maps hold, and the maps converge",
           arguments: [11, 12, 13] as [UInt64])
     func faultyWrites(seed: UInt64) async {

@@ -18,6 +18,8 @@ public struct DatapathOptions: Sendable {
     public var cgroup: String
     /// nil: the sizes compiled into the object, or what is pinned.
     public var capacities: MapCapacities?
+    /// The other maps' sizes, each nil unless asked for.
+    public var tables = TableCapacities()
     public var scope: TranslationScope
     /// bind() of the host's processes onto a frontend (a NodePort…) fails with EADDRINUSE.
     public var bindProtection = true
@@ -270,7 +272,7 @@ public struct PacketPathConfiguration: Sendable {
 private func installDatapath(_ options: DaemonOptions, logger: Logger) throws -> (maps: Datapath, packetPath: PacketPath?) {
     let o = options.datapath
     let pins = options.agent.pins
-    let datapath = try Datapath.install(object: o.bpfObject, cgroup: o.cgroup, pins: pins, capacities: o.capacities, scope: o.scope,
+    let datapath = try Datapath.install(object: o.bpfObject, cgroup: o.cgroup, pins: pins, capacities: o.capacities, tables: o.tables, scope: o.scope,
                                         bindProtection: o.bindProtection)
     if !datapath.retiredVersions.isEmpty {
         logger.notice("retired the pins of an older schema (upgrade)", metadata: ["versions": "\(datapath.retiredVersions.joined(separator: ","))"])

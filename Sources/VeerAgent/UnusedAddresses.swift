@@ -62,6 +62,10 @@ extension Agent {
 
     func syncServiceAddresses() {
         programmed = true
+        // After a failed write (a full trie), wait before reading it back and rewriting it
+        // whole: at 100,000 ClusterIPs that is seconds, and every sync would pay it again.
+        if let retryAt = serviceAddresses.retryAt, ContinuousClock.now < retryAt { return }
+        serviceAddresses.retryAt = nil
         do {
             if var written = serviceAddresses.written {
                 guard !serviceAddresses.clusterIPChanges.isEmpty else { return }
@@ -83,6 +87,7 @@ extension Agent {
             // A full trie: the addresses already there keep working; read back and retry next sync.
             serviceAddresses.errors += 1
             serviceAddresses.written = nil
+            serviceAddresses.retryAt = ContinuousClock.now + ServiceAddressState.retryPause
             logger.error("writing the service address table failed (unexposed ports and unallocated service addresses may not fail fast): \(error)")
         }
     }
@@ -93,7 +98,7 @@ extension Agent {
         let written = serviceAddresses.written ?? []
         out.sample("veer_service_address_entries", ["rule": "refuse"], Double(written.filter { $0.rule == .refuse }.count))
         out.sample("veer_service_address_entries", ["rule": "drop"], Double(written.filter { $0.rule == .drop }.count))
-        out.family("veer_service_address_errors_total", .counter, help: "Failed writes of that table (a full map), retried on the next sync.")
+        out.family("veer_service_address_errors_total", .counter, help: "Failed writes of that table (a full map, see --max-service-ips), retried 30 s later.")
         out.sample("veer_service_address_errors_total", [], Double(serviceAddresses.errors))
     }
 }
@@ -107,6 +112,9 @@ struct ServiceAddressState {
     /// What the trie holds; nil: unknown, read it back and rewrite it whole.
     var written: Set<ServiceAddressEntry>?
     var errors: UInt64 = 0
+    /// No rewrite before this, after a failed one.
+    var retryAt: ContinuousClock.Instant?
+    static let retryPause = Duration.seconds(30)
     /// ServiceCIDR objects' ranges, nil until the API answered (or when it has none to give).
     var apiServiceCIDRs: [IPPrefix]?
 }

@@ -108,6 +108,8 @@ public final class Datapath: @unchecked Sendable {
             ("veer_members", try members.keys().count, members.capacity),
             ("veer_sock_rev", try sockRev.keys().count, sockRev.capacity),
             ("veer_affinity", try affinity.keys().count, affinity.capacity),
+            ("veer_service_ips", try serviceIPs.keys().count, serviceIPs.capacity),
+            ("veer_source_ranges", try sourceRanges.keys().count, sourceRanges.capacity),
         ]
     }
 }

@@ -11,6 +11,7 @@ extension Datapath {
     /// so a restart without hostns-only turns it off.
     public static func install(object: String, cgroup: String, pins: PinLayout = PinLayout(),
                                capacities: MapCapacities? = nil,
+                               tables: TableCapacities = TableCapacities(),
                                scope: TranslationScope = .allNamespaces,
                                bindProtection: Bool = true) throws -> Datapath {
         try SystemCheck.requireRoot()
@@ -44,15 +45,20 @@ extension Datapath {
         var map = bpf_object__next_map(obj, nil)
         while let m = map {
             let name = String(cString: bpf_map__name(m))
-            if let wanted = capacities?.maxEntries(forMap: name), let pinned = pinnedMaxEntries("\(pins.maps)/\(name)"),
+            let requested = capacities?.maxEntries(forMap: name) ?? tables.maxEntries(forMap: name)
+            if let wanted = requested, let pinned = pinnedMaxEntries("\(pins.maps)/\(name)"),
                pinned != wanted {
                 throw DatapathError.capacityMismatch(map: name, pinned: pinned, requested: wanted)
             }
             guard bpf_map__set_pin_path(m, "\(pins.maps)/\(name)") == 0 else {
                 throw DatapathError.syscall(operation: "set pin path of \(name)", errno: errno)
             }
-            if let size = capacities?.maxEntries(forMap: name) {
+            if let size = requested {
                 bpf_map__set_max_entries(m, UInt32(size))
+            } else if let pinned = pinnedMaxEntries("\(pins.maps)/\(name)") {
+                // Not asked to resize: keep what is pinned (an earlier flag, or an older
+                // default), which libbpf would otherwise refuse to reuse.
+                bpf_map__set_max_entries(m, UInt32(pinned))
             }
             map = bpf_object__next_map(obj, m)
         }
@@ -200,6 +206,36 @@ extension MapCapacities {
         case "veer_backends": backends
         case "veer_rev_nat": revNat
         case "veer_members": members
+        default: nil
+        }
+    }
+}
+
+/// The sizes of the maps the planner never fills (veer_maps.h's defaults); nil: the compiled
+/// default, or what is pinned. Each is requested on its own, unlike the planner's four.
+public struct TableCapacities: Hashable, Sendable {
+    /// veer_service_ips: a ClusterIP per Service and family, and the service CIDRs.
+    public var serviceIPs: Int?
+    /// veer_source_ranges: one per restricted frontend and range.
+    public var sourceRanges: Int?
+    /// veer_sock_rev (LRU): translated sockets.
+    public var sockRev: Int?
+    /// veer_affinity (LRU): (client, frontend) pairs.
+    public var affinity: Int?
+
+    public init(serviceIPs: Int? = nil, sourceRanges: Int? = nil, sockRev: Int? = nil, affinity: Int? = nil) {
+        self.serviceIPs = serviceIPs
+        self.sourceRanges = sourceRanges
+        self.sockRev = sockRev
+        self.affinity = affinity
+    }
+
+    func maxEntries(forMap name: String) -> Int? {
+        switch name {
+        case "veer_service_ips": serviceIPs
+        case "veer_source_ranges": sourceRanges
+        case "veer_sock_rev": sockRev
+        case "veer_affinity": affinity
         default: nil
         }
     }

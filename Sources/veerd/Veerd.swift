@@ -84,6 +84,18 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Capacity of the reverse-translation map (one per frontend); default 262144, or what is pinned. Takes effect on a fresh install only.")
     var maxRevNat: Int?
 
+    @Option(name: .customLong("max-service-ips"), help: "Capacity of the service address table (a ClusterIP per Service and family, and the service CIDRs); default 262144, or what is pinned. Takes effect on a fresh install only.")
+    var maxServiceIPs: Int?
+
+    @Option(help: "Capacity of the loadBalancerSourceRanges table (one per restricted frontend and range); default 65536, or what is pinned. Takes effect on a fresh install only.")
+    var maxSourceRanges: Int?
+
+    @Option(help: "Capacity of the translated-socket table (LRU: one per socket a frontend was translated for, and per backend an unconnected UDP socket reached); default 262144, or what is pinned. Takes effect on a fresh install only.")
+    var maxSockRev: Int?
+
+    @Option(help: "Capacity of the session-affinity table (LRU: one per client and frontend with sessionAffinity ClientIP); default 65536, or what is pinned. Takes effect on a fresh install only.")
+    var maxAffinity: Int?
+
     @Flag(help: "Also destroy TCP connections to a backend that leaves the service (UDP sockets always are).")
     var terminateTCP = false
 
@@ -116,7 +128,9 @@ struct Run: AsyncParsableCommand {
         }
         if noPacketPath && !packetPathInterfaces.isEmpty { throw ValidationError("--no-packet-path and --packet-path-interface exclude each other") }
         for (flag, value) in [("--max-service-entries", maxServiceEntries), ("--max-backends", maxBackends),
-                              ("--max-members", maxMembers), ("--max-rev-nat", maxRevNat)] {
+                              ("--max-members", maxMembers), ("--max-rev-nat", maxRevNat),
+                              ("--max-service-ips", maxServiceIPs), ("--max-source-ranges", maxSourceRanges),
+                              ("--max-sock-rev", maxSockRev), ("--max-affinity", maxAffinity)] {
             if let value, value < 1 || value > Int(UInt32.max) { throw ValidationError("\(flag) must be between 1 and \(UInt32.max)") }
         }
         for a in nodeAddresses where IPAddress(a) == nil { throw ValidationError("--node-address \(a) is not an IP address") }
@@ -210,6 +224,7 @@ struct Run: AsyncParsableCommand {
                 members: maxMembers ?? MapCapacities.compiledDefaults.members),
             // Read once, at start: the namespace veerd runs in is the host's (hostNetwork pod).
             scope: hostnsOnly ? .hostNamespaceOnly(netns: "/proc/self/ns/net") : .allNamespaces)
+        datapath.tables = TableCapacities(serviceIPs: maxServiceIPs, sourceRanges: maxSourceRanges, sockRev: maxSockRev, affinity: maxAffinity)
         datapath.bindProtection = bindProtection
         if !noPacketPath {
             datapath.packetPath = PacketPathConfiguration(object: tcObject, interfaces: packetPathInterfaces.isEmpty ? nil : packetPathInterfaces)

@@ -1,3 +1,4 @@
+import CVeer
 import Foundation
 import Glibc
 import Testing
@@ -411,6 +412,27 @@ struct KernelTests {
                     "programs, maps or links survived uninstall")
             let cgroupProgs = KernelSandbox.run(["bpftool", "cgroup", "show", sb.cgroup]).stdout
             #expect(!cgroupProgs.contains("veer_"))
+        }
+    }
+
+    @Test("Capacities: a restart without flags adopts the pinned sizes; a different size asked for fails and names the map")
+    func capacitiesAdoptPinned() throws {
+        try KernelSandbox.run { sb in
+            let small = MapCapacities(services: 64, backends: 32, revNat: 16, members: 32)
+            _ = try Datapath.install(object: KernelSandbox.bpfObject, cgroup: sb.cgroup, pins: sb.pins, capacities: small,
+                                     tables: TableCapacities(serviceIPs: 8, sockRev: 128))
+            // No flags: every map keeps the size it was pinned with, the others their default.
+            let again = try Datapath.install(object: KernelSandbox.bpfObject, cgroup: sb.cgroup, pins: sb.pins)
+            let sizes = Dictionary(uniqueKeysWithValues: try again.fill().map { ($0.map, $0.capacity) })
+            #expect(sizes["veer_services"] == 64 && sizes["veer_backends"] == 32 && sizes["veer_rev_nat"] == 16 && sizes["veer_members"] == 32, "\(sizes)")
+            #expect(sizes["veer_service_ips"] == 8 && sizes["veer_sock_rev"] == 128, "\(sizes)")
+            #expect(sizes["veer_source_ranges"] == Int(VEER_SOURCE_RANGES_MAX) && sizes["veer_affinity"] == Int(VEER_AFFINITY_MAX), "\(sizes)")
+            // One table asked for on its own: the others are not, so their pinned sizes stand.
+            #expect(throws: DatapathError.capacityMismatch(map: "veer_service_ips", pinned: 8, requested: 16)) {
+                try Datapath.install(object: KernelSandbox.bpfObject, cgroup: sb.cgroup, pins: sb.pins, tables: TableCapacities(serviceIPs: 16))
+            }
+            let same = try Datapath.install(object: KernelSandbox.bpfObject, cgroup: sb.cgroup, pins: sb.pins, tables: TableCapacities(serviceIPs: 8))
+            #expect(try same.fill().first { $0.map == "veer_service_ips" }?.capacity == 8)
         }
     }
 

@@ -16,8 +16,10 @@
  * finds the IPv4 service with no extra lookup.
  * Padding is explicit and always zero, so keys hash the same from C and Swift.
  *
- * Changing any struct or max_entries here is a schema change: bump VEER_PIN_VERSION so a
- * new datapath pins beside the old one instead of failing to reuse its maps. Each struct's
+ * Changing any struct here is a schema change: bump VEER_PIN_VERSION so a new datapath pins
+ * beside the old one instead of failing to reuse its maps. A max_entries default is not: the
+ * installer adopts the pinned size of a map it was not asked to resize, so a new default
+ * applies to fresh installs. Each struct's
  * size is asserted below it, so a change cannot slip by unnoticed; the field offsets and
  * sizes are checked against the compiled objects' BTF by Tests/VeerDatapathTests/LayoutTests.swift.
  *
@@ -287,7 +289,7 @@ _Static_assert(sizeof(struct veer_config) == 16, "struct veer_config: layout cha
  * lookup missed, and only while veer_config has VEER_CFG_F_SERVICE_IPS (the agent sets
  * it when the trie is not empty), so a non-service connect pays one inlined array read.
  */
-#define VEER_SERVICE_IPS_MAX 65536
+#define VEER_SERVICE_IPS_MAX 262144 /* a ClusterIP per Service and family, and the CIDRs: 100,000 dual-stack Services */
 
 struct veer_lpm_addr_key {
 	__u32 prefixlen;        /* 0..128, in the 16-byte space */

@@ -16,12 +16,24 @@ struct WireMeta {
         key == "endpoints.kubernetes.io/last-change-trigger-time"
     }
 
+    /// The labels Veer reads, as the shared key strings (no copy per object); the rest are
+    /// checked to be strings, as the API's own decoder would, and dropped.
+    static func keptLabel(_ key: JSONKey) -> String? {
+        switch key {
+        case "kubernetes.io/service-name": KubeLabel.serviceName
+        case "service.kubernetes.io/service-proxy-name": KubeLabel.serviceProxyName
+        case "service.kubernetes.io/headless": KubeLabel.headless
+        case "topology.kubernetes.io/zone": KubeLabel.zone
+        default: nil
+        }
+    }
+
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
             case "name": name = try r.optionalString()
             case "namespace": namespace = try r.optionalString()
-            case "labels": labels = try r.optionalStringMap { _ in true }
+            case "labels": labels = try r.optionalStringMap(storingAs: WireMeta.keptLabel)
             case "annotations": annotations = try r.optionalStringMap(keeping: WireMeta.keepsAnnotation)
             case "resourceVersion": resourceVersion = try r.optionalString()
             case "deletionTimestamp": deletionTimestamp = try r.optionalString()
@@ -316,6 +328,22 @@ extension JSONReader {
         var out: [String: String] = [:]
         try forEachField { r, key throws(JSONError) in
             if keep(key) { out[key.string] = try r.readString() } else { try r.skipValue() }
+        }
+        return out
+    }
+
+    /// A map of strings, keeping the keys `store` names (under the name it returns); the others
+    /// are checked to be strings and skipped.
+    mutating func optionalStringMap(storingAs store: (JSONKey) -> String?) throws(JSONError) -> [String: String]? {
+        if try skipNull() { return nil }
+        var out: [String: String] = [:]
+        try forEachField { r, key throws(JSONError) in
+            if let name = store(key) {
+                out[name] = try r.readString()
+            } else {
+                guard try r.peek() == .string else { _ = try r.readString(); return }  // throws the type error
+                try r.skipValue()
+            }
         }
         return out
     }

@@ -28,12 +28,9 @@ public final class NameTable: @unchecked Sendable {
 
     deinit {
         // Only the shared table exists outside tests; a test's own table is freed whole.
-        for c in 0..<Self.chunkCount {
-            guard let chunk = chunks[c] else { continue }
-            let used = min(Self.chunkSize, max(0, Int(next) - c * Self.chunkSize))
-            chunk.deinitialize(count: used)
-            chunk.deallocate()
-        }
+        // Slots 1..<next hold names (slot 0, "no name", was never written).
+        for id in 1..<Int(next) { (chunks[id >> Self.chunkBits]! + (id & (Self.chunkSize - 1))).deinitialize(count: 1) }
+        for c in 0..<Self.chunkCount { chunks[c]?.deallocate() }
         chunks.deallocate()
     }
 

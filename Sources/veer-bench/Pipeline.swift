@@ -3,7 +3,10 @@
 // the API server sends) → split into objects (ListPage, the API source's own list reader) →
 // decoded and stored → selected → planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
-//    heap_bytes_per_service= agent_heap_bytes_per_service= scrape_s= scrape_mb= list_rss_mb= rss_mb="
+//    heap_bytes_per_service= agent_heap_bytes_per_service= store_heap_bytes_per_service= scrape_s= scrape_mb= list_rss_mb=
+//    rss_mb="
+// store_heap_bytes_per_service is what the heap holds once the lists are stored (before any
+// sync), less what it held before: the stored objects, per service with its slice.
 // parse_s is the list reader's time: it cuts the items from the bytes and decodes each (as the
 // API source does page by page); store_s is the store taking them. list_rss_mb is the peak RSS
 // once the lists are read and stored (the list bytes included), rss_mb the peak of the whole run.
@@ -63,6 +66,8 @@ enum PipelineBench {
         // The lists' objects live only until the store has them, as in the API source.
         let (t1, t2) = await ingestLists(svcBytes, epsBytes, n: n, into: agent!)
         let listRSS = rssMB()
+        // The lists' objects are gone by now (ingestLists' locals): what is left is the store.
+        let heapStored = veer_heap_in_use()
         await agent!.ingest(.synced)
         await agent!.waitUntilIdle()
         let t3 = now()
@@ -90,9 +95,10 @@ enum PipelineBench {
         let heapWithoutAgent = veer_heap_in_use()
         maps = nil
         let perService = { (bytes: Int) in Double(bytes) / Double(n) }
-        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_mb=%.1f list_rss_mb=%.1f rss_mb=%.1f",
+        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f store_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_mb=%.1f list_rss_mb=%.1f rss_mb=%.1f",
                      n, e, t1 - t0, t2 - t1, t3 - t2, t3 - t0, Double(n) / (t3 - t0),
                      perService(Int(heapAfter) - Int(heapBefore)), perService(Int(heapAfter) - Int(heapWithoutAgent)),
+                     perService(Int(heapStored) - Int(heapBefore)),
                      scrapeSeconds, Double(scrapeBytes) / 1e6, listRSS, rssMB()))
     }
 

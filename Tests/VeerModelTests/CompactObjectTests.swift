@@ -68,6 +68,37 @@ struct CompactObjectTests {
         #expect(Endpoint(addresses: ["10.0.0.1"]) != Endpoint(addresses: ["10.0.0.1"], conditions: EndpointConditions(ready: true)))
     }
 
+    @Test func serviceRareFieldsReadBackAndCompareByValue() {
+        let meta = ObjectMeta(name: "web", namespace: "shop")
+        let plain = Service(meta: meta, clusterIP: "10.96.0.1", clusterIPs: ["10.96.0.1"], ports: [ServicePort(port: 80)])
+        #expect(plain.externalIPs.isEmpty && plain.externalName == nil && plain.healthCheckNodePort == nil)
+        #expect(plain.affinityTimeoutSeconds == Service.defaultAffinityTimeout && plain.loadBalancerIngress.isEmpty)
+        var edited = plain
+        edited.externalIPs = ["192.0.2.1"]
+        edited.healthCheckNodePort = 30999
+        edited.affinityTimeoutSeconds = 60
+        edited.loadBalancerSourceRanges = ["10.0.0.0/8"]
+        edited.loadBalancerIngress = [LoadBalancerIngress(ip: "192.0.2.9")]
+        edited.trafficDistribution = "PreferClose"
+        edited.externalName = "x.example.com"
+        let built = Service(meta: meta, clusterIP: "10.96.0.1", clusterIPs: ["10.96.0.1"], ports: [ServicePort(port: 80)],
+                            externalIPs: ["192.0.2.1"], externalName: "x.example.com", affinityTimeoutSeconds: 60,
+                            trafficDistribution: "PreferClose", healthCheckNodePort: 30999,
+                            loadBalancerSourceRanges: ["10.0.0.0/8"], loadBalancerIngress: [LoadBalancerIngress(ip: "192.0.2.9")])
+        #expect(edited == built && edited.hashValue == built.hashValue)
+        #expect(plain != built)
+        // Back to the defaults: equal to a service that never had them.
+        var reverted = built
+        reverted.externalIPs = []
+        reverted.externalName = nil
+        reverted.affinityTimeoutSeconds = Service.defaultAffinityTimeout
+        reverted.trafficDistribution = nil
+        reverted.healthCheckNodePort = nil
+        reverted.loadBalancerSourceRanges = []
+        reverted.loadBalancerIngress = []
+        #expect(reverted == plain && reverted.hashValue == plain.hashValue)
+    }
+
     @Test func decodedSliceKeepsOnlyTheLabelsVeerReads() throws {
         let json = #"{"kind":"EndpointSlice","metadata":{"name":"s","namespace":"ns","labels":{"app":"web","kubernetes.io/service-name":"web","service.kubernetes.io/headless":""},"annotations":{"a":"b"}},"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"]}]}"#
         let raw = RawObject(kind: .endpointSlice, namespace: "ns", name: "s", json: Data(json.utf8))

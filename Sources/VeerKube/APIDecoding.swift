@@ -43,7 +43,14 @@ public struct ListPage: Sendable {
                                 return
                             }
                             // Decoded here, from the page's bytes: the list keeps compact objects
-                            // while the next pages arrive, not a copy of each item's JSON.
+                            // while the next pages arrive, not a copy of each item's JSON. One
+                            // pass for a well-formed item; any other is read again below.
+                            let start = r.offset
+                            if let raw = KubeDecoder.decodeListItem(&r, kind: kind, origin: origin) {
+                                page.items.append(raw)
+                                return
+                            }
+                            r = r.reader(at: start)
                             let (id, bytes) = try RawObjects.readInPlace(&r)
                             do {
                                 guard var raw = try RawObjects.make(id, json: Data(), kind: kind, defaultNamespace: nil, origin: origin) else {

@@ -47,6 +47,49 @@ public enum KubeDecoder {
         return decode(raw, json: raw.json)
     }
 
+    /// A list item of `kind` read in one pass, its identity taken from what was read: what a
+    /// list page costs is one reading of its bytes. nil when the item does not read whole or
+    /// does not name itself plainly (no name or namespace, another kind); the reader is then
+    /// anywhere inside it, and the caller reads it again the long way, which names the problem.
+    public static func decodeListItem(_ r: inout JSONReader, kind: ResourceKind, origin: String) -> RawObject? {
+        func identity(_ m: WireMeta?, _ k: WireKind) -> RawObject? {
+            guard !k.unreadable, k.name == nil || k.name == kind.rawValue, let name = m?.name, !name.isEmpty else { return nil }
+            let namespace = kind != .node ? m?.namespace ?? "" : ""
+            guard kind == .node || !namespace.isEmpty else { return nil }
+            return RawObject(kind: kind, namespace: namespace, name: name, resourceVersion: m?.resourceVersion, json: Data(), origin: origin)
+        }
+        func outcome(_ v: Validator, _ object: KubeObject?) -> DecodeOutcome {
+            DecodeOutcome(object: v.errors.isEmpty ? object : nil, errors: v.errors, warnings: v.warnings)
+        }
+        do throws(JSONError) {
+            switch kind {
+            case .service:
+                let w = try WireService(&r)
+                guard var raw = identity(w.metadata, w.kind) else { return nil }
+                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+                let object = v.service(w, raw: raw).map(KubeObject.service)
+                raw.decoded = outcome(v, object)
+                return raw
+            case .endpointSlice:
+                let w = try WireEndpointSlice(&r)
+                guard var raw = identity(w.metadata, w.kind) else { return nil }
+                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+                let object = v.endpointSlice(w, raw: raw).map(KubeObject.endpointSlice)
+                raw.decoded = outcome(v, object)
+                return raw
+            case .node:
+                let w = try WireNode(&r)
+                guard var raw = identity(w.metadata, w.kind) else { return nil }
+                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+                let object = v.node(w, raw: raw).map(KubeObject.node)
+                raw.decoded = outcome(v, object)
+                return raw
+            }
+        } catch {
+            return nil
+        }
+    }
+
     /// Decodes `raw` from `json`, its bytes wherever they are (a list page's, read in place).
     public static func decode(_ raw: RawObject, json: some ContiguousBytes) -> DecodeOutcome {
         var v = Validator(kind: raw.kind.rawValue, object: raw.key, origin: raw.origin)

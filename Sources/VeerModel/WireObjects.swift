@@ -2,6 +2,17 @@
 /// field optional, unknown fields skipped, a wrong type an error naming its path. The Validator
 /// (KubeDecoding.swift) turns them into the checked model types.
 
+/// The top-level "kind", read leniently: the source's identity check, not the decoder, judges it
+/// (a kind that is not a string was never an error of the object's).
+struct WireKind {
+    var name: String?
+    var unreadable = false
+
+    mutating func read(_ r: inout JSONReader) throws(JSONError) {
+        if try r.peek() == .string { name = try r.readString() } else { unreadable = true; try r.skipValue() }
+    }
+}
+
 struct WireMeta {
     var name: String?
     var namespace: String?
@@ -99,12 +110,14 @@ struct WireService {
     }
 
     var metadata: WireMeta?
+    var kind = WireKind()
     var spec = Spec()
     var ingress: [Ingress]?
 
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
+            case "kind": try kind.read(&r)
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "spec": if !(try r.skipNull()) { try readSpec(&r) }
             case "status":
@@ -178,6 +191,7 @@ struct WireEndpointSlice {
     typealias Port = WirePort
 
     var metadata: WireMeta?
+    var kind = WireKind()
     var addressType: String?
     var endpoints: [Endpoint]?
     var ports: [Port]?
@@ -185,6 +199,7 @@ struct WireEndpointSlice {
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
+            case "kind": try kind.read(&r)
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "addressType": addressType = try r.optionalString()
             case "endpoints": endpoints = try r.optionalList { r throws(JSONError) in try Self.endpoint(&r) }
@@ -245,6 +260,7 @@ struct WireNode {
     }
 
     var metadata: WireMeta?
+    var kind = WireKind()
     var addresses: [Address]?
     /// Taint keys (nil for a taint without one).
     var taints: [String?]?
@@ -254,6 +270,7 @@ struct WireNode {
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
+            case "kind": try kind.read(&r)
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "spec":
                 try r.optionalObject { r, key throws(JSONError) in

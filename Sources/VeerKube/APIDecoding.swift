@@ -1,5 +1,6 @@
 // The API server's two response shapes, read from their bytes: a page of a list, and one line of
-// a watch stream. Each object keeps its own bytes for the store to decode once (RawObjectBuilder).
+// a watch stream. Each object is decoded once, from those bytes, as they are read (RawObject's
+// `decoded`): a list or a WatchList's initial events hold compact objects, not JSON.
 import Foundation
 import VeerModel
 
@@ -41,12 +42,22 @@ public struct ListPage: Sendable {
                                 page.skipped.append((i, "item is not an object"))
                                 return
                             }
-                            let (id, json) = try RawObjects.read(&r)
+                            // Decoded here, from the page's bytes: the list keeps compact objects
+                            // while the next pages arrive, not a copy of each item's JSON. One
+                            // pass for a well-formed item; any other is read again below.
+                            let start = r.offset
+                            if let raw = KubeDecoder.decodeListItem(&r, kind: kind, origin: origin) {
+                                page.items.append(raw)
+                                return
+                            }
+                            r = r.reader(at: start)
+                            let (id, bytes) = try RawObjects.readInPlace(&r)
                             do {
-                                guard let raw = try RawObjects.make(id, json: json, kind: kind, defaultNamespace: nil, origin: origin) else {
+                                guard var raw = try RawObjects.make(id, json: Data(), kind: kind, defaultNamespace: nil, origin: origin) else {
                                     page.skipped.append((i, "item is not a \(kind)"))
                                     return
                                 }
+                                raw.decoded = KubeDecoder.decode(raw, json: UnsafeRawBufferPointer(bytes))
                                 page.items.append(raw)
                             } catch {
                                 page.skipped.append((i, "\(error)"))
@@ -98,12 +109,15 @@ enum WatchLine {
         switch type {
         case "ADDED", "MODIFIED", "DELETED":
             do {
-                guard let raw = try RawObjects.make(id, json: json, kind: kind, defaultNamespace: nil, origin: "watch") else {
+                guard var raw = try RawObjects.make(id, json: Data(), kind: kind, defaultNamespace: nil, origin: "watch") else {
                     return .skip("\(type) of kind \(id.kind ?? "?") on the \(kind.resource) watch")
                 }
                 if type == "DELETED" {
                     return .event(.delete(kind, namespace: raw.namespace, name: raw.name), resourceVersion: id.resourceVersion)
                 }
+                // Decoded here, on the source's task: the agent's actor only stores it, and a
+                // WatchList's initial events wait for their end marker as compact objects.
+                raw.decoded = KubeDecoder.decode(raw, json: json)
                 return .event(.apply(raw), resourceVersion: id.resourceVersion)
             } catch {
                 return .skip("\(type): \(error)")

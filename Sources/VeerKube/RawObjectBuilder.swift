@@ -82,9 +82,16 @@ enum RawObjects {
 
     /// Reads the object at the reader's offset: its identity and its bytes.
     static func read(_ r: inout JSONReader) throws(JSONError) -> (ObjectIdentity, Data) {
+        let (id, bytes) = try readInPlace(&r)
+        return (id, Data(bytes))
+    }
+
+    /// Reads the object at the reader's offset: its identity, and where its bytes are (valid
+    /// while the reader's are).
+    static func readInPlace(_ r: inout JSONReader) throws(JSONError) -> (ObjectIdentity, UnsafeBufferPointer<UInt8>) {
         _ = try r.peek()
         let start = r.offset
         let id = try r.readIdentity()
-        return (id, Data(r.slice(from: start)))
+        return (id, r.slice(from: start))
     }
 }

@@ -46,28 +46,205 @@ public struct ObjectReference: Hashable, Sendable {
     }
 }
 
+/// One endpoint of a slice, stored compactly (there are ten or a hundred per service): the usual
+/// single address parsed to binary, conditions in bits, node, zone and the pod's namespace as
+/// shared names, and what is rare (several addresses, text that is not an address in its
+/// canonical form, hints, a reference to something else than a pod) in one box, nil otherwise.
+/// The properties read and write the same values as plain fields would; equal values are stored
+/// equally, so `==` and hashing compare what the properties show.
 public struct Endpoint: Hashable, Sendable {
-    public var addresses: [String]
-    public var conditions: EndpointConditions
-    public var nodeName: String?
-    /// Never read by kube-proxy; kept for names.
-    public var zone: String?
-    /// `hints.forZones[].name`
-    public var zoneHints: [String]?
-    /// `hints.forNodes[].name`
-    public var nodeHints: [String]?
-    public var targetRef: ObjectReference?
+    /// The one address when `flags` has `Flag.ip`.
+    private var ip = IPAddress(high: 0, low: 0)
+    /// `targetRef.name` when the reference is kept inline.
+    private var podName: String?
+    private var extras: Extras?
+    private var node = SharedName.none
+    private var zoneName = SharedName.none
+    private var podNamespace = SharedName.none
+    private var flags: UInt16 = 0
+
+    private enum Flag {
+        static let ip: UInt16 = 1 << 0
+        /// targetRef is inline: kind nil, or "Pod" with `kindPod`.
+        static let ref: UInt16 = 1 << 1
+        static let kindPod: UInt16 = 1 << 2
+        // Bits 3-8: ready, serving, terminating, two bits each (0 nil, 1 false, 2 true).
+        static let conditionsShift: UInt16 = 3
+    }
+
+    /// Everything an endpoint seldom has.
+    private final class Extras: Hashable, Sendable {
+        let addresses: [String]?
+        let zoneHints: [String]?
+        let nodeHints: [String]?
+        let targetRef: ObjectReference?
+        /// Only when the name table is full.
+        let nodeName: String?
+        let zone: String?
+
+        init(addresses: [String]?, zoneHints: [String]?, nodeHints: [String]?, targetRef: ObjectReference?,
+             nodeName: String?, zone: String?) {
+            self.addresses = addresses
+            self.zoneHints = zoneHints
+            self.nodeHints = nodeHints
+            self.targetRef = targetRef
+            self.nodeName = nodeName
+            self.zone = zone
+        }
+
+        var isEmpty: Bool {
+            addresses == nil && zoneHints == nil && nodeHints == nil && targetRef == nil && nodeName == nil && zone == nil
+        }
+
+        static func == (a: Extras, b: Extras) -> Bool {
+            a.addresses == b.addresses && a.zoneHints == b.zoneHints && a.nodeHints == b.nodeHints
+                && a.targetRef == b.targetRef && a.nodeName == b.nodeName && a.zone == b.zone
+        }
+
+        func hash(into h: inout Hasher) {
+            h.combine(addresses)
+            h.combine(zoneHints)
+            h.combine(nodeHints)
+            h.combine(targetRef)
+            h.combine(nodeName)
+            h.combine(zone)
+        }
+    }
 
     public init(addresses: [String], conditions: EndpointConditions = .init(), nodeName: String? = nil,
                 zone: String? = nil, zoneHints: [String]? = nil, nodeHints: [String]? = nil,
                 targetRef: ObjectReference? = nil) {
-        self.addresses = addresses
+        self.init(addresses: addresses, parsed: addresses.count == 1 ? IPAddress(addresses[0]) : nil, conditions: conditions,
+                  nodeName: nodeName, zone: zone, zoneHints: zoneHints, nodeHints: nodeHints, targetRef: targetRef)
+    }
+
+    /// `parsed`: `IPAddress(addresses[0])` when there is one address, already parsed by the decoder.
+    init(addresses: [String], parsed: IPAddress?, conditions: EndpointConditions, nodeName: String?,
+         zone: String?, zoneHints: [String]?, nodeHints: [String]?, targetRef: ObjectReference?) {
+        var extraAddresses: [String]?
+        if addresses.count == 1, let parsed, let ip = Self.canonical(parsed, addresses[0]) {
+            self.ip = ip
+            flags |= Flag.ip
+        } else if !addresses.isEmpty {
+            extraAddresses = addresses
+        }
+        var extraRef: ObjectReference?
+        if let targetRef {
+            if (targetRef.kind == nil || targetRef.kind == "Pod"), let ns = SharedName(targetRef.namespace) {
+                podName = targetRef.name
+                podNamespace = ns
+                flags |= Flag.ref | (targetRef.kind == nil ? 0 : Flag.kindPod)
+            } else {
+                extraRef = targetRef
+            }
+        }
+        var extraNode: String?, extraZone: String?
+        if let n = SharedName(nodeName) { node = n } else { extraNode = nodeName }
+        if let z = SharedName(zone) { zoneName = z } else { extraZone = zone }
         self.conditions = conditions
-        self.nodeName = nodeName
-        self.zone = zone
-        self.zoneHints = zoneHints
-        self.nodeHints = nodeHints
-        self.targetRef = targetRef
+        let extras = Extras(addresses: extraAddresses, zoneHints: zoneHints, nodeHints: nodeHints, targetRef: extraRef,
+                            nodeName: extraNode, zone: extraZone)
+        self.extras = extras.isEmpty ? nil : extras
+    }
+
+    /// The address when it is one IP written in its canonical form (what `IPAddress.description`
+    /// prints), so the text read back is the text given.
+    static func canonical(_ ip: IPAddress, _ text: String) -> IPAddress? {
+        if ip.isIPv4 {
+            // Dotted quad without leading zeros is its own canonical form.
+            var octetStart = true, leadingZero = false
+            for b in text.utf8 {
+                if b == UInt8(ascii: ".") {
+                    octetStart = true
+                    leadingZero = false
+                } else if b == UInt8(ascii: ":") {
+                    return nil  // ::ffff:a.b.c.d prints as a.b.c.d
+                } else {
+                    if leadingZero { return nil }
+                    leadingZero = octetStart && b == UInt8(ascii: "0")
+                    octetStart = false
+                }
+            }
+            return ip
+        }
+        return ip.description == text ? ip : nil
+    }
+
+    public var addresses: [String] {
+        get {
+            if flags & Flag.ip != 0 { return [ip.description] }
+            return extras?.addresses ?? []
+        }
+        set { self = rebuilt(addresses: newValue) }
+    }
+
+    /// The first address, parsed: nil when there is none or it is not an IP address. What the
+    /// selector reads, without making the text.
+    public var firstIP: IPAddress? {
+        if flags & Flag.ip != 0 { return ip }
+        return extras?.addresses?.first.flatMap { IPAddress($0) }
+    }
+
+    /// Whether `addresses` is non-empty, without making it.
+    public var hasAddress: Bool { flags & Flag.ip != 0 || extras?.addresses?.isEmpty == false }
+
+    public var conditions: EndpointConditions {
+        get {
+            func read(_ shift: UInt16) -> Bool? {
+                switch flags >> (Flag.conditionsShift + shift) & 3 {
+                case 1: false
+                case 2: true
+                default: nil
+                }
+            }
+            return EndpointConditions(ready: read(0), serving: read(2), terminating: read(4))
+        }
+        set {
+            func bits(_ v: Bool?, _ shift: UInt16) -> UInt16 { (v.map { $0 ? 2 : 1 } ?? 0) << (Flag.conditionsShift + shift) }
+            flags &= ~(UInt16(0x3F) << Flag.conditionsShift)
+            flags |= bits(newValue.ready, 0) | bits(newValue.serving, 2) | bits(newValue.terminating, 4)
+        }
+    }
+
+    public var nodeName: String? {
+        get { node.id != 0 ? node.string : extras?.nodeName }
+        set { self = rebuilt(nodeName: .some(newValue)) }
+    }
+
+    /// Never read by kube-proxy; kept for names.
+    public var zone: String? {
+        get { zoneName.id != 0 ? zoneName.string : extras?.zone }
+        set { self = rebuilt(zone: .some(newValue)) }
+    }
+
+    /// `hints.forZones[].name`
+    public var zoneHints: [String]? {
+        get { extras?.zoneHints }
+        set { self = rebuilt(zoneHints: .some(newValue)) }
+    }
+
+    /// `hints.forNodes[].name`
+    public var nodeHints: [String]? {
+        get { extras?.nodeHints }
+        set { self = rebuilt(nodeHints: .some(newValue)) }
+    }
+
+    public var targetRef: ObjectReference? {
+        get {
+            if flags & Flag.ref != 0 {
+                return ObjectReference(kind: flags & Flag.kindPod != 0 ? "Pod" : nil, namespace: podNamespace.string, name: podName)
+            }
+            return extras?.targetRef
+        }
+        set { self = rebuilt(targetRef: .some(newValue)) }
+    }
+
+    private func rebuilt(addresses: [String]? = nil, nodeName: String?? = nil, zone: String?? = nil,
+                         zoneHints: [String]?? = nil, nodeHints: [String]?? = nil,
+                         targetRef: ObjectReference?? = nil) -> Endpoint {
+        Endpoint(addresses: addresses ?? self.addresses, conditions: conditions, nodeName: nodeName ?? self.nodeName,
+                 zone: zone ?? self.zone, zoneHints: zoneHints ?? self.zoneHints, nodeHints: nodeHints ?? self.nodeHints,
+                 targetRef: targetRef ?? self.targetRef)
     }
 }
 

@@ -30,7 +30,7 @@ public struct ObjectError: Error, Hashable, Sendable, Codable, CustomStringConve
 }
 
 /// The result of decoding one RawObject.
-public struct DecodeOutcome: Sendable {
+public struct DecodeOutcome: Hashable, Sendable {
     /// nil when the object was rejected; `errors` then says why.
     public var object: KubeObject?
     /// Why the whole object was rejected.
@@ -40,12 +40,62 @@ public struct DecodeOutcome: Sendable {
 }
 
 public enum KubeDecoder {
-    /// Decodes and validates one object, straight from its bytes. Never throws, never traps.
+    /// Decodes and validates one object, straight from its bytes (or returns what its source
+    /// decoded already). Never throws, never traps.
     public static func decode(_ raw: RawObject) -> DecodeOutcome {
+        if let decoded = raw.decoded { return decoded }
+        return decode(raw, json: raw.json)
+    }
+
+    /// A list item of `kind` read in one pass, its identity taken from what was read: what a
+    /// list page costs is one reading of its bytes. nil when the item does not read whole or
+    /// does not name itself plainly (no name or namespace, another kind); the reader is then
+    /// anywhere inside it, and the caller reads it again the long way, which names the problem.
+    public static func decodeListItem(_ r: inout JSONReader, kind: ResourceKind, origin: String) -> RawObject? {
+        func identity(_ m: WireMeta?, _ k: WireKind) -> RawObject? {
+            guard !k.unreadable, k.name == nil || k.name == kind.rawValue, let name = m?.name, !name.isEmpty else { return nil }
+            let namespace = kind != .node ? m?.namespace ?? "" : ""
+            guard kind == .node || !namespace.isEmpty else { return nil }
+            return RawObject(kind: kind, namespace: namespace, name: name, resourceVersion: m?.resourceVersion, json: Data(), origin: origin)
+        }
+        func outcome(_ v: Validator, _ object: KubeObject?) -> DecodeOutcome {
+            DecodeOutcome(object: v.errors.isEmpty ? object : nil, errors: v.errors, warnings: v.warnings)
+        }
+        do throws(JSONError) {
+            switch kind {
+            case .service:
+                let w = try WireService(&r)
+                guard var raw = identity(w.metadata, w.kind) else { return nil }
+                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+                let object = v.service(w, raw: raw).map(KubeObject.service)
+                raw.decoded = outcome(v, object)
+                return raw
+            case .endpointSlice:
+                let w = try WireEndpointSlice(&r)
+                guard var raw = identity(w.metadata, w.kind) else { return nil }
+                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+                let object = v.endpointSlice(w, raw: raw).map(KubeObject.endpointSlice)
+                raw.decoded = outcome(v, object)
+                return raw
+            case .node:
+                let w = try WireNode(&r)
+                guard var raw = identity(w.metadata, w.kind) else { return nil }
+                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+                let object = v.node(w, raw: raw).map(KubeObject.node)
+                raw.decoded = outcome(v, object)
+                return raw
+            }
+        } catch {
+            return nil
+        }
+    }
+
+    /// Decodes `raw` from `json`, its bytes wherever they are (a list page's, read in place).
+    public static func decode(_ raw: RawObject, json: some ContiguousBytes) -> DecodeOutcome {
         var v = Validator(kind: raw.kind.rawValue, object: raw.key, origin: raw.origin)
         var object: KubeObject?
         do throws(JSONError) {
-            object = try JSONReader.read(raw.json) { r throws(JSONError) -> KubeObject? in
+            object = try JSONReader.read(json) { r throws(JSONError) -> KubeObject? in
                 let decoded: KubeObject?
                 switch raw.kind {
                 case .service: decoded = v.service(try WireService(&r), raw: raw).map(KubeObject.service)
@@ -88,7 +138,8 @@ private struct Validator {
 
     mutating func meta(_ wire: WireMeta?, raw: RawObject) -> ObjectMeta {
         // The source's identity wins: it is what deletes will name.
-        ObjectMeta(name: raw.name, namespace: raw.namespace, labels: wire?.labels ?? [:],
+        // Namespaces repeat across thousands of objects: one shared copy of each.
+        ObjectMeta(name: raw.name, namespace: NameTable.shared.interned(raw.namespace), labels: wire?.labels ?? [:],
                    annotations: wire?.annotations ?? [:], resourceVersion: wire?.resourceVersion ?? raw.resourceVersion)
     }
 
@@ -199,16 +250,21 @@ private struct Validator {
         for (i, e) in (w.endpoints ?? []).enumerated() {
             let f = "endpoints[\(i)]"
             let addresses = e.addresses ?? []
+            // Parsed once: the check below and the endpoint's binary address both use it.
+            let first = addresses.count == 1 ? IPAddress(addresses[0]) : nil
             // An endpoint with an address that is wrong for the slice is dropped alone; the slice stays.
             if addressType == .ipv4 || addressType == .ipv6 {
                 let want: IPFamily = addressType == .ipv4 ? .ipv4 : .ipv6
-                if let bad = addresses.enumerated().first(where: { IPFamily(address: $0.element) != want }) {
+                let bad = addresses.count == 1
+                    ? (first?.family == want ? nil : (offset: 0, element: addresses[0]))
+                    : addresses.enumerated().first(where: { IPFamily(address: $0.element) != want })
+                if let bad {
                     warn("\(f).addresses[\(bad.offset)]", "\"\(bad.element)\" is not an \(want.rawValue) address; endpoint skipped")
                     continue
                 }
             }
             endpoints.append(Endpoint(
-                addresses: addresses,
+                addresses: addresses, parsed: first,
                 conditions: EndpointConditions(ready: e.ready, serving: e.serving, terminating: e.terminating),
                 nodeName: e.nodeName, zone: e.zone,
                 zoneHints: e.zoneHints, nodeHints: e.nodeHints, targetRef: e.targetRef))

@@ -114,6 +114,10 @@ public struct LoadBalancerIngress: Hashable, Sendable {
     }
 }
 
+/// A Service, with what most services leave unset (external IPs and name, a non-default affinity
+/// timeout, traffic distribution, a health check node port, load balancer ranges and ingress)
+/// in one box, nil otherwise: tens of thousands of services sit in the store's table, whose
+/// buckets are as wide as the struct. Properties read and write as plain fields would.
 public struct Service: Hashable, Sendable {
     public var meta: ObjectMeta
     public var type: ServiceType
@@ -126,20 +130,100 @@ public struct Service: Hashable, Sendable {
     /// `clusterIPs`; kube-proxy (and Veer) go by `clusterIPs`/`ipFamilies` only. Kept for explanations.
     public var ipFamilyPolicy: String?
     public var ports: [ServicePort]
-    public var externalIPs: [String]
-    public var externalName: String?
     public var sessionAffinity: SessionAffinity
-    /// `sessionAffinityConfig.clientIP.timeoutSeconds`, defaulted to 10800.
-    public var affinityTimeoutSeconds: UInt32
     /// nil = Cluster.
     public var internalTrafficPolicy: TrafficPolicy
     public var externalTrafficPolicy: TrafficPolicy
-    /// Read by the EndpointSlice controller only; kept for explanations.
-    public var trafficDistribution: String?
     public var publishNotReadyAddresses: Bool
-    public var healthCheckNodePort: UInt16?
-    public var loadBalancerSourceRanges: [String]
-    public var loadBalancerIngress: [LoadBalancerIngress]
+    private var extras: Extras?
+
+    private final class Extras: Hashable, Sendable {
+        let externalIPs: [String]
+        let externalName: String?
+        let affinityTimeoutSeconds: UInt32
+        let trafficDistribution: String?
+        let healthCheckNodePort: UInt16?
+        let loadBalancerSourceRanges: [String]
+        let loadBalancerIngress: [LoadBalancerIngress]
+
+        init(externalIPs: [String], externalName: String?, affinityTimeoutSeconds: UInt32, trafficDistribution: String?,
+             healthCheckNodePort: UInt16?, loadBalancerSourceRanges: [String], loadBalancerIngress: [LoadBalancerIngress]) {
+            self.externalIPs = externalIPs
+            self.externalName = externalName
+            self.affinityTimeoutSeconds = affinityTimeoutSeconds
+            self.trafficDistribution = trafficDistribution
+            self.healthCheckNodePort = healthCheckNodePort
+            self.loadBalancerSourceRanges = loadBalancerSourceRanges
+            self.loadBalancerIngress = loadBalancerIngress
+        }
+
+        static let defaults = Extras(externalIPs: [], externalName: nil, affinityTimeoutSeconds: Service.defaultAffinityTimeout,
+                                     trafficDistribution: nil, healthCheckNodePort: nil, loadBalancerSourceRanges: [],
+                                     loadBalancerIngress: [])
+
+        static func == (a: Extras, b: Extras) -> Bool {
+            a.externalIPs == b.externalIPs && a.externalName == b.externalName && a.affinityTimeoutSeconds == b.affinityTimeoutSeconds
+                && a.trafficDistribution == b.trafficDistribution && a.healthCheckNodePort == b.healthCheckNodePort
+                && a.loadBalancerSourceRanges == b.loadBalancerSourceRanges && a.loadBalancerIngress == b.loadBalancerIngress
+        }
+
+        func hash(into h: inout Hasher) {
+            h.combine(externalIPs)
+            h.combine(externalName)
+            h.combine(affinityTimeoutSeconds)
+            h.combine(trafficDistribution)
+            h.combine(healthCheckNodePort)
+            h.combine(loadBalancerSourceRanges)
+            h.combine(loadBalancerIngress)
+        }
+
+        /// nil when every field has its default: equal services store equally.
+        static func boxed(_ e: Extras) -> Extras? { e == defaults ? nil : e }
+
+        func with(externalIPs: [String]? = nil, externalName: String?? = nil, affinityTimeoutSeconds: UInt32? = nil,
+                  trafficDistribution: String?? = nil, healthCheckNodePort: UInt16?? = nil,
+                  loadBalancerSourceRanges: [String]? = nil, loadBalancerIngress: [LoadBalancerIngress]? = nil) -> Extras? {
+            Extras.boxed(Extras(externalIPs: externalIPs ?? self.externalIPs, externalName: externalName ?? self.externalName,
+                         affinityTimeoutSeconds: affinityTimeoutSeconds ?? self.affinityTimeoutSeconds,
+                         trafficDistribution: trafficDistribution ?? self.trafficDistribution,
+                         healthCheckNodePort: healthCheckNodePort ?? self.healthCheckNodePort,
+                         loadBalancerSourceRanges: loadBalancerSourceRanges ?? self.loadBalancerSourceRanges,
+                         loadBalancerIngress: loadBalancerIngress ?? self.loadBalancerIngress))
+        }
+    }
+
+    private var rare: Extras { extras ?? .defaults }
+
+    public var externalIPs: [String] {
+        get { rare.externalIPs }
+        set { extras = rare.with(externalIPs: newValue) }
+    }
+    public var externalName: String? {
+        get { rare.externalName }
+        set { extras = rare.with(externalName: .some(newValue)) }
+    }
+    /// `sessionAffinityConfig.clientIP.timeoutSeconds`, defaulted to 10800.
+    public var affinityTimeoutSeconds: UInt32 {
+        get { rare.affinityTimeoutSeconds }
+        set { extras = rare.with(affinityTimeoutSeconds: newValue) }
+    }
+    /// Read by the EndpointSlice controller only; kept for explanations.
+    public var trafficDistribution: String? {
+        get { rare.trafficDistribution }
+        set { extras = rare.with(trafficDistribution: .some(newValue)) }
+    }
+    public var healthCheckNodePort: UInt16? {
+        get { rare.healthCheckNodePort }
+        set { extras = rare.with(healthCheckNodePort: .some(newValue)) }
+    }
+    public var loadBalancerSourceRanges: [String] {
+        get { rare.loadBalancerSourceRanges }
+        set { extras = rare.with(loadBalancerSourceRanges: newValue) }
+    }
+    public var loadBalancerIngress: [LoadBalancerIngress] {
+        get { rare.loadBalancerIngress }
+        set { extras = rare.with(loadBalancerIngress: newValue) }
+    }
 
     public static let defaultAffinityTimeout: UInt32 = 10800
 
@@ -158,17 +242,14 @@ public struct Service: Hashable, Sendable {
         self.ipFamilies = ipFamilies
         self.ipFamilyPolicy = ipFamilyPolicy
         self.ports = ports
-        self.externalIPs = externalIPs
-        self.externalName = externalName
         self.sessionAffinity = sessionAffinity
-        self.affinityTimeoutSeconds = affinityTimeoutSeconds
         self.internalTrafficPolicy = internalTrafficPolicy
         self.externalTrafficPolicy = externalTrafficPolicy
-        self.trafficDistribution = trafficDistribution
         self.publishNotReadyAddresses = publishNotReadyAddresses
-        self.healthCheckNodePort = healthCheckNodePort
-        self.loadBalancerSourceRanges = loadBalancerSourceRanges
-        self.loadBalancerIngress = loadBalancerIngress
+        self.extras = Extras.boxed(Extras(
+            externalIPs: externalIPs, externalName: externalName, affinityTimeoutSeconds: affinityTimeoutSeconds,
+            trafficDistribution: trafficDistribution, healthCheckNodePort: healthCheckNodePort,
+            loadBalancerSourceRanges: loadBalancerSourceRanges, loadBalancerIngress: loadBalancerIngress))
     }
 
     public var key: ObjectKey { meta.key }

@@ -61,7 +61,9 @@ extension Selector {
             let s = slice.key.description
             let match = slice.ports.first { $0.name == port.name && $0.proto == port.proto }
             for e in slice.endpoints {
-                guard let first = e.addresses.first else {
+                // The text only where a verdict names it; the usual path reads the parsed address.
+                var first: String { e.addresses[0] }
+                guard e.hasAddress else {
                     exclude(e, .text("(no address)"), s, .noAddress, "endpoint has no address")
                     continue
                 }
@@ -75,7 +77,7 @@ extension Selector {
                     exclude(e, EndpointVerdict.EndpointID(first), s, .portUnset, "slice port \"\(port.name)\" has no port number")
                     continue
                 }
-                guard let ip = IPAddress(first), ip.family == family else {
+                guard let ip = e.firstIP, ip.family == family else {
                     exclude(e, EndpointVerdict.EndpointID(first), s, .wrongFamily, "address \(first) is not \(family.rawValue), the slice's addressType")
                     continue
                 }

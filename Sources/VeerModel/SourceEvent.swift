@@ -18,19 +18,24 @@ public struct RawObject: Hashable, Sendable {
     public var namespace: String
     public var name: String
     public var resourceVersion: String?
-    /// The object as JSON (what the API sends; YAML manifests are converted).
+    /// The object as JSON (what the API sends; YAML manifests are converted). Empty when
+    /// `decoded` holds the object already.
     public var json: Data
+    /// The object decoded and checked by the source as it read it (a list page decodes its
+    /// items in place), so its bytes are not kept; the store takes it as it is.
+    public var decoded: DecodeOutcome?
     /// Where it came from, for log lines: "manifests/web.yaml#2" or "watch".
     public var origin: String
 
     public init(kind: ResourceKind, namespace: String, name: String, resourceVersion: String? = nil,
-                json: Data, origin: String = "") {
+                json: Data, origin: String = "", decoded: DecodeOutcome? = nil) {
         self.kind = kind
         self.namespace = namespace
         self.name = name
         self.resourceVersion = resourceVersion
         self.json = json
         self.origin = origin
+        self.decoded = decoded
     }
 
     public var key: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }

@@ -42,7 +42,8 @@ public struct ServiceStore: Hashable, Sendable {
     /// A `.synced` event was seen.
     public private(set) var isSynced = false
 
-    private var slicesByService: [ObjectKey: Set<ObjectKey>] = [:]
+    /// A service's slices (they share its namespace), by name.
+    private var slicesByService: [ObjectKey: SliceNames] = [:]
 
     public init() {}
 
@@ -70,6 +71,12 @@ public struct ServiceStore: Hashable, Sendable {
                 let rest = ObjectKey(parsing: String(key.dropFirst(kind.rawValue.count + 1)))
                 if !keep.contains(rest) { problems[key] = nil }
             }
+            // A first list fills an empty table: sized once, not doubled step by step.
+            switch kind {
+            case .service: if services.isEmpty { services.reserveCapacity(objects.count) }
+            case .endpointSlice: if slices.isEmpty { slices.reserveCapacity(objects.count) }
+            case .node: break
+            }
             for raw in objects where raw.kind == kind { change.merge(applyObject(raw)) }
             for raw in objects where raw.kind != kind {
                 change.rejected.append(ObjectError(kind: raw.kind.rawValue, object: raw.key, field: "kind",
@@ -84,7 +91,7 @@ public struct ServiceStore: Hashable, Sendable {
 
     /// The slices labelled for this service, sorted by name (the order duplicates are resolved in).
     public func slices(for service: ObjectKey) -> [EndpointSlice] {
-        (slicesByService[service] ?? []).sorted().compactMap { slices[$0] }
+        (slicesByService[service]?.sorted ?? []).compactMap { slices[ObjectKey(namespace: service.namespace, name: $0)] }
     }
 
     public var serviceKeys: [ObjectKey] { services.keys.sorted() }
@@ -107,14 +114,14 @@ public struct ServiceStore: Hashable, Sendable {
     private mutating func applyObject(_ raw: RawObject) -> StoreChange {
         var change = StoreChange()
         let key = ObjectKey(namespace: raw.kind == .node ? "" : raw.namespace, name: raw.name)
-        let pkey = Self.problemKey(raw.kind, key)
+        var pkey: String { Self.problemKey(raw.kind, key) }  // made only when there is a problem to file or clear
         let outcome = KubeDecoder.decode(raw)
         guard let object = outcome.object else {
             problems[pkey] = outcome.errors
             change.rejected = outcome.errors
             return change
         }
-        problems[pkey] = outcome.warnings.isEmpty ? nil : outcome.warnings
+        if !outcome.warnings.isEmpty { problems[pkey] = outcome.warnings } else if !problems.isEmpty { problems[pkey] = nil }
         change.rejected = outcome.warnings
         switch object {
         case let .service(s):
@@ -123,12 +130,11 @@ public struct ServiceStore: Hashable, Sendable {
         case let .endpointSlice(s):
             let old = slices[key]
             if let old, let oldService = old.serviceKey {
-                slicesByService[oldService]?.remove(key)
-                if slicesByService[oldService]?.isEmpty == true { slicesByService[oldService] = nil }
+                slicesByService[oldService] = slicesByService[oldService]?.removing(key.name)
             }
             slices[key] = s
             if let service = s.serviceKey {
-                slicesByService[service, default: []].insert(key)
+                slicesByService[service] = slicesByService[service]?.inserting(key.name) ?? .one(key.name)
             } else {
                 let note = ObjectError(kind: "EndpointSlice", object: key.description,
                                        field: "metadata.labels[\(KubeLabel.serviceName)]",
@@ -155,8 +161,7 @@ public struct ServiceStore: Hashable, Sendable {
             if services.removeValue(forKey: key) != nil { change.services.insert(key) }
         case .endpointSlice:
             if let old = slices.removeValue(forKey: key), let service = old.serviceKey {
-                slicesByService[service]?.remove(key)
-                if slicesByService[service]?.isEmpty == true { slicesByService[service] = nil }
+                slicesByService[service] = slicesByService[service]?.removing(key.name)
                 change.services.insert(service)
             }
         case .node:
@@ -169,6 +174,38 @@ public struct ServiceStore: Hashable, Sendable {
     private static func normalized(_ s: Service) -> Service { var s = s; s.meta.resourceVersion = nil; return s }
     private static func normalized(_ s: EndpointSlice) -> EndpointSlice { var s = s; s.meta.resourceVersion = nil; return s }
     private static func normalized(_ n: Node) -> Node { var n = n; n.meta.resourceVersion = nil; return n }
+}
+
+/// The names of one service's slices: almost always one, held inline (a Set per service was a
+/// heap block each).
+private enum SliceNames: Hashable, Sendable {
+    case one(String)
+    /// Sorted, two or more.
+    case many([String])
+
+    var sorted: [String] {
+        switch self {
+        case let .one(n): [n]
+        case let .many(ns): ns
+        }
+    }
+
+    func inserting(_ name: String) -> SliceNames {
+        var names = sorted
+        guard !names.contains(name) else { return self }
+        names.insert(name, at: names.firstIndex { $0 > name } ?? names.count)
+        return .many(names)
+    }
+
+    /// nil when none is left.
+    func removing(_ name: String) -> SliceNames? {
+        let names = sorted.filter { $0 != name }
+        switch names.count {
+        case 0: return nil
+        case 1: return .one(names[0])
+        default: return .many(names)
+        }
+    }
 }
 
 extension ObjectKey {

@@ -2,6 +2,17 @@
 /// field optional, unknown fields skipped, a wrong type an error naming its path. The Validator
 /// (KubeDecoding.swift) turns them into the checked model types.
 
+/// The top-level "kind", read leniently: the source's identity check, not the decoder, judges it
+/// (a kind that is not a string was never an error of the object's).
+struct WireKind {
+    var name: String?
+    var unreadable = false
+
+    mutating func read(_ r: inout JSONReader) throws(JSONError) {
+        if try r.peek() == .string { name = try r.readString() } else { unreadable = true; try r.skipValue() }
+    }
+}
+
 struct WireMeta {
     var name: String?
     var namespace: String?
@@ -16,12 +27,24 @@ struct WireMeta {
         key == "endpoints.kubernetes.io/last-change-trigger-time"
     }
 
+    /// The labels Veer reads, as the shared key strings (no copy per object); the rest are
+    /// checked to be strings, as the API's own decoder would, and dropped.
+    static func keptLabel(_ key: JSONKey) -> String? {
+        switch key {
+        case "kubernetes.io/service-name": KubeLabel.serviceName
+        case "service.kubernetes.io/service-proxy-name": KubeLabel.serviceProxyName
+        case "service.kubernetes.io/headless": KubeLabel.headless
+        case "topology.kubernetes.io/zone": KubeLabel.zone
+        default: nil
+        }
+    }
+
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
             case "name": name = try r.optionalString()
             case "namespace": namespace = try r.optionalString()
-            case "labels": labels = try r.optionalStringMap { _ in true }
+            case "labels": labels = try r.optionalStringMap(storingAs: WireMeta.keptLabel)
             case "annotations": annotations = try r.optionalStringMap(keeping: WireMeta.keepsAnnotation)
             case "resourceVersion": resourceVersion = try r.optionalString()
             case "deletionTimestamp": deletionTimestamp = try r.optionalString()
@@ -87,12 +110,14 @@ struct WireService {
     }
 
     var metadata: WireMeta?
+    var kind = WireKind()
     var spec = Spec()
     var ingress: [Ingress]?
 
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
+            case "kind": try kind.read(&r)
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "spec": if !(try r.skipNull()) { try readSpec(&r) }
             case "status":
@@ -166,6 +191,7 @@ struct WireEndpointSlice {
     typealias Port = WirePort
 
     var metadata: WireMeta?
+    var kind = WireKind()
     var addressType: String?
     var endpoints: [Endpoint]?
     var ports: [Port]?
@@ -173,6 +199,7 @@ struct WireEndpointSlice {
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
+            case "kind": try kind.read(&r)
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "addressType": addressType = try r.optionalString()
             case "endpoints": endpoints = try r.optionalList { r throws(JSONError) in try Self.endpoint(&r) }
@@ -233,6 +260,7 @@ struct WireNode {
     }
 
     var metadata: WireMeta?
+    var kind = WireKind()
     var addresses: [Address]?
     /// Taint keys (nil for a taint without one).
     var taints: [String?]?
@@ -242,6 +270,7 @@ struct WireNode {
     init(_ r: inout JSONReader) throws(JSONError) {
         try r.forEachField { r, key throws(JSONError) in
             switch key {
+            case "kind": try kind.read(&r)
             case "metadata": metadata = try r.optional { r throws(JSONError) in try WireMeta(&r) }
             case "spec":
                 try r.optionalObject { r, key throws(JSONError) in
@@ -316,6 +345,22 @@ extension JSONReader {
         var out: [String: String] = [:]
         try forEachField { r, key throws(JSONError) in
             if keep(key) { out[key.string] = try r.readString() } else { try r.skipValue() }
+        }
+        return out
+    }
+
+    /// A map of strings, keeping the keys `store` names (under the name it returns); the others
+    /// are checked to be strings and skipped.
+    mutating func optionalStringMap(storingAs store: (JSONKey) -> String?) throws(JSONError) -> [String: String]? {
+        if try skipNull() { return nil }
+        var out: [String: String] = [:]
+        try forEachField { r, key throws(JSONError) in
+            if let name = store(key) {
+                out[name] = try r.readString()
+            } else {
+                guard try r.peek() == .string else { _ = try r.readString(); return }  // throws the type error
+                try r.skipValue()
+            }
         }
         return out
     }

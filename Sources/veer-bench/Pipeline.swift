@@ -3,8 +3,13 @@
 // the API server sends) → split into objects (ListPage, the API source's own list reader) →
 // decoded and stored → selected → planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
-//    heap_bytes_per_service= agent_heap_bytes_per_service= scrape_s= scrape_max_s= scrape_mb=
-//    scrape_rss_growth_mb= rss_mb="
+//    heap_bytes_per_service= agent_heap_bytes_per_service= store_heap_bytes_per_service= scrape_s= scrape_max_s=
+//    scrape_mb= scrape_rss_growth_mb= trim_ms= list_rss_mb= rss_mb="
+// store_heap_bytes_per_service is what the heap holds once the lists are stored (before any
+// sync), less what it held before: the stored objects, per service with its slice.
+// parse_s is the list reader's time: it cuts the items from the bytes and decodes each (as the
+// API source does page by page); store_s is the store taking them. list_rss_mb is the peak RSS
+// once the lists are read and stored (the list bytes included), rss_mb the peak of the whole run.
 // heap_bytes_per_service is what the process holds once the maps are written, less what it held
 // before, per service (glibc's mallinfo2); agent_heap_bytes_per_service is the agent's part of it
 // (the rest is the in-memory maps, which are the kernel's in veerd): steady memory, not the peak.
@@ -63,6 +68,9 @@ enum PipelineBench {
         var agent: Agent? = Agent(config: config, maps: maps!, logger: logger)
         // The lists' objects live only until the store has them, as in the API source.
         let (t1, t2) = await ingestLists(svcBytes, epsBytes, n: n, into: agent!)
+        let listRSS = rssMB()
+        // The lists' objects are gone by now (ingestLists' locals): what is left is the store.
+        let heapStored = veer_heap_in_use()
         await agent!.ingest(.synced)
         await agent!.waitUntilIdle()
         let t3 = now()
@@ -115,10 +123,11 @@ enum PipelineBench {
         let heapWithoutAgent = veer_heap_in_use()
         maps = nil
         let perService = { (bytes: Int) in Double(bytes) / Double(n) }
-        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_max_s=%.3f scrape_mb=%.1f scrape_rss_growth_mb=%.1f trim_ms=%.1f rss_mb=%.1f",
+        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f store_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_max_s=%.3f scrape_mb=%.1f scrape_rss_growth_mb=%.1f trim_ms=%.1f list_rss_mb=%.1f rss_mb=%.1f",
                      n, e, t1 - t0, t2 - t1, t3 - t2, t3 - t0, Double(n) / (t3 - t0),
                      perService(Int(heapAfter) - Int(heapBefore)), perService(Int(heapAfter) - Int(heapWithoutAgent)),
-                     scrapeSeconds, scrapeTimes.max() ?? 0, Double(scrapeBytes) / 1e6, scrapeGrowth, (trimTimes.max() ?? 0) * 1000, rssMB()))
+                     perService(Int(heapStored) - Int(heapBefore)),
+                     scrapeSeconds, scrapeTimes.max() ?? 0, Double(scrapeBytes) / 1e6, scrapeGrowth, (trimTimes.max() ?? 0) * 1000, listRSS, rssMB()))
     }
 
     /// Splits the lists into objects (timed as "parse") and stores them (timed as "store").

@@ -39,8 +39,8 @@ struct APISourceTests {
             try await server.delete("endpointslices", "shop", "web-2")
             await rec.wait("live changes") {
                 rec.keys(.service) == ["other/api", "shop/cache", "shop/web"]
-                    && dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 8080
-                    && dig(rec.json(.node, "node-a"), "metadata", "labels", "topology.kubernetes.io/zone") as? String == "z2"
+                    && rec.service("shop/web")?.ports.first?.port == 8080
+                    && rec.node("node-a")?.zone == "z2"
                     && rec.keys(.endpointSlice) == ["shop/db-1", "shop/web-1"]
             }
             #expect(rec.keys(.node) == ["node-a"])
@@ -73,7 +73,7 @@ struct APISourceTests {
             try await server.apply("services", svc("split-one", port: 1111))
             try await server.apply("services", svc("split-two", port: 2222))
             await rec.wait("split events") { rec.keys(.service).contains("shop/split-two") }
-            #expect(dig(rec.json(.service, "shop/split-one"), "spec", "ports", "0", "port") as? Int == 1111)
+            #expect(rec.service("shop/split-one")?.ports.first?.port == 1111)
 
             try await server.control("split", ["bytes": 0])
             try await server.control("inject_raw", ["resource": "services", "line": "{\"type\":\"ADDED\",\"object\":{not json"])
@@ -116,7 +116,7 @@ struct APISourceTests {
             try await server.control("cut_next_event", ["resource": "services"])
             try await server.apply("services", svc("two", port: 2020))
             await rec.wait("two after the cut") { rec.keys(.service).contains("shop/two") }
-            #expect(dig(rec.json(.service, "shop/two"), "spec", "ports", "0", "port") as? Int == 2020)
+            #expect(rec.service("shop/two")?.ports.first?.port == 2020)
             watches = try await server.requests().filter { $0.path == "/api/v1/services" && $0.query["watch"] != nil }
             #expect(watches.count == 3)
             #expect(watches.last?.query["resourceVersion"] == bookmarkRV)
@@ -211,7 +211,7 @@ struct APISourceTests {
             server = try FakeAPIServer(state: state, port: port, rvStart: 5000)
             await rec.wait("converged", timeout: .seconds(30)) {
                 rec.keys(.service) == ["shop/new", "shop/web"]
-                    && dig(rec.json(.service, "shop/web"), "spec", "ports", "0", "port") as? Int == 9090
+                    && rec.service("shop/web")?.ports.first?.port == 9090
             }
             try await server.apply("services", svc("after-restart"))
             await rec.wait("watching the new server") { rec.keys(.service).contains("shop/after-restart") }

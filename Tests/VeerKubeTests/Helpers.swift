@@ -54,6 +54,19 @@ final class EventRecorder: @unchecked Sendable {
         guard let o = object(kind, key) else { return nil }
         return (try? JSONSerialization.jsonObject(with: o.json)) as? [String: Any]
     }
+    /// The object as the store decodes it: list items arrive decoded already (no JSON kept),
+    /// watch events and manifests as their bytes.
+    func decoded(_ kind: ResourceKind, _ key: String) -> KubeObject? {
+        object(kind, key).flatMap { KubeDecoder.decode($0).object }
+    }
+    func service(_ key: String) -> Service? {
+        if case let .service(s)? = decoded(.service, key) { return s }
+        return nil
+    }
+    func node(_ name: String) -> Node? {
+        if case let .node(n)? = decoded(.node, name) { return n }
+        return nil
+    }
     var syncedCount: Int { events.filter { $0 == .synced }.count }
     func clearEvents() { lock.withLock { _events.removeAll() } }
 

@@ -303,8 +303,7 @@ public actor Agent {
         freshNames.frontends.reserveCapacity(plan.target.masters.count)
         freshNames.reserveBackendRows(maxID: plan.target.backends.keys.max() ?? 0)
         for f in merged.frontends where plan.target.masters[f.address] != nil {
-            freshNames.setFrontend(f)
-            for b in f.backends { if let id = running?.backendID(b.address) { freshNames.setBackend(id: id, b) } }
+            freshNames.setProgrammed(f, in: running)
         }
         storedNames = freshNames
         namesByMapIDs = true
@@ -331,8 +330,7 @@ public actor Agent {
         trackClusterIPs(changed)
         for address in changed {
             if plan.target.masters[address] != nil, let f = index.desired[address] {
-                storedNames.setFrontend(f)
-                for b in f.backends { if let id = running?.backendID(b.address) { storedNames.setBackend(id: id, b) } }
+                storedNames.setProgrammed(f, in: running)
             } else if running?.state.masters[address] == nil {
                 storedNames.frontends[address] = nil
             }

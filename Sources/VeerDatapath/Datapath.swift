@@ -101,11 +101,16 @@ public final class Datapath: @unchecked Sendable {
 
     /// How full each map is: (name, entries, capacity).
     public func fill() throws -> [(map: String, entries: Int, capacity: Int)] {
+        try fill(counted: nil)
+    }
+
+    /// Every map's row; the agent-written four counted from `counted` when given, else key by key.
+    func fill(counted: MapEntryCounts?) throws -> [(map: String, entries: Int, capacity: Int)] {
         [
-            ("veer_services", try services.keys().count, services.capacity),
-            ("veer_backends", try backends.keys().count, backends.capacity),
-            ("veer_rev_nat", try revNat.keys().count, revNat.capacity),
-            ("veer_members", try members.keys().count, members.capacity),
+            ("veer_services", try counted?.services ?? services.keys().count, services.capacity),
+            ("veer_backends", try counted?.backends ?? backends.keys().count, backends.capacity),
+            ("veer_rev_nat", try counted?.revNat ?? revNat.keys().count, revNat.capacity),
+            ("veer_members", try counted?.members ?? members.keys().count, members.capacity),
             ("veer_sock_rev", try sockRev.keys().count, sockRev.capacity),
             ("veer_affinity", try affinity.keys().count, affinity.capacity),
             ("veer_service_ips", try serviceIPs.keys().count, serviceIPs.capacity),

@@ -26,14 +26,7 @@ extension Datapath {
     /// the programs write, read from the kernel. Reading every key of the services, backends and
     /// members maps costs more than the rest of a scrape at 500,000 endpoints.
     public func fill(agentWritten counts: MapEntryCounts) throws -> [(map: String, entries: Int, capacity: Int)] {
-        [
-            ("veer_services", counts.services, services.capacity),
-            ("veer_backends", counts.backends, backends.capacity),
-            ("veer_rev_nat", counts.revNat, revNat.capacity),
-            ("veer_members", counts.members, members.capacity),
-            ("veer_sock_rev", try sockRev.keys().count, sockRev.capacity),
-            ("veer_affinity", try affinity.keys().count, affinity.capacity),
-        ]
+        try fill(counted: counts)
     }
 }
 

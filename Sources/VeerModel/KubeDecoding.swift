@@ -52,38 +52,28 @@ public enum KubeDecoder {
     /// does not name itself plainly (no name or namespace, another kind); the reader is then
     /// anywhere inside it, and the caller reads it again the long way, which names the problem.
     public static func decodeListItem(_ r: inout JSONReader, kind: ResourceKind, origin: String) -> RawObject? {
-        func identity(_ m: WireMeta?, _ k: WireKind) -> RawObject? {
+        /// The item named by its own metadata, with what `validate` made of it; nil as above.
+        func named(_ m: WireMeta?, _ k: WireKind, _ validate: (inout Validator, RawObject) -> KubeObject?) -> RawObject? {
             guard !k.unreadable, k.name == nil || k.name == kind.rawValue, let name = m?.name, !name.isEmpty else { return nil }
             let namespace = kind != .node ? m?.namespace ?? "" : ""
             guard kind == .node || !namespace.isEmpty else { return nil }
-            return RawObject(kind: kind, namespace: namespace, name: name, resourceVersion: m?.resourceVersion, json: Data(), origin: origin)
-        }
-        func outcome(_ v: Validator, _ object: KubeObject?) -> DecodeOutcome {
-            DecodeOutcome(object: v.errors.isEmpty ? object : nil, errors: v.errors, warnings: v.warnings)
+            var raw = RawObject(kind: kind, namespace: namespace, name: name, resourceVersion: m?.resourceVersion, json: Data(), origin: origin)
+            var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
+            let object = validate(&v, raw)
+            raw.decoded = DecodeOutcome(object: v.errors.isEmpty ? object : nil, errors: v.errors, warnings: v.warnings)
+            return raw
         }
         do throws(JSONError) {
             switch kind {
             case .service:
                 let w = try WireService(&r)
-                guard var raw = identity(w.metadata, w.kind) else { return nil }
-                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
-                let object = v.service(w, raw: raw).map(KubeObject.service)
-                raw.decoded = outcome(v, object)
-                return raw
+                return named(w.metadata, w.kind) { v, raw in v.service(w, raw: raw).map(KubeObject.service) }
             case .endpointSlice:
                 let w = try WireEndpointSlice(&r)
-                guard var raw = identity(w.metadata, w.kind) else { return nil }
-                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
-                let object = v.endpointSlice(w, raw: raw).map(KubeObject.endpointSlice)
-                raw.decoded = outcome(v, object)
-                return raw
+                return named(w.metadata, w.kind) { v, raw in v.endpointSlice(w, raw: raw).map(KubeObject.endpointSlice) }
             case .node:
                 let w = try WireNode(&r)
-                guard var raw = identity(w.metadata, w.kind) else { return nil }
-                var v = Validator(kind: kind.rawValue, object: raw.key, origin: origin)
-                let object = v.node(w, raw: raw).map(KubeObject.node)
-                raw.decoded = outcome(v, object)
-                return raw
+                return named(w.metadata, w.kind) { v, raw in v.node(w, raw: raw).map(KubeObject.node) }
             }
         } catch {
             return nil

@@ -61,6 +61,13 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     /// Forgets the names of the backend entry with this id of the maps (the entry is deleted).
     public mutating func removeBackend(id: UInt32) { rows[id] = nil }
 
+    /// Sets the names of a programmed frontend and of its backends, each backend row by the id
+    /// `programmed` (the maps as written) holds for its address.
+    public mutating func setProgrammed(_ f: DesiredFrontend, in programmed: IndexedMapState?) {
+        setFrontend(f)
+        for b in f.backends { if let id = programmed?.backendID(b.address) { setBackend(id: id, b) } }
+    }
+
     /// Sets the names of a programmed frontend.
     public mutating func setFrontend(_ f: DesiredFrontend) {
         frontends[f.address] = Frontend(namespace: f.service.namespace, service: f.service.name,

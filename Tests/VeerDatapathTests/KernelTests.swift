@@ -427,6 +427,8 @@ struct KernelTests {
             #expect(sizes["veer_services"] == 64 && sizes["veer_backends"] == 32 && sizes["veer_rev_nat"] == 16 && sizes["veer_members"] == 32, "\(sizes)")
             #expect(sizes["veer_service_ips"] == 8 && sizes["veer_sock_rev"] == 128, "\(sizes)")
             #expect(sizes["veer_source_ranges"] == Int(VEER_SOURCE_RANGES_MAX) && sizes["veer_affinity"] == Int(VEER_AFFINITY_MAX), "\(sizes)")
+            // The scrape's form (the agent-written maps as the agent counted them) lists the same maps.
+            #expect(try again.fill(agentWritten: MapEntryCounts(services: 0, backends: 0, revNat: 0, members: 0)).map(\.map) == again.fill().map(\.map))
             // One table asked for on its own: the others are not, so their pinned sizes stand.
             #expect(throws: DatapathError.capacityMismatch(map: "veer_service_ips", pinned: 8, requested: 16)) {
                 try Datapath.install(object: KernelSandbox.bpfObject, cgroup: sb.cgroup, pins: sb.pins, tables: TableCapacities(serviceIPs: 16))

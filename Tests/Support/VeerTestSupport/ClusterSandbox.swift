@@ -97,7 +97,12 @@ public final class ClusterSandbox: @unchecked Sendable {
     private func setUp() throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try addNetns(bridgeNetns)
-        try sh(["ip", "-n", bridgeNetns, "link", "add", "br0", "type", "bridge"])
+        // A fixed MAC: a bridge without one takes the lowest of its ports' MACs, so adding a port
+        // later (the outside client's, right after the agents start) could change it under a
+        // node that had already resolved the API server's address. Frames to the old MAC are
+        // then "other host" to the bridge's IP stack and dropped until the ARP entry ages out
+        // (20-50 s): node-1's veerd saw connect timeouts on every list for that long.
+        try sh(["ip", "-n", bridgeNetns, "link", "add", "br0", "address", "02:77:00:00:00:fe", "type", "bridge"])
         try sh(["ip", "-n", bridgeNetns, "addr", "add", "\(Self.apiAddress)/24", "dev", "br0"])
         try sh(["ip", "-n", bridgeNetns, "link", "set", "br0", "up"])
         for node in nodes {

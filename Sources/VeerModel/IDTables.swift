@@ -72,7 +72,8 @@ struct IDSet: Sendable {
 /// the key), any others in `others`. At 10,000 services x 10 endpoints the backend table has
 /// 262,144 buckets, where an inline set of ids per bucket took 16 bytes (about 3 MB more).
 struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
-    private var lowest: [Key: UInt32] = [:]
+    /// Sharded: the names a scrape or the state-file writer holds share this table.
+    private var lowest = ShardedDictionary<Key, UInt32>()
     private var others: [Key: Set<UInt32>] = [:]
 
     init() {}
@@ -82,7 +83,7 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
     subscript(_ key: Key) -> UInt32? { lowest[key] }
 
     /// The lowest id of every key.
-    var entries: [Key: UInt32] { lowest }
+    var entries: ShardedDictionary<Key, UInt32> { lowest }
 
     /// The ids holding this key besides the lowest (nearly always none).
     func others(_ key: Key) -> [UInt32] { others[key].map(Array.init) ?? [] }
@@ -162,27 +163,21 @@ public struct BackendIDs: Sendable {
 
 /// Values by id, for ids handed out lowest free first (dense from 1): an array of optionals,
 /// with ids past `denseIDLimit` in a dictionary.
+/// The rows are in chunks (`ChunkedRows`): the names a scrape or the state-file writer holds
+/// share them, and the agent's next change copies one chunk, not every row.
 struct IDRows<Value: Sendable>: Sendable {
-    private var dense: [Value?] = []
+    private var dense = ChunkedRows<Value>()
     private var sparse: [UInt32: Value] = [:]
 
     init() {}
 
-    /// Room for ids up to `maxID`: grown a row at a time, the array's doubling left up to half of
-    /// it unused (about 4 MB of backend names at 10,000 services x 10 endpoints).
-    mutating func reserveCapacity(maxID: UInt32) { dense.reserveCapacity(Int(min(maxID, denseIDLimit - 1)) + 1) }
+    /// Room for ids up to `maxID`, made at once (a full sync's names).
+    mutating func reserveCapacity(maxID: UInt32) { dense.grow(to: Int(min(maxID, denseIDLimit - 1)) + 1) }
 
     subscript(id: UInt32) -> Value? {
-        get {
-            guard id < denseIDLimit else { return sparse[id] }
-            return Int(id) < dense.count ? dense[Int(id)] : nil
-        }
+        get { id < denseIDLimit ? dense[Int(id)] : sparse[id] }
         set {
             guard id < denseIDLimit else { return sparse[id] = newValue }
-            if Int(id) >= dense.count {
-                guard newValue != nil else { return }
-                dense.append(contentsOf: repeatElement(nil, count: Int(id) + 1 - dense.count))
-            }
             dense[Int(id)] = newValue
         }
     }

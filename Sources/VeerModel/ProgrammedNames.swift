@@ -17,7 +17,8 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
 
     /// Keyed by address; names.json keys them by its text ("10.96.0.10:80/tcp"). Typed keys
     /// here: the text of every backend address was a string of its own, held for the agent's life.
-    public var frontends: [L4Address: Frontend] = [:]
+    /// Sharded: a scrape or the state-file writer shares it with the agent (`ShardedDictionary`).
+    public var frontends = ShardedDictionary<L4Address, Frontend>()
     /// A backend's names are a row by backend id, found by its address through `ids`. The
     /// agent's rows are by the maps' own ids and it resolves them with its index of the maps
     /// (`resolving(by:)`), so one table by backend address serves the planner and the names: a

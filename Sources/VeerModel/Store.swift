@@ -32,8 +32,10 @@ public struct StoreChange: Hashable, Sendable {
 /// itself; nothing else is touched. EndpointSlices are indexed by their `kubernetes.io/service-name`
 /// label, so a service's slices are found in O(its slices).
 public struct ServiceStore: Hashable, Sendable {
-    public private(set) var services: [ObjectKey: Service] = [:]
-    public private(set) var slices: [ObjectKey: EndpointSlice] = [:]
+    // Sharded: the state-file writer selects from a shared copy of the store, and the agent's
+    // next change copies one shard of what it changes, not every object (`ShardedDictionary`).
+    public private(set) var services = ShardedDictionary<ObjectKey, Service>()
+    public private(set) var slices = ShardedDictionary<ObjectKey, EndpointSlice>()
     /// By node name.
     public private(set) var nodes: [String: Node] = [:]
     /// Current problems per object (`Kind namespace/name`): why its latest version was rejected, or
@@ -43,7 +45,7 @@ public struct ServiceStore: Hashable, Sendable {
     public private(set) var isSynced = false
 
     /// A service's slices (they share its namespace), by name.
-    private var slicesByService: [ObjectKey: SliceNames] = [:]
+    private var slicesByService = ShardedDictionary<ObjectKey, SliceNames>()
 
     public init() {}
 

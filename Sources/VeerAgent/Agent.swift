@@ -46,8 +46,8 @@ public actor Agent {
     private(set) var index = FrontendIndex()
     /// Services a plan rejected (a map full), by service.
     private var rejections: [ObjectKey: PlanRejection] = [:]
-    /// The names and decisions files are written off the reconcile loop, the latest state
-    /// winning: at 10,000 services encoding them costs more than a change's whole sync.
+    /// names.json is written off the reconcile loop, the latest state winning: at 10,000
+    /// services encoding it costs more than a change's whole sync.
     var filesDirty = false
     var writingFiles = false
 

@@ -123,14 +123,24 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
     // Before anything touches the pins: a second agent for them exits here (AgentLock.Held).
     let lock: AgentLock
     let agent: Agent
+    // veerctl explain's socket: after the lock (the socket of a live veerd is never replaced),
+    // before the datapath is touched.
+    var opened: HTTPListener?
     do {
         lock = try AgentLock(pins: options.agent.pins)
+        do {
+            opened = try await DecisionsServer.open(pins: options.agent.pins) { started.withLockedValue { $0 } }
+        } catch {
+            throw DaemonStartError(description: "cannot listen on \(DecisionsSocket.path(options.agent.pins)) for veerctl explain: \(error)")
+        }
         let installed = try installDatapath(options, logger: logger)
         agent = Agent(config: options.agent, maps: installed.maps, packetPath: installed.packetPath, logger: logger)
     } catch {
+        if let opened { await DecisionsServer.close(opened, pins: options.agent.pins) }
         await abandon()
         throw error
     }
+    let decisions = opened!
     defer { withExtendedLifetime(lock) {} }
     await connect(agent)
     started.withLockedValue { $0 = agent }
@@ -144,6 +154,7 @@ public func runDaemon(_ options: DaemonOptions, logger: Logger) async throws {
             AgentService(agent: agent, events: events),
             DiagnosticsService(agent: agent, diagnostics: diagnostics, logger: logger),
             MetricsService(server: metrics),
+            DecisionsService(agent: agent, server: decisions, pins: options.agent.pins),
         ] + (healthz.map { [$0] } ?? []) + [HealthChecksService(agent: agent)]
           + (serviceCIDRs.map { [ServiceCIDRService(agent: agent, source: $0)] } ?? []),
         gracefulShutdownSignals: [.sigterm, .sigint],
@@ -196,6 +207,19 @@ private struct MetricsService: ServiceLifecycle.Service {
     func run() async throws {
         try? await gracefulShutdown()
         await server.close()
+    }
+}
+
+/// veerctl explain's socket; at a graceful stop it closes and the decisions are saved once.
+private struct DecisionsService: ServiceLifecycle.Service {
+    let agent: Agent
+    let server: HTTPListener
+    let pins: PinLayout
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await DecisionsServer.close(server, pins: pins)
+        await agent.saveDecisions()
     }
 }
 

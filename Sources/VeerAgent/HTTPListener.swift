@@ -1,12 +1,15 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 
 /// The one small HTTP/1.1 listener veerd serves from: /metrics (and /healthz, /readyz) on the
 /// metrics address, kube-proxy's /healthz and /livez, and the healthCheckNodePort of each
-/// eTP=Local LoadBalancer Service. Its handler is one of two kinds:
+/// eTP=Local LoadBalancer Service, and veerctl's decisions on a unix socket in the state
+/// directory. Its handler is one of three kinds:
 /// - `.async`: may await the agent (a scrape renders its snapshot); the connection closes after
 ///   the answer.
+/// - `.asyncQuery`: as `.async`, and given the request's query parameters, decoded.
 /// - `.onEventLoop`: answers synchronously on the event loop from state kept behind a lock, so a
 ///   load balancer probing every few seconds never waits on the agent's reconcile loop; keep-alive
 ///   is honoured.
@@ -42,6 +45,7 @@ public final class HTTPListener: Sendable {
 
     public enum Handler: Sendable {
         case async(@Sendable (_ path: String) async -> Response)
+        case asyncQuery(@Sendable (_ path: String, _ query: [String: String]) async -> Response)
         case onEventLoop(@Sendable (_ path: String) -> Response)
     }
 
@@ -55,7 +59,20 @@ public final class HTTPListener: Sendable {
     public convenience init(host: String, port: Int, handler: Handler) async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         do {
-            try await self.init(group: group, ownGroup: group, host: host, port: port, handler: handler)
+            try await self.init(group: group, ownGroup: group, address: .tcp(host: host, port: port), handler: handler)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// A listener on a unix socket at `path`, on its own event loop thread. A socket file left
+    /// there (a veerd that did not stop gracefully) is replaced; the caller owns its directory and
+    /// its mode (NIO creates the file under the umask), and removes it after `close`.
+    public convenience init(unixSocket path: String, handler: Handler) async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        do {
+            try await self.init(group: group, ownGroup: group, address: .unix(path), handler: handler)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -64,20 +81,30 @@ public final class HTTPListener: Sendable {
 
     /// A listener on a group shared with others (the health listeners); the caller shuts it down.
     public convenience init(group: EventLoopGroup, host: String, port: Int, handler: Handler) async throws {
-        try await self.init(group: group, ownGroup: nil, host: host, port: port, handler: handler)
+        try await self.init(group: group, ownGroup: nil, address: .tcp(host: host, port: port), handler: handler)
     }
 
-    private init(group: EventLoopGroup, ownGroup: MultiThreadedEventLoopGroup?, host: String, port: Int, handler: Handler) async throws {
-        let bootstrap = ServerBootstrap(group: group)
+    private enum Address {
+        case tcp(host: String, port: Int)
+        case unix(String)
+    }
+
+    private init(group: EventLoopGroup, ownGroup: MultiThreadedEventLoopGroup?, address: Address, handler: Handler) async throws {
+        var bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
-            // As Go's listeners (kube-proxy's) do: a port closed a moment ago binds again at once.
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.pipeline.configureHTTPServerPipeline().flatMap {
                     channel.pipeline.addHandler(RequestHandler(handler: handler))
                 }
             }
-        channel = try await bootstrap.bind(host: host, port: port).get()
+        switch address {
+        case let .tcp(host, port):
+            // As Go's listeners (kube-proxy's) do: a port closed a moment ago binds again at once.
+            bootstrap = bootstrap.serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            channel = try await bootstrap.bind(host: host, port: port).get()
+        case let .unix(path):
+            channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+        }
         self.ownGroup = ownGroup
     }
 
@@ -93,6 +120,7 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
 
     let handler: HTTPListener.Handler
     private var path = "/"
+    private var query = ""
     private var keepAlive = false
 
     init(handler: HTTPListener.Handler) { self.handler = handler }
@@ -100,7 +128,9 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case let .head(head):
-            path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "/")
+            let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            path = String(parts.first ?? "/")
+            query = parts.count > 1 ? String(parts[1]) : ""
             keepAlive = head.isKeepAlive
         case .body:
             break
@@ -109,16 +139,35 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             case let .onEventLoop(respond):
                 write(respond(path), keepAlive: keepAlive, context: context)
             case let .async(respond):
-                let path = self.path
-                // NIO's bridge from the event loop to async code: the task lives as long as one answer.
-                let promise = context.eventLoop.makePromise(of: HTTPListener.Response.self)
-                promise.completeWithTask { await respond(path) }
-                let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
-                promise.futureResult.whenSuccess { response in
-                    self.write(response, keepAlive: false, context: ctx.value)
-                }
+                answer(context: context) { [path] in await respond(path) }
+            case let .asyncQuery(respond):
+                let parameters = Self.parameters(query)
+                answer(context: context) { [path] in await respond(path, parameters) }
             }
         }
+    }
+
+    private func answer(context: ChannelHandlerContext, _ respond: @escaping @Sendable () async -> HTTPListener.Response) {
+        // NIO's bridge from the event loop to async code: the task lives as long as one answer.
+        let promise = context.eventLoop.makePromise(of: HTTPListener.Response.self)
+        promise.completeWithTask { await respond() }
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        promise.futureResult.whenSuccess { response in
+            self.write(response, keepAlive: false, context: ctx.value)
+        }
+    }
+
+    /// "a=b&c=d%2Fe" → ["a": "b", "c": "d/e"]; the last of a repeated name wins.
+    static func parameters(_ query: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for pair in query.split(separator: "&") {
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            // A parameter that does not decode is left out (the handler then says what is missing).
+            func decoded(_ s: Substring) -> String? { s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding }
+            guard let name = decoded(kv[0]), let value = kv.count > 1 ? decoded(kv[1]) : "" else { continue }
+            out[name] = value
+        }
+        return out
     }
 
     private func write(_ r: HTTPListener.Response, keepAlive: Bool, context: ChannelHandlerContext) {

@@ -3,17 +3,14 @@ import Glibc
 import VeerDatapath
 import VeerModel
 
-/// Writes names.json and decisions.json for veerctl from the agent's latest state, off the
-/// reconcile loop. Under churn it pauses between writes for a second or ten times the last
-/// write's time, whichever is longer: at 10,000 services a write costs a good part of a
-/// second, which would otherwise keep a core busy and delay the map writes that matter.
+/// Writes names.json for veerctl from the agent's latest state, off the reconcile loop. Under
+/// churn it pauses between writes for a second or ten times the last write's time, whichever is
+/// longer: at 10,000 services a write costs a good part of a second, which would otherwise keep
+/// a core busy and delay the map writes that matter. (`veerctl explain`'s decisions are made
+/// when asked: DecisionsServer.swift.)
 struct StateFileWriter: Sendable {
     struct Snapshot: Sendable {
         var names: ProgrammedNames
-        /// The objects the decisions are made from again, with their verdicts: the agent keeps
-        /// none (a store is a value, shared until the agent changes it).
-        var store: ServiceStore
-        var node: NodeContext
     }
 
     let pins: PinLayout
@@ -33,7 +30,6 @@ struct StateFileWriter: Sendable {
             do {
                 try await Self.onBackgroundThread {
                     try NamesFile.write(snapshot.names, pins: pins)
-                    try DecisionsFile.write(SavedDecisions(node: snapshot.node, selection: Selector.select(snapshot.store, node: snapshot.node)), pins: pins)
                 }
             } catch {
                 await failed(error)
@@ -60,9 +56,9 @@ extension StateFileWriter {
     }
 }
 
-/// The agent's side: it marks the files out of date after a sync, and the writer takes the latest snapshot.
+/// The agent's side: it marks the file out of date after a sync, and the writer takes the latest snapshot.
 extension Agent {
-    /// Starts the state-file writer if the files are out of date and none runs.
+    /// Starts the state-file writer if the file is out of date and none runs.
     func startWritingFiles() {
         guard config.writesStateFiles else { filesDirty = false; return }
         guard filesDirty, !writingFiles else { return }
@@ -76,7 +72,7 @@ extension Agent {
         }
     }
 
-    /// Whether the files are out of date; if not, the writer is done.
+    /// Whether the file is out of date; if not, the writer is done.
     func filesPending() -> Bool {
         if filesDirty { return true }
         writingFiles = false
@@ -91,7 +87,7 @@ extension Agent {
             return nil
         }
         filesDirty = false
-        return StateFileWriter.Snapshot(names: names, store: store, node: nodeContext)
+        return StateFileWriter.Snapshot(names: names)
     }
 
     func filesFailed(_ error: any Error) {

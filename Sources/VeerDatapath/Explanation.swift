@@ -1,33 +1,6 @@
 import Foundation
 import VeerModel
 
-/// decisions.json in the state directory: the selector's last decision with its reasons.
-public enum DecisionsFile {
-    public static func path(_ pins: PinLayout) -> String { "\(NamesFile.directory(pins))/decisions.json" }
-
-    public static func read(pins: PinLayout) -> SavedDecisions? {
-        readState(SavedDecisions.self, from: path(pins))
-    }
-
-    /// Written one decision at a time (`StreamingJSONFile`), the same JSON as encoding the whole
-    /// value with sorted keys: at 10,000 services that whole-value encode held about 200 MB.
-    public static func write(_ decisions: SavedDecisions, pins: PinLayout) throws {
-        try StreamingJSONFile.write(to: path(pins), pins: pins) { out in
-            try out.raw("{\"decisions\":")
-            try out.array(decisions.decisions)
-            try out.raw(",\"node\":")
-            try out.value(decisions.node)
-            try out.raw(",\"skipped\":")
-            try out.array(decisions.skipped)
-            if let zone = decisions.zone {
-                try out.raw(",\"zone\":")
-                try out.value(zone)
-            }
-            try out.raw("}")
-        }
-    }
-}
-
 /// `veerctl explain`: for each frontend of a service (or one frontend), what the agent decided
 /// and why, next to what the kernel holds now. `-o json` prints this as it is.
 public struct Explanation: Codable, Sendable {
@@ -57,16 +30,9 @@ public struct Explanation: Codable, Sendable {
     public init(query: String, decisions: SavedDecisions, state: MapState) {
         node = decisions.node
         zone = decisions.zone
-        let frontend = L4Address(query)
-        let (service, port): (String, String?) = {
-            guard frontend == nil else { return ("", nil) }
-            let parts = query.split(separator: ":", maxSplits: 1).map(String.init)
-            return (parts[0], parts.count > 1 ? parts[1] : nil)
-        }()
-        let chosen = decisions.decisions.filter { d in
-            if let frontend { return d.address == frontend }
-            return d.service.description == service && (port == nil || d.port == port || "\(d.port)" == port)
-        }
+        // Filtered again: a decisions.json holds every service's.
+        let query = DecisionQuery(query)
+        let chosen = query.map { q in decisions.decisions.filter(q.matches) } ?? []
         frontends = chosen.map { d in
             let decided = Set(d.endpoints.filter(\.included).map(\.endpoint))
             var inKernel: [String] = []
@@ -80,9 +46,7 @@ public struct Explanation: Codable, Sendable {
                 backends: inKernel.sorted(), programmed: programmed,
                 missing: decided.subtracting(inKernel).sorted(), unexpected: Set(inKernel).subtracting(decided).sorted()))
         }
-        skipped = decisions.skipped.filter { s in
-            frontend == nil ? s.service.description == service : s.object == query
-        }
+        skipped = query.map { q in decisions.skipped.filter(q.matches) } ?? []
     }
 
     /// The text veerctl prints.

@@ -28,6 +28,44 @@ public enum NamesFile {
     }
 }
 
+/// decisions.json in the state directory: every decision with its reasons as veerd had them when
+/// it last stopped gracefully, for `veerctl explain` while veerd is down (while it runs, veerctl
+/// asks it over `DecisionsSocket`). Removed when veerd starts: it then describes a past run.
+public enum DecisionsFile {
+    public static func path(_ pins: PinLayout) -> String { "\(NamesFile.directory(pins))/decisions.json" }
+
+    public static func read(pins: PinLayout) -> SavedDecisions? {
+        readState(SavedDecisions.self, from: path(pins))
+    }
+
+    /// When it was written (nil: there is none).
+    public static func savedAt(pins: PinLayout) -> Date? {
+        (try? FileManager.default.attributesOfItem(atPath: path(pins)))?[.modificationDate] as? Date
+    }
+
+    public static func remove(pins: PinLayout) {
+        unlink(path(pins))
+    }
+
+    /// Written one decision at a time (`StreamingJSONFile`), the same JSON as encoding the whole
+    /// value with sorted keys: at 10,000 services that whole-value encode held about 200 MB.
+    public static func write(_ decisions: SavedDecisions, pins: PinLayout) throws {
+        try StreamingJSONFile.write(to: path(pins), pins: pins) { out in
+            try out.raw("{\"decisions\":")
+            try out.array(decisions.decisions)
+            try out.raw(",\"node\":")
+            try out.value(decisions.node)
+            try out.raw(",\"skipped\":")
+            try out.array(decisions.skipped)
+            if let zone = decisions.zone {
+                try out.raw(",\"zone\":")
+                try out.value(zone)
+            }
+            try out.raw("}")
+        }
+    }
+}
+
 /// Reads one JSON state file; nil when it is missing or unreadable (veerctl then shows addresses).
 func readState<T: Decodable>(_ type: T.Type, from path: String) -> T? {
     guard let data = FileManager.default.contents(atPath: path) else { return nil }

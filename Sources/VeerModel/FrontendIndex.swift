@@ -27,6 +27,11 @@ public struct FrontendIndex: Sendable {
         desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
     }
 
+    /// The services whose selection has a frontend at this address (or at its cluster scope).
+    public func claimants(of address: L4Address) -> [ObjectKey] {
+        (claims[address.scoped(.cluster)] ?? CompactSet()).sorted()
+    }
+
     /// The whole selection, claims resolved.
     public var merged: SelectionResult { Selector.merge(selections.sorted { $0.key < $1.key }.map(\.value)) }
 

@@ -121,7 +121,11 @@ struct Sockets: ParsableCommand {
 struct Explain: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Why each endpoint is in or out of a service's frontends on this node, next to what the kernel holds.",
-        discussion: "SERVICE is namespace/name or namespace/name:port; FRONTEND is ip:port or ip:port/proto.")
+        discussion: """
+            SERVICE is namespace/name or namespace/name:port; FRONTEND is ip:port or ip:port/proto. veerd makes the \
+            decisions when asked, on its socket veerd.sock in the state directory; while veerd is down, explain shows \
+            the decisions it saved when it stopped (decisions.json), and says so.
+            """)
     @OptionGroup var options: CommonOptions
 
     @Argument(help: "namespace/name[:port] or ip:port[/proto]")
@@ -129,11 +133,18 @@ struct Explain: ParsableCommand {
 
     func run() throws {
         let dp = try options.open()
-        guard let decisions = DecisionsFile.read(pins: options.pins) else {
-            throw CtlError("no decisions saved at \(DecisionsFile.path(options.pins)); veerd writes them after its first sync")
+        guard DecisionQuery(target) != nil else { throw CtlError("\(target): expected namespace/name, namespace/name:port or ip:port[/proto]") }
+        let asked = try ExplainedDecisions(query: target, pins: options.pins)
+        let explanation = Explanation(query: target, decisions: asked.decisions, state: try dp.readState())
+        if explanation.frontends.isEmpty && explanation.skipped.isEmpty {
+            throw CtlError("nothing on node \(explanation.node) matches \(target); `veerctl services` lists what is programmed")
         }
-        let explanation = Explanation(query: target, decisions: decisions, state: try dp.readState())
-        if options.output == .json { return try printJSON(explanation) }
+        if options.output == .json {
+            // The JSON stays the documented Explanation; the note goes beside it.
+            if let note = asked.note { FileHandle.standardError.write(Data((note + "\n").utf8)) }
+            return try printJSON(explanation)
+        }
+        if let note = asked.note { print(note) }
         print(explanation.text, terminator: "")
     }
 }

@@ -74,7 +74,11 @@ struct ExplainTests {
             veerd.standardError = FileHandle(forWritingAtPath: "/dev/null")
             try veerd.run()
             defer { kill(veerd.processIdentifier, SIGKILL); veerd.waitUntilExit() }
-            try waitFor("the agent's decisions written") { DecisionsFile.read(pins: sb.pins)?.decisions.count ?? 0 >= 9 }
+            // veerd answers on its socket once its first list is programmed.
+            try waitFor("veerd answers on \(DecisionsSocket.path(sb.pins))") {
+                guard case let .decisions(d)? = try? DecisionsSocket.ask("default/ports", pins: sb.pins) else { return false }
+                return !d.decisions.isEmpty
+            }
 
             let ctl = "\(KernelSandbox.veerBinaries)/veerctl"
             for c in cases {
@@ -101,6 +105,16 @@ struct ExplainTests {
 
             let headless = KernelSandbox.run([ctl, "explain", "default/headless", "--bpffs", sb.pins.root]).stdout
             #expect(headless.hasPrefix("SKIPPED Service default/headless"), "\(headless)")
+
+            // The socket's answer is the asked service's decisions only; a bad target is refused.
+            guard case let .decisions(one)? = try? DecisionsSocket.ask("default/mixed", pins: sb.pins) else {
+                Issue.record("no answer for default/mixed"); return
+            }
+            #expect(one.node == "node-a" && one.zone == "zone-a")
+            #expect(one.decisions.map(\.service.name) == ["mixed"] && one.decisions.first?.endpoints.count == 3)
+            #expect(throws: DecisionsSocket.Failed.self) { try DecisionsSocket.ask("mixed", pins: sb.pins) }
+            let byAddress = KernelSandbox.run([ctl, "explain", "10.96.1.9:80", "--bpffs", sb.pins.root])
+            #expect(byAddress.stdout.contains("default/ports:http clusterIP 10.96.1.9:80/tcp on node node-a"), "\(byAddress.stdout)")
         }
     }
 }

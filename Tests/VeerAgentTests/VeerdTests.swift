@@ -366,13 +366,30 @@ struct VeerdTests {
                 let veerd = try Veerd(sb, manifests: dir)
                 try waitFor("programmed without pod-b") { backendCount(sb) == 2 }
                 let ctl = "\(KernelSandbox.veerBinaries)/veerctl"
+                // veerd answers on its socket, root-only, and writes no decisions.json while it runs.
+                let socket = DecisionsSocket.path(sb.pins)
+                var st = stat()
+                #expect(stat(socket, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK && st.st_mode & 0o777 == 0o600,
+                        "\(socket) is \(String(st.st_mode, radix: 8))")
+                #expect(access(DecisionsFile.path(sb.pins), F_OK) != 0)
                 let text = KernelSandbox.run([ctl, "explain", "default/web", "--bpffs", sb.pins.root]).stdout
+                #expect(!text.contains("not running"), "\(text)")
                 let podB = text.split(separator: "\n").first { $0.contains("10.244.1.12:8080") }
                 #expect(podB?.contains("pod-b") == true && podB?.contains(" out ") == true && podB?.contains("notReady") == true, "\(text)")
                 #expect(text.contains("kernel:    matches the decision (2 backends)"), "\(text)")
+                let nothing = KernelSandbox.run([ctl, "explain", "default/nope", "--bpffs", sb.pins.root])
+                #expect(nothing.status != 0 && nothing.stderr.contains("nothing on node node-a matches default/nope"), "\(nothing.stderr)")
+
+                // A graceful stop closes the socket and saves the decisions once.
+                veerd.signal(SIGTERM)
+                #expect(access(socket, F_OK) != 0, "the socket is removed at shutdown")
+                let mode = try FileManager.default.attributesOfItem(atPath: DecisionsFile.path(sb.pins))[.posixPermissions] as? Int
+                #expect(mode == 0o600)
+                let saved = KernelSandbox.run([ctl, "explain", "default/web", "--bpffs", sb.pins.root]).stdout
+                #expect(saved.hasPrefix("veerd is not running: decisions as it saved them when it stopped, at "), "\(saved)")
+                #expect(saved.contains("kernel:    matches the decision (2 backends)"), "\(saved)")
 
                 // The maps drift from the decision (veerd down, something else wrote them): explain says so.
-                veerd.signal(SIGKILL)
                 let dp = try Datapath(pins: sb.pins)
                 let drifted = DesiredFrontend(
                     address: L4Address("\(vip):80/tcp")!, kind: .clusterIP,
@@ -391,6 +408,11 @@ struct VeerdTests {
                 #expect(out.frontends.first?.kernel.missing == [])
                 let again = KernelSandbox.run([ctl, "explain", "default/web:http", "--bpffs", sb.pins.root]).stdout
                 #expect(again.contains("DIFFERS") && again.contains("in the maps but not decided: 10.244.1.12:8080"), "\(again)")
+
+                // Neither veerd nor saved decisions: the error names the socket.
+                DecisionsFile.remove(pins: sb.pins)
+                let none = KernelSandbox.run([ctl, "explain", "default/web", "--bpffs", sb.pins.root])
+                #expect(none.status != 0 && none.stderr.contains("veerd is not running") && none.stderr.contains(socket), "\(none.stderr)")
             }
         }
     }

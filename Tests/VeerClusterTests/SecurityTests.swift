@@ -30,6 +30,11 @@ extension ClusterTests {
                 }
             }
             #expect(checked >= 10, "maps, links and state files were all checked (\(checked))")
+            // veerctl explain's socket is among them: veerd answers any process that may connect.
+            let socket = DecisionsSocket.path(pins)
+            var st = stat()
+            #expect(stat(socket, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK && mode(socket) == 0o600,
+                    "\(socket) is \(String(st.st_mode, radix: 8))")
 
             // node-1: default → 127.0.0.1 only, so another node cannot scrape it.
             // kube-proxy's /healthz port is on every address by design (load balancers probe it); nothing else is.

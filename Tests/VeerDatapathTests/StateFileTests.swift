@@ -4,8 +4,9 @@ import Glibc
 import Testing
 import VeerModel
 
-/// names.json and decisions.json are written piece by piece (StreamingJSONFile); veerctl reads
-/// them with JSONDecoder. The pieces must add up to the same document as one whole-value encode.
+/// names.json (while veerd runs) and decisions.json (once, as veerd stops) are written piece by
+/// piece (StreamingJSONFile); veerctl reads them with JSONDecoder. The pieces must add up to the
+/// same document as one whole-value encode.
 // One at a time: each removes the state directory it made and then /run/veer/tmp, which both share.
 @Suite("State files", .serialized)
 struct StateFileTests {
@@ -35,7 +36,7 @@ struct StateFileTests {
                  "10.128.0.2:8080/tcp":{},"10.128.0.10:8080/tcp":{"pod":"ü"}}}
     """#
 
-    @Test("decisions.json: the same bytes as encoding the whole value, and reads back equal")
+    @Test("decisions.json: the same bytes as encoding the whole value, reads back equal, removed at start")
     func decisions() throws {
         let pins = PinLayout(root: "/tmp/veer-t\(getpid())-state")
         defer { removeState(pins) }
@@ -51,6 +52,9 @@ struct StateFileTests {
         }
         let mode = try FileManager.default.attributesOfItem(atPath: DecisionsFile.path(pins))[.posixPermissions] as? Int
         #expect(mode == 0o600)
+        #expect(DecisionsFile.savedAt(pins: pins).map { abs($0.timeIntervalSinceNow) < 60 } == true)
+        DecisionsFile.remove(pins: pins)
+        #expect(DecisionsFile.read(pins: pins) == nil && DecisionsFile.savedAt(pins: pins) == nil)
     }
 
     @Test("names.json reads back equal")

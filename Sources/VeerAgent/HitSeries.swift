@@ -57,8 +57,18 @@ struct HitSeries {
     /// names or whose ids the agent did not write are left out, as before.
     init(_ state: ProgrammedIDs, names: ProgrammedNames, hits: MemberHits, mode: HitMetrics) {
         var portIndex: [ServicePort: Int32] = [:]
-        var portOfRevNat = IDIndex(ids: state.revNat.keys)
-        for (id, address) in state.revNat {
+        // The frontends by row, walking the table once; their rows by id.
+        var frontendIDs: [UInt32] = [], frontendAddress: [L4Address] = []
+        frontendIDs.reserveCapacity(state.revNat.count)
+        frontendAddress.reserveCapacity(state.revNat.count)
+        state.revNat.forEach { id, address in
+            frontendIDs.append(id)
+            frontendAddress.append(address)
+        }
+        var portOfRevNat = IDIndex(ids: frontendIDs), rowOfRevNat = IDIndex(ids: frontendIDs)
+        for (row, id) in frontendIDs.enumerated() {
+            rowOfRevNat[id] = Int32(row)
+            let address = frontendAddress[row]
             guard let f = names.frontend(address) else { continue }
             let key = ServicePort(namespace: f.namespace, service: f.service, port: f.port, proto: address.proto)
             if let index = portIndex[key] {
@@ -85,18 +95,25 @@ struct HitSeries {
         }
 
         // Every backend once, walking the table (not a lookup per member).
-        var rowOfBackend = IDIndex(ids: state.backends.keys)
-        backendAddress.reserveCapacity(state.backends.count)
-        if mode == .endpoint { backendNames.reserveCapacity(state.backends.count) }
-        for (id, entry) in state.backends {
-            rowOfBackend[id] = Int32(backendAddress.count)
-            backendAddress.append(entry.address)
+        var backendIDs: [UInt32] = [], addresses: [L4Address] = []
+        backendIDs.reserveCapacity(state.backends.count)
+        addresses.reserveCapacity(state.backends.count)
+        state.backends.forEach { id, address in
+            backendIDs.append(id)
+            addresses.append(address)
+        }
+        var rowOfBackend = IDIndex(ids: backendIDs)
+        if mode == .endpoint { backendNames.reserveCapacity(addresses.count) }
+        for (row, id) in backendIDs.enumerated() {
+            rowOfBackend[id] = Int32(row)
             if mode == .endpoint {
-                backendNames.append(BackendNames(names.backend(entry.address)))
+                backendNames.append(BackendNames(names.backend(addresses[row])))
                 endpointText.begin()
-                endpointText.appendHostPort(entry.address)
+                endpointText.appendHostPort(addresses[row])
             }
         }
+        backendAddress = addresses
+        if mode == .endpoint { endpointText.sealKeys() }
 
         var retired = hits.retired
         entries.reserveCapacity(hits.members.count)
@@ -104,8 +121,9 @@ struct HitSeries {
             let port = portOfRevNat[member.revNatID], row = rowOfBackend[member.backendID]
             guard port >= 0, row >= 0 else { continue }
             var total = count
-            if !retired.isEmpty, let frontend = state.revNat[member.revNatID],
-               let earlier = retired.removeValue(forKey: FrontendBackend(frontend: frontend, backend: backendAddress[Int(row)])) {
+            if !retired.isEmpty, case let f = rowOfRevNat[member.revNatID], f >= 0,
+               let earlier = retired.removeValue(forKey: FrontendBackend(frontend: frontendAddress[Int(f)],
+                                                                         backend: backendAddress[Int(row)])) {
                 total &+= earlier
             }
             entries.append(Entry(servicePort: port, backend: row, count: total))
@@ -321,8 +339,50 @@ private struct ByteArena {
     /// The start of string `i`, up to `end` (an offset into the arena).
     func prefix(_ i: Int, upTo end: Int) -> ArraySlice<UInt8> { bytes[Int(starts[i])..<end] }
 
+    /// Each string's first 23 bytes, big-endian in three words, zero-padded, the last word's low
+    /// byte 1 where the string is longer (`sealKeys()`): two short strings (every IPv4
+    /// `ip:port`) are ordered by three integer comparisons instead of a memcmp call, which was
+    /// a tenth of a scrape at 50,000 services. Zero padding orders a prefix first, as memcmp
+    /// and then the length do.
+    private var keys: [(UInt64, UInt64, UInt64)] = []
+
+    /// Computes `keys` once every string is in.
+    mutating func sealKeys() {
+        keys = []
+        keys.reserveCapacity(starts.count)
+        bytes.withUnsafeBufferPointer { buf in
+            for i in starts.indices {
+                let s = Int(starts[i]), e = i + 1 < starts.count ? Int(starts[i + 1]) : buf.count
+                var w: (UInt64, UInt64, UInt64) = (0, 0, 0)
+                for k in 0..<min(e - s, 23) {
+                    let v = UInt64(buf[s + k]) << UInt64(56 - 8 * (k & 7))
+                    switch k >> 3 {
+                    case 0: w.0 |= v
+                    case 1: w.1 |= v
+                    default: w.2 |= v
+                    }
+                }
+                if e - s > 23 { w.2 |= 1 }
+                keys.append(w)
+            }
+        }
+    }
+
     /// Orders strings `i` and `j` as bytes (the order of String's `<` for ASCII): <0, 0, >0.
+    @inline(__always)
     func compare(_ i: Int32, _ j: Int32) -> Int32 {
+        if !keys.isEmpty {
+            let x = keys[Int(i)], y = keys[Int(j)]
+            if (x.2 | y.2) & 0xFF == 0 {
+                if x.0 != y.0 { return x.0 < y.0 ? -1 : 1 }
+                if x.1 != y.1 { return x.1 < y.1 ? -1 : 1 }
+                return x.2 == y.2 ? 0 : x.2 < y.2 ? -1 : 1
+            }
+        }
+        return compareBytes(i, j)
+    }
+
+    private func compareBytes(_ i: Int32, _ j: Int32) -> Int32 {
         let a = Int(starts[Int(i)]), b = Int(starts[Int(j)])
         let aEnd = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
         let bEnd = Int(j) + 1 < starts.count ? Int(starts[Int(j) + 1]) : bytes.count

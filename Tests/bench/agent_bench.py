@@ -198,6 +198,15 @@ def max_le(buckets):
     return float("nan")
 
 
+def over(buckets, bound):
+    """How many observations exceeded a bucket bound (s)."""
+    total = buckets[-1][1] if buckets else 0
+    for b, n in buckets:
+        if abs(b - bound) < 1e-12:
+            return int(total - n)
+    return -1
+
+
 def le(buckets, bound):
     total = buckets[-1][1] if buckets else 0
     for b, n in buckets:
@@ -449,6 +458,7 @@ def main():
             scraped_prog_p99_ms=round(quantile(pl2, 0.99), 2), scraped_sync_p99_ms=round(quantile(sd2, 0.99), 2),
             np_max_le_ms=max_le(np_), sync_max_le_ms=max_le(sd),
             scraped_np_max_le_ms=max_le(np2), scraped_sync_max_le_ms=max_le(sd2),
+            sync_over10ms=over(sd, 0.01), scraped_sync_over10ms=over(sd2, 0.01),
             scraped_harness_p99_ms=traced2["harness_p99_ms"])
         if int(scraped.get("veer_backends", 0)) != n * eps:
             raise SystemExit(f"veer_backends={scraped.get('veer_backends')} after the scraped churn, expected {n * eps}")

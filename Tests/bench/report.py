@@ -486,7 +486,8 @@ if agent:
               f"{d['np_p50_ms']:.2f} / {d['np_p99_ms']:.2f} ms | {d['scraped_np_p50_ms']:.2f} / {d['scraped_np_p99_ms']:.2f} ms | "
               f"{100 * d['scraped_np_le5ms']:.1f} % | ≤ {d.get('np_max_le_ms', float('nan')):g} → ≤ {d.get('scraped_np_max_le_ms', float('nan')):g} ms | "
               f"{d['scraped_prog_p99_ms']:.2f} ms | {d['scraped_sync_p99_ms']:.2f} ms | "
-              f"≤ {d.get('sync_max_le_ms', float('nan')):g} → ≤ {d.get('scraped_sync_max_le_ms', float('nan')):g} ms | "
+              f"≤ {d.get('sync_max_le_ms', float('nan')):g} → ≤ {d.get('scraped_sync_max_le_ms', float('nan')):g} ms "
+              f"({int(d.get('sync_over10ms', -1))} → {int(d.get('scraped_sync_over10ms', -1))} over 10 ms) | "
               f"{d['scraped_harness_p99_ms']:.2f} ms |")
         w("")
 else:

@@ -239,35 +239,48 @@ struct HitSeries {
             guard !rows.isEmpty else { continue }
             // One port's rows are in endpoint order already; several ports' are merged by a sort.
             if !onePort { sortRange(&rows, 0..<rows.count) { endpointText.compare($0, $1) < 0 } }
-            // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port) is
-            // ordered by pod, node and zone, and written once per distinct set of them.
-            var i = 0
-            while i < rows.count {
-                var j = i + 1
-                while j < rows.count, endpointText.compare(rows[i], rows[j]) == 0 { j += 1 }
-                if j - i > 1 { sortRange(&rows, i..<j) { backendNames[Int($0)] < backendNames[Int($1)] } }
-                for k in i..<j where k == i || backendNames[Int(rows[k - 1])] != backendNames[Int(rows[k])] {
-                    writeInfo(into: &out, serviceLabels, row: rows[k])
+            // Room for every row's line (escaping at most doubles a name); the lines are then
+            // written through a raw pointer, as the hit lines are.
+            var room = 0
+            for row in rows {
+                let n = backendNames[Int(row)]
+                room += Self.infoFixed + serviceLabels.count + endpointText.length(row)
+                    + 2 * (n.pod.utf8.count + n.node.utf8.count + n.zone.utf8.count)
+            }
+            out.appendRaw(capacity: room) { w in
+                // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port)
+                // is ordered by pod, node and zone, and written once per distinct set of them.
+                var i = 0
+                while i < rows.count {
+                    var j = i + 1
+                    while j < rows.count, endpointText.compare(rows[i], rows[j]) == 0 { j += 1 }
+                    if j - i > 1 { sortRange(&rows, i..<j) { backendNames[Int($0)] < backendNames[Int($1)] } }
+                    for k in i..<j where k == i || backendNames[Int(rows[k - 1])] != backendNames[Int(rows[k])] {
+                        writeInfo(into: &w, serviceLabels, row: rows[k])
+                    }
+                    i = j
                 }
-                i = j
             }
         }
     }
 
-    private func writeInfo(into out: inout PrometheusText, _ serviceLabels: ArraySlice<UInt8>, row: Int32) {
-        out.append("veer_endpoint_info{")
-        out.append(serviceLabels)
-        out.append(Self.infoLabels[0])
-        endpointText.write(row, into: &out)
+    /// The bytes of an info line besides the service labels, the endpoint and the names.
+    private static let infoFixed = "veer_endpoint_info{".utf8.count + infoLabels.reduce(0) { $0 + $1.count } + "\"} 1\n".utf8.count
+
+    private func writeInfo(into w: inout RawWriter, _ serviceLabels: ArraySlice<UInt8>, row: Int32) {
+        w.put("veer_endpoint_info{")
+        serviceLabels.withUnsafeBufferPointer { w.put($0) }
+        Self.infoLabels[0].withUnsafeBufferPointer { w.put($0) }
+        endpointText.write(row, into: &w)
         backendNames.withUnsafeBufferPointer { names in
-            out.append(Self.infoLabels[1])
-            out.appendEscaped(names[Int(row)].pod)
-            out.append(Self.infoLabels[2])
-            out.appendEscaped(names[Int(row)].node)
-            out.append(Self.infoLabels[3])
-            out.appendEscaped(names[Int(row)].zone)
+            Self.infoLabels[1].withUnsafeBufferPointer { w.put($0) }
+            w.putEscaped(names[Int(row)].pod)
+            Self.infoLabels[2].withUnsafeBufferPointer { w.put($0) }
+            w.putEscaped(names[Int(row)].node)
+            Self.infoLabels[3].withUnsafeBufferPointer { w.put($0) }
+            w.putEscaped(names[Int(row)].zone)
         }
-        out.append("\"} 1\n")
+        w.put("\"} 1\n")
     }
 }
 
@@ -366,6 +379,18 @@ private struct ByteArena {
         try bytes.withUnsafeBufferPointer { b in
             try starts.withUnsafeBufferPointer { s in try body(View(bytes: b, starts: s, maxLength: maxLength)) }
         }
+    }
+
+    /// The length of string `i`.
+    func length(_ i: Int32) -> Int {
+        (Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count) - Int(starts[Int(i)])
+    }
+
+    /// Writes string `i` through `w`.
+    @inline(__always)
+    func write(_ i: Int32, into w: inout RawWriter) {
+        let a = Int(starts[Int(i)]), b = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
+        bytes.withUnsafeBufferPointer { w.put(UnsafeBufferPointer(rebasing: $0[a..<b])) }
     }
 
     /// Appends string `i` to `out`: no slice of the arena (a retain and release each) per sample.

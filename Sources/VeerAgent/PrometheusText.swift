@@ -205,6 +205,25 @@ struct RawWriter {
         position += 1
     }
 
+    /// A label value, escaped as `PrometheusText.appendEscaped` escapes it.
+    mutating func putEscaped(_ s: String) {
+        var s = s
+        s.withUTF8 { utf8 in
+            guard utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
+                put(utf8)
+                return
+            }
+            for b in utf8 {
+                switch b {
+                case UInt8(ascii: "\\"): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "\\"))
+                case UInt8(ascii: "\""): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "\""))
+                case UInt8(ascii: "\n"): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "n"))
+                default: put(byte: b)
+                }
+            }
+        }
+    }
+
     /// An integer in decimal.
     mutating func put(_ value: UInt64) {
         var digits = 1, n = value

@@ -69,6 +69,20 @@ public struct PrometheusText: Sendable {
         bytes.append(byte)
     }
 
+    /// Appends what `body` writes through a raw pointer, at most `capacity` bytes (every write is
+    /// checked against them): many short fragments without an `Array.append` each.
+    mutating func appendRaw(capacity: Int, _ body: (inout RawWriter) -> Void) {
+        let old = bytes.count
+        bytes.append(contentsOf: repeatElement(0, count: capacity))
+        let used = bytes.withUnsafeMutableBufferPointer { buf -> Int in
+            let base = buf.baseAddress! + old
+            var w = RawWriter(base, end: base + capacity)
+            body(&w)
+            return w.position - base
+        }
+        bytes.removeLast(capacity - used)
+    }
+
     /// A label value, escaped as the format requires: backslash, double quote and line feed.
     public mutating func appendEscaped(_ s: String) {
         Self.appendEscaped(s, to: &bytes)
@@ -158,5 +172,70 @@ public struct Histogram: Sendable {
         out.sample("\(name)_bucket", [("le", "+Inf")], Double(count))
         out.sample("\(name)_sum", [], sum)
         out.sample("\(name)_count", [], Double(count))
+    }
+}
+
+/// A cursor into room `PrometheusText.appendRaw` reserved; a write past its end traps.
+struct RawWriter {
+    private(set) var position: UnsafeMutablePointer<UInt8>
+    private let end: UnsafeMutablePointer<UInt8>
+
+    init(_ start: UnsafeMutablePointer<UInt8>, end: UnsafeMutablePointer<UInt8>) {
+        position = start
+        self.end = end
+    }
+
+    @inline(__always)
+    mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+        guard let source = bytes.baseAddress else { return }
+        precondition(end - position >= bytes.count, "raw write past the reserved room")
+        position.update(from: source, count: bytes.count)
+        position += bytes.count
+    }
+
+    @inline(__always)
+    mutating func put(_ s: StaticString) {
+        put(UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    @inline(__always)
+    mutating func put(byte: UInt8) {
+        precondition(position < end, "raw write past the reserved room")
+        position.pointee = byte
+        position += 1
+    }
+
+    /// A label value, escaped as `PrometheusText.appendEscaped` escapes it.
+    mutating func putEscaped(_ s: String) {
+        var s = s
+        s.withUTF8 { utf8 in
+            guard utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
+                put(utf8)
+                return
+            }
+            for b in utf8 {
+                switch b {
+                case UInt8(ascii: "\\"): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "\\"))
+                case UInt8(ascii: "\""): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "\""))
+                case UInt8(ascii: "\n"): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "n"))
+                default: put(byte: b)
+                }
+            }
+        }
+    }
+
+    /// An integer in decimal.
+    mutating func put(_ value: UInt64) {
+        var digits = 1, n = value
+        while n >= 10 { n /= 10; digits += 1 }
+        precondition(end - position >= digits, "raw write past the reserved room")
+        n = value
+        var p = position + digits
+        repeat {
+            p -= 1
+            p.pointee = UInt8(ascii: "0") + UInt8(n % 10)
+            n /= 10
+        } while n > 0
+        position += digits
     }
 }

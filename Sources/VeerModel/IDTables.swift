@@ -88,6 +88,15 @@ struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
     /// The ids holding this key besides the lowest (nearly always none).
     func others(_ key: Key) -> [UInt32] { others[key].map(Array.init) ?? [] }
 
+    /// Every id held, the lowest and the others.
+    var count: Int { others.values.reduce(lowest.count) { $0 + $1.count } }
+
+    /// Every (id, key) pair, in no order.
+    func forEach(_ body: (UInt32, Key) throws -> Void) rethrows {
+        for (key, id) in lowest { try body(id, key) }
+        for (key, ids) in others { for id in ids { try body(id, key) } }
+    }
+
     mutating func insert(_ id: UInt32, for key: Key) {
         guard let low = lowest[key] else {
             lowest[key] = id
@@ -159,6 +168,31 @@ public struct BackendIDs: Sendable {
 
     /// The id of the lowest backend entry holding this address.
     public subscript(_ address: L4Address) -> UInt32? { table[address] }
+}
+
+/// Every id of a map's table with the address its entry holds, for a reader off the agent's
+/// actor (a /metrics scrape): the agent's own index by address, shared, not copied (it is
+/// sharded, so the agent's next write copies one shard, where sharing `MapState.backends`
+/// made it copy 500,000 entries on its actor at 50,000 services), or a table read back from
+/// the maps.
+public struct AddressesByID: Sendable {
+    private var indexed: LowestIDs<L4Address>?
+    private var plain: [UInt32: L4Address] = [:]
+
+    init(_ table: LowestIDs<L4Address>) { indexed = table }
+
+    public init(_ table: [UInt32: L4Address]) { plain = table }
+
+    public var count: Int { indexed?.count ?? plain.count }
+
+    /// Every (id, address) pair, in no order.
+    public func forEach(_ body: (UInt32, L4Address) throws -> Void) rethrows {
+        if let indexed {
+            try indexed.forEach(body)
+        } else {
+            for (id, address) in plain { try body(id, address) }
+        }
+    }
 }
 
 /// Values by id, for ids handed out lowest free first (dense from 1): an array of optionals,

@@ -38,6 +38,11 @@ public struct IndexedMapState: Sendable {
     /// The backend ids by address (shared, not copied): `ProgrammedNames` finds its rows by them.
     public var backendIDTable: BackendIDs { BackendIDs(backendIDsByAddress) }
 
+    /// The backend entries' addresses by id, and the rev_nat entries' (shared, not copied): what
+    /// a /metrics scrape resolves the hit counters' ids with.
+    public var backendAddresses: AddressesByID { AddressesByID(backendIDsByAddress) }
+    public var revNatAddresses: AddressesByID { AddressesByID(revNatIDsByAddress) }
+
     /// The id a plan reuses for this backend address: the lowest that holds it.
     public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address] }
 

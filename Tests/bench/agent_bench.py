@@ -33,6 +33,11 @@ and veerd's metrics listen on that namespace's 127.0.0.1 only.
    precedes the churn (rss_/hwm_prescrape, _scrape1), the largest VmRSS sampled during the churn
    (rss_churn_max), both after it (rss_/hwm_churned), and after the last scrape (rss_now_end;
    rss_end is the peak, VmHWM).
+4. The churn again (same rate and length) while a thread scrapes /metrics every
+   BENCH_SCRAPE_EVERY seconds (default 2), reading the whole text as Prometheus does: change →
+   maps with scrapes (scraped_np_*, scraped_prog_p99, scraped_sync_p99), the harness's own p99
+   in it, and the scrapes' times as the client saw them (scraped_scrape_p50_s/_max_s). A scrape
+   must never delay a change.
 
 For a closer look at one run (not used by make bench):
   BENCH_TRACE_OUT=FILE  the harness's trace per change: rv, stamp, received, applied, written
@@ -44,7 +49,7 @@ For a closer look at one run (not used by make bench):
 Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the caller removes
 the pins and the cgroup (veerd leaves the datapath attached on purpose).
 """
-import datetime, gc, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, time
+import datetime, gc, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, threading, time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -183,6 +188,25 @@ def quantile(buckets, q):
     return lo * 1000
 
 
+def max_le(buckets):
+    """The smallest bucket bound holding every observation (ms): a bound on the slowest, which
+    p99 misses when only a few (one per scrape) are slow."""
+    total = buckets[-1][1] if buckets else 0
+    for b, n in buckets:
+        if n >= total:
+            return b * 1000
+    return float("nan")
+
+
+def over(buckets, bound):
+    """How many observations exceeded a bucket bound (s)."""
+    total = buckets[-1][1] if buckets else 0
+    for b, n in buckets:
+        if abs(b - bound) < 1e-12:
+            return int(total - n)
+    return -1
+
+
 def le(buckets, bound):
     total = buckets[-1][1] if buckets else 0
     for b, n in buckets:
@@ -226,6 +250,49 @@ def hops(port, stamps):
             "server_gc2": sum(1 for g, _, _ in gcs if g == 2),
             "server_gc_max_ms": round(max((e - b for _, b, e in gcs), default=0) * 1000, 2),
             "stamp_floor_ms": round(sum(t * 1000 % 1 for t in stamps.values()) / max(len(stamps), 1), 2)}
+
+
+def churn(api, rng, addresses, n, eps, rate, seconds, fresh, pid):
+    """One endpoint of one random service moves, at most `rate` times a second, for `seconds`.
+    Returns the changes made, the rate achieved, each change's stamp by resourceVersion and the
+    largest VmRSS sampled."""
+    start, k = time.time(), 0
+    stamps = {}  # resourceVersion -> the stamp's exact time
+    rss_churn, sampled = 0.0, start
+    while time.time() - start < seconds:
+        due = start + k / rate
+        delay = due - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        i = rng.randrange(n)
+        addresses[i][rng.randrange(eps)] = str(ipaddress.IPv4Address(fresh[0]))
+        fresh[0] += 1
+        # RFC 3339 with microseconds, as the EndpointSlice controller writes it (RFC3339Nano).
+        now = time.time()
+        stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = json.dumps({"resource": "endpointslices", "object": slice_(i, addresses[i], stamp)})
+        api.request("POST", "/_fake/apply", body, {"Content-Type": "application/json"})
+        stamps[int(json.loads(api.getresponse().read())["resourceVersion"])] = now
+        k += 1
+        if now - sampled >= 0.5:
+            rss_churn, sampled = max(rss_churn, rss_mb(pid, "VmRSS")), now
+    return k, k / (time.time() - start), stamps, rss_churn
+
+
+def scraper(every, stop, times):
+    """Scrapes /metrics every `every` seconds until `stop` is set, as Prometheus does: the whole
+    text read (not parsed here: Prometheus parses in its own process), each scrape's time kept."""
+    nxt = time.time()
+    while not stop.wait(max(0.0, nxt - time.time())):
+        t = time.time()
+        c = http.client.HTTPConnection("127.0.0.1", METRICS_PORT, timeout=120)
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        while r.read(1 << 20):
+            pass
+        c.close()
+        times.append(time.time() - t)
+        nxt = t + every
 
 
 def main():
@@ -335,26 +402,8 @@ def main():
                                        "-s", "1200", "-o", os.environ["BENCH_STRACE"], "-p", str(agent.pid)])
             tracer.append(strace)
             time.sleep(2)
-        start, k, fresh = time.time(), 0, 0x0B000000
-        stamps = {}  # resourceVersion -> the stamp's exact time
-        rss_churn, sampled = 0.0, start
-        while time.time() - start < seconds:
-            due = start + k / rate
-            delay = due - time.time()
-            if delay > 0:
-                time.sleep(delay)
-            i = rng.randrange(n)
-            addresses[i][rng.randrange(eps)] = str(ipaddress.IPv4Address(fresh + k))
-            # RFC 3339 with microseconds, as the EndpointSlice controller writes it (RFC3339Nano).
-            now = time.time()
-            stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            body = json.dumps({"resource": "endpointslices", "object": slice_(i, addresses[i], stamp)})
-            api.request("POST", "/_fake/apply", body, {"Content-Type": "application/json"})
-            stamps[int(json.loads(api.getresponse().read())["resourceVersion"])] = now
-            k += 1
-            if now - sampled >= 0.5:
-                rss_churn, sampled = max(rss_churn, rss_mb(agent.pid, "VmRSS")), now
-        achieved = k / (time.time() - start)
+        fresh = [0x0B000000]  # the next fresh address, across both churns
+        k, achieved, stamps, rss_churn = churn(api, rng, addresses, n, eps, rate, seconds, fresh, agent.pid)
         time.sleep(2)  # let the last changes land
         if strace:
             strace.send_signal(signal.SIGINT)
@@ -383,6 +432,36 @@ def main():
         # Every moved endpoint replaced one backend: the count must not drift.
         if result["backends"] != n * eps:
             raise SystemExit(f"veer_backends={result['backends']} after the churn, expected {n * eps}")
+        # 4. The same churn again while a Prometheus scrapes /metrics every SCRAPE_EVERY s (a
+        # thread of its own): a scrape must never delay a change. After every figure above, so
+        # those stay as they were measured without scrapes (the peak RSS included).
+        every = float(os.environ.get("BENCH_SCRAPE_EVERY", "2"))
+        stop, times = threading.Event(), []
+        thread = threading.Thread(target=scraper, args=(every, stop, times), daemon=True)
+        thread.start()
+        k2, achieved2, stamps2, _ = churn(api, rng, addresses, n, eps, rate, seconds, fresh, agent.pid)
+        stop.set()
+        thread.join()
+        time.sleep(2)  # let the last changes land
+        scraped = metrics()
+        traced2 = hops(port, stamps2)
+        np2 = histogram(scraped, after, "veer_network_programming_duration_seconds")
+        pl2 = histogram(scraped, after, "veer_programming_latency_seconds")
+        sd2 = histogram(scraped, after, "veer_sync_duration_seconds")
+        result.update(
+            scraped_every_s=every, scraped_scrapes=len(times),
+            scraped_scrape_p50_s=round(sorted(times)[len(times) // 2], 3) if times else float("nan"),
+            scraped_scrape_max_s=round(max(times), 3) if times else float("nan"),
+            scraped_changes=k2, scraped_rate=round(achieved2, 1),
+            scraped_np_p50_ms=round(quantile(np2, 0.5), 2), scraped_np_p99_ms=round(quantile(np2, 0.99), 2),
+            scraped_np_le5ms=round(le(np2, 0.005), 4),
+            scraped_prog_p99_ms=round(quantile(pl2, 0.99), 2), scraped_sync_p99_ms=round(quantile(sd2, 0.99), 2),
+            np_max_le_ms=max_le(np_), sync_max_le_ms=max_le(sd),
+            scraped_np_max_le_ms=max_le(np2), scraped_sync_max_le_ms=max_le(sd2),
+            sync_over10ms=over(sd, 0.01), scraped_sync_over10ms=over(sd2, 0.01),
+            scraped_harness_p99_ms=traced2["harness_p99_ms"])
+        if int(scraped.get("veer_backends", 0)) != n * eps:
+            raise SystemExit(f"veer_backends={scraped.get('veer_backends')} after the scraped churn, expected {n * eps}")
         print("veer-agent " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
     finally:
         if os.environ.get("BENCH_AGENT_LOG"):  # keep veerd's log (its stage timings) for a look

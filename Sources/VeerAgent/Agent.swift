@@ -181,9 +181,6 @@ public actor Agent {
     /// Services not programmed now (a map full), with the reason.
     public var rejectedServices: [PlanRejection] { rejections.values.sorted { $0.service < $1.service } }
     public var datapathAttached: Bool { maps.isAttached }
-    /// The whole selection, conflicts resolved, with every endpoint's verdict: made again from the
-    /// stored objects (the loop keeps its selections per service, without verdicts).
-    public var selection: SelectionResult { Selector.select(store, node: nodeContext) }
 
     var nodeContext: NodeContext {
         NodeContext(nodeName: config.nodeName, node: store.nodes[config.nodeName],

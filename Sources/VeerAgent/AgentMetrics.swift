@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import VeerDatapath
 import VeerKube
 import VeerModel
@@ -200,13 +199,7 @@ extension Agent {
     /// 19 ms); here the scheduler prefers them.
     public nonisolated func metricsBytes() async -> [UInt8] {
         let snapshot = await metricsSnapshot()
-        return await withCheckedContinuation { (done: CheckedContinuation<[UInt8], Never>) in
-            let thread = Thread {
-                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
-                done.resume(returning: snapshot.render())
-            }
-            thread.name = "veer-metrics"
-            thread.start()
-        }
+        // `render` does not throw: `try?` only satisfies the thread runner's signature.
+        return (try? await BackgroundThread.run(named: "veer-metrics") { snapshot.render() }) ?? []
     }
 }

@@ -74,7 +74,7 @@ extension Agent {
         guard config.writesStateFiles, store.isSynced else { return }
         let (store, node, pins) = (store, nodeContext, config.pins)
         do {
-            try await StateFileWriter.onBackgroundThread {
+            try await BackgroundThread.run(named: "veer-state-files") {
                 try DecisionsFile.write(SavedDecisions(node: node, selection: Selector.select(store, node: node)), pins: pins)
             }
         } catch {

@@ -58,13 +58,7 @@ struct HitSeries {
     init(_ state: ProgrammedIDs, names: ProgrammedNames, hits: MemberHits, mode: HitMetrics) {
         var portIndex: [ServicePort: Int32] = [:]
         // The frontends by row, walking the table once; their rows by id.
-        var frontendIDs: [UInt32] = [], frontendAddress: [L4Address] = []
-        frontendIDs.reserveCapacity(state.revNat.count)
-        frontendAddress.reserveCapacity(state.revNat.count)
-        state.revNat.forEach { id, address in
-            frontendIDs.append(id)
-            frontendAddress.append(address)
-        }
+        let (frontendIDs, frontendAddress) = state.revNat.columns
         var portOfRevNat = IDIndex(ids: frontendIDs), rowOfRevNat = IDIndex(ids: frontendIDs)
         for (row, id) in frontendIDs.enumerated() {
             rowOfRevNat[id] = Int32(row)
@@ -95,13 +89,7 @@ struct HitSeries {
         }
 
         // Every backend once, walking the table (not a lookup per member).
-        var backendIDs: [UInt32] = [], addresses: [L4Address] = []
-        backendIDs.reserveCapacity(state.backends.count)
-        addresses.reserveCapacity(state.backends.count)
-        state.backends.forEach { id, address in
-            backendIDs.append(id)
-            addresses.append(address)
-        }
+        let (backendIDs, addresses) = state.backends.columns
         var rowOfBackend = IDIndex(ids: backendIDs)
         if mode == .endpoint { backendNames.reserveCapacity(addresses.count) }
         for (row, id) in backendIDs.enumerated() {

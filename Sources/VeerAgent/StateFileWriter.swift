@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 import VeerDatapath
 import VeerModel
 
@@ -28,30 +27,13 @@ struct StateFileWriter: Sendable {
             let started = clock.now
             let pins = pins
             do {
-                try await Self.onBackgroundThread {
+                try await BackgroundThread.run(named: "veer-state-files") {
                     try NamesFile.write(snapshot.names, pins: pins)
                 }
             } catch {
                 await failed(error)
             }
             pause = max(.seconds(1), (clock.now - started) * 10)
-        }
-    }
-}
-
-extension StateFileWriter {
-    /// Runs `body` on a thread of its own at a lower priority (nice 10; on Linux the nice
-    /// value is per thread). At 50,000 services a write takes seconds: on one of the two
-    /// threads of the concurrency pool of a 2-core node, it stalled the watch stream and the
-    /// syncs (the agent bench measured 300 ms stalls); here the scheduler prefers them.
-    static func onBackgroundThread(_ body: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
-            let thread = Thread {
-                _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
-                do { try body(); done.resume() } catch { done.resume(throwing: error) }
-            }
-            thread.name = "veer-state-files"
-            thread.start()
         }
     }
 }

@@ -193,6 +193,18 @@ public struct AddressesByID: Sendable {
             for (id, address) in plain { try body(id, address) }
         }
     }
+
+    /// Every (id, address) pair as two arrays, row by row, in no order: walked once.
+    public var columns: (ids: [UInt32], addresses: [L4Address]) {
+        var ids: [UInt32] = [], addresses: [L4Address] = []
+        ids.reserveCapacity(count)
+        addresses.reserveCapacity(count)
+        forEach { id, address in
+            ids.append(id)
+            addresses.append(address)
+        }
+        return (ids, addresses)
+    }
 }
 
 /// Values by id, for ids handed out lowest free first (dense from 1): an array of optionals,

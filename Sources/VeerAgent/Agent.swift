@@ -273,10 +273,10 @@ public actor Agent {
     private func fullSync(_ node: NodeContext) throws -> (plan: Plan, skipped: [SkipReason]) {
         let t0 = clock.now
         let keys = store.serviceKeys
-        var fresh: [ObjectKey: SelectionResult] = [:]
         // Without verdicts: `veerctl explain` gets them from a selection made when it reads them.
-        for key in keys { fresh[key] = Selector.select(store, service: key, node: node, explain: false) }
-        let merged = Selector.merge(keys.map { fresh[$0]! })
+        let selections = Selector.select(store, services: keys, node: node, explain: false)
+        let fresh = Dictionary(uniqueKeysWithValues: zip(keys, selections))
+        let merged = Selector.merge(selections)
         let t1 = clock.now
         let actual = try running?.state ?? maps.readState()
         let plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: maps.capacities)

@@ -1,5 +1,7 @@
 import CVeer
 import Glibc
+import Synchronization
+import VeerModel
 
 /// A BPF map opened by fd, with keys and values typed by the structs in veer_maps.h.
 /// Sizes are checked against the kernel's map info when opened, so a Swift struct that
@@ -55,30 +57,23 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
         guard bpf_map_update_elem(fd, &key, &value, UInt64(flags)) == 0 else { throw mapError("update", errno) }
     }
 
-    /// Writes entries in order with BPF_MAP_UPDATE_BATCH (BPF_ANY), `chunk` entries per syscall.
-    /// The kernel (generic_map_update_batch) applies them one by one in array order, each as a
-    /// plain update, so a concurrent reader sees the same prefixes as with one syscall each. On a
-    /// failure the entries before the failing one are written, as with single updates. Falls
-    /// back to one update each where the map type cannot batch.
-    func updateBatch(_ keys: [Key], _ values: [Value], chunk: Int = 8192) throws {
+    /// Writes entries with BPF_MAP_UPDATE_BATCH (BPF_ANY), `chunk` entries per syscall. A large
+    /// run is split into parts written at once, each in order: a part starts only after an
+    /// entry for which `partsStartAfter` holds (every entry when nil), so entries between two
+    /// such points are written in order (see `Datapath.apply`). On a failure the entries before
+    /// the failing one in its part are written. Falls back to one update each, in order, where
+    /// the map type cannot batch.
+    func updateBatch(_ keys: [Key], _ values: [Value], chunk: Int = 8192,
+                     partsStartAfter boundary: ((Key) -> Bool)? = nil) throws {
         precondition(keys.count == values.count)
-        var done = 0
-        while done < keys.count {
-            let n = min(chunk, keys.count - done)
-            var count = UInt32(n)
-            let rc = keys.withUnsafeBufferPointer { k in
-                values.withUnsafeBufferPointer { v in
-                    bpf_map_update_batch(fd, k.baseAddress! + done, v.baseAddress! + done, &count, nil)
+        try keys.withUnsafeBufferPointer { k in
+            try values.withUnsafeBufferPointer { v in
+                try writeBatches(count: keys.count, chunk: chunk, boundary: boundary.map { b in { b(k[$0]) } }) { start, count in
+                    bpf_map_update_batch(fd, k.baseAddress! + start, v.baseAddress! + start, count, nil)
+                } fallback: {
+                    for i in keys.indices { try update(keys[i], values[i]) }
                 }
             }
-            if rc == 0 { done += n; continue }
-            let err = errno
-            if done == 0 && count == 0 && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
-                // This map type (or kernel) cannot batch: one update each.
-                for i in keys.indices { try update(keys[i], values[i]) }
-                return
-            }
-            throw mapError("update", err)
         }
     }
 
@@ -190,27 +185,78 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
             return
         }
         let zeros = [UInt64](repeating: 0, count: min(chunk, keys.count) * counterSlots)
-        var done = 0
-        while done < keys.count {
-            let n = min(chunk, keys.count - done)
-            var count = UInt32(n)
-            let rc = keys.withUnsafeBufferPointer { k in
-                zeros.withUnsafeBufferPointer { v in bpf_map_update_batch(fd, k.baseAddress! + done, v.baseAddress!, &count, nil) }
+        try keys.withUnsafeBufferPointer { k in
+            try zeros.withUnsafeBufferPointer { v in
+                try writeBatches(count: keys.count, chunk: chunk) { start, count in
+                    bpf_map_update_batch(fd, k.baseAddress! + start, v.baseAddress!, count, nil)
+                } fallback: {
+                    for key in keys { try insertZeroCounter(key) }
+                }
             }
-            if rc == 0 { done += n; continue }
+        }
+    }
+
+    /// Runs `write(start, &count)` over `count` entries, `chunk` at a time. The first chunk goes
+    /// alone (it finds out whether the map can batch at all: if not, `fallback` writes them
+    /// all); the rest is split into one contiguous part per CPU, up to four, written at once,
+    /// each part starting after an index where `boundary` holds. The kernel's hash-map inserts
+    /// take a per-bucket lock and per-CPU allocation caches, so they scale with CPUs.
+    private func writeBatches(count total: Int, chunk: Int, boundary: ((Int) -> Bool)? = nil,
+                              _ write: (Int, UnsafeMutablePointer<UInt32>) -> Int32,
+                              fallback: () throws -> Void) throws {
+        func part(_ range: Range<Int>) -> DatapathError? {
+            var done = range.lowerBound
+            while done < range.upperBound {
+                let n = min(chunk, range.upperBound - done)
+                var count = UInt32(n)
+                if write(done, &count) != 0 { return mapError("update", errno) }
+                done += n
+            }
+            return nil
+        }
+        let first = min(chunk, total)
+        var count = UInt32(first)
+        if write(0, &count) != 0 {
             let err = errno
-            if done == 0 && count == 0 && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
-                for key in keys { try insertZeroCounter(key) }
+            if count == 0 && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
+                // This map type (or kernel) cannot batch: one update each.
+                try fallback()
                 return
             }
             throw mapError("update", err)
         }
+        let rest = total - first
+        let parts = rest < 4 * chunk ? 1 : min(concurrentParts, rest / chunk)
+        guard parts > 1 else {
+            if let error = part(first..<total) { throw error }
+            return
+        }
+        let cuts = batchCuts(first..<total, parts: parts, startsAfter: boundary)
+        let errors = Mutex<[DatapathError]>([])
+        concurrently(cuts.count - 1) { p in
+            if let error = part(cuts[p]..<cuts[p + 1]) { errors.withLock { $0.append(error) } }
+        }
+        if let error = errors.withLock({ $0.first }) { throw error }
     }
 
     private func mapError(_ what: String, _ err: Int32) -> DatapathError {
         // A full hash map answers E2BIG on insert.
         err == E2BIG ? .mapFull(map: name) : .syscall(operation: "\(what) \(name)", errno: err)
     }
+}
+
+/// Where parallel parts of a batched write begin: `range` cut into `parts` about equal parts,
+/// each cut moved forward to just after an index where `startsAfter` holds (any index when
+/// nil). Returns the cuts, `range`'s bounds included; parts may come out empty.
+func batchCuts(_ range: Range<Int>, parts: Int, startsAfter boundary: ((Int) -> Bool)?) -> [Int] {
+    var cuts = [range.lowerBound]
+    for p in 1..<max(parts, 1) {
+        var i = max(cuts[p - 1], range.lowerBound + range.count * p / parts)
+        if let boundary { while i < range.upperBound && !boundary(i - 1) { i += 1 } }
+        cuts.append(i)
+    }
+    cuts.append(range.upperBound)
+    return cuts
 }
 
 /// A zero value of a plain C struct (all of veer_maps.h's types are).

@@ -29,10 +29,13 @@ extension Datapath {
     /// a consistent prefix of the plan, and the next plan starts from what they hold.
     ///
     /// A run of consecutive updates of one map (backends, rev_nat, members, or slots and
-    /// masters) is written with BPF_MAP_UPDATE_BATCH, which the kernel applies one entry at a
-    /// time in the same order: the runs never cross another map or a delete, so every prefix a
-    /// reader can see is a prefix of the plan, as with one syscall per operation. A lone member
-    /// is inserted with BPF_NOEXIST, which keeps an existing entry's count.
+    /// masters) is written with BPF_MAP_UPDATE_BATCH, a large run in parallel parts. No backend,
+    /// rev_nat or member entry of a run depends on another, and a services run is split only
+    /// between frontends (after a master), each part in order. So while a run is written a
+    /// reader sees the plan before it, and of the run some entries whose frontends are each a
+    /// prefix of their slots-then-master: every state a lookup can use, as veer_maps.h's write
+    /// order requires. A run never crosses another map or a delete. A lone member is inserted
+    /// with BPF_NOEXIST, which keeps an existing entry's count.
     public func apply(_ operations: [MapOperation]) throws {
         var retiredChanged = false
         defer { if retiredChanged { RetiredHitsFile.write(retiredLock.withLock { retiredHits }, pins: pins) } }
@@ -67,7 +70,9 @@ extension Datapath {
             if j - i >= 2 {
                 if !backendKeys.isEmpty { try backends.updateBatch(backendKeys, backendValues) }
                 if !revNatKeys.isEmpty { try revNat.updateBatch(revNatKeys, revNatValues) }
-                if !serviceKeys.isEmpty { try services.updateBatch(serviceKeys, serviceValues) }
+                if !serviceKeys.isEmpty {
+                    try services.updateBatch(serviceKeys, serviceValues, partsStartAfter: { $0.slot == 0 })
+                }
                 if !memberKeys.isEmpty { try members.insertZeroCounters(batch: memberKeys) }
                 i = j
                 continue

@@ -228,16 +228,31 @@ private struct TargetBuilder {
             if actual.revNat[revNatID] == nil { revNatUsed += 1 }
         }
 
-        // Backends, deduplicated by address; terminating only if every mention says so.
-        var wanted: [UInt32: BackendEntry] = [:]
-        for backend in frontend.backends {
-            let id = backendID(for: backend.address)
-            let flags: UInt8 = backend.terminating ? BackendEntry.flagTerminating : 0
-            if let seen = wanted[id] {
-                wanted[id] = BackendEntry(address: backend.address, flags: seen.flags & flags)
+        // Backends, deduplicated by address (so by id), sorted by id; terminating only if every
+        // mention says so. An array, not a dictionary: a frontend has a few, and a start plans
+        // tens of thousands of frontends.
+        var wanted: [(id: UInt32, entry: BackendEntry)] = frontend.backends.map { backend in
+            (backendID(for: backend.address),
+             BackendEntry(address: backend.address, flags: backend.terminating ? BackendEntry.flagTerminating : 0))
+        }
+        wanted.sort { $0.id < $1.id }
+        var unique = 0
+        for i in wanted.indices {
+            if unique > 0 && wanted[unique - 1].id == wanted[i].id {
+                wanted[unique - 1].entry.flags &= wanted[i].entry.flags
             } else {
-                wanted[id] = BackendEntry(address: backend.address, flags: flags)
+                wanted[unique] = wanted[i]
+                unique += 1
             }
+        }
+        wanted.removeLast(wanted.count - unique)
+        func wants(_ id: UInt32) -> Int? {
+            var lo = 0, hi = wanted.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if wanted[mid].id < id { lo = mid + 1 } else { hi = mid }
+            }
+            return lo < wanted.count && wanted[lo].id == id ? lo : nil
         }
         for (id, entry) in wanted {
             if let existing = target.backends[id] {
@@ -258,18 +273,20 @@ private struct TargetBuilder {
         let count = wanted.count
         let oldSlots = actual.slots[address] ?? [:]
         var slots: [UInt16: UInt32] = [:]
-        var placed: Set<UInt32> = []
-        for (slot, id) in oldSlots where Int(slot) <= count && wanted[id] != nil && !placed.contains(id) {
+        slots.reserveCapacity(count)
+        var placed = [Bool](repeating: false, count: count)
+        for (slot, id) in oldSlots where Int(slot) <= count {
+            guard let i = wants(id), !placed[i] else { continue }
             slots[slot] = id
-            placed.insert(id)
+            placed[i] = true
         }
         var holes = (1...max(count, 1)).lazy.map { UInt16($0) }.filter { slots[$0] == nil }.makeIterator()
-        for id in wanted.keys.sorted() where !placed.contains(id) {
-            guard count > 0, let hole = holes.next() else { break }
-            slots[hole] = id
+        for (i, backend) in wanted.enumerated() where !placed[i] {
+            guard let hole = holes.next() else { break }
+            slots[hole] = backend.id
         }
         if !slots.isEmpty { target.slots[address] = slots }
-        servicesUsed += slots.keys.filter { oldSlots[$0] == nil }.count
+        servicesUsed += oldSlots.isEmpty ? slots.count : slots.keys.filter { oldSlots[$0] == nil }.count
         if actual.masters[address] == nil { servicesUsed += 1 }
 
         var flags: UInt16 = 0
@@ -300,14 +317,17 @@ private struct TargetBuilder {
         var ops: [MapOperation] = []
         ops.reserveCapacity(target.backends.count + target.revNat.count + target.members.count
             + target.masters.count + target.slots.values.reduce(0) { $0 + $1.count })
-        for (id, entry) in target.backends.sorted(by: { $0.key < $1.key }) where actual.backends[id] != entry {
+        for (id, entry) in ascendingIDs(target.backends) where actual.backends[id] != entry {
             ops.append(.upsertBackend(id: id, entry))
         }
-        for (id, address) in target.revNat.sorted(by: { $0.key < $1.key }) where actual.revNat[id] != address {
+        for (id, address) in ascendingIDs(target.revNat) where actual.revNat[id] != address {
             ops.append(.upsertRevNat(id: id, address))
         }
-        for member in target.members.sorted() where !actual.members.contains(member) {
-            ops.append(.upsertMember(member))
+        // Sorted as one 64-bit number each: (rev_nat id, backend id) order, without a
+        // comparison closure over half a million pairs at a large start.
+        for packed in target.members.map({ UInt64($0.revNatID) << 32 | UInt64($0.backendID) }).sorted() {
+            let member = MemberKey(revNatID: UInt32(packed >> 32), backendID: UInt32(truncatingIfNeeded: packed))
+            if !actual.members.contains(member) { ops.append(.upsertMember(member)) }
         }
         // Slots, then the master, frontend by frontend: a master never counts past written
         // slots, and a plan that fails midway leaves whole frontends behind it. (All slots
@@ -317,7 +337,7 @@ private struct TargetBuilder {
         for address in frontends {
             let master = target.masters[address]!
             let old = actual.slots[address] ?? [:]
-            for (slot, id) in (target.slots[address] ?? [:]).sorted(by: { $0.key < $1.key })
+            for (slot, id) in ascendingSlots(target.slots[address] ?? [:])
             where old[slot] != id || actual.masters[address]?.revNatID != master.revNatID {
                 ops.append(.upsertSlot(address, slot: slot, backendID: id, revNatID: master.revNatID))
             }
@@ -358,4 +378,29 @@ private struct TargetBuilder {
         }
         return ops
     }
+}
+
+/// The entries of a table keyed by map id, by ascending id. Ids are dense (the lowest free one
+/// is handed out), so they are placed by id in one pass rather than sorted.
+private func ascendingIDs<Value>(_ table: [UInt32: Value]) -> [(UInt32, Value)] {
+    guard let maxID = table.keys.max() else { return [] }
+    guard Int(maxID) <= 2 * table.count + 1024 else { return table.sorted { $0.key < $1.key } }
+    var rows = [Value?](repeating: nil, count: Int(maxID) + 1)
+    for (id, value) in table { rows[Int(id)] = value }
+    var out: [(UInt32, Value)] = []
+    out.reserveCapacity(table.count)
+    for (id, value) in rows.enumerated() { if let value { out.append((UInt32(id), value)) } }
+    return out
+}
+
+/// A frontend's slots by ascending slot. A plan fills slots 1...count, so they are read in
+/// that order, and sorted only when some are missing (entries kept as the maps hold them).
+private func ascendingSlots(_ slots: [UInt16: UInt32]) -> [(UInt16, UInt32)] {
+    var out: [(UInt16, UInt32)] = []
+    out.reserveCapacity(slots.count)
+    for slot in 0..<slots.count {
+        guard let id = slots[UInt16(slot + 1)] else { return slots.sorted { $0.key < $1.key } }
+        out.append((UInt16(slot + 1), id))
+    }
+    return out
 }

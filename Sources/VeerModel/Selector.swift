@@ -17,6 +17,23 @@ public enum Selector {
         return select(service: service, slices: store.slices(for: key), node: node, explain: explain)
     }
 
+    /// These services, each as `select(_:service:node:explain:)` selects it, in the same order,
+    /// split into `parts` runs selected at once: a start selects every service of the store, and
+    /// services do not depend on one another.
+    public static func select(_ store: ServiceStore, services keys: [ObjectKey], node: NodeContext,
+                              explain: Bool = true, parts: Int = concurrentParts) -> [SelectionResult] {
+        var results = [SelectionResult](repeating: SelectionResult(), count: keys.count)
+        let parts = keys.count < 1024 ? 1 : parts
+        results.withUnsafeMutableBufferPointer { out in
+            concurrently(parts) { p in
+                for i in (keys.count * p / parts)..<(keys.count * (p + 1) / parts) {
+                    out[i] = select(store, service: keys[i], node: node, explain: explain)
+                }
+            }
+        }
+        return results
+    }
+
     /// Concatenates per-service results, resolving frontends claimed by two services, sorted.
     public static func merge(_ results: [SelectionResult]) -> SelectionResult {
         var merged = SelectionResult()

@@ -9,7 +9,16 @@ import VeerAgent
 // arrives decoded, what comes back is read whole, and no listener means "not running".
 @Suite("veerd.sock: the listener and veerctl's client")
 struct DecisionsSocketTests {
-    static func withListener(_ body: (String) throws -> Void) async throws {
+    /// Runs veerctl's blocking client on a thread of its own. On a thread of the concurrency
+    /// pool it would hold one of the two a 2-core machine has while the listener's handler needs
+    /// one, and the other tests running at once hold them too: the answer then never came.
+    static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<T, any Error>) in
+            Thread { done.resume(with: Result { try body() }) }.start()
+        }
+    }
+
+    static func withListener(_ body: (String) async throws -> Void) async throws {
         let path = "/tmp/veer-sock-\(getpid())-\(UUID().uuidString.prefix(8)).sock"
         let listener = try await HTTPListener(unixSocket: path, handler: .asyncQuery { path, query in
             guard path == "/decisions", let target = query["target"] else {
@@ -26,7 +35,7 @@ struct DecisionsSocketTests {
         })
         defer { unlink(path) }
         do {
-            try body(path)
+            try await body(path)
         } catch {
             await listener.close()
             throw error
@@ -38,14 +47,18 @@ struct DecisionsSocketTests {
     func roundTrip() async throws {
         try await Self.withListener { path in
             for target in ["default/web", "default/web:http", "10.96.0.10:80/tcp", "[fd00::10]:53/udp", "a b&c=d+e%"] {
-                let (status, body) = try DecisionsSocket.get(DecisionsSocket.requestTarget(target), socket: path, timeoutSeconds: 10)
+                let (status, body) = try await Self.blocking {
+                    try DecisionsSocket.get(DecisionsSocket.requestTarget(target), socket: path, timeoutSeconds: 10)
+                }
                 #expect(status == 200)
                 let d = try JSONDecoder().decode(SavedDecisions.self, from: Data(body))
                 #expect(d.node == target && d.skipped.count == 2000)
             }
-            let missing = try DecisionsSocket.get(DecisionsSocket.requestTarget("default/missing"), socket: path, timeoutSeconds: 10)
+            let missing = try await Self.blocking {
+                try DecisionsSocket.get(DecisionsSocket.requestTarget("default/missing"), socket: path, timeoutSeconds: 10)
+            }
             #expect(missing.status == 404 && String(decoding: missing.body, as: UTF8.self) == "nothing matches\n")
-            #expect(try DecisionsSocket.get("/other", socket: path, timeoutSeconds: 10).status == 400)
+            #expect(try await Self.blocking { try DecisionsSocket.get("/other", socket: path, timeoutSeconds: 10) }.status == 400)
         }
     }
 

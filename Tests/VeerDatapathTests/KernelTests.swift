@@ -108,16 +108,19 @@ struct KernelTests {
         }
     }
 
-    @Test("The maps read back exactly what a large plan wrote (batched reads across several chunks)")
+    @Test("The maps read back exactly what a large plan wrote (batched writes in parallel parts, batched reads across several chunks)")
     func readBackAtScale() throws {
         try KernelSandbox.run { sb in
             let dp = try sb.install()
-            let desired = (0..<1500).map { i in
+            // 50,000 backends and members and 60,000 service entries: every run is long enough
+            // to be written in parallel parts (more than five chunks of 8,192 or 4,096).
+            let desired = (0..<10_000).map { i in
                 frontend("10.97.\(i / 250).\(i % 250 + 1)", 80, .tcp,
-                         backends: (1...5).map { "10.245.\(i / 200).\((i % 200) + $0)" })
+                         backends: (0..<5).map { j in let k = i * 5 + j; return "10.245.\(k / 256 % 256).\(k % 256)" })
             }
             let plan = try dp.sync(desired)
-            #expect(plan.target.serviceEntryCount == 1500 * 6)
+            #expect(plan.target.serviceEntryCount == 10_000 * 6)
+            #expect(plan.target.backends.count == 50_000)
             #expect(try dp.readState() == plan.target)
             #expect(try dp.sync(desired).operations.isEmpty, "replanning against what was read back is empty")
         }

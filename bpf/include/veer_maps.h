@@ -33,7 +33,8 @@
  *   4. delete removed frontends: master first, then its slots;
  *   5. delete members, then rev_nat, then orphan backends.
  * So a master never counts past written slots, and a slot never names a missing backend or
- * member. Freed ids are reused by later plans only, never within the plan that frees them.
+ * member. (A long run of one step may be written in parallel parts, each in this order, cut only
+ * between frontends: a reader then sees any subset of that step, each frontend whole or a prefix.) Freed ids are reused by later plans only, never within the plan that frees them.
  * The lookup-gated tries (service_ips, source_ranges) are read only while their
  * VEER_CFG_F_* flag is set: it is set once entries are written and cleared before the
  * last ones are deleted.

@@ -60,7 +60,7 @@ public struct ServiceStore: Hashable, Sendable {
         var change = StoreChange()
         switch event {
         case let .apply(raw):
-            change = applyObject(raw)
+            applyObject(raw, into: &change)
         case let .delete(kind, namespace, name):
             change = delete(kind, ObjectKey(namespace: kind == .node ? "" : namespace, name: name))
         case let .batch(events):
@@ -79,7 +79,10 @@ public struct ServiceStore: Hashable, Sendable {
             case .endpointSlice: if slices.isEmpty { slices.reserveCapacity(objects.count) }
             case .node: break
             }
-            for raw in objects where raw.kind == kind { change.merge(applyObject(raw)) }
+            // Into one change, sized for the list: merging a change per object was a third of
+            // storing a first list.
+            change.services.reserveCapacity(objects.count)
+            for raw in objects where raw.kind == kind { applyObject(raw, into: &change) }
             for raw in objects where raw.kind != kind {
                 change.rejected.append(ObjectError(kind: raw.kind.rawValue, object: raw.key, field: "kind",
                                                    message: "listed as \(kind.rawValue); ignored", origin: raw.origin))
@@ -113,18 +116,17 @@ public struct ServiceStore: Hashable, Sendable {
 
     private static func problemKey(_ kind: ResourceKind, _ key: ObjectKey) -> String { "\(kind.rawValue) \(key)" }
 
-    private mutating func applyObject(_ raw: RawObject) -> StoreChange {
-        var change = StoreChange()
+    private mutating func applyObject(_ raw: RawObject, into change: inout StoreChange) {
         let key = ObjectKey(namespace: raw.kind == .node ? "" : raw.namespace, name: raw.name)
         var pkey: String { Self.problemKey(raw.kind, key) }  // made only when there is a problem to file or clear
         let outcome = KubeDecoder.decode(raw)
         guard let object = outcome.object else {
             problems[pkey] = outcome.errors
-            change.rejected = outcome.errors
-            return change
+            change.rejected += outcome.errors
+            return
         }
         if !outcome.warnings.isEmpty { problems[pkey] = outcome.warnings } else if !problems.isEmpty { problems[pkey] = nil }
-        change.rejected = outcome.warnings
+        change.rejected += outcome.warnings
         switch object {
         case let .service(s):
             if services[key].map(Self.normalized) != Self.normalized(s) { change.services.insert(key) }
@@ -152,7 +154,6 @@ public struct ServiceStore: Hashable, Sendable {
             if nodes[key.name].map(Self.normalized) != Self.normalized(n) { change.nodes.insert(key.name) }
             nodes[key.name] = n
         }
-        return change
     }
 
     private mutating func delete(_ kind: ResourceKind, _ key: ObjectKey) -> StoreChange {

@@ -87,7 +87,7 @@ public struct FrontendIndex: Sendable {
         let base = address.scoped(.cluster)
         let claimants = (claims[base] ?? CompactSet()).sorted().compactMap { key -> SelectionResult? in
             guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == base }) else { return nil }
-            return SelectionResult(frontends: [r.frontends[i]], decisions: [r.decisions[i]])
+            return SelectionResult(frontends: [r.frontends[i]], decisions: r.decisions.isEmpty ? [] : [r.decisions[i]])
         }
         var winning = claimants.first?.frontends.first
         if claimants.count > 1 {

@@ -304,7 +304,7 @@ public struct SkipReason: Hashable, Sendable, Codable, CustomStringConvertible {
 public struct SelectionResult: Hashable, Sendable {
     /// Sorted by address, unique by address.
     public var frontends: [DesiredFrontend] = []
-    /// One per frontend, same order.
+    /// One per frontend, same order; none when selected without `explain`.
     public var decisions: [FrontendDecision] = []
     public var skipped: [SkipReason] = []
 

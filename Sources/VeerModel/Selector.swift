@@ -50,10 +50,11 @@ public enum Selector {
     /// One service. `slices` are the service's EndpointSlices (sorted by name gives deterministic
     /// duplicate resolution; the store's `slices(for:)` returns them so).
     ///
-    /// `explain: false` leaves out the per-endpoint verdicts (`FrontendDecision.endpoints` is
-    /// empty); frontends, backends and every other decision are the same. At 10,000 services x 10
-    /// endpoints the verdicts were most of what the agent's selections held, and only
-    /// `veerctl explain` reads them: it gets them from a selection made again when they are read.
+    /// `explain: false` leaves out the decisions (`decisions` is empty); frontends, backends and
+    /// skipped objects are the same. Only `veerctl explain` reads decisions, and it gets them from
+    /// a selection made again when they are read: the agent's own selections, one per service,
+    /// held them for nothing (at 10,000 services × 10 endpoints the verdicts were most of what the
+    /// selections held, and then the rest of each decision, its strings, a tenth of the agent).
     public static func select(service: Service, slices: [EndpointSlice], node: NodeContext,
                               explain: Bool = true) -> SelectionResult {
         var result = SelectionResult()
@@ -224,6 +225,7 @@ public enum Selector {
                     result.frontends.append(DesiredFrontend(address: address, kind: kind, service: spn, backends: set.backends,
                                                             whenEmpty: whenEmpty, affinityTimeout: affinity,
                                                             preservesClientAddress: preserve))
+                    guard explain else { return }
                     result.decisions.append(FrontendDecision(
                         service: decisionBase.service, port: decisionBase.port, proto: decisionBase.proto,
                         frontend: address.description, kind: kind.rawValue, set: useLocal ? .local : .cluster,
@@ -287,7 +289,7 @@ public enum Selector {
         var out = r
         let order = r.frontends.indices.sorted { r.frontends[$0].address < r.frontends[$1].address }
         out.frontends = order.map { r.frontends[$0] }
-        out.decisions = order.map { r.decisions[$0] }
+        out.decisions = r.decisions.isEmpty ? [] : order.map { r.decisions[$0] }
         return out
     }
 
@@ -306,11 +308,13 @@ public enum Selector {
             }
         }
         var out = SelectionResult(skipped: r.skipped)
+        // Decisions only where every result merged had them (selected with explain).
+        let decided = r.decisions.count == r.frontends.count
         for (i, f) in r.frontends.enumerated() {
             guard let w = winner[f.address.scoped(.cluster)] else { continue }
             if r.frontends[w].service == f.service && r.frontends[w].kind == f.kind {
                 out.frontends.append(f)
-                out.decisions.append(r.decisions[i])
+                if decided { out.decisions.append(r.decisions[i]) }
             } else {
                 let k = r.frontends[w]
                 out.skipped.append(SkipReason(kind: "Frontend", object: f.address.description,

@@ -109,6 +109,11 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
         try c.encode(backendsByText, forKey: .backends)
     }
 
+    /// Every backend's names with its address, in the tables' order (names.json, streamed).
+    public func forEachBackend(_ body: (L4Address, Backend) throws -> Void) rethrows {
+        for (address, id) in ids.table.entries { if let row = rows[id] { try body(address, row) } }
+    }
+
     /// As names.json keys them.
     public var frontendsByText: [String: Frontend] { Dictionary(uniqueKeysWithValues: frontends.map { ($0.key.description, $0.value) }) }
     public var backendsByText: [String: Backend] {

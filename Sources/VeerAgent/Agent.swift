@@ -240,9 +240,16 @@ public actor Agent {
             syncHealth(full ? nil : touched)
             syncServiceAddresses()
             syncSourceRanges(full ? nil : touched)
-            // Built only when they are logged: at 10,000 services a full sync makes 10,000 lines.
+            // Built only when they are logged. A full sync (every start) logs the first
+            // `SyncLog.fullSyncLines` only: at 50,000 services its lines were 50,000, megabytes of
+            // log at every restart, written while changes waited.
             if logger.logLevel <= .info {
-                for line in SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired) { logger.info("\(line)") }
+                let log = SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired,
+                                        limit: full ? SyncLog.fullSyncLines : .max)
+                for line in log.lines { logger.info("\(line)") }
+                if log.omitted > 0 {
+                    logger.info("… and \(log.omitted) more lines of this full sync, not logged (`veerctl services` lists what is programmed)")
+                }
             }
             if full { attachPacketPath(node) }
             if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {

@@ -3,7 +3,12 @@ import VeerModel
 /// What a sync changed, as log lines: one per frontend programmed or removed, one per new skip
 /// reason; nothing at steady state.
 enum SyncLog {
-    static func lines(_ plan: Plan, skipped: [SkipReason], desired: [L4Address: DesiredFrontend]) -> [String] {
+    /// At most this many lines of a full sync are logged; an incremental sync logs all of its own.
+    static let fullSyncLines = 200
+
+    /// The lines, the first `limit` of them only, and how many more there were.
+    static func lines(_ plan: Plan, skipped: [SkipReason], desired: [L4Address: DesiredFrontend],
+                      limit: Int = .max) -> (lines: [String], omitted: Int) {
         var lines: [String] = []
         var touched = Set<L4Address>()
         var removed = Set<L4Address>()
@@ -14,14 +19,21 @@ enum SyncLog {
             default: break
             }
         }
+        var omitted = 0
+        func add(_ line: @autoclosure () -> String) {
+            if lines.count < limit { lines.append(line()) } else { omitted += 1 }
+        }
         for address in touched.subtracting(removed).sorted() {
             guard let f = desired[address], plan.target.masters[address] != nil else { continue }
-            let backends = f.backends.isEmpty ? "no endpoints (\(f.whenEmpty == .drop ? "drop" : "reject"))"
-                : f.backends.map { $0.podName ?? $0.address.description }.sorted().joined(separator: ", ")
-            lines.append("programmed \(f.service) \(f.kind.rawValue) \(address) → \(backends)")
+            add("programmed \(f.service) \(f.kind.rawValue) \(address) → \(Self.backends(f))")
         }
-        for address in removed.sorted() { lines.append("removed frontend \(address)") }
-        for s in Set(skipped.map { "\($0)" }).sorted() { lines.append("skipped \(s)") }
-        return lines
+        for address in removed.sorted() { add("removed frontend \(address)") }
+        for s in Set(skipped.map { "\($0)" }).sorted() { add("skipped \(s)") }
+        return (lines, omitted)
+    }
+
+    private static func backends(_ f: DesiredFrontend) -> String {
+        f.backends.isEmpty ? "no endpoints (\(f.whenEmpty == .drop ? "drop" : "reject"))"
+            : f.backends.map { $0.podName ?? $0.address.description }.sorted().joined(separator: ", ")
     }
 }

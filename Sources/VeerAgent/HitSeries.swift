@@ -64,6 +64,7 @@ struct HitSeries {
     init(_ state: ProgrammedIDs, names: ProgrammedNames, hits: MemberHits, mode: HitMetrics) {
         self.names = names
         var portIndex: [ServicePort: Int32] = [:]
+        portIndex.reserveCapacity(state.frontends)
         // The frontends by row, walking the table once; their rows by id.
         let (frontendIDs, frontendAddress) = state.revNat.columns
         var portOfRevNat = IDIndex(ids: frontendIDs), rowOfRevNat = IDIndex(ids: frontendIDs)
@@ -98,7 +99,7 @@ struct HitSeries {
         // Every backend once, walking the table (not a lookup per member).
         let (backendIDs, addresses) = state.backends.columns
         var rowOfBackend = IDIndex(ids: backendIDs)
-        if mode == .endpoint { endpointText.reserve(strings: addresses.count, bytes: addresses.count * 64) }
+        if mode == .endpoint { endpointText.reserve(strings: addresses.count, bytes: addresses.count * 96) }
         for (row, id) in backendIDs.enumerated() {
             rowOfBackend[id] = Int32(row)
             if mode == .endpoint {
@@ -122,7 +123,7 @@ struct HitSeries {
         // not removed from a copy of the whole dictionary.
         let retired = hits.retired
         var retiredUsed: Set<FrontendBackend> = []
-        entries.reserveCapacity(hits.members.count)
+        entries.reserveCapacity(ownMapping(hits.members.count, of: Entry.self))
         for (member, count) in zip(hits.members, hits.counts) {
             let port = portOfRevNat[member.revNatID], row = rowOfBackend[member.backendID]
             guard port >= 0, row >= 0 else { continue }
@@ -161,7 +162,7 @@ struct HitSeries {
             // The members in port order, each with its endpoint's sort key: every later pass
             // reads them in order (the one random read of an entry and of a key is here).
             var next = start
-            var items = [Item](unsafeUninitializedCapacity: entries.count) { buf, count in
+            var items = [Item](unsafeUninitializedCapacity: ownMapping(entries.count, of: Item.self)) { buf, count in
                 endpointText.withKeys { keys in
                     for e in entries {
                         let r = Int(rank[Int(e.servicePort)])
@@ -206,16 +207,21 @@ struct HitSeries {
         // Each port's lines written through a raw pointer into room reserved for them: one
         // Array.append per fragment (a uniqueness and a capacity check, a memmove call) was
         // most of this loop's time at 500,000 endpoints.
-        let fixed = "veer_endpoint_hits_total{".utf8.count + Self.endpointHitLabel.count + "\"} ".utf8.count + 20 + 1
-        Self.endpointHitLabel.withUnsafeBufferPointer { endpointLabel in
-            endpointText.withView { texts in
-                portLabels.withView { labels in
-                    items.withUnsafeBufferPointer { items in
-                        for r in 0..<ports.count where start[r] < start[r + 1] {
-                            var i = Int(start[r])
-                            let end = Int(start[r + 1])
-                            let portLabel = labels[Int32(order[r])]
-                            out.appendRaw(capacity: (end - i) * (fixed + portLabel.count + texts.maxKeyLength)) { w in
+        // Each port's line prefix (`veer_endpoint_hits_total{…,endpoint="`) is put together once.
+        var linePrefix: [UInt8] = []
+        let fixed = "\"} ".utf8.count + 20 + 1
+        endpointText.withView { texts in
+            portLabels.withView { labels in
+                items.withUnsafeBufferPointer { items in
+                    for r in 0..<ports.count where start[r] < start[r + 1] {
+                        var i = Int(start[r])
+                        let end = Int(start[r + 1])
+                        linePrefix.removeAll(keepingCapacity: true)
+                        linePrefix.append(contentsOf: "veer_endpoint_hits_total{".utf8)
+                        linePrefix.append(contentsOf: labels[Int32(order[r])])
+                        linePrefix.append(contentsOf: Self.endpointHitLabel)
+                        linePrefix.withUnsafeBufferPointer { prefix in
+                            out.appendRaw(capacity: (end - i) * (fixed + prefix.count + texts.maxKeyLength)) { w in
                                 while i < end {
                                     let first = items[i]
                                     var total = first.count
@@ -224,9 +230,7 @@ struct HitSeries {
                                         total &+= items[i].count
                                         i += 1
                                     }
-                                    w.put("veer_endpoint_hits_total{")
-                                    w.put(portLabel)
-                                    w.put(endpointLabel)
+                                    w.put(prefix)
                                     w.put(texts.key(first.row))
                                     w.put("\"} ")
                                     w.put(total)
@@ -246,41 +250,40 @@ struct HitSeries {
         out.family("veer_endpoint_info", .gauge,
                    help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
         var merged: [Item] = []
-        let prefix = Array("veer_endpoint_info{".utf8)
-        prefix.withUnsafeBufferPointer { prefix in
-            Self.infoLabels[0].withUnsafeBufferPointer { endpointLabel in
-                endpointText.withView { texts in
-                    portLabels.withView { labels in
-                        var r = 0
-                        while r < ports.count {
-                            // The ports of one Service are consecutive in label order.
-                            let first = ports[order[r]]
-                            var end = r + 1
-                            while end < ports.count, ports[order[end]].namespace == first.namespace,
-                                  ports[order[end]].service == first.service { end += 1 }
-                            let from = Int(start[r]), to = Int(start[end])
-                            let serviceLabels = labels.prefix(Int32(order[r]), upTo: Int(serviceLabelsEnd[order[r]]))
-                            let onePort = end == r + 1
-                            r = end
-                            guard from < to else { continue }
-                            // One port's members are in endpoint order already; several ports' are
-                            // merged by a sort.
-                            if !onePort {
-                                merged.removeAll(keepingCapacity: true)
-                                merged.append(contentsOf: items[from..<to])
-                                sortItems(&merged, 0..<merged.count)
+        // Each Service's line prefix (`veer_endpoint_info{namespace="…",service="…",endpoint="`)
+        // is put together once.
+        var linePrefix: [UInt8] = []
+        endpointText.withView { texts in
+            portLabels.withView { labels in
+                var r = 0
+                while r < ports.count {
+                    // The ports of one Service are consecutive in label order.
+                    let first = ports[order[r]]
+                    var end = r + 1
+                    while end < ports.count, ports[order[end]].namespace == first.namespace,
+                          ports[order[end]].service == first.service { end += 1 }
+                    let from = Int(start[r]), to = Int(start[end])
+                    linePrefix.removeAll(keepingCapacity: true)
+                    linePrefix.append(contentsOf: "veer_endpoint_info{".utf8)
+                    linePrefix.append(contentsOf: labels.prefix(Int32(order[r]), upTo: Int(serviceLabelsEnd[order[r]])))
+                    linePrefix.append(contentsOf: Self.infoLabels[0])
+                    let onePort = end == r + 1
+                    r = end
+                    guard from < to else { continue }
+                    // One port's members are in endpoint order already; several ports' are
+                    // merged by a sort.
+                    if !onePort {
+                        merged.removeAll(keepingCapacity: true)
+                        merged.append(contentsOf: items[from..<to])
+                        sortItems(&merged, 0..<merged.count)
+                    }
+                    linePrefix.withUnsafeBufferPointer { prefix in
+                        if onePort {
+                            items.withUnsafeBufferPointer {
+                                writeInfoLines(into: &out, UnsafeBufferPointer(rebasing: $0[from..<to]), prefix: prefix, texts: texts)
                             }
-                            if onePort {
-                                items.withUnsafeBufferPointer {
-                                    writeInfoLines(into: &out, UnsafeBufferPointer(rebasing: $0[from..<to]), prefix: prefix,
-                                                   serviceLabels: serviceLabels, endpointLabel: endpointLabel, texts: texts)
-                                }
-                            } else {
-                                merged.withUnsafeBufferPointer {
-                                    writeInfoLines(into: &out, $0, prefix: prefix, serviceLabels: serviceLabels,
-                                                   endpointLabel: endpointLabel, texts: texts)
-                                }
-                            }
+                        } else {
+                            merged.withUnsafeBufferPointer { writeInfoLines(into: &out, $0, prefix: prefix, texts: texts) }
                         }
                     }
                 }
@@ -290,9 +293,8 @@ struct HitSeries {
 
     /// One Service's info lines: `rows` are its members in endpoint order.
     private func writeInfoLines(into out: inout PrometheusText, _ rows: UnsafeBufferPointer<Item>,
-                                prefix: UnsafeBufferPointer<UInt8>, serviceLabels: UnsafeBufferPointer<UInt8>,
-                                endpointLabel: UnsafeBufferPointer<UInt8>, texts: ByteArena.View) {
-        let lineRoom = prefix.count + serviceLabels.count + endpointLabel.count + texts.maxLength
+                                prefix: UnsafeBufferPointer<UInt8>, texts: ByteArena.View) {
+        let lineRoom = prefix.count + texts.maxLength
         out.appendRaw(capacity: rows.count * lineRoom) { w in
             // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port) is
             // ordered by pod, node and zone, and written once per distinct set of them.
@@ -301,12 +303,12 @@ struct HitSeries {
                 var j = i + 1
                 while j < rows.count, compare(rows[i], rows[j]) == 0 { j += 1 }
                 if j - i == 1 {
-                    w.put(prefix); w.put(serviceLabels); w.put(endpointLabel); w.put(texts[rows[i].row])
+                    w.put(prefix); w.put(texts[rows[i].row])
                 } else {
                     let run = rows[i..<j].map { (names: BackendNames(names.backend(backendAddress[Int($0.row)])), row: $0.row) }
                         .sorted { $0.names < $1.names }
                     for k in run.indices where k == 0 || run[k - 1].names != run[k].names {
-                        w.put(prefix); w.put(serviceLabels); w.put(endpointLabel); w.put(texts[run[k].row])
+                        w.put(prefix); w.put(texts[run[k].row])
                     }
                 }
                 i = j
@@ -358,6 +360,15 @@ private struct Item {
     var count: UInt64
 }
 
+/// Room for `count` elements; from a megabyte on, at least 33 MB (untouched, so not resident).
+/// A scrape's large temporaries are then their own mappings (past glibc's highest dynamic mmap
+/// threshold, 32 MB), unmapped when freed: in the render thread's arena they were left at its
+/// top, which neither free nor malloc_trim returns below the trim threshold (tens of MB).
+private func ownMapping<T>(_ count: Int, of _: T.Type) -> Int {
+    let stride = MemoryLayout<T>.stride
+    return count * stride >= 1 << 20 ? max(count, (33 << 20) / stride + 1) : count
+}
+
 /// A backend's pod, node and zone labels ("" where unknown), ordered as the labels are.
 private struct BackendNames: Equatable, Comparable {
     var pod: String
@@ -388,7 +399,7 @@ private struct ByteArena {
     mutating func reserve(strings: Int, bytes count: Int) {
         starts.reserveCapacity(strings)
         keyEnds.reserveCapacity(strings)
-        bytes.reserveCapacity(count)
+        bytes.reserveCapacity(ownMapping(count, of: UInt8.self))
     }
 
     /// Starts the next string.
@@ -479,7 +490,7 @@ private struct ByteArena {
     /// Computes `keys` once every string is in.
     mutating func sealKeys() {
         keys = []
-        keys.reserveCapacity(starts.count)
+        keys.reserveCapacity(ownMapping(starts.count, of: (UInt64, UInt64, UInt64).self))
         bytes.withUnsafeBufferPointer { buf in
             for i in starts.indices {
                 let s = Int(starts[i]), e = keyEnd(i)

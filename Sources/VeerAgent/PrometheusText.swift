@@ -180,9 +180,26 @@ struct RawWriter {
     @inline(__always)
     mutating func put(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let source = bytes.baseAddress else { return }
-        precondition(end - position >= bytes.count, "raw write past the reserved room")
-        position.update(from: source, count: bytes.count)
-        position += bytes.count
+        let n = bytes.count
+        precondition(end - position >= n, "raw write past the reserved room")
+        if n > 128 {
+            position.update(from: source, count: n)
+        } else if n >= 8 {
+            // A label fragment or a line's prefix: eight bytes at a time, the last word
+            // overlapping, inline (a memmove call per fragment was a sixth of a scrape).
+            let from = UnsafeRawPointer(source), to = UnsafeMutableRawPointer(position)
+            var i = 0
+            while i + 8 <= n {
+                to.storeBytes(of: from.loadUnaligned(fromByteOffset: i, as: UInt64.self), toByteOffset: i, as: UInt64.self)
+                i += 8
+            }
+            if i < n {
+                to.storeBytes(of: from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self), toByteOffset: n - 8, as: UInt64.self)
+            }
+        } else {
+            for i in 0..<n { position[i] = source[i] }
+        }
+        position += n
     }
 
     @inline(__always)

@@ -167,9 +167,9 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
         return Array(zip(read.keys, read.counts))
     }
 
-    /// Every entry's key and count (summed over CPUs in a per-CPU map), read in batches (4096 entries on a few CPUs)
-    /// into one reused chunk and summed there: no per-CPU copy of the whole map, and no
-    /// (key, count) pair per entry (a scrape at 500,000 members reads them all).
+    /// Every entry's key and count (summed over CPUs in a per-CPU map), read in batches into one
+    /// reused chunk and summed there: no per-CPU copy of the whole map, and no (key, count) pair
+    /// per entry (a scrape at 500,000 members reads them all).
     func counterColumns() throws -> (keys: [Key], counts: [UInt64]) {
         // Fewer, larger syscalls; the per-CPU values of one chunk stay a few megabytes on hosts
         // with hundreds of possible CPUs.

@@ -123,7 +123,7 @@ struct HitSeries {
         // not removed from a copy of the whole dictionary.
         let retired = hits.retired
         var retiredUsed: Set<FrontendBackend> = []
-        entries.reserveCapacity(ownMapping(hits.members.count, of: Entry.self))
+        entries.reserveCapacity(hits.members.count)
         for (member, count) in zip(hits.members, hits.counts) {
             let port = portOfRevNat[member.revNatID], row = rowOfBackend[member.backendID]
             guard port >= 0, row >= 0 else { continue }
@@ -162,7 +162,7 @@ struct HitSeries {
             // The members in port order, each with its endpoint's sort key: every later pass
             // reads them in order (the one random read of an entry and of a key is here).
             var next = start
-            var items = [Item](unsafeUninitializedCapacity: ownMapping(entries.count, of: Item.self)) { buf, count in
+            var items = [Item](unsafeUninitializedCapacity: entries.count) { buf, count in
                 endpointText.withKeys { keys in
                     for e in entries {
                         let r = Int(rank[Int(e.servicePort)])
@@ -360,15 +360,6 @@ private struct Item {
     var count: UInt64
 }
 
-/// Room for `count` elements; from a megabyte on, at least 33 MB (untouched, so not resident).
-/// A scrape's large temporaries are then their own mappings (past glibc's highest dynamic mmap
-/// threshold, 32 MB), unmapped when freed: in the render thread's arena they were left at its
-/// top, which neither free nor malloc_trim returns below the trim threshold (tens of MB).
-private func ownMapping<T>(_ count: Int, of _: T.Type) -> Int {
-    let stride = MemoryLayout<T>.stride
-    return count * stride >= 1 << 20 ? max(count, (33 << 20) / stride + 1) : count
-}
-
 /// A backend's pod, node and zone labels ("" where unknown), ordered as the labels are.
 private struct BackendNames: Equatable, Comparable {
     var pod: String
@@ -399,7 +390,7 @@ private struct ByteArena {
     mutating func reserve(strings: Int, bytes count: Int) {
         starts.reserveCapacity(strings)
         keyEnds.reserveCapacity(strings)
-        bytes.reserveCapacity(ownMapping(count, of: UInt8.self))
+        bytes.reserveCapacity(count)
     }
 
     /// Starts the next string.
@@ -490,7 +481,7 @@ private struct ByteArena {
     /// Computes `keys` once every string is in.
     mutating func sealKeys() {
         keys = []
-        keys.reserveCapacity(ownMapping(starts.count, of: (UInt64, UInt64, UInt64).self))
+        keys.reserveCapacity(starts.count)
         bytes.withUnsafeBufferPointer { buf in
             for i in starts.indices {
                 let s = Int(starts[i]), e = keyEnd(i)

@@ -9,7 +9,7 @@ import VeerAgent
 // arrives decoded, what comes back is read whole, and no listener means "not running".
 @Suite("veerd.sock: the listener and veerctl's client")
 struct DecisionsSocketTests {
-    static func withListener(_ body: (String) throws -> Void) async throws {
+    static func withListener(_ body: @escaping @Sendable (String) throws -> Void) async throws {
         let path = "/tmp/veer-sock-\(getpid())-\(UUID().uuidString.prefix(8)).sock"
         let listener = try await HTTPListener(unixSocket: path, handler: .asyncQuery { path, query in
             guard path == "/decisions", let target = query["target"] else {
@@ -26,12 +26,21 @@ struct DecisionsSocketTests {
         })
         defer { unlink(path) }
         do {
-            try body(path)
+            try await onThread { try body(path) }
         } catch {
             await listener.close()
             throw error
         }
         await listener.close()
+    }
+
+    /// Runs the client, which blocks as veerctl does, on a thread of its own: on the concurrency
+    /// pool it held one of a 2-core machine's two threads, and with another test blocking the
+    /// other (DemoTests) the listener's async handler never ran ("no answer within 10 s").
+    static func onThread(_ body: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (done: CheckedContinuation<Void, any Error>) in
+            Thread { done.resume(with: Result { try body() }) }.start()
+        }
     }
 
     @Test("Targets arrive decoded, large answers are read whole, 404 and 400 come back as such")

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import VeerDatapath
 import VeerKube
 import VeerModel
@@ -57,13 +58,14 @@ public struct MetricsSnapshot: Sendable {
     let extra: [UInt8]
     let packetPath: PacketPath?
 
-    /// The exposition text, as bytes (what the listener sends).
-    public func render() -> [UInt8] {
+    /// The exposition text, in the buffer the listener sends.
+    public func render() -> ByteBuffer {
         let ids = programmed ?? ProgrammedIDs((try? maps.readState()) ?? MapState())
         let hits = HitSeries(ids, names: names, hits: (try? maps.memberHits()) ?? MemberHits(), mode: hitMetrics)
         // A large text gets at least 33 MB of (untouched, so not resident) capacity: past glibc's
         // highest dynamic mmap threshold (32 MB) the buffer is always its own mapping, returned
         // whole when freed, instead of a heap block the next scrapes' smaller ones fragment.
+        // It is the buffer the listener sends: the text is never copied.
         let estimate = hits.estimatedBytes(hitMetrics) + 16_384 + extra.count
         var out = PrometheusText(reservingCapacity: estimate >= 4 << 20 ? max(estimate, 33 << 20) : estimate)
         hits.write(into: &out, mode: hitMetrics)
@@ -152,7 +154,7 @@ public struct MetricsSnapshot: Sendable {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
         out.append(extra)
-        return out.bytes
+        return out.buffer
     }
 }
 
@@ -188,18 +190,24 @@ extension Agent {
     /// The metrics as Prometheus text. The snapshot is taken on the agent's actor; the
     /// rendering and the kernel reads run off it, so a scrape never delays a change.
     public nonisolated func metricsText() async -> String {
-        String(decoding: await metricsBytes(), as: UTF8.self)
+        String(buffer: await metricsBuffer())
     }
 
-    /// The metrics as the listener sends them: no String of tens of megabytes in between.
+    /// The metrics as bytes (a copy of `metricsBuffer()`).
+    public nonisolated func metricsBytes() async -> [UInt8] {
+        Array(await metricsBuffer().readableBytesView)
+    }
+
+    /// The metrics as the listener sends them: no String of tens of megabytes in between, and
+    /// no copy.
     /// Rendered on a thread of its own at a lower priority (nice 10; on Linux the nice value is
     /// per thread), as the state-file writer does: at 50,000 services a scrape takes a second or
     /// more of CPU, and on a pool thread of a 2-core node it held the watch stream's decoding
     /// and the syncs back (the agent bench's change → maps p99 with a scrape every 2 s: 4.9 ->
     /// 19 ms); here the scheduler prefers them.
-    public nonisolated func metricsBytes() async -> [UInt8] {
+    public nonisolated func metricsBuffer() async -> ByteBuffer {
         let snapshot = await metricsSnapshot()
         // `render` does not throw: `try?` only satisfies the thread runner's signature.
-        return (try? await BackgroundThread.run(named: "veer-metrics") { snapshot.render() }) ?? []
+        return (try? await BackgroundThread.run(named: "veer-metrics") { snapshot.render() }) ?? ByteBuffer()
     }
 }

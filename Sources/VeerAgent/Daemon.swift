@@ -262,7 +262,7 @@ private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> @Sendable (
         }
         switch path {
         case "/metrics":
-            return HTTPListener.Response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", bytes: await agent.metricsBytes())
+            return HTTPListener.Response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", buffer: await agent.metricsBuffer())
         case "/healthz":
             // Alive: the programs are still attached through their pinned links.
             let attached = await agent.datapathAttached

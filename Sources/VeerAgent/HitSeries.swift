@@ -8,9 +8,13 @@ import VeerModel
 ///
 /// At 100,000 endpoints this is 200,000 samples, so nothing here works per sample with strings:
 /// members are grouped by integer ids (rev_nat id → Service port, backend id → endpoint), each
-/// Service port's labels are escaped once into a fragment, each endpoint's text is written once,
-/// and the order is a sort of the Service ports plus a sort of each port's few endpoints, by the
-/// same label order a sort of the whole label lists would give.
+/// Service port's labels are escaped once into a fragment, each endpoint's text (with its info
+/// labels) is written once, and the order is a sort of the Service ports plus a sort of each
+/// port's few endpoints, by the same label order a sort of the whole label lists would give.
+///
+/// At 500,000 endpoints its time is memory latency: every access by backend row is a cache
+/// miss. So the members are copied once into output order with their endpoint's sort key
+/// inline (`Item`), and each row's text is one record: its `ip:port`, then its info labels.
 struct HitSeries {
     /// Each family's labels, in the order written: the label text below is built from these
     /// (and DeployTests checks them against docs/operations.md). The hit families share their
@@ -45,18 +49,22 @@ struct HitSeries {
     private var portLabels = ByteArena()
     /// Where the `namespace` and `service` part of a port's labels ends (the info series' prefix).
     private var serviceLabelsEnd: [Int32] = []
-    /// Per backend row (one per backend id): its endpoint label, `10.0.0.1:8080` or
-    /// `[fd00::1]:8080`, and (endpoint series only) its pod, node and zone. Two rows of one
-    /// `ip:port` (two ids, or TCP and UDP) are one endpoint: their texts are equal.
+    /// Per backend row (one per backend id; endpoint series only): its endpoint label,
+    /// `10.0.0.1:8080` or `[fd00::1]:8080` (the record's key), then the rest of its info line:
+    /// `",pod="…",node="…",zone="…"} 1\n`. Two rows of one `ip:port` (two ids, or TCP and UDP)
+    /// are one endpoint: their keys are equal.
     private var endpointText = ByteArena()
     private var backendAddress: [L4Address] = []
-    private var backendNames: [BackendNames] = []
+    /// For the rare rows of one endpoint with different pods, nodes or zones: their order.
+    private let names: ProgrammedNames
     private var entries: [Entry] = []
 
     /// Resolves each member to its Service port and endpoint; members whose frontend has no
     /// names or whose ids the agent did not write are left out, as before.
     init(_ state: ProgrammedIDs, names: ProgrammedNames, hits: MemberHits, mode: HitMetrics) {
+        self.names = names
         var portIndex: [ServicePort: Int32] = [:]
+        portIndex.reserveCapacity(state.frontends)
         // The frontends by row, walking the table once; their rows by id.
         let (frontendIDs, frontendAddress) = state.revNat.columns
         var portOfRevNat = IDIndex(ids: frontendIDs), rowOfRevNat = IDIndex(ids: frontendIDs)
@@ -91,27 +99,38 @@ struct HitSeries {
         // Every backend once, walking the table (not a lookup per member).
         let (backendIDs, addresses) = state.backends.columns
         var rowOfBackend = IDIndex(ids: backendIDs)
-        if mode == .endpoint { backendNames.reserveCapacity(addresses.count) }
+        if mode == .endpoint { endpointText.reserve(strings: addresses.count, bytes: addresses.count * 96) }
         for (row, id) in backendIDs.enumerated() {
             rowOfBackend[id] = Int32(row)
             if mode == .endpoint {
-                backendNames.append(BackendNames(names.backend(addresses[row])))
+                let n = names.backend(addresses[row])
                 endpointText.begin()
                 endpointText.appendHostPort(addresses[row])
+                endpointText.endKey()
+                endpointText.append(Self.infoLabels[1])
+                endpointText.appendEscaped(n?.pod ?? "")
+                endpointText.append(Self.infoLabels[2])
+                endpointText.appendEscaped(n?.node ?? "")
+                endpointText.append(Self.infoLabels[3])
+                endpointText.appendEscaped(n?.zone ?? "")
+                endpointText.append(Self.infoEnd)
             }
         }
         backendAddress = addresses
         if mode == .endpoint { endpointText.sealKeys() }
 
-        var retired = hits.retired
+        // A retired count goes to the first member of its address pair, as before; looked up,
+        // not removed from a copy of the whole dictionary.
+        let retired = hits.retired
+        var retiredUsed: Set<FrontendBackend> = []
         entries.reserveCapacity(hits.members.count)
         for (member, count) in zip(hits.members, hits.counts) {
             let port = portOfRevNat[member.revNatID], row = rowOfBackend[member.backendID]
             guard port >= 0, row >= 0 else { continue }
             var total = count
             if !retired.isEmpty, case let f = rowOfRevNat[member.revNatID], f >= 0,
-               let earlier = retired.removeValue(forKey: FrontendBackend(frontend: frontendAddress[Int(f)],
-                                                                         backend: backendAddress[Int(row)])) {
+               case let pair = FrontendBackend(frontend: frontendAddress[Int(f)], backend: backendAddress[Int(row)]),
+               let earlier = retired[pair], retiredUsed.insert(pair).inserted {
                 total &+= earlier
             }
             entries.append(Entry(servicePort: port, backend: row, count: total))
@@ -134,53 +153,85 @@ struct HitSeries {
         }
         var rank = [Int32](repeating: 0, count: ports.count)
         for (r, p) in order.enumerated() { rank[p] = Int32(r) }
-        var start = [Int32](repeating: 0, count: ports.count + 1)
-        for e in entries { start[Int(rank[Int(e.servicePort)]) + 1] += 1 }
-        for r in 0..<ports.count { start[r + 1] += start[r] }
-        var next = start
-        var sorted = [Int32](repeating: 0, count: entries.count)
-        for (i, e) in entries.enumerated() {
-            let r = Int(rank[Int(e.servicePort)])
-            sorted[Int(next[r])] = Int32(i)
-            next[r] += 1
-        }
 
         switch mode {
         case .endpoint:
-            // Each port's few members in endpoint order (by backend row, as the info series want too).
-            for r in 0..<ports.count where start[r + 1] - start[r] > 1 {
-                sortRange(&sorted, Int(start[r])..<Int(start[r + 1])) { a, b in
-                    endpointText.compare(entries[Int(a)].backend, entries[Int(b)].backend) < 0
+            var start = [Int32](repeating: 0, count: ports.count + 1)
+            for e in entries { start[Int(rank[Int(e.servicePort)]) + 1] += 1 }
+            for r in 0..<ports.count { start[r + 1] += start[r] }
+            // The members in port order, each with its endpoint's sort key: every later pass
+            // reads them in order (the one random read of an entry and of a key is here).
+            var next = start
+            var items = [Item](unsafeUninitializedCapacity: entries.count) { buf, count in
+                endpointText.withKeys { keys in
+                    for e in entries {
+                        let r = Int(rank[Int(e.servicePort)])
+                        buf.baseAddress!.advanced(by: Int(next[r])).initialize(to: Item(key: keys[Int(e.backend)], row: e.backend, count: e.count))
+                        next[r] += 1
+                    }
                 }
+                count = entries.count
             }
-            out.family("veer_endpoint_hits_total", .counter,
-                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
-            // Each port's lines written through a raw pointer into room reserved for them: one
-            // Array.append per fragment (a uniqueness and a capacity check, a memmove call) was
-            // most of this loop's time at 500,000 endpoints.
-            let fixed = "veer_endpoint_hits_total{".utf8.count + Self.endpointHitLabel.count + "\"} ".utf8.count + 20 + 1
-            Self.endpointHitLabel.withUnsafeBufferPointer { endpointLabel in
-                endpointText.withView { texts in
+            // Each port's few members in endpoint order (as the info series want too).
+            for r in 0..<ports.count where start[r + 1] - start[r] > 1 {
+                sortItems(&items, Int(start[r])..<Int(start[r + 1]))
+            }
+            writeHits(into: &out, order: order, start: start, items: items)
+            writeInfo(into: &out, order: order, start: start, items: items)
+        case .service:
+            // One series per Service port: for clusters where one per endpoint is too many.
+            var totals = [UInt64](repeating: 0, count: ports.count)
+            var counted = [Bool](repeating: false, count: ports.count)
+            for e in entries {
+                let r = Int(rank[Int(e.servicePort)])
+                totals[r] &+= e.count
+                counted[r] = true
+            }
+            out.family("veer_service_hits_total", .counter,
+                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each Service port's endpoints.")
+            for r in 0..<ports.count where counted[r] {
+                out.append("veer_service_hits_total{")
+                out.append(portLabels[order[r]])
+                out.append("} ")
+                out.append(totals[r])
+                out.append(byte: UInt8(ascii: "\n"))
+            }
+        }
+    }
+
+    /// `veer_endpoint_hits_total`: one series per Service port and endpoint, summed over the
+    /// frontends (ClusterIP, NodePort…) and the backend rows that share it.
+    private func writeHits(into out: inout PrometheusText, order: [Int], start: [Int32], items: [Item]) {
+        out.family("veer_endpoint_hits_total", .counter,
+                   help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
+        // Each port's lines written through a raw pointer into room reserved for them: one
+        // Array.append per fragment (a uniqueness and a capacity check, a memmove call) was
+        // most of this loop's time at 500,000 endpoints.
+        // Each port's line prefix (`veer_endpoint_hits_total{…,endpoint="`) is put together once.
+        var linePrefix: [UInt8] = []
+        let fixed = "\"} ".utf8.count + 20 + 1
+        endpointText.withView { texts in
+            portLabels.withView { labels in
+                items.withUnsafeBufferPointer { items in
                     for r in 0..<ports.count where start[r] < start[r + 1] {
-                        // One series per endpoint, summed over the frontends (ClusterIP, NodePort…)
-                        // and the backend rows that share it.
                         var i = Int(start[r])
                         let end = Int(start[r + 1])
-                        portLabels.withView { labels in
-                            let portLabel = labels[Int32(order[r])]
-                            out.appendRaw(capacity: (end - i) * (fixed + portLabel.count + texts.maxLength)) { w in
+                        linePrefix.removeAll(keepingCapacity: true)
+                        linePrefix.append(contentsOf: "veer_endpoint_hits_total{".utf8)
+                        linePrefix.append(contentsOf: labels[Int32(order[r])])
+                        linePrefix.append(contentsOf: Self.endpointHitLabel)
+                        linePrefix.withUnsafeBufferPointer { prefix in
+                            out.appendRaw(capacity: (end - i) * (fixed + prefix.count + texts.maxKeyLength)) { w in
                                 while i < end {
-                                    let row = entries[Int(sorted[i])].backend
-                                    var total = entries[Int(sorted[i])].count
+                                    let first = items[i]
+                                    var total = first.count
                                     i += 1
-                                    while i < end, endpointText.compare(entries[Int(sorted[i])].backend, row) == 0 {
-                                        total &+= entries[Int(sorted[i])].count
+                                    while i < end, compare(items[i], first) == 0 {
+                                        total &+= items[i].count
                                         i += 1
                                     }
-                                    w.put("veer_endpoint_hits_total{")
-                                    w.put(portLabel)
-                                    w.put(endpointLabel)
-                                    w.put(texts[row])
+                                    w.put(prefix)
+                                    w.put(texts.key(first.row))
                                     w.put("\"} ")
                                     w.put(total)
                                     w.put(byte: UInt8(ascii: "\n"))
@@ -190,106 +241,123 @@ struct HitSeries {
                     }
                 }
             }
-            writeInfo(into: &out, order: order, start: start, sorted: sorted)
-        case .service:
-            // One series per Service port: for clusters where one per endpoint is too many.
-            out.family("veer_service_hits_total", .counter,
-                       help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each Service port's endpoints.")
-            for r in 0..<ports.count where start[r] < start[r + 1] {
-                var total: UInt64 = 0
-                for i in sorted[Int(start[r])..<Int(start[r + 1])] { total &+= entries[Int(i)].count }
-                out.append("veer_service_hits_total{")
-                out.append(portLabels[order[r]])
-                out.append("} ")
-                out.append(total)
-                out.append(byte: UInt8(ascii: "\n"))
-            }
         }
     }
 
     /// `veer_endpoint_info`: one series per Service and endpoint (with its pod, node and zone),
-    /// in the order of its labels. `sorted` holds each port's members in endpoint order.
-    private func writeInfo(into out: inout PrometheusText, order: [Int], start: [Int32], sorted: [Int32]) {
+    /// in the order of its labels. `items` holds each port's members in endpoint order.
+    private func writeInfo(into out: inout PrometheusText, order: [Int], start: [Int32], items: [Item]) {
         out.family("veer_endpoint_info", .gauge,
                    help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
-        var rows: [Int32] = []
-        var r = 0
-        while r < ports.count {
-            // The ports of one Service are consecutive in label order.
-            let first = ports[order[r]]
-            var end = r + 1
-            while end < ports.count, ports[order[end]].namespace == first.namespace, ports[order[end]].service == first.service { end += 1 }
-            rows.removeAll(keepingCapacity: true)
-            for i in sorted[Int(start[r])..<Int(start[end])] { rows.append(entries[Int(i)].backend) }
-            let serviceLabels = portLabels.prefix(order[r], upTo: Int(serviceLabelsEnd[order[r]]))
-            let onePort = end == r + 1
-            r = end
-            guard !rows.isEmpty else { continue }
-            // One port's rows are in endpoint order already; several ports' are merged by a sort.
-            if !onePort { sortRange(&rows, 0..<rows.count) { endpointText.compare($0, $1) < 0 } }
-            // Room for every row's line (escaping at most doubles a name); the lines are then
-            // written through a raw pointer, as the hit lines are.
-            var room = 0
-            for row in rows {
-                let n = backendNames[Int(row)]
-                room += Self.infoFixed + serviceLabels.count + endpointText.length(row)
-                    + 2 * (n.pod.utf8.count + n.node.utf8.count + n.zone.utf8.count)
-            }
-            out.appendRaw(capacity: room) { w in
-                // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port)
-                // is ordered by pod, node and zone, and written once per distinct set of them.
-                var i = 0
-                while i < rows.count {
-                    var j = i + 1
-                    while j < rows.count, endpointText.compare(rows[i], rows[j]) == 0 { j += 1 }
-                    if j - i > 1 { sortRange(&rows, i..<j) { backendNames[Int($0)] < backendNames[Int($1)] } }
-                    for k in i..<j where k == i || backendNames[Int(rows[k - 1])] != backendNames[Int(rows[k])] {
-                        writeInfo(into: &w, serviceLabels, row: rows[k])
+        var merged: [Item] = []
+        // Each Service's line prefix (`veer_endpoint_info{namespace="…",service="…",endpoint="`)
+        // is put together once.
+        var linePrefix: [UInt8] = []
+        endpointText.withView { texts in
+            portLabels.withView { labels in
+                var r = 0
+                while r < ports.count {
+                    // The ports of one Service are consecutive in label order.
+                    let first = ports[order[r]]
+                    var end = r + 1
+                    while end < ports.count, ports[order[end]].namespace == first.namespace,
+                          ports[order[end]].service == first.service { end += 1 }
+                    let from = Int(start[r]), to = Int(start[end])
+                    linePrefix.removeAll(keepingCapacity: true)
+                    linePrefix.append(contentsOf: "veer_endpoint_info{".utf8)
+                    linePrefix.append(contentsOf: labels.prefix(Int32(order[r]), upTo: Int(serviceLabelsEnd[order[r]])))
+                    linePrefix.append(contentsOf: Self.infoLabels[0])
+                    let onePort = end == r + 1
+                    r = end
+                    guard from < to else { continue }
+                    // One port's members are in endpoint order already; several ports' are
+                    // merged by a sort.
+                    if !onePort {
+                        merged.removeAll(keepingCapacity: true)
+                        merged.append(contentsOf: items[from..<to])
+                        sortItems(&merged, 0..<merged.count)
                     }
-                    i = j
+                    linePrefix.withUnsafeBufferPointer { prefix in
+                        if onePort {
+                            items.withUnsafeBufferPointer {
+                                writeInfoLines(into: &out, UnsafeBufferPointer(rebasing: $0[from..<to]), prefix: prefix, texts: texts)
+                            }
+                        } else {
+                            merged.withUnsafeBufferPointer { writeInfoLines(into: &out, $0, prefix: prefix, texts: texts) }
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// The bytes of an info line besides the service labels, the endpoint and the names.
-    private static let infoFixed = "veer_endpoint_info{".utf8.count + infoLabels.reduce(0) { $0 + $1.count } + "\"} 1\n".utf8.count
-
-    private func writeInfo(into w: inout RawWriter, _ serviceLabels: ArraySlice<UInt8>, row: Int32) {
-        w.put("veer_endpoint_info{")
-        serviceLabels.withUnsafeBufferPointer { w.put($0) }
-        Self.infoLabels[0].withUnsafeBufferPointer { w.put($0) }
-        endpointText.write(row, into: &w)
-        backendNames.withUnsafeBufferPointer { names in
-            Self.infoLabels[1].withUnsafeBufferPointer { w.put($0) }
-            w.putEscaped(names[Int(row)].pod)
-            Self.infoLabels[2].withUnsafeBufferPointer { w.put($0) }
-            w.putEscaped(names[Int(row)].node)
-            Self.infoLabels[3].withUnsafeBufferPointer { w.put($0) }
-            w.putEscaped(names[Int(row)].zone)
+    /// One Service's info lines: `rows` are its members in endpoint order.
+    private func writeInfoLines(into out: inout PrometheusText, _ rows: UnsafeBufferPointer<Item>,
+                                prefix: UnsafeBufferPointer<UInt8>, texts: ByteArena.View) {
+        let lineRoom = prefix.count + texts.maxLength
+        out.appendRaw(capacity: rows.count * lineRoom) { w in
+            // A run of rows with one endpoint (rare: two ids, or TCP and UDP, of one ip:port) is
+            // ordered by pod, node and zone, and written once per distinct set of them.
+            var i = 0
+            while i < rows.count {
+                var j = i + 1
+                while j < rows.count, compare(rows[i], rows[j]) == 0 { j += 1 }
+                if j - i == 1 {
+                    w.put(prefix); w.put(texts[rows[i].row])
+                } else {
+                    let run = rows[i..<j].map { (names: BackendNames(names.backend(backendAddress[Int($0.row)])), row: $0.row) }
+                        .sorted { $0.names < $1.names }
+                    for k in run.indices where k == 0 || run[k - 1].names != run[k].names {
+                        w.put(prefix); w.put(texts[run[k].row])
+                    }
+                }
+                i = j
+            }
         }
-        w.put("\"} 1\n")
     }
+
+    /// Orders two members by their endpoint text: three integer comparisons for a short one
+    /// (every IPv4 `ip:port`), the arena's bytes past that.
+    @inline(__always)
+    private func compare(_ a: Item, _ b: Item) -> Int32 {
+        let x = a.key, y = b.key
+        if (x.2 | y.2) & 0xFF == 0 {
+            if x.0 != y.0 { return x.0 < y.0 ? -1 : 1 }
+            if x.1 != y.1 { return x.1 < y.1 ? -1 : 1 }
+            return x.2 == y.2 ? 0 : x.2 < y.2 ? -1 : 1
+        }
+        return endpointText.compareKeys(a.row, b.row)
+    }
+
+    /// Sorts a range of members by endpoint: insertion sort for a port's few (the common case),
+    /// the standard sort past that.
+    private func sortItems(_ a: inout [Item], _ range: Range<Int>) {
+        if range.count > 16 {
+            a[range].sort { compare($0, $1) < 0 }
+            return
+        }
+        a.withUnsafeMutableBufferPointer { buf in
+            for i in (range.lowerBound + 1)..<range.upperBound {
+                let x = buf[i]
+                var j = i
+                while j > range.lowerBound, compare(x, buf[j - 1]) < 0 {
+                    buf[j] = buf[j - 1]
+                    j -= 1
+                }
+                buf[j] = x
+            }
+        }
+    }
+
+    /// `",pod="` and what follows the zone: the info labels each backend row's record holds.
+    private static let infoEnd = Array("\"} 1\n".utf8)
 }
 
-/// Sorts a range in place: insertion sort for the few members of a port (the common case),
-/// the standard sort past that.
-private func sortRange(_ a: inout [Int32], _ range: Range<Int>, by less: (Int32, Int32) -> Bool) {
-    if range.count > 16 {
-        a[range].sort(by: less)
-        return
-    }
-    a.withUnsafeMutableBufferPointer { buf in
-        for i in (range.lowerBound + 1)..<range.upperBound {
-            let x = buf[i]
-            var j = i
-            while j > range.lowerBound, less(x, buf[j - 1]) {
-                buf[j] = buf[j - 1]
-                j -= 1
-            }
-            buf[j] = x
-        }
-    }
+/// A member in output order: its endpoint's sort key (`ByteArena.sealKeys`), row and count.
+private struct Item {
+    var key: (UInt64, UInt64, UInt64)
+    var row: Int32
+    var count: UInt64
 }
 
 /// A backend's pod, node and zone labels ("" where unknown), ordered as the labels are.
@@ -312,17 +380,31 @@ private struct BackendNames: Equatable, Comparable {
 }
 
 /// Byte strings end to end in one buffer: fragments of label text without an allocation each.
+/// A string may have a key (`endKey()`): its start, by which strings are ordered.
 private struct ByteArena {
     private(set) var bytes: [UInt8] = []
     private var starts: [Int32] = []
+    /// Where each string's key ends, where `endKey()` was called (else its end).
+    private var keyEnds: [Int32] = []
+
+    mutating func reserve(strings: Int, bytes count: Int) {
+        starts.reserveCapacity(strings)
+        keyEnds.reserveCapacity(strings)
+        bytes.reserveCapacity(count)
+    }
 
     /// Starts the next string.
     mutating func begin() { starts.append(Int32(bytes.count)) }
+
+    /// Ends the current string's key.
+    mutating func endKey() { keyEnds.append(Int32(bytes.count)) }
 
     mutating func append(_ s: String) {
         var s = s
         s.withUTF8 { bytes.append(contentsOf: $0) }
     }
+
+    mutating func append(_ b: [UInt8]) { bytes.append(contentsOf: b) }
 
     mutating func appendEscaped(_ s: String) { PrometheusText.appendEscaped(s, to: &bytes) }
 
@@ -345,59 +427,56 @@ private struct ByteArena {
         bytes.append(UInt8(ascii: "0") + UInt8(n % 10))
     }
 
-    subscript(i: Int) -> ArraySlice<UInt8> {
-        bytes[Int(starts[i])..<(i + 1 < starts.count ? Int(starts[i + 1]) : bytes.count)]
-    }
+    private func end(_ i: Int) -> Int { i + 1 < starts.count ? Int(starts[i + 1]) : bytes.count }
+    private func keyEnd(_ i: Int) -> Int { keyEnds.isEmpty ? end(i) : Int(keyEnds[i]) }
+
+    subscript(i: Int) -> ArraySlice<UInt8> { bytes[Int(starts[i])..<end(i)] }
 
     /// The strings as buffers, valid inside `body` only.
     struct View {
         let bytes: UnsafeBufferPointer<UInt8>
         let starts: UnsafeBufferPointer<Int32>
-        /// The longest string's length (`sealKeys()`; 0 before).
+        let keyEnds: UnsafeBufferPointer<Int32>
+        /// The longest string's and the longest key's length (`sealKeys()`; 0 before).
         let maxLength: Int
+        let maxKeyLength: Int
 
+        /// String `i`, whole.
         @inline(__always)
         subscript(i: Int32) -> UnsafeBufferPointer<UInt8> {
             let a = Int(starts[Int(i)]), b = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
             return UnsafeBufferPointer(rebasing: bytes[a..<b])
         }
+
+        /// String `i`'s key.
+        @inline(__always)
+        func key(_ i: Int32) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(rebasing: bytes[Int(starts[Int(i)])..<Int(keyEnds[Int(i)])])
+        }
+
+        /// The start of string `i`, up to `end` (an offset into the arena).
+        func prefix(_ i: Int32, upTo end: Int) -> UnsafeBufferPointer<UInt8> {
+            UnsafeBufferPointer(rebasing: bytes[Int(starts[Int(i)])..<end])
+        }
     }
 
     func withView<R>(_ body: (View) throws -> R) rethrows -> R {
         try bytes.withUnsafeBufferPointer { b in
-            try starts.withUnsafeBufferPointer { s in try body(View(bytes: b, starts: s, maxLength: maxLength)) }
+            try starts.withUnsafeBufferPointer { s in
+                try keyEnds.withUnsafeBufferPointer { k in
+                    try body(View(bytes: b, starts: s, keyEnds: k, maxLength: maxLength, maxKeyLength: maxKeyLength))
+                }
+            }
         }
     }
 
-    /// The length of string `i`.
-    func length(_ i: Int32) -> Int {
-        (Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count) - Int(starts[Int(i)])
-    }
-
-    /// Writes string `i` through `w`.
-    @inline(__always)
-    func write(_ i: Int32, into w: inout RawWriter) {
-        let a = Int(starts[Int(i)]), b = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
-        bytes.withUnsafeBufferPointer { w.put(UnsafeBufferPointer(rebasing: $0[a..<b])) }
-    }
-
-    /// Appends string `i` to `out`: no slice of the arena (a retain and release each) per sample.
-    @inline(__always)
-    func write(_ i: Int32, into out: inout PrometheusText) {
-        let a = Int(starts[Int(i)]), b = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
-        bytes.withUnsafeBufferPointer { out.append(UnsafeBufferPointer(rebasing: $0[a..<b])) }
-    }
-
-    /// The start of string `i`, up to `end` (an offset into the arena).
-    func prefix(_ i: Int, upTo end: Int) -> ArraySlice<UInt8> { bytes[Int(starts[i])..<end] }
-
-    /// Each string's first 23 bytes, big-endian in three words, zero-padded, the last word's low
-    /// byte 1 where the string is longer (`sealKeys()`): two short strings (every IPv4
-    /// `ip:port`) are ordered by three integer comparisons instead of a memcmp call, which was
-    /// a tenth of a scrape at 50,000 services. Zero padding orders a prefix first, as memcmp
-    /// and then the length do.
+    /// Each key's first 23 bytes, big-endian in three words, zero-padded, the last word's low
+    /// byte 1 where the key is longer (`sealKeys()`): two short keys (every IPv4 `ip:port`)
+    /// are ordered by three integer comparisons instead of a memcmp call, which was a tenth of
+    /// a scrape at 50,000 services. Zero padding orders a prefix first, as memcmp and then the
+    /// length do.
     private var keys: [(UInt64, UInt64, UInt64)] = []
-    private var maxLength = 0
+    private var maxLength = 0, maxKeyLength = 0
 
     /// Computes `keys` once every string is in.
     mutating func sealKeys() {
@@ -405,7 +484,7 @@ private struct ByteArena {
         keys.reserveCapacity(starts.count)
         bytes.withUnsafeBufferPointer { buf in
             for i in starts.indices {
-                let s = Int(starts[i]), e = i + 1 < starts.count ? Int(starts[i + 1]) : buf.count
+                let s = Int(starts[i]), e = keyEnd(i)
                 var w: (UInt64, UInt64, UInt64) = (0, 0, 0)
                 for k in 0..<min(e - s, 23) {
                     let v = UInt64(buf[s + k]) << UInt64(56 - 8 * (k & 7))
@@ -416,30 +495,22 @@ private struct ByteArena {
                     }
                 }
                 if e - s > 23 { w.2 |= 1 }
-                maxLength = max(maxLength, e - s)
+                maxKeyLength = max(maxKeyLength, e - s)
+                maxLength = max(maxLength, end(i) - s)
                 keys.append(w)
             }
         }
     }
 
-    /// Orders strings `i` and `j` as bytes (the order of String's `<` for ASCII): <0, 0, >0.
-    @inline(__always)
-    func compare(_ i: Int32, _ j: Int32) -> Int32 {
-        if !keys.isEmpty {
-            let x = keys[Int(i)], y = keys[Int(j)]
-            if (x.2 | y.2) & 0xFF == 0 {
-                if x.0 != y.0 { return x.0 < y.0 ? -1 : 1 }
-                if x.1 != y.1 { return x.1 < y.1 ? -1 : 1 }
-                return x.2 == y.2 ? 0 : x.2 < y.2 ? -1 : 1
-            }
-        }
-        return compareBytes(i, j)
+    func withKeys<R>(_ body: (UnsafeBufferPointer<(UInt64, UInt64, UInt64)>) -> R) -> R {
+        keys.withUnsafeBufferPointer(body)
     }
 
-    private func compareBytes(_ i: Int32, _ j: Int32) -> Int32 {
+    /// Orders the keys of strings `i` and `j` as bytes (the order of String's `<` for ASCII):
+    /// <0, 0, >0.
+    func compareKeys(_ i: Int32, _ j: Int32) -> Int32 {
         let a = Int(starts[Int(i)]), b = Int(starts[Int(j)])
-        let aEnd = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
-        let bEnd = Int(j) + 1 < starts.count ? Int(starts[Int(j) + 1]) : bytes.count
+        let aEnd = keyEnd(Int(i)), bEnd = keyEnd(Int(j))
         let c = bytes.withUnsafeBufferPointer { memcmp($0.baseAddress! + a, $0.baseAddress! + b, min(aEnd - a, bEnd - b)) }
         return c != 0 ? c : Int32(aEnd - a) - Int32(bEnd - b)
     }

@@ -158,13 +158,53 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
     /// Every entry's count, read in batches: a scrape at 100,000 members costs a few
     /// dozen syscalls, not 100,000.
     func counters() throws -> [(Key, UInt64)] {
-        let n = counterSlots
-        if let batch = try batchRead(UInt64(0), valuesPerKey: n, chunk: 1024) {
-            return batch.keys.enumerated().map { i, key in
-                (key, batch.values[(i * n)..<((i + 1) * n)].reduce(0, &+))
+        let read = try counterColumns()
+        return Array(zip(read.keys, read.counts))
+    }
+
+    /// Every entry's key and count (summed over CPUs in a per-CPU map), read in batches into one
+    /// reused chunk and summed there: no per-CPU copy of the whole map, and no (key, count) pair
+    /// per entry (a scrape at 500,000 members reads them all).
+    func counterColumns() throws -> (keys: [Key], counts: [UInt64]) {
+        // Fewer, larger syscalls; the per-CPU values of one chunk stay a few megabytes on hosts
+        // with hundreds of possible CPUs.
+        let n = counterSlots, chunk = min(4096, max(256, 65_536 / n))
+        var keys = [Key](repeating: unsafeBitCast0(Key.self), count: chunk)
+        var values = [UInt64](repeating: 0, count: chunk * n)
+        var inBatch = [UInt8](repeating: 0, count: 64)
+        var outBatch = [UInt8](repeating: 0, count: 64)
+        var result: (keys: [Key], counts: [UInt64]) = ([], [])
+        var first = true
+        while true {
+            var count = UInt32(chunk)
+            let rc: Int32 = first
+                ? bpf_map_lookup_batch(fd, nil, &outBatch, &keys, &values, &count, nil)
+                : bpf_map_lookup_batch(fd, &inBatch, &outBatch, &keys, &values, &count, nil)
+            let err = errno
+            if rc != 0 && err != ENOENT {
+                if first && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
+                    // This map type (or kernel) cannot batch: key by key.
+                    var fallback: (keys: [Key], counts: [UInt64]) = ([], [])
+                    for key in try self.keys() {
+                        if let c = try counter(key) { fallback.keys.append(key); fallback.counts.append(c) }
+                    }
+                    return fallback
+                }
+                throw DatapathError.syscall(operation: "batch read of \(name)", errno: err)
             }
+            let got = Int(count)
+            result.keys.append(contentsOf: keys[..<got])
+            values.withUnsafeBufferPointer { v in
+                for i in 0..<got {
+                    var sum: UInt64 = 0
+                    for c in 0..<n { sum &+= v[i * n + c] }
+                    result.counts.append(sum)
+                }
+            }
+            if rc != 0 { return result } // ENOENT: the end of the map
+            inBatch = outBatch
+            first = false
         }
-        return try keys().compactMap { key in try counter(key).map { (key, $0) } }
     }
 
     /// Creates the entry with a zero count; an existing entry keeps its count.

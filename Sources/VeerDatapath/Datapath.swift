@@ -17,8 +17,14 @@ public final class Datapath: @unchecked Sendable {
     let sourceRanges: BPFMap<veer_src_range_key, veer_src_range_val>
     /// Hits of (frontend, backend) pairs whose member entry was deleted, so a counter stays
     /// monotonic when a backend leaves a frontend and comes back (readiness flapping).
-    var retiredHits: [String: UInt64]
-    /// A scrape reads `retiredHits` off the agent's actor while a sync may add to it.
+    var retiredHits: [String: UInt64] {
+        didSet { retiredPairs = nil }
+    }
+    /// `retiredHits` by address pair, parsed by the first scrape after they changed (not by
+    /// every scrape: after churn they are thousands of text keys).
+    var retiredPairs: [FrontendBackend: UInt64]?
+    /// A scrape reads `retiredHits` off the agent's actor while a sync may add to it; it
+    /// guards `retiredPairs` too.
     let retiredLock = NSLock()
     /// Schema versions whose pins `install` found under the root and removed (an upgrade).
     public internal(set) var retiredVersions: [String] = []

@@ -4,20 +4,21 @@ import VeerModel
 // and the agent-written maps' sizes come from the agent's own copy of what it wrote.
 extension Datapath {
     /// Every member's count, read with BPF_MAP_LOOKUP_BATCH (a few dozen syscalls at 100,000
-    /// members), and the retired counts by address pair.
+    /// members), and the retired counts by address pair (parsed once per change of them).
     public func memberHits() throws -> MemberHits {
-        let counted = try members.counters()
+        let counted = try members.counterColumns()
         var result = MemberHits()
-        result.members.reserveCapacity(counted.count)
-        result.counts.reserveCapacity(counted.count)
-        for (key, count) in counted {
-            result.members.append(key.member)
-            result.counts.append(count)
-        }
-        let retired = retiredLock.withLock { retiredHits }
-        result.retired.reserveCapacity(retired.count)
-        for (text, count) in retired {
-            if let pair = RetiredHitsFile.pair(text) { result.retired[pair, default: 0] += count }
+        result.members = counted.keys.map(\.member)
+        result.counts = counted.counts
+        result.retired = retiredLock.withLock {
+            if let parsed = retiredPairs { return parsed }
+            var parsed: [FrontendBackend: UInt64] = [:]
+            parsed.reserveCapacity(retiredHits.count)
+            for (text, count) in retiredHits {
+                if let pair = RetiredHitsFile.pair(text) { parsed[pair, default: 0] += count }
+            }
+            retiredPairs = parsed
+            return parsed
         }
         return result
     }

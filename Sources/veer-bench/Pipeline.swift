@@ -101,12 +101,13 @@ enum PipelineBench {
         for i in 0..<scrapes {
             do {
                 let s0 = now()
-                let text = await agent!.metricsBytes()
+                // The buffer veerd's listener sends as it is.
+                let text = await agent!.metricsBuffer()
                 scrapeTimes.append(now() - s0)
-                scrapeBytes = text.count
+                scrapeBytes = text.readableBytes
                 // VEER_SCRAPE_OUT=FILE keeps the first scrape's text (to diff, or for promtool).
                 if i == 0, let path = ProcessInfo.processInfo.environment["VEER_SCRAPE_OUT"] {
-                    FileManager.default.createFile(atPath: path, contents: Data(text))
+                    FileManager.default.createFile(atPath: path, contents: Data(text.readableBytesView))
                 }
             }
             // What veerd's listener does once a large response is sent (VEER_SCRAPE_TRIM=0: not).

@@ -103,7 +103,7 @@ struct HitSeries {
         for (row, id) in backendIDs.enumerated() {
             rowOfBackend[id] = Int32(row)
             if mode == .endpoint {
-                let n = names.backend(addresses[row])
+                let n = names.backend(id: id, at: addresses[row])
                 endpointText.begin()
                 endpointText.appendHostPort(addresses[row])
                 endpointText.endKey()

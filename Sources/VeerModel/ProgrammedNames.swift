@@ -27,6 +27,8 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     private var rows = IDRows<Backend>()
     private var ids = BackendIDs()
     private var nextOwnID: UInt32 = 1
+    /// The rows are by the maps' own ids (`resolving(by:)`): a backend entry's row is its id's.
+    private var rowsByMapIDs = false
 
     public init() {}
 
@@ -80,6 +82,7 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
     public func resolving(by ids: BackendIDs) -> ProgrammedNames {
         var out = self
         out.ids = ids
+        out.rowsByMapIDs = true
         return out
     }
 
@@ -133,6 +136,14 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
 
     public func frontend(_ address: L4Address) -> Frontend? { frontends[address] }
     public func backend(_ address: L4Address) -> Backend? { ids.table[address].flatMap { rows[$0] } }
+
+    /// The names of the maps' backend entry `id`, which holds `address`: its own row when the rows
+    /// are by the maps' ids, with no lookup by address (a scrape names every backend), else by
+    /// address.
+    public func backend(id: UInt32, at address: L4Address) -> Backend? {
+        if rowsByMapIDs, let row = rows[id] { return row }
+        return backend(address)
+    }
 
     // Equal when they name the same things, whatever ids the rows have.
     public static func == (a: Self, b: Self) -> Bool {

@@ -224,12 +224,11 @@ public actor Agent {
         let touched = pendingServices
         do {
             let outcome = full ? try fullSync(node) : try incrementalSync(node)
-            let plan = outcome.plan
             let elapsed = clock.now - started
             counters.syncCount += 1
-            counters.mapOperations += UInt64(plan.operations.count)
+            counters.mapOperations += UInt64(outcome.operations)
             counters.syncDuration.observe(elapsed.seconds)
-            if let since = pendingSince, !plan.operations.isEmpty { counters.programmingLatency.observe((clock.now - since).seconds) }
+            if let since = pendingSince, outcome.operations > 0 { counters.programmingLatency.observe((clock.now - since).seconds) }
             pendingSince = nil
             // kube-proxy's network programming latency: from the change that triggered the
             // EndpointSlice update to the kernel holding it.
@@ -240,26 +239,19 @@ public actor Agent {
             syncHealth(full ? nil : touched)
             syncServiceAddresses()
             syncSourceRanges(full ? nil : touched)
-            // Built only when they are logged. A full sync (every start) logs the first
-            // `SyncLog.fullSyncLines` only: at 50,000 services its lines were 50,000, megabytes of
-            // log at every restart, written while changes waited.
-            if logger.logLevel <= .info {
-                let log = SyncLog.lines(plan, skipped: outcome.skipped, desired: index.desired,
-                                        limit: full ? SyncLog.fullSyncLines : .max)
-                for line in log.lines { logger.info("\(line)") }
-                if log.omitted > 0 {
-                    logger.info("… and \(log.omitted) more lines of this full sync, not logged (`veerctl services` lists what is programmed)")
-                }
+            for line in outcome.log.lines { logger.info("\(line)") }
+            if outcome.log.omitted > 0 {
+                logger.info("… and \(outcome.log.omitted) more lines of this full sync, not logged (`veerctl services` lists what is programmed)")
             }
             if full { attachPacketPath(node) }
-            if plan.operations.contains(where: { if case .deleteMember = $0 { true } else { false } }) {
+            if outcome.deletesMembers {
                 terminateStaleSockets()
                 deleteStaleUDPFlows()
             }
             // A plan counts old and new entries together (old ones are deleted last), so a
             // service rejected by a plan that also freed entries may fit now: plan once more.
-            if !plan.rejected.isEmpty, plan.operations.contains(where: \.isDelete) { dirty = true }
-            for rejection in plan.rejected {
+            if !outcome.rejected.isEmpty, outcome.deletes { dirty = true }
+            for rejection in outcome.rejected {
                 counters.serviceRejections += 1
                 logger.error("service \(rejection.service) not programmed: \(rejection.reason)")
                 post(.warning, "ServiceRejected", "service \(rejection.service) not programmed: \(rejection.reason)")
@@ -275,9 +267,32 @@ public actor Agent {
         }
     }
 
+    /// What `syncOnce` needs of a sync once its plan is written: the operations themselves are
+    /// not kept (at 50,000 services they are 1.6 million, 64 MB, and were alive while the agent
+    /// built its copy of the maps: the highest RSS of a start).
+    private struct SyncOutcome {
+        var operations: Int
+        var deletesMembers: Bool
+        var deletes: Bool
+        var rejected: [PlanRejection]
+        /// Log lines, built only when they are logged. A full sync (every start) keeps the first
+        /// `SyncLog.fullSyncLines`: at 50,000 services its lines were 50,000, megabytes of log
+        /// at every restart, written while changes waited.
+        var log: (lines: [String], omitted: Int)
+
+        init(_ plan: Plan, skipped: [SkipReason], desired: [L4Address: DesiredFrontend], full: Bool, logged: Bool) {
+            operations = plan.operations.count
+            deletesMembers = plan.operations.contains { if case .deleteMember = $0 { true } else { false } }
+            deletes = plan.operations.contains(where: \.isDelete)
+            rejected = plan.rejected
+            log = logged ? SyncLog.lines(plan, skipped: skipped, desired: desired, limit: full ? SyncLog.fullSyncLines : .max)
+                : ([], 0)
+        }
+    }
+
     /// Re-selects every service and plans the whole list against the running copy of the
     /// maps, or against the maps read back when there is none (start, adoption, failure).
-    private func fullSync(_ node: NodeContext) throws -> (plan: Plan, skipped: [SkipReason]) {
+    private func fullSync(_ node: NodeContext) throws -> SyncOutcome {
         let t0 = clock.now
         let keys = store.serviceKeys
         // Without verdicts: `veerctl explain` gets them from a selection made when it reads them.
@@ -286,20 +301,23 @@ public actor Agent {
         let merged = Selector.merge(selections)
         let t1 = clock.now
         let actual = try running?.state ?? maps.readState()
-        let plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: maps.capacities)
+        var plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: maps.capacities)
         let t2 = clock.now
         if running != nil { namesIndex = running }
         running = nil
         try maps.apply(plan.operations)
         let t3 = clock.now
-        running = IndexedMapState(plan.target)
-        namesIndex = nil
         // One line per full sync (start, node change, recovery): what `make bench` times.
         let timing = "select \(Self.ms(t1 - t0)) ms, read+plan \(Self.ms(t2 - t1)) ms, write \(Self.ms(t3 - t2)) ms"
         logger.info("full sync: \(merged.frontends.count) frontends of \(keys.count) services, \(plan.operations.count) map operations; \(timing)")
+        index = FrontendIndex(selections: fresh, merged: merged)
+        let outcome = SyncOutcome(plan, skipped: merged.skipped, desired: index.desired, full: true,
+                                  logged: logger.logLevel <= .info)
+        plan.operations = []
+        running = IndexedMapState(plan.target)
+        namesIndex = nil
         needsFullSync = false
         pendingServices = []
-        index = FrontendIndex(selections: fresh, merged: merged)
         rebuildClusterIPs()
         rejections = Dictionary(plan.rejected.map { ($0.service, $0) }, uniquingKeysWith: { a, _ in a })
         // Backend names by the maps' ids: the running copy's index finds them by address.
@@ -311,13 +329,13 @@ public actor Agent {
         }
         storedNames = freshNames
         namesByMapIDs = true
-        return (plan, merged.skipped)
+        return outcome
     }
 
     /// Re-selects the services the pending changes touched and plans only the frontends
     /// whose winner changed (plus those sharing a backend with them, and services rejected
     /// before, which may fit now) against the running copy of the maps.
-    private func incrementalSync(_ node: NodeContext) throws -> (plan: Plan, skipped: [SkipReason]) {
+    private func incrementalSync(_ node: NodeContext) throws -> SyncOutcome {
         let touched = pendingServices.sorted()
         pendingServices = []
         let rejected = Set(rejections.keys.flatMap { index.selections[$0]?.frontends.map(\.address) ?? [] })
@@ -341,7 +359,7 @@ public actor Agent {
         }
         for service in Set(changed.compactMap { index.desired[$0]?.service.serviceKey }) { rejections[service] = nil }
         for rejection in plan.rejected { rejections[rejection.service] = rejection }
-        return (plan, skipped)
+        return SyncOutcome(plan, skipped: skipped, desired: index.desired, full: false, logged: logger.logLevel <= .info)
     }
 
     private func scheduleRetry() {

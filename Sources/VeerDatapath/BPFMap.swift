@@ -116,12 +116,24 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
     /// Reads the whole map with BPF_MAP_LOOKUP_BATCH: `valuesPerKey` values of type V per key
     /// (one per CPU for a per-CPU map). nil where this map type cannot batch.
     private func batchRead<V: BitwiseCopyable>(_ zero: V, valuesPerKey: Int, chunk: Int) throws -> (keys: [Key], values: [V])? {
+        var result: (keys: [Key], values: [V]) = ([], [])
+        let batched = try lookupBatches(zero, valuesPerKey: valuesPerKey, chunk: chunk) { keys, values in
+            result.keys.append(contentsOf: keys)
+            result.values.append(contentsOf: values)
+        }
+        return batched ? result : nil
+    }
+
+    /// Walks the whole map with BPF_MAP_LOOKUP_BATCH, `chunk` keys a syscall into buffers reused
+    /// from one syscall to the next, and hands each chunk's keys and values (`valuesPerKey` per
+    /// key) to `body`. False, having read nothing, where this map type cannot batch.
+    private func lookupBatches<V: BitwiseCopyable>(_ zero: V, valuesPerKey: Int, chunk: Int,
+                                                   _ body: (ArraySlice<Key>, ArraySlice<V>) -> Void) throws -> Bool {
         var keys = [Key](repeating: unsafeBitCast0(Key.self), count: chunk)
         var values = [V](repeating: zero, count: chunk * valuesPerKey)
         // The batch token is opaque (a bucket index for hash maps): give it room.
         var inBatch = [UInt8](repeating: 0, count: 64)
         var outBatch = [UInt8](repeating: 0, count: 64)
-        var result: (keys: [Key], values: [V]) = ([], [])
         var first = true
         while true {
             var count = UInt32(chunk)
@@ -131,12 +143,11 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
             let err = errno
             if rc != 0 && err != ENOENT {
                 // EINVAL/ENOTSUPP on the first call: this map type cannot batch.
-                if first && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) { return nil }
+                if first && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) { return false }
                 throw DatapathError.syscall(operation: "batch read of \(name)", errno: err)
             }
-            result.keys += keys.prefix(Int(count))
-            result.values += values.prefix(Int(count) * valuesPerKey)
-            if rc != 0 { return result } // ENOENT: the end of the map
+            body(keys[..<Int(count)], values[..<(Int(count) * valuesPerKey)])
+            if rc != 0 { return true } // ENOENT: the end of the map
             inBatch = outBatch
             first = false
         }
@@ -169,42 +180,23 @@ final class BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sen
         // Fewer, larger syscalls; the per-CPU values of one chunk stay a few megabytes on hosts
         // with hundreds of possible CPUs.
         let n = counterSlots, chunk = min(4096, max(256, 65_536 / n))
-        var keys = [Key](repeating: unsafeBitCast0(Key.self), count: chunk)
-        var values = [UInt64](repeating: 0, count: chunk * n)
-        var inBatch = [UInt8](repeating: 0, count: 64)
-        var outBatch = [UInt8](repeating: 0, count: 64)
         var result: (keys: [Key], counts: [UInt64]) = ([], [])
-        var first = true
-        while true {
-            var count = UInt32(chunk)
-            let rc: Int32 = first
-                ? bpf_map_lookup_batch(fd, nil, &outBatch, &keys, &values, &count, nil)
-                : bpf_map_lookup_batch(fd, &inBatch, &outBatch, &keys, &values, &count, nil)
-            let err = errno
-            if rc != 0 && err != ENOENT {
-                if first && (err == EINVAL || err == ENOTSUP || err == 524 /* ENOTSUPP */) {
-                    // This map type (or kernel) cannot batch: key by key.
-                    var fallback: (keys: [Key], counts: [UInt64]) = ([], [])
-                    for key in try self.keys() {
-                        if let c = try counter(key) { fallback.keys.append(key); fallback.counts.append(c) }
-                    }
-                    return fallback
-                }
-                throw DatapathError.syscall(operation: "batch read of \(name)", errno: err)
-            }
-            let got = Int(count)
-            result.keys.append(contentsOf: keys[..<got])
+        let batched = try lookupBatches(UInt64(0), valuesPerKey: n, chunk: chunk) { keys, values in
+            result.keys.append(contentsOf: keys)
             values.withUnsafeBufferPointer { v in
-                for i in 0..<got {
+                for i in 0..<keys.count {
                     var sum: UInt64 = 0
                     for c in 0..<n { sum &+= v[i * n + c] }
                     result.counts.append(sum)
                 }
             }
-            if rc != 0 { return result } // ENOENT: the end of the map
-            inBatch = outBatch
-            first = false
         }
+        if batched { return result }
+        // This map type (or kernel) cannot batch: key by key.
+        for key in try self.keys() {
+            if let c = try counter(key) { result.keys.append(key); result.counts.append(c) }
+        }
+        return result
     }
 
     /// Creates the entry with a zero count; an existing entry keeps its count.

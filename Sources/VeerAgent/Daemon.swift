@@ -255,8 +255,8 @@ public struct DaemonStartError: Error, CustomStringConvertible {
 }
 
 /// /metrics, /healthz and /readyz; 503 until the agent exists.
-private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> @Sendable (String) async -> HTTPListener.Response {
-    { path in
+private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> @Sendable (String, [String: String]) async -> HTTPListener.Response {
+    { path, _ in
         guard let agent = started.withLockedValue({ $0 }) else {
             return HTTPListener.Response(.serviceUnavailable, contentType: "text/plain", "starting\n")
         }

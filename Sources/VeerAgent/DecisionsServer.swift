@@ -18,7 +18,7 @@ enum DecisionsServer {
     static func open(pins: PinLayout, agent: @escaping @Sendable () -> Agent?) async throws -> HTTPListener {
         DecisionsFile.remove(pins: pins)
         let path = DecisionsSocket.path(pins)
-        let listener = try await HTTPListener(unixSocket: path, handler: .asyncQuery { path, query in
+        let listener = try await HTTPListener(unixSocket: path, handler: .async { path, query in
             guard let agent = agent() else { return HTTPListener.Response(.serviceUnavailable, contentType: "text/plain", "starting\n") }
             return await respond(agent: agent, path: path, query: query)
         })

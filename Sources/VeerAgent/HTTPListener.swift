@@ -6,10 +6,9 @@ import NIOPosix
 /// The one small HTTP/1.1 listener veerd serves from: /metrics (and /healthz, /readyz) on the
 /// metrics address, kube-proxy's /healthz and /livez, and the healthCheckNodePort of each
 /// eTP=Local LoadBalancer Service, and veerctl's decisions on a unix socket in the state
-/// directory. Its handler is one of three kinds:
-/// - `.async`: may await the agent (a scrape renders its snapshot); the connection closes after
-///   the answer.
-/// - `.asyncQuery`: as `.async`, and given the request's query parameters, decoded.
+/// directory. Its handler is one of two kinds:
+/// - `.async`: given the path and the decoded query parameters, may await the agent (a scrape
+///   renders its snapshot); the connection closes after the answer.
 /// - `.onEventLoop`: answers synchronously on the event loop from state kept behind a lock, so a
 ///   load balancer probing every few seconds never waits on the agent's reconcile loop; keep-alive
 ///   is honoured.
@@ -53,8 +52,8 @@ public final class HTTPListener: Sendable {
     }
 
     public enum Handler: Sendable {
-        case async(@Sendable (_ path: String) async -> Response)
-        case asyncQuery(@Sendable (_ path: String, _ query: [String: String]) async -> Response)
+        /// Answered by async code off the event loop; `query` is the decoded query string.
+        case async(@Sendable (_ path: String, _ query: [String: String]) async -> Response)
         case onEventLoop(@Sendable (_ path: String) -> Response)
     }
 
@@ -148,8 +147,6 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             case let .onEventLoop(respond):
                 write(respond(path), keepAlive: keepAlive, context: context)
             case let .async(respond):
-                answer(context: context) { [path] in await respond(path) }
-            case let .asyncQuery(respond):
                 let parameters = Self.parameters(query)
                 answer(context: context) { [path] in await respond(path, parameters) }
             }

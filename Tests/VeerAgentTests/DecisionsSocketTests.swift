@@ -20,7 +20,7 @@ struct DecisionsSocketTests {
 
     static func withListener(_ body: (String) async throws -> Void) async throws {
         let path = "/tmp/veer-sock-\(getpid())-\(UUID().uuidString.prefix(8)).sock"
-        let listener = try await HTTPListener(unixSocket: path, handler: .asyncQuery { path, query in
+        let listener = try await HTTPListener(unixSocket: path, handler: .async { path, query in
             guard path == "/decisions", let target = query["target"] else {
                 return HTTPListener.Response(.badRequest, contentType: "text/plain", "bad\n")
             }

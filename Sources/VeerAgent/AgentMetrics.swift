@@ -193,11 +193,6 @@ extension Agent {
         String(buffer: await metricsBuffer())
     }
 
-    /// The metrics as bytes (a copy of `metricsBuffer()`).
-    public nonisolated func metricsBytes() async -> [UInt8] {
-        Array(await metricsBuffer().readableBytesView)
-    }
-
     /// The metrics as the listener sends them: no String of tens of megabytes in between, and
     /// no copy.
     /// Rendered on a thread of its own at a lower priority (nice 10; on Linux the nice value is

@@ -94,19 +94,26 @@ public struct PrometheusText: Sendable {
     }
 
     static func appendEscaped(_ s: String, to bytes: inout [UInt8]) {
+        escape(s, whole: { bytes.append(contentsOf: $0) }, byte: { bytes.append($0) })
+    }
+
+    /// The format's escaping of a label value (backslash, double quote, line feed), the one
+    /// statement of it: `whole` gets the value as it is when nothing needs escaping (almost
+    /// always: one scan, then one copy), else `byte` gets each byte of the escaped value.
+    @inline(__always)
+    static func escape(_ s: String, whole: (UnsafeBufferPointer<UInt8>) -> Void, byte: (UInt8) -> Void) {
         var s = s
         s.withUTF8 { utf8 in
-            // Label values almost never need escaping: one scan, then one copy.
             guard utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
-                bytes.append(contentsOf: utf8)
+                whole(utf8)
                 return
             }
             for b in utf8 {
                 switch b {
-                case UInt8(ascii: "\\"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "\\"))
-                case UInt8(ascii: "\""): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "\""))
-                case UInt8(ascii: "\n"): bytes.append(UInt8(ascii: "\\")); bytes.append(UInt8(ascii: "n"))
-                default: bytes.append(b)
+                case UInt8(ascii: "\\"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "\\"))
+                case UInt8(ascii: "\""): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "\""))
+                case UInt8(ascii: "\n"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "n"))
+                default: byte(b)
                 }
             }
         }
@@ -123,12 +130,6 @@ public struct PrometheusText: Sendable {
         } else {
             append(Self.format(v))
         }
-    }
-
-    static func escape(_ s: String) -> String {
-        var out = PrometheusText()
-        out.appendEscaped(s)
-        return out.output
     }
 
     static func format(_ v: Double) -> String {
@@ -214,23 +215,9 @@ struct RawWriter {
         position += 1
     }
 
-    /// A label value, escaped as `PrometheusText.appendEscaped` escapes it.
+    /// A label value, escaped (`PrometheusText.escape`).
     mutating func putEscaped(_ s: String) {
-        var s = s
-        s.withUTF8 { utf8 in
-            guard utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
-                put(utf8)
-                return
-            }
-            for b in utf8 {
-                switch b {
-                case UInt8(ascii: "\\"): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "\\"))
-                case UInt8(ascii: "\""): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "\""))
-                case UInt8(ascii: "\n"): put(byte: UInt8(ascii: "\\")); put(byte: UInt8(ascii: "n"))
-                default: put(byte: b)
-                }
-            }
-        }
+        PrometheusText.escape(s, whole: { put($0) }, byte: { put(byte: $0) })
     }
 
     /// An integer in decimal.

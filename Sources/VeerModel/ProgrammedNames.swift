@@ -1,7 +1,8 @@
 /// The names behind the addresses in the maps: which Service port a frontend serves and
 /// which pod a backend is. The agent writes it beside the pins after every sync, so
 /// veerctl and the metrics show names, also while the agent is down.
-public struct ProgrammedNames: Codable, Hashable, Sendable {
+/// Read from names.json (Decodable); written only by `NamesFile.write`, entry by entry.
+public struct ProgrammedNames: Decodable, Hashable, Sendable {
     public struct Frontend: Codable, Hashable, Sendable {
         public var namespace: String
         public var service: String
@@ -106,23 +107,9 @@ public struct ProgrammedNames: Codable, Hashable, Sendable {
         }
     }
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(frontendsByText, forKey: .frontends)
-        try c.encode(backendsByText, forKey: .backends)
-    }
-
     /// Every backend's names with its address, in the tables' order (names.json, streamed).
     public func forEachBackend(_ body: (L4Address, Backend) throws -> Void) rethrows {
         for (address, id) in ids.table.entries { if let row = rows[id] { try body(address, row) } }
-    }
-
-    /// As names.json keys them.
-    public var frontendsByText: [String: Frontend] { Dictionary(uniqueKeysWithValues: frontends.map { ($0.key.description, $0.value) }) }
-    public var backendsByText: [String: Backend] {
-        var out: [String: Backend] = [:]
-        for (address, id) in ids.table.entries { if let row = rows[id] { out[address.description] = row } }
-        return out
     }
 
     /// The names of these frontends and their backends (ids of its own).

@@ -321,13 +321,16 @@ say "  bridge $XNET.0/24: node-1 $N1, node-2 $N2, outside client $CLIENT (no rou
 say "  pods: front-a on node-1; front-b, front-c and mario on node-2 (each in its own namespace)"
 say "  veerd on each node: --manifests, its packet path on the node's eth0"
 # Waits until a node's veerd has the packet path on its eth0 and has written its maps.
+# The text is read whole before grep: `curl | grep -q` fails under pipefail whenever grep exits
+# at its match before curl has written the rest (curl then dies of SIGPIPE).
 xmetrics() { nsenter --net="$(xns n$1)" curl -s --max-time 5 http://127.0.0.1:9965/metrics; }
+attached() { grep -q '^veer_packet_path_interfaces 1$' <<<"$(xmetrics $1 2>/dev/null || true)"; }
 for k in 1 2; do
 	for _ in $(seq 200); do
-		xmetrics $k 2>/dev/null | grep -q '^veer_packet_path_interfaces 1$' && grep -q 'full sync:' "$WORK/veerd-n$k.log" && break
+		attached $k && grep -q 'full sync:' "$WORK/veerd-n$k.log" && break
 		sleep 0.05
 	done
-	xmetrics $k | grep -q '^veer_packet_path_interfaces 1$' ||
+	attached $k ||
 		fail "node-$k's packet path is not attached: $(tail -5 "$WORK/veerd-n$k.log")"
 done
 outside() { nsenter --net="$(xns out)" "$@"; }

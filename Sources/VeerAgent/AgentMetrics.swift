@@ -160,8 +160,8 @@ public struct MetricsSnapshot: Sendable {
 
 /// As much of what the agent wrote to the maps as a scrape needs: which frontend and backend each
 /// id stands for, and how many entries each map holds. From the running copy these are its
-/// indexes by address (sharded), so a sync that writes while a scrape renders copies one shard
-/// of them, never a whole table, the members or the slots.
+/// tables by id (in chunks), so a sync that writes while a scrape renders copies one chunk of
+/// them, never a whole table, the members or the slots.
 struct ProgrammedIDs: Sendable {
     var revNat: AddressesByID
     var backends: AddressesByID
@@ -170,7 +170,7 @@ struct ProgrammedIDs: Sendable {
 
     init(_ state: MapState) {
         revNat = AddressesByID(state.revNat)
-        backends = AddressesByID(state.backends.mapValues(\.address))
+        backends = AddressesByID(state.backends)
         frontends = state.masters.count
         entries = MapEntryCounts(services: state.serviceEntryCount, backends: state.backends.count,
                                  revNat: state.revNat.count, members: state.members.count)

@@ -16,7 +16,7 @@ extension Datapath {
         }
         for (id, value) in try backends.entries() { state.backends[id] = value.entry }
         for (id, value) in try revNat.entries() { state.revNat[id] = value.frontend }
-        state.members = Set(try members.keys().map(\.member))
+        state.members = MemberTable(try members.keys().map(\.member))
         return state
     }
 

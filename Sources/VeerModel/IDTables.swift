@@ -171,30 +171,39 @@ public struct BackendIDs: Sendable {
 }
 
 /// Every id of a map's table with the address its entry holds, for a reader off the agent's
-/// actor (a /metrics scrape): the agent's own index by address, shared, not copied (it is
-/// sharded, so the agent's next write copies one shard, where sharing `MapState.backends`
-/// made it copy 500,000 entries on its actor at 50,000 services), or a table read back from
-/// the maps.
+/// actor (a /metrics scrape): the running copy's own table, shared, not copied (its rows are in
+/// chunks, so the agent's next write copies one chunk, where sharing a dictionary of 500,000
+/// backends made it copy all of them on its actor at 50,000 services).
 public struct AddressesByID: Sendable {
-    private var indexed: LowestIDs<L4Address>?
-    private var plain: [UInt32: L4Address] = [:]
+    private enum Table: Sendable {
+        case frontends(IDTable<L4Address>)
+        case backends(IDTable<BackendEntry>)
+    }
 
-    init(_ table: LowestIDs<L4Address>) { indexed = table }
+    private let table: Table
 
-    public init(_ table: [UInt32: L4Address]) { plain = table }
+    /// The rev_nat table's frontends by id.
+    public init(_ table: IDTable<L4Address>) { self.table = .frontends(table) }
 
-    public var count: Int { indexed?.count ?? plain.count }
+    /// The backends table's addresses by id.
+    public init(_ table: IDTable<BackendEntry>) { self.table = .backends(table) }
 
-    /// Every (id, address) pair, in no order.
-    public func forEach(_ body: (UInt32, L4Address) throws -> Void) rethrows {
-        if let indexed {
-            try indexed.forEach(body)
-        } else {
-            for (id, address) in plain { try body(id, address) }
+    public var count: Int {
+        switch table {
+        case let .frontends(t): t.count
+        case let .backends(t): t.count
         }
     }
 
-    /// Every (id, address) pair as two arrays, row by row, in no order: walked once.
+    /// Every (id, address) pair, by ascending id.
+    public func forEach(_ body: (UInt32, L4Address) throws -> Void) rethrows {
+        switch table {
+        case let .frontends(t): for (id, address) in t { try body(id, address) }
+        case let .backends(t): for (id, entry) in t { try body(id, entry.address) }
+        }
+    }
+
+    /// Every (id, address) pair as two arrays, row by row, by ascending id: walked once.
     public var columns: (ids: [UInt32], addresses: [L4Address]) {
         var ids: [UInt32] = [], addresses: [L4Address] = []
         ids.reserveCapacity(count)

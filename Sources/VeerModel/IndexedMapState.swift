@@ -1,6 +1,6 @@
 /// What the maps hold, with the indexes that let the planner plan a few frontends in time
 /// proportional to those frontends, not to the maps: backend ids by address, members by
-/// rev_nat id and by backend, entry counts and free ids. The agent keeps one, updated with
+/// backend (`MapState.members` is by rev_nat id already), entry counts and free ids. The agent keeps one, updated with
 /// every operation it writes, instead of reading the maps back for every change.
 public struct IndexedMapState: Sendable {
     public private(set) var state: MapState
@@ -9,7 +9,6 @@ public struct IndexedMapState: Sendable {
     /// rev_nat ids by the frontend they hold. A failed write can leave one with no master
     /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
     private(set) var revNatIDsByAddress = LowestIDs<L4Address>()
-    private(set) var membersByRevNat: [UInt32: Set<UInt32>] = [:]
     /// The rev_nat ids of the members naming each backend id: how many frontends use a backend,
     /// and which (`frontends(usingBackend:)`).
     private(set) var membersByBackend = IDSetsByID()
@@ -22,14 +21,10 @@ public struct IndexedMapState: Sendable {
         // Sized up front: growing them a step at a time was a large part of building one.
         backendIDsByAddress.reserveCapacity(state.backends.count)
         revNatIDsByAddress.reserveCapacity(state.revNat.count)
-        membersByRevNat.reserveCapacity(state.revNat.count)
         membersByBackend.reserveCapacity(state.backends.count + 1)
         for (id, entry) in state.backends { backendIDsByAddress.insert(id, for: entry.address) }
         for (id, address) in state.revNat { revNatIDsByAddress.insert(id, for: address) }
-        for m in state.members {
-            membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-            membersByBackend.insert(m.revNatID, at: m.backendID)
-        }
+        for m in state.members { membersByBackend.insert(m.revNatID, at: m.backendID) }
         serviceEntryCount = state.serviceEntryCount
         backendIDs = IDPool(used: state.backends.keys)
         revNatIDs = IDPool(used: Array(state.revNat.keys) + state.masters.values.map(\.revNatID))
@@ -40,8 +35,8 @@ public struct IndexedMapState: Sendable {
 
     /// The backend entries' addresses by id, and the rev_nat entries' (shared, not copied): what
     /// a /metrics scrape resolves the hit counters' ids with.
-    public var backendAddresses: AddressesByID { AddressesByID(backendIDsByAddress) }
-    public var revNatAddresses: AddressesByID { AddressesByID(revNatIDsByAddress) }
+    public var backendAddresses: AddressesByID { AddressesByID(state.backends) }
+    public var revNatAddresses: AddressesByID { AddressesByID(state.revNat) }
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
     public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address] }
@@ -95,16 +90,9 @@ public struct IndexedMapState: Sendable {
                 revNatIDs.free(id)
             }
         case let .upsertMember(m):
-            if !state.members.contains(m) {
-                membersByRevNat[m.revNatID, default: []].insert(m.backendID)
-                membersByBackend.insert(m.revNatID, at: m.backendID)
-            }
+            if !state.members.contains(m) { membersByBackend.insert(m.revNatID, at: m.backendID) }
         case let .deleteMember(m):
-            if state.members.contains(m) {
-                membersByRevNat[m.revNatID]?.remove(m.backendID)
-                if membersByRevNat[m.revNatID]?.isEmpty == true { membersByRevNat[m.revNatID] = nil }
-                membersByBackend.remove(m.revNatID, at: m.backendID)
-            }
+            if state.members.contains(m) { membersByBackend.remove(m.revNatID, at: m.backendID) }
         case let .upsertSlot(address, slot, _, _):
             if state.slots[address]?[slot] == nil { serviceEntryCount += 1 }
         case let .deleteSlot(address, slot):

@@ -150,10 +150,10 @@ public struct MemberKey: Hashable, Comparable, Sendable {
 public struct MapState: Hashable, Sendable {
     public var masters: [L4Address: MasterEntry] = [:]
     /// Slot entries (slot ≥ 1) per frontend: slot → backend id.
-    public var slots: [L4Address: [UInt16: UInt32]] = [:]
-    public var backends: [UInt32: BackendEntry] = [:]
-    public var revNat: [UInt32: L4Address] = [:]
-    public var members: Set<MemberKey> = []
+    public var slots: [L4Address: SlotTable] = [:]
+    public var backends = IDTable<BackendEntry>()
+    public var revNat = IDTable<L4Address>()
+    public var members = MemberTable()
 
     public init() {}
 

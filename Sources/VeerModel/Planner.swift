@@ -125,7 +125,7 @@ private struct TargetBuilder {
         for address in scope ?? [] {
             guard let rn = actual.masters[address]?.revNatID else { continue }
             scopeRevNats.append(rn)
-            for b in index.membersByRevNat[rn] ?? [] {
+            for b in actual.members.backendIDs(ofRevNat: rn) {
                 scopeMembers.append(MemberKey(revNatID: rn, backendID: b))
                 scopeMembersByBackend[b, default: 0] += 1
             }
@@ -138,9 +138,10 @@ private struct TargetBuilder {
         let backends = desired.reduce(0) { $0 + $1.backends.count }
         target.masters.reserveCapacity(desired.count)
         target.slots.reserveCapacity(desired.count)
-        target.revNat.reserveCapacity(desired.count)
-        target.backends.reserveCapacity(backends)
-        target.members.reserveCapacity(backends)
+        // Ids are dense from 1: a full plan's reach up to about its counts.
+        target.revNat.reserveCapacity(maxID: UInt32(clamping: desired.count))
+        target.backends.reserveCapacity(maxID: UInt32(clamping: backends))
+        target.members.reserveCapacity(maxRevNatID: UInt32(clamping: desired.count))
         backendIDs.reserveCapacity(backends)
         revNatIDs.reserveCapacity(desired.count)
     }
@@ -272,19 +273,22 @@ private struct TargetBuilder {
         // fill the holes with the rest. Minimal writes; existing sockets see no change.
         let count = wanted.count
         let oldSlots = actual.slots[address] ?? [:]
-        var slots: [UInt16: UInt32] = [:]
-        slots.reserveCapacity(count)
+        var slotIDs = [UInt32?](repeating: nil, count: count) // slot i + 1
         var placed = [Bool](repeating: false, count: count)
         for (slot, id) in oldSlots where Int(slot) <= count {
             guard let i = wants(id), !placed[i] else { continue }
-            slots[slot] = id
+            slotIDs[Int(slot) - 1] = id
             placed[i] = true
         }
-        var holes = (1...max(count, 1)).lazy.map { UInt16($0) }.filter { slots[$0] == nil }.makeIterator()
+        var hole = 0
         for (i, backend) in wanted.enumerated() where !placed[i] {
-            guard let hole = holes.next() else { break }
-            slots[hole] = backend.id
+            while hole < count, slotIDs[hole] != nil { hole += 1 }
+            guard hole < count else { break }
+            slotIDs[hole] = backend.id
         }
+        var slots = SlotTable()
+        slots.reserveCapacity(count)
+        for (i, id) in slotIDs.enumerated() { if let id { slots[UInt16(i + 1)] = id } }
         if !slots.isEmpty { target.slots[address] = slots }
         servicesUsed += oldSlots.isEmpty ? slots.count : slots.keys.filter { oldSlots[$0] == nil }.count
         if actual.masters[address] == nil { servicesUsed += 1 }
@@ -317,16 +321,14 @@ private struct TargetBuilder {
         var ops: [MapOperation] = []
         ops.reserveCapacity(target.backends.count + target.revNat.count + target.members.count
             + target.masters.count + target.slots.values.reduce(0) { $0 + $1.count })
-        for (id, entry) in ascendingIDs(target.backends) where actual.backends[id] != entry {
+        // Every table walks in ascending id (and members in (rev_nat, backend)) order.
+        for (id, entry) in target.backends where actual.backends[id] != entry {
             ops.append(.upsertBackend(id: id, entry))
         }
-        for (id, address) in ascendingIDs(target.revNat) where actual.revNat[id] != address {
+        for (id, address) in target.revNat where actual.revNat[id] != address {
             ops.append(.upsertRevNat(id: id, address))
         }
-        // Sorted as one 64-bit number each: (rev_nat id, backend id) order, without a
-        // comparison closure over half a million pairs at a large start.
-        for packed in target.members.map({ UInt64($0.revNatID) << 32 | UInt64($0.backendID) }).sorted() {
-            let member = MemberKey(revNatID: UInt32(packed >> 32), backendID: UInt32(truncatingIfNeeded: packed))
+        for member in target.members {
             if !actual.members.contains(member) { ops.append(.upsertMember(member)) }
         }
         // Slots, then the master, frontend by frontend: a master never counts past written
@@ -337,7 +339,7 @@ private struct TargetBuilder {
         for address in frontends {
             let master = target.masters[address]!
             let old = actual.slots[address] ?? [:]
-            for (slot, id) in ascendingSlots(target.slots[address] ?? [:])
+            for (slot, id) in target.slots[address] ?? [:]
             where old[slot] != id || actual.masters[address]?.revNatID != master.revNatID {
                 ops.append(.upsertSlot(address, slot: slot, backendID: id, revNatID: master.revNatID))
             }
@@ -345,7 +347,7 @@ private struct TargetBuilder {
         }
         for address in frontends {
             let keep = target.slots[address] ?? [:]
-            for slot in (actual.slots[address] ?? [:]).keys.sorted() where keep[slot] == nil {
+            for slot in (actual.slots[address] ?? [:]).keys where keep[slot] == nil {
                 ops.append(.deleteSlot(address, slot: slot))
             }
         }
@@ -357,13 +359,13 @@ private struct TargetBuilder {
                 .filter { othersUsing($0) == 0 }
             candidates = (scope, scopeMembers.sorted(), scopeRevNats.sorted(), backends.sorted())
         } else {
-            candidates = (Set(actual.masters.keys).union(actual.slots.keys), actual.members.sorted(),
-                          actual.revNat.keys.sorted(), actual.backends.keys.sorted())
+            candidates = (Set(actual.masters.keys).union(actual.slots.keys), Array(actual.members),
+                          actual.revNat.keys, actual.backends.keys)
         }
         // Removed frontends (and slots left without a master): master first, then slots.
         for address in candidates.frontends.subtracting(frontends).sorted() {
             if actual.masters[address] != nil { ops.append(.deleteMaster(address)) }
-            for slot in (actual.slots[address] ?? [:]).keys.sorted() {
+            for slot in (actual.slots[address] ?? [:]).keys {
                 ops.append(.deleteSlot(address, slot: slot))
             }
         }
@@ -378,29 +380,4 @@ private struct TargetBuilder {
         }
         return ops
     }
-}
-
-/// The entries of a table keyed by map id, by ascending id. Ids are dense (the lowest free one
-/// is handed out), so they are placed by id in one pass rather than sorted.
-private func ascendingIDs<Value>(_ table: [UInt32: Value]) -> [(UInt32, Value)] {
-    guard let maxID = table.keys.max() else { return [] }
-    guard Int(maxID) <= 2 * table.count + 1024 else { return table.sorted { $0.key < $1.key } }
-    var rows = [Value?](repeating: nil, count: Int(maxID) + 1)
-    for (id, value) in table { rows[Int(id)] = value }
-    var out: [(UInt32, Value)] = []
-    out.reserveCapacity(table.count)
-    for (id, value) in rows.enumerated() { if let value { out.append((UInt32(id), value)) } }
-    return out
-}
-
-/// A frontend's slots by ascending slot. A plan fills slots 1...count, so they are read in
-/// that order, and sorted only when some are missing (entries kept as the maps hold them).
-private func ascendingSlots(_ slots: [UInt16: UInt32]) -> [(UInt16, UInt32)] {
-    var out: [(UInt16, UInt32)] = []
-    out.reserveCapacity(slots.count)
-    for slot in 0..<slots.count {
-        guard let id = slots[UInt16(slot + 1)] else { return slots.sorted { $0.key < $1.key } }
-        out.append((UInt16(slot + 1), id))
-    }
-    return out
 }

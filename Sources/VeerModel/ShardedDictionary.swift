@@ -64,8 +64,11 @@ extension ShardedDictionary: CustomStringConvertible {
 }
 
 /// Values by id in chunks of 4,096: a shared table's write copies the chunk list and one chunk.
+/// A chunk is made when a row in it is first set: a plan's few entries with high ids (a
+/// change's target) cost their own chunks, not every chunk below them.
 struct ChunkedRows<Value> {
     static var chunkBits: Int { 12 }
+    private static var chunkSize: Int { 1 << chunkBits }
     private var chunks: [[Value?]] = []
 
     init() {}
@@ -74,21 +77,29 @@ struct ChunkedRows<Value> {
 
     /// Room for ids below `n` (whole chunks, made now).
     mutating func grow(to n: Int) {
-        let size = 1 << Self.chunkBits
-        while capacity < n { chunks.append(Array(repeating: nil, count: size)) }
+        while capacity < n { chunks.append(Array(repeating: nil, count: Self.chunkSize)) }
+    }
+
+    /// Whether the chunk holding this index has no row set (nor ever had): a walk skips it.
+    func chunkIsEmpty(_ index: Int) -> Bool {
+        let c = index >> Self.chunkBits
+        return c >= chunks.count || chunks[c].isEmpty
     }
 
     subscript(index: Int) -> Value? {
         get {
             let c = index >> Self.chunkBits
-            return c < chunks.count ? chunks[c][index & ((1 << Self.chunkBits) - 1)] : nil
+            guard c < chunks.count, !chunks[c].isEmpty else { return nil }
+            return chunks[c][index & (Self.chunkSize - 1)]
         }
         set {
-            if index >= capacity {
+            let c = index >> Self.chunkBits
+            if c >= chunks.count || chunks[c].isEmpty {
                 guard newValue != nil else { return }
-                grow(to: index + 1)
+                while chunks.count <= c { chunks.append([]) }
+                chunks[c] = Array(repeating: nil, count: Self.chunkSize)
             }
-            chunks[index >> Self.chunkBits][index & ((1 << Self.chunkBits) - 1)] = newValue
+            chunks[c][index & (Self.chunkSize - 1)] = newValue
         }
     }
 }

@@ -365,7 +365,7 @@ struct SubsetPlannerTests {
         let freed = start.target.masters[Self.api.address]!.revNatID
         let back = Planner.plan(changed: [Self.db.address], desired: [Self.db], actual: running, capacities: roomy)
         #expect(back.target.masters[Self.db.address]!.revNatID == freed)
-        let oldBackends = Set(start.target.backends.filter { $0.value.address.port == 80 && $0.value.address.ip.description.hasPrefix("10.244.2") }.keys)
+        let oldBackends = Set(start.target.backends.filter { $0.value.address.port == 80 && $0.value.address.ip.description.hasPrefix("10.244.2") }.map(\.key))
         #expect(Set(back.target.backends.keys).isSubset(of: oldBackends))
     }
 

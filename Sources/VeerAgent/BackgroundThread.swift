@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import NIOConcurrencyHelpers
 
 /// Work the agent hands off its reconcile path (a /metrics render, the state files): on a thread
 /// of its own at a lower priority (nice 10; on Linux the nice value is per thread). At 50,000
@@ -15,6 +16,20 @@ enum BackgroundThread {
             thread.name = name
             thread.start()
         }
+    }
+
+    /// Waits, on a thread of its own (in `run`'s body), for async work such as a call on the
+    /// agent's actor. The thread is not the concurrency pool's, so blocking it holds nothing back.
+    static func wait<T: Sendable>(for body: @escaping @Sendable () async -> T) -> T {
+        let done = DispatchSemaphore(value: 0)
+        let result = NIOLockedValueBox<T?>(nil)
+        Task {
+            let value = await body()
+            result.withLockedValue { $0 = value }
+            done.signal()
+        }
+        done.wait()
+        return result.withLockedValue { $0! }
     }
 
 }

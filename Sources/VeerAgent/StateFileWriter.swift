@@ -7,28 +7,36 @@ import VeerModel
 /// longer: at 10,000 services a write costs a good part of a second, which would otherwise keep
 /// a core busy and delay the map writes that matter. (`veerctl explain`'s decisions are made
 /// when asked: DecisionsServer.swift.)
+///
+/// The file is written a part at a time (`ProgrammedNames.backendPart`), each part taken on the
+/// agent's actor when it is written, never the whole of the names at once: a writer holding them
+/// while the agent changed them made the agent copy what it changed (55-75 MB at 100,000
+/// services under churn). Each part is as the agent held it when taken; a change during a write
+/// marks the file out of date again, so the next write has it.
 struct StateFileWriter: Sendable {
-    struct Snapshot: Sendable {
-        var names: ProgrammedNames
-    }
+    typealias BackendPart = [(L4Address, ProgrammedNames.Backend)]
+    typealias FrontendPart = [(L4Address, ProgrammedNames.Frontend)]
 
     let pins: PinLayout
 
-    /// Writes until nothing is pending. `pending` and `take` run on the agent's actor (a take
-    /// copies values, cheap until the agent changes them); encoding and writing run here.
-    func run(pending: @Sendable () async -> Bool, take: @Sendable () async -> Snapshot?,
+    /// Writes until nothing is pending. `pending`, `start` and the parts run on the agent's
+    /// actor; encoding and writing run here.
+    func run(pending: @Sendable () async -> Bool, start: @Sendable () async -> Bool,
+             backends: @escaping @Sendable (Int) async -> BackendPart?,
+             frontends: @escaping @Sendable (Int) async -> FrontendPart?,
              failed: @Sendable (any Error) async -> Void) async {
         let clock = ContinuousClock()
         var pause: Duration?
         while await pending() {
             // Only when more changed since the last write: an idle agent finishes at once.
             if let pause { try? await Task.sleep(for: pause) }
-            guard let snapshot = await take() else { return }
+            guard await start() else { return }
             let started = clock.now
             let pins = pins
             do {
                 try await BackgroundThread.run(named: "veer-state-files") {
-                    try NamesFile.write(snapshot.names, pins: pins)
+                    try NamesFile.write(pins: pins, backends: { k in BackgroundThread.wait { await backends(k) } },
+                                        frontends: { k in BackgroundThread.wait { await frontends(k) } })
                 }
             } catch {
                 await failed(error)
@@ -49,7 +57,9 @@ extension Agent {
         // Unstructured for the reason `startSyncing` gives; detached so the encoding runs off the
         // actor. One writer at a time (`writingFiles`), and `waitUntilIdle` awaits its end.
         Task.detached {
-            await writer.run(pending: { await self.filesPending() }, take: { await self.takeFilesSnapshot() },
+            await writer.run(pending: { await self.filesPending() }, start: { await self.startFilesWrite() },
+                             backends: { await self.names.backendPart($0) },
+                             frontends: { await self.names.frontendPart($0) },
                              failed: { await self.filesFailed($0) })
         }
     }
@@ -62,14 +72,15 @@ extension Agent {
         return false
     }
 
-    func takeFilesSnapshot() -> StateFileWriter.Snapshot? {
+    /// Whether a write starts now: what changes from here on marks the file out of date again.
+    func startFilesWrite() -> Bool {
         guard filesDirty else {
             writingFiles = false
             resumeIdleWaiters()
-            return nil
+            return false
         }
         filesDirty = false
-        return StateFileWriter.Snapshot(names: names)
+        return true
     }
 
     func filesFailed(_ error: any Error) {

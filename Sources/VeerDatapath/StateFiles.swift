@@ -20,13 +20,28 @@ public enum NamesFile {
     /// JSONEncoder run held about as much memory again as the agent itself, and a copy of the
     /// tables keyed by text, to sort, was the largest RSS veerd reached before its first scrape.
     public static func write(_ names: ProgrammedNames, pins: PinLayout) throws {
+        try write(pins: pins, backends: names.backendPart, frontends: names.frontendPart)
+    }
+
+    /// Written a part at a time (`ProgrammedNames.backendPart`, `frontendPart`), each part taken
+    /// when it is written: the agent's writer takes them from its names as they are then.
+    public static func write(pins: PinLayout, backends: (Int) throws -> [(L4Address, ProgrammedNames.Backend)]?,
+                             frontends: (Int) throws -> [(L4Address, ProgrammedNames.Frontend)]?) throws {
         try StreamingJSONFile.write(to: path(pins), pins: pins) { out in
             try out.raw("{\"backends\":{")
             var first = true
-            try names.forEachBackend { address, row in try out.member(address.description, row, first: &first) }
+            var k = 0
+            while let part = try backends(k) {
+                for (address, row) in part { try out.member(address.description, row, first: &first) }
+                k += 1
+            }
             try out.raw("},\"frontends\":{")
             first = true
-            for (address, frontend) in names.frontends { try out.member(address.description, frontend, first: &first) }
+            k = 0
+            while let part = try frontends(k) {
+                for (address, frontend) in part { try out.member(address.description, frontend, first: &first) }
+                k += 1
+            }
             try out.raw("}}")
         }
     }

@@ -67,64 +67,6 @@ struct IDSet: Sendable {
     }
 }
 
-/// The ids holding each key (a backend or frontend address), answering "the lowest one" at
-/// once. Nearly every address has one id: the lowest sits in `lowest` (4 bytes a bucket beside
-/// the key), any others in `others`. At 10,000 services x 10 endpoints the backend table has
-/// 262,144 buckets, where an inline set of ids per bucket took 16 bytes (about 3 MB more).
-struct LowestIDs<Key: Hashable>: Sendable where Key: Sendable {
-    /// Sharded: the names a scrape or the state-file writer holds share this table.
-    private var lowest = ShardedDictionary<Key, UInt32>()
-    private var others: [Key: Set<UInt32>] = [:]
-
-    init() {}
-
-    mutating func reserveCapacity(_ n: Int) { lowest.reserveCapacity(n) }
-
-    subscript(_ key: Key) -> UInt32? { lowest[key] }
-
-    /// The lowest id of every key.
-    var entries: ShardedDictionary<Key, UInt32> { lowest }
-
-    /// The ids holding this key besides the lowest (nearly always none).
-    func others(_ key: Key) -> [UInt32] { others[key].map(Array.init) ?? [] }
-
-    /// Every id held, the lowest and the others.
-    var count: Int { others.values.reduce(lowest.count) { $0 + $1.count } }
-
-    /// Every (id, key) pair, in no order.
-    func forEach(_ body: (UInt32, Key) throws -> Void) rethrows {
-        for (key, id) in lowest { try body(id, key) }
-        for (key, ids) in others { for id in ids { try body(id, key) } }
-    }
-
-    mutating func insert(_ id: UInt32, for key: Key) {
-        guard let low = lowest[key] else {
-            lowest[key] = id
-            return
-        }
-        if id < low {
-            lowest[key] = id
-            others[key, default: []].insert(low)
-        } else if id != low {
-            others[key, default: []].insert(id)
-        }
-    }
-
-    mutating func remove(_ id: UInt32, for key: Key) {
-        if lowest[key] == id {
-            if var rest = others.removeValue(forKey: key), let next = rest.min() {
-                rest.remove(next)
-                lowest[key] = next
-                if !rest.isEmpty { others[key] = rest }
-            } else {
-                lowest[key] = nil
-            }
-        } else if others[key]?.remove(id) != nil, others[key]?.isEmpty == true {
-            others[key] = nil
-        }
-    }
-}
-
 /// A small set of ids per id: the rev_nat ids whose members name each backend id. An array by
 /// id of inline sets (16 bytes each; nearly every backend has one frontend), where a table
 /// keyed by the backend's address cost a 56-byte bucket at a fill of a third to three quarters.
@@ -157,17 +99,53 @@ struct IDSetsByID: Sendable {
     }
 }
 
-/// Backend ids by backend address, as the maps hold them (`IndexedMapState.backendIDs`), for
-/// tables kept by backend id elsewhere (`ProgrammedNames`) to find a backend by its address.
+/// Backend ids by backend address: the running copy's index of the maps (`IndexedMapState`)
+/// with its backends table, shared, or ids of its own (names read from names.json). Tables kept
+/// by backend id elsewhere (`ProgrammedNames`) find a backend's row by its address here.
 public struct BackendIDs: Sendable {
-    var table = LowestIDs<L4Address>()
+    private var index = AddressIndex()
+    private var maps: IDTable<BackendEntry>?
+    private var own = IDTable<L4Address>()
 
     public init() {}
 
-    init(_ table: LowestIDs<L4Address>) { self.table = table }
+    init(index: AddressIndex, backends: IDTable<BackendEntry>) {
+        self.index = index
+        maps = backends
+    }
+
+    private func address(of id: UInt32) -> L4Address? { maps.map { $0[id]?.address } ?? own[id] }
 
     /// The id of the lowest backend entry holding this address.
-    public subscript(_ address: L4Address) -> UInt32? { table[address] }
+    public subscript(_ address: L4Address) -> UInt32? { index.lowest(address, address(of:)) }
+
+    /// Gives an address an id of its own (ids of its own only).
+    mutating func insert(_ id: UInt32, for address: L4Address) {
+        precondition(maps == nil, "the maps' ids are the running copy's")
+        index.insert(id, for: address) { own[$0] }
+        own[id] = address
+    }
+
+    /// Every address with its lowest id, by ascending id.
+    func forEach(_ body: (L4Address, UInt32) throws -> Void) rethrows {
+        for k in 0..<partCount { try forEach(part: k, body) }
+    }
+
+    /// The ids in parts (`IDTable.partCount`), for names.json written a part at a time.
+    var partCount: Int { maps?.partCount ?? own.partCount }
+
+    /// The addresses whose lowest id is in part `k`, with that id.
+    func forEach(part k: Int, _ body: (L4Address, UInt32) throws -> Void) rethrows {
+        if let maps {
+            try maps.forEach(part: k) { id, entry in
+                if index.duplicates == 0 || self[entry.address] == id { try body(entry.address, id) }
+            }
+        } else {
+            try own.forEach(part: k) { id, address in
+                if index.duplicates == 0 || self[address] == id { try body(address, id) }
+            }
+        }
+    }
 }
 
 /// Every id of a map's table with the address its entry holds, for a reader off the agent's

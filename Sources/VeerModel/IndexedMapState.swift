@@ -4,11 +4,12 @@
 /// every operation it writes, instead of reading the maps back for every change.
 public struct IndexedMapState: Sendable {
     public private(set) var state: MapState
-    /// Every id holding this address; the lowest is the one reused (as a full plan does).
-    private(set) var backendIDsByAddress = LowestIDs<L4Address>()
+    /// Backend ids by the address their entry holds; of several, the lowest is the one reused
+    /// (as a full plan does).
+    private var backendIndex = AddressIndex()
     /// rev_nat ids by the frontend they hold. A failed write can leave one with no master
     /// yet (rev_nat is written before the master): the next plan reuses it, not a new id.
-    private(set) var revNatIDsByAddress = LowestIDs<L4Address>()
+    private var revNatIndex = AddressIndex()
     /// The rev_nat ids of the members naming each backend id: how many frontends use a backend,
     /// and which (`frontends(usingBackend:)`).
     private(set) var membersByBackend = IDSetsByID()
@@ -19,11 +20,11 @@ public struct IndexedMapState: Sendable {
     public init(_ state: MapState = MapState()) {
         self.state = state
         // Sized up front: growing them a step at a time was a large part of building one.
-        backendIDsByAddress.reserveCapacity(state.backends.count)
-        revNatIDsByAddress.reserveCapacity(state.revNat.count)
+        backendIndex.reserveCapacity(state.backends.count)
+        revNatIndex.reserveCapacity(state.revNat.count)
         membersByBackend.reserveCapacity(state.backends.count + 1)
-        for (id, entry) in state.backends { backendIDsByAddress.insert(id, for: entry.address) }
-        for (id, address) in state.revNat { revNatIDsByAddress.insert(id, for: address) }
+        for (id, entry) in state.backends { backendIndex.insert(id, for: entry.address) { state.backends[$0]?.address } }
+        for (id, address) in state.revNat { revNatIndex.insert(id, for: address) { state.revNat[$0] } }
         for m in state.members { membersByBackend.insert(m.revNatID, at: m.backendID) }
         serviceEntryCount = state.serviceEntryCount
         backendIDs = IDPool(used: state.backends.keys)
@@ -31,7 +32,7 @@ public struct IndexedMapState: Sendable {
     }
 
     /// The backend ids by address (shared, not copied): `ProgrammedNames` finds its rows by them.
-    public var backendIDTable: BackendIDs { BackendIDs(backendIDsByAddress) }
+    public var backendIDTable: BackendIDs { BackendIDs(index: backendIndex, backends: state.backends) }
 
     /// The backend entries' addresses by id, and the rev_nat entries' (shared, not copied): what
     /// a /metrics scrape resolves the hit counters' ids with.
@@ -39,10 +40,10 @@ public struct IndexedMapState: Sendable {
     public var revNatAddresses: AddressesByID { AddressesByID(state.revNat) }
 
     /// The id a plan reuses for this backend address: the lowest that holds it.
-    public func backendID(_ address: L4Address) -> UInt32? { backendIDsByAddress[address] }
+    public func backendID(_ address: L4Address) -> UInt32? { backendIndex.lowest(address) { state.backends[$0]?.address } }
 
     /// The lowest rev_nat id holding this frontend address, master or not.
-    public func revNatID(_ address: L4Address) -> UInt32? { revNatIDsByAddress[address] }
+    public func revNatID(_ address: L4Address) -> UInt32? { revNatIndex.lowest(address) { state.revNat[$0] } }
 
     /// Members naming this backend id (frontends using it).
     func memberCount(_ id: UInt32) -> Int { membersByBackend[id].count }
@@ -52,9 +53,8 @@ public struct IndexedMapState: Sendable {
     /// terminating flag depends on every frontend using it). By the maps' own ids, so the agent
     /// keeps no table by backend address of its own.
     public func frontends(usingBackend address: L4Address) -> [L4Address] {
-        guard let lowest = backendIDsByAddress[address] else { return [] }
         var out: [L4Address] = []
-        for id in [lowest] + backendIDsByAddress.others(address) {
+        for id in backendIndex.ids(address, { state.backends[$0]?.address }) {
             for rn in membersByBackend[id] { if let f = state.revNat[rn] { out.append(f) } }
         }
         return out
@@ -69,7 +69,8 @@ public struct IndexedMapState: Sendable {
         switch op {
         case let .upsertBackend(id, entry):
             if let old = state.backends[id] { dropBackendAddress(old.address, id) }
-            backendIDsByAddress.insert(id, for: entry.address)
+            let backends = state.backends
+            backendIndex.insert(id, for: entry.address) { backends[$0]?.address }
             backendIDs.use(id)
         case let .deleteBackend(id):
             if let old = state.backends[id] {
@@ -78,7 +79,8 @@ public struct IndexedMapState: Sendable {
             }
         case let .upsertRevNat(id, address):
             if let old = state.revNat[id] { dropRevNatAddress(old, id) }
-            revNatIDsByAddress.insert(id, for: address)
+            let revNat = state.revNat
+            revNatIndex.insert(id, for: address) { revNat[$0] }
             revNatIDs.use(id)
         case let .upsertMaster(address, master):
             revNatIDs.use(master.revNatID)
@@ -104,11 +106,13 @@ public struct IndexedMapState: Sendable {
     }
 
     private mutating func dropRevNatAddress(_ address: L4Address, _ id: UInt32) {
-        revNatIDsByAddress.remove(id, for: address)
+        let revNat = state.revNat
+        revNatIndex.remove(id, for: address) { revNat[$0] }
     }
 
     private mutating func dropBackendAddress(_ address: L4Address, _ id: UInt32) {
-        backendIDsByAddress.remove(id, for: address)
+        let backends = state.backends
+        backendIndex.remove(id, for: address) { backends[$0]?.address }
     }
 }
 

@@ -34,6 +34,24 @@ public struct IDTable<Value: Hashable & Sendable>: Sendable {
         }
     }
 
+    /// The table in parts, for a reader that takes one part at a time (names.json): part k < the
+    /// number of chunks holds ids [k × 4,096, (k + 1) × 4,096), the last any ids past the chunks.
+    public var partCount: Int { (dense.capacity >> ChunkedRows<Value>.chunkBits) + (sparse.isEmpty ? 0 : 1) }
+
+    /// The entries of part `k`, by ascending id.
+    public func forEach(part k: Int, _ body: (UInt32, Value) throws -> Void) rethrows {
+        let chunks = dense.capacity >> ChunkedRows<Value>.chunkBits
+        if k < chunks {
+            let start = k << ChunkedRows<Value>.chunkBits
+            guard !dense.chunkIsEmpty(start) else { return }
+            for id in start..<(start + (1 << ChunkedRows<Value>.chunkBits)) {
+                if let value = dense[id] { try body(UInt32(id), value) }
+            }
+        } else if k == chunks {
+            for (id, value) in sparse.sorted(by: { $0.key < $1.key }) { try body(id, value) }
+        }
+    }
+
     /// Every id held, ascending.
     public var keys: [UInt32] { map(\.key) }
     /// Every entry, by ascending id.

@@ -33,24 +33,15 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
 
     public init() {}
 
-    public var backendCount: Int { ids.table.entries.reduce(0) { $0 + (rows[$1.value] == nil ? 0 : 1) } }
-
     /// Sets a backend's names, by address (ids of its own).
     public mutating func setBackend(_ address: L4Address, _ names: Backend) {
-        if let id = ids.table[address] {
+        if let id = ids[address] {
             rows[id] = names
         } else {
-            ids.table.insert(nextOwnID, for: address)
+            ids.insert(nextOwnID, for: address)
             rows[nextOwnID] = names
             nextOwnID += 1
         }
-    }
-
-    /// Forgets a backend's names, by address (ids of its own).
-    public mutating func removeBackend(_ address: L4Address) {
-        guard let id = ids.table[address] else { return }
-        ids.table.remove(id, for: address)
-        rows[id] = nil
     }
 
     /// Sets the names of the backend entry with this id of the maps (names resolved by the
@@ -90,7 +81,7 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
     /// Every backend's names, by address.
     public var backends: [L4Address: Backend] {
         var out: [L4Address: Backend] = [:]
-        for (address, id) in ids.table.entries { if let row = rows[id] { out[address] = row } }
+        ids.forEach { address, id in if let row = rows[id] { out[address] = row } }
         return out
     }
 
@@ -107,9 +98,23 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
         }
     }
 
-    /// Every backend's names with its address, in the tables' order (names.json, streamed).
-    public func forEachBackend(_ body: (L4Address, Backend) throws -> Void) rethrows {
-        for (address, id) in ids.table.entries { if let row = rows[id] { try body(address, row) } }
+    /// names.json is written a part at a time, each part taken from the agent's names as they are
+    /// then: a writer that held all of them while the agent changed them made the agent copy
+    /// them (its shards and chunks) as it went, 55-75 MB at 100,000 services under churn.
+    /// Backend part `k` is the rows of one chunk of ids; nil past the last part.
+    public func backendPart(_ k: Int) -> [(L4Address, Backend)]? {
+        guard k < ids.partCount else { return nil }
+        var out: [(L4Address, Backend)] = []
+        ids.forEach(part: k) { address, id in if let row = rows[id] { out.append((address, row)) } }
+        return out
+    }
+
+    /// Frontend part `k`: one shard of the frontends; nil past the last.
+    public func frontendPart(_ k: Int) -> [(L4Address, Frontend)]? {
+        guard k < ShardedDictionary<L4Address, Frontend>.shardCount else { return nil }
+        var out: [(L4Address, Frontend)] = []
+        frontends.forEach(shard: k) { out.append(($0, $1)) }
+        return out
     }
 
     /// The names of these frontends and their backends (ids of its own).
@@ -122,7 +127,7 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
     }
 
     public func frontend(_ address: L4Address) -> Frontend? { frontends[address] }
-    public func backend(_ address: L4Address) -> Backend? { ids.table[address].flatMap { rows[$0] } }
+    public func backend(_ address: L4Address) -> Backend? { ids[address].flatMap { rows[$0] } }
 
     /// The names of the maps' backend entry `id`, which holds `address`: its own row when the rows
     /// are by the maps' ids, with no lookup by address (a scrape names every backend), else by

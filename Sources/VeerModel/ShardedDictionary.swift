@@ -4,7 +4,7 @@
 /// whole, 20-40 ms on the actor for one change (the agent bench's change → maps p99 at 50,000
 /// services). Here that write copies the shard list (64 references) and one shard.
 public struct ShardedDictionary<Key: Hashable, Value>: Sequence {
-    static var shardCount: Int { 64 }
+    public static var shardCount: Int { 64 }
     private var shards: [[Key: Value]]
 
     public init() { shards = Array(repeating: [:], count: Self.shardCount) }
@@ -31,6 +31,11 @@ public struct ShardedDictionary<Key: Hashable, Value>: Sequence {
     public mutating func reserveCapacity(_ n: Int) {
         let each = (n + Self.shardCount - 1) / Self.shardCount
         for i in shards.indices { shards[i].reserveCapacity(each) }
+    }
+
+    /// One shard's entries, for a reader that takes one part at a time (names.json).
+    public func forEach(shard k: Int, _ body: (Key, Value) throws -> Void) rethrows {
+        for (key, value) in shards[k] { try body(key, value) }
     }
 
     public var count: Int { shards.reduce(0) { $0 + $1.count } }

@@ -66,6 +66,22 @@ struct StateFileTests {
         #expect(NamesFile.read(pins: pins) == value)
         try NamesFile.write(ProgrammedNames(), pins: pins)
         #expect(NamesFile.read(pins: pins) == ProgrammedNames())
+        // Written a part at a time (4,096 backend ids, one shard of frontends a part): more
+        // backends than one part, a frontend in every shard, one address held by two ids.
+        let frontends = (0..<300).map { i in
+            DesiredFrontend(address: L4Address("10.96.\(i / 256).\(i % 256):80/tcp")!, kind: .clusterIP,
+                            service: ServicePortName(namespace: "ns", name: "svc-\(i)", port: "http", proto: .tcp),
+                            backends: (0..<30).map { j in
+                                DesiredBackend(address: L4Address("10.244.\(i / 8).\((i % 8) * 30 + j):8080/tcp")!,
+                                               podName: "svc-\(i)-\(j)", nodeName: "node-\(j % 3)", zone: j % 2 == 0 ? "a" : nil)
+                            })
+        }
+        let many = ProgrammedNames(frontends)
+        #expect(many.backendPart(2)?.isEmpty == false && many.backendPart(3) == nil)
+        #expect((0..<64).reduce(0) { $0 + (many.frontendPart($1)?.count ?? 0) } == 300 && many.frontendPart(64) == nil)
+        try NamesFile.write(many, pins: pins)
+        #expect(NamesFile.read(pins: pins) == many)
+        #expect(NamesFile.read(pins: pins)?.backends.count == 9_000)
     }
 }
 

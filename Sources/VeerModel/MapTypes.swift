@@ -47,16 +47,28 @@ public struct DesiredBackend: Hashable, Sendable {
     public var terminating: Bool
     /// For names only; never reaches the kernel.
     public var podName: String?
-    public var nodeName: String?
-    public var zone: String?
+    /// Node and zone names repeat across every endpoint of every selection: held as ids of the
+    /// shared name table (4 bytes each where a `String?` took 16), 72 → 48 bytes a backend.
+    private var node: SharedName
+    private var zoneName: SharedName
+
+    public var nodeName: String? {
+        get { node.string }
+        set { node = SharedName(orNone: newValue) }
+    }
+
+    public var zone: String? {
+        get { zoneName.string }
+        set { zoneName = SharedName(orNone: newValue) }
+    }
 
     public init(address: L4Address, terminating: Bool = false, podName: String? = nil,
                 nodeName: String? = nil, zone: String? = nil) {
         self.address = address
         self.terminating = terminating
         self.podName = podName
-        self.nodeName = nodeName
-        self.zone = zone
+        node = SharedName(orNone: nodeName)
+        zoneName = SharedName(orNone: zone)
     }
 }
 

@@ -86,5 +86,9 @@ struct SharedName: Hashable, Sendable {
         self.id = id
     }
 
+    /// For a name shown to users only (a backend's node or zone): nil once the table is full
+    /// (16M distinct names, which no cluster's nodes and zones reach) rather than a String kept.
+    init(orNone name: String?) { self = SharedName(name) ?? .none }
+
     var string: String? { id == 0 ? nil : NameTable.shared[id] }
 }

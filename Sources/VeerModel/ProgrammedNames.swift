@@ -12,8 +12,33 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
 
     public struct Backend: Codable, Hashable, Sendable {
         public var pod: String?
-        public var node: String?
-        public var zone: String?
+        /// Ids of the shared name table, as in `DesiredBackend`: a row is 24 bytes, not 48.
+        private var nodeName: SharedName
+        private var zoneName: SharedName
+
+        public var node: String? { nodeName.string }
+        public var zone: String? { zoneName.string }
+
+        public init(pod: String?, node: String?, zone: String?) {
+            self.pod = pod
+            nodeName = SharedName(orNone: node)
+            zoneName = SharedName(orNone: zone)
+        }
+
+        private enum CodingKeys: String, CodingKey { case pod, node, zone }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(pod: try c.decodeIfPresent(String.self, forKey: .pod), node: try c.decodeIfPresent(String.self, forKey: .node),
+                      zone: try c.decodeIfPresent(String.self, forKey: .zone))
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encodeIfPresent(pod, forKey: .pod)
+            try c.encodeIfPresent(node, forKey: .node)
+            try c.encodeIfPresent(zone, forKey: .zone)
+        }
     }
 
     /// Keyed by address; names.json keys them by its text ("10.96.0.10:80/tcp"). Typed keys

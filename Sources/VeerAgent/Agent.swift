@@ -280,12 +280,12 @@ public actor Agent {
         /// at every restart, written while changes waited.
         var log: (lines: [String], omitted: Int)
 
-        init(_ plan: Plan, skipped: [SkipReason], desired: [L4Address: DesiredFrontend], full: Bool, logged: Bool) {
+        init(_ plan: Plan, skipped: [SkipReason], desired: FrontendIndex, full: Bool, logged: Bool) {
             operations = plan.operations.count
             deletesMembers = plan.operations.contains { if case .deleteMember = $0 { true } else { false } }
             deletes = plan.operations.contains(where: \.isDelete)
             rejected = plan.rejected
-            log = logged ? SyncLog.lines(plan, skipped: skipped, desired: desired, limit: full ? SyncLog.fullSyncLines : .max)
+            log = logged ? SyncLog.lines(plan, skipped: skipped, desired: desired.desired, limit: full ? SyncLog.fullSyncLines : .max)
                 : ([], 0)
         }
     }
@@ -311,7 +311,7 @@ public actor Agent {
         let timing = "select \(Self.ms(t1 - t0)) ms, read+plan \(Self.ms(t2 - t1)) ms, write \(Self.ms(t3 - t2)) ms"
         logger.info("full sync: \(merged.frontends.count) frontends of \(keys.count) services, \(plan.operations.count) map operations; \(timing)")
         index = FrontendIndex(selections: fresh, merged: merged)
-        let outcome = SyncOutcome(plan, skipped: merged.skipped, desired: index.desired, full: true,
+        let outcome = SyncOutcome(plan, skipped: merged.skipped, desired: index, full: true,
                                   logged: logger.logLevel <= .info)
         plan.operations = []
         running = IndexedMapState(plan.target)
@@ -343,7 +343,7 @@ public actor Agent {
             touched.map { key in (key, store.services[key] == nil ? nil : Selector.select(store, service: key, node: node, explain: false)) },
             recheck: rejected, programmed: running!)
 
-        let plan = Planner.plan(changed: changed, desired: changed.compactMap { index.desired[$0] }, actual: running!,
+        let plan = Planner.plan(changed: changed, desired: changed.compactMap { index.desired($0) }, actual: running!,
                                 capacities: maps.capacities)
         try maps.apply(plan.operations)
         running?.apply(plan.operations)
@@ -351,15 +351,15 @@ public actor Agent {
         for op in plan.operations { if case let .deleteBackend(id) = op { storedNames.removeBackend(id: id) } }
         trackClusterIPs(changed)
         for address in changed {
-            if plan.target.masters[address] != nil, let f = index.desired[address] {
+            if plan.target.masters[address] != nil, let f = index.desired(address) {
                 storedNames.setProgrammed(f, in: running)
             } else if running?.state.masters[address] == nil {
                 storedNames.frontends[address] = nil
             }
         }
-        for service in Set(changed.compactMap { index.desired[$0]?.service.serviceKey }) { rejections[service] = nil }
+        for service in Set(changed.compactMap { index.desired($0)?.service.serviceKey }) { rejections[service] = nil }
         for rejection in plan.rejected { rejections[rejection.service] = rejection }
-        return SyncOutcome(plan, skipped: skipped, desired: index.desired, full: false, logged: logger.logLevel <= .info)
+        return SyncOutcome(plan, skipped: skipped, desired: index, full: false, logged: logger.logLevel <= .info)
     }
 
     private func scheduleRetry() {

@@ -23,7 +23,7 @@ extension Agent {
             for p in problems { logger.warning("service \(key): spec.loadBalancerSourceRanges: \(p)") }
             var entries = Set<SourceRangeEntry>()
             for f in index.selections[key]?.frontends ?? [] where f.kind == .loadBalancer {
-                guard index.desired[f.address]?.service.serviceKey == key,
+                guard index.desired(f.address)?.service.serviceKey == key,
                       let id = running?.state.masters[f.address]?.revNatID else { continue }
                 entries.formUnion(SourceRanges.entries(revNatID: id, family: f.address.ip.family, ranges: ranges,
                                                        nodeAddresses: addresses, podCIDRs: podCIDRs))

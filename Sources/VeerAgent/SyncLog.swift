@@ -7,7 +7,7 @@ enum SyncLog {
     static let fullSyncLines = 200
 
     /// The lines, the first `limit` of them only, and how many more there were.
-    static func lines(_ plan: Plan, skipped: [SkipReason], desired: [L4Address: DesiredFrontend],
+    static func lines(_ plan: Plan, skipped: [SkipReason], desired: (L4Address) -> DesiredFrontend?,
                       limit: Int = .max) -> (lines: [String], omitted: Int) {
         var lines: [String] = []
         var touched = Set<L4Address>()
@@ -24,7 +24,7 @@ enum SyncLog {
             if lines.count < limit { lines.append(line()) } else { omitted += 1 }
         }
         for address in touched.subtracting(removed).sorted() {
-            guard let f = desired[address], plan.target.masters[address] != nil else { continue }
+            guard let f = desired(address), plan.target.masters[address] != nil else { continue }
             add("programmed \(f.service) \(f.kind.rawValue) \(address) → \(Self.backends(f))")
         }
         for address in removed.sorted() { add("removed frontend \(address)") }

@@ -11,7 +11,7 @@ extension Agent {
     func trackClusterIPs(_ changed: Set<L4Address>) {
         for address in changed {
             let ip = address.ip
-            let programmed = index.desired[address]?.kind == .clusterIP && running?.state.masters[address] != nil
+            let programmed = index.desired(address)?.kind == .clusterIP && running?.state.masters[address] != nil
             var set = serviceAddresses.clusterIPRefs[ip] ?? []
             let before = !set.isEmpty
             if programmed { set.insert(address) } else { set.remove(address) }
@@ -22,8 +22,10 @@ extension Agent {
 
     func rebuildClusterIPs() {
         serviceAddresses.clusterIPRefs = [:]
-        for (address, f) in index.desired where f.kind == .clusterIP && running?.state.masters[address] != nil {
-            serviceAddresses.clusterIPRefs[address.ip, default: []].insert(address)
+        index.forEachDesired { address, f in
+            if f.kind == .clusterIP && running?.state.masters[address] != nil {
+                serviceAddresses.clusterIPRefs[address.ip, default: []].insert(address)
+            }
         }
         serviceAddresses.clusterIPChanges = [:]
         serviceAddresses.written = nil

@@ -1,14 +1,14 @@
 /// What the maps should serve, kept per service so that a change costs in proportion to the
-/// services it touches: each service's own selection, the services claiming each frontend
-/// address, and the winner at each address (by `DesiredFrontend.precedes`, the rule
-/// `Selector.merge` applies). Pure; the agent keeps one and hands the planner the addresses
+/// services it touches: each service's own selection and the services claiming each frontend
+/// address. The winner at an address (by `DesiredFrontend.precedes`, the rule `Selector.merge`
+/// applies) is found from those when asked (`desired(_:)`): nearly every address has one
+/// claimant, and a table of winners held every frontend a second time (17 MB at 100,000
+/// services). Pure; the agent keeps one and hands the planner the addresses
 /// whose winner changed, with the programmed frontends sharing a backend with them (found by
 /// the maps' backend ids in `IndexedMapState`, not by a table of backend addresses here).
 public struct FrontendIndex: Sendable {
     /// Per service, before cross-service claims are resolved.
     public private(set) var selections: [ObjectKey: SelectionResult] = [:]
-    /// The winning frontend at each address: what the maps should serve.
-    public private(set) var desired: [L4Address: DesiredFrontend] = [:]
     /// Services whose selection has a frontend at this address, keyed by its cluster scope: an
     /// external-scope entry belongs to whichever service wins the address itself.
     private var claims: [L4Address: CompactSet<ObjectKey>] = [:]
@@ -24,7 +24,22 @@ public struct FrontendIndex: Sendable {
         for (key, result) in selections {
             for f in result.frontends { claims[f.address.scoped(.cluster), default: CompactSet()].insert(key) }
         }
-        desired = Dictionary(merged.frontends.map { ($0.address, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    /// The winning frontend at this address: what the maps should serve there.
+    public func desired(_ address: L4Address) -> DesiredFrontend? {
+        var ignored: [SkipReason] = []
+        return winner(at: address, skipped: &ignored)
+    }
+
+    /// Every address with its winning frontend, in no order.
+    public func forEachDesired(_ body: (L4Address, DesiredFrontend) throws -> Void) rethrows {
+        for (base, _) in claims {
+            guard let f = desired(base) else { continue }
+            try body(base, f)
+            let external = base.scoped(.external)
+            if let e = selections[f.service.serviceKey]?.frontends.first(where: { $0.address == external }) { try body(external, e) }
+        }
     }
 
     /// The services whose selection has a frontend at this address (or at its cluster scope).
@@ -47,7 +62,16 @@ public struct FrontendIndex: Sendable {
     public mutating func update(_ changes: [(key: ObjectKey, selection: SelectionResult?)],
                                 recheck: Set<L4Address> = [],
                                 programmed: IndexedMapState) -> (changed: Set<L4Address>, skipped: [SkipReason]) {
+        // The addresses the services had or have, and their winners before the change.
         var changed = recheck
+        for (key, new) in changes {
+            for f in selections[key]?.frontends ?? [] { changed.insert(f.address) }
+            for f in new?.frontends ?? [] { changed.insert(f.address) }
+        }
+        // An external-scope entry follows the owner of its address: when that changes hands, the
+        // new owner's entry (or none, for an eTP=Cluster owner) replaces the old one's.
+        changed.formUnion(changed.filter { $0.scope == .cluster }.map { $0.scoped(.external) })
+        let before = changed.map { desired($0) }
         var skipped: [SkipReason] = []
         for (key, new) in changes {
             let old = selections[key]
@@ -56,26 +80,17 @@ public struct FrontendIndex: Sendable {
                 let base = f.address.scoped(.cluster)
                 claims[base]?.remove(key)
                 if claims[base]?.isEmpty == true { claims[base] = nil }
-                changed.insert(f.address)
             }
-            for f in new?.frontends ?? [] {
-                claims[f.address.scoped(.cluster), default: CompactSet()].insert(key)
-                changed.insert(f.address)
-            }
+            for f in new?.frontends ?? [] { claims[f.address.scoped(.cluster), default: CompactSet()].insert(key) }
             let before = Set(old?.skipped ?? [])
             skipped += (new?.skipped ?? []).filter { !before.contains($0) }
         }
-        // An external-scope entry follows the owner of its address: when that changes hands, the
-        // new owner's entry (or none, for an eTP=Cluster owner) replaces the old one's.
-        changed.formUnion(changed.filter { $0.scope == .cluster }.map { $0.scoped(.external) })
         var sharing = Set<L4Address>()
-        for address in changed {
-            let old = desired[address]
+        for (address, old) in zip(changed, before) {
             let new = winner(at: address, skipped: &skipped)
             guard old != new else { continue }
             for b in old?.backends ?? [] { sharing.formUnion(programmed.frontends(usingBackend: b.address)) }
             for b in new?.backends ?? [] { sharing.formUnion(programmed.frontends(usingBackend: b.address)) }
-            desired[address] = new
         }
         return (changed.union(sharing), skipped)
     }
@@ -85,7 +100,14 @@ public struct FrontendIndex: Sendable {
     /// address.
     private func winner(at address: L4Address, skipped: inout [SkipReason]) -> DesiredFrontend? {
         let base = address.scoped(.cluster)
-        let claimants = (claims[base] ?? CompactSet()).sorted().compactMap { key -> SelectionResult? in
+        guard let claimers = claims[base] else { return nil }
+        // One claimant (nearly every address): its first frontend there, no merge.
+        if claimers.count == 1, let key = claimers.first(where: { _ in true }) {
+            guard let winning = selections[key]?.frontends.first(where: { $0.address == base }) else { return nil }
+            guard address.scope != .cluster else { return winning }
+            return selections[key]?.frontends.first { $0.address == address }
+        }
+        let claimants = claimers.sorted().compactMap { key -> SelectionResult? in
             guard let r = selections[key], let i = r.frontends.firstIndex(where: { $0.address == base }) else { return nil }
             return SelectionResult(frontends: [r.frontends[i]], decisions: r.decisions.isEmpty ? [] : [r.decisions[i]])
         }

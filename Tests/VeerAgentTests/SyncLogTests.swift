@@ -18,7 +18,7 @@ struct SyncLogTests {
         let desired = Self.frontends(3)
         let plan = Planner.plan(desired: desired, actual: MapState(),
                                 capacities: MapCapacities(services: 100, backends: 100, revNat: 100, members: 100))
-        let log = SyncLog.lines(plan, skipped: [], desired: Dictionary(uniqueKeysWithValues: desired.map { ($0.address, $0) }))
+        let log = SyncLog.lines(plan, skipped: [], desired: { a in desired.first { $0.address == a } })
         #expect(log.omitted == 0)
         #expect(log.lines == [
             "programmed default/svc-0:http clusterIP 10.96.0.1:80/tcp → pod-0",
@@ -32,7 +32,7 @@ struct SyncLogTests {
         let desired = Self.frontends(1_000)
         let plan = Planner.plan(desired: desired, actual: MapState(),
                                 capacities: MapCapacities(services: 10_000, backends: 10_000, revNat: 10_000, members: 10_000))
-        let log = SyncLog.lines(plan, skipped: [], desired: Dictionary(uniqueKeysWithValues: desired.map { ($0.address, $0) }),
+        let log = SyncLog.lines(plan, skipped: [], desired: { a in desired.first { $0.address == a } },
                                 limit: SyncLog.fullSyncLines)
         #expect(log.lines.count == SyncLog.fullSyncLines)
         #expect(log.omitted == 1_000 - SyncLog.fullSyncLines)

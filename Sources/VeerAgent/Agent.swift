@@ -280,13 +280,42 @@ public actor Agent {
         /// at every restart, written while changes waited.
         var log: (lines: [String], omitted: Int)
 
-        init(_ plan: Plan, skipped: [SkipReason], desired: FrontendIndex, full: Bool, logged: Bool) {
+        init(_ plan: Plan, skipped: [SkipReason], desired: FrontendIndex, logged: Bool) {
             operations = plan.operations.count
             deletesMembers = plan.operations.contains { if case .deleteMember = $0 { true } else { false } }
             deletes = plan.operations.contains(where: \.isDelete)
             rejected = plan.rejected
-            log = logged ? SyncLog.lines(plan, skipped: skipped, desired: desired.desired, limit: full ? SyncLog.fullSyncLines : .max)
-                : ([], 0)
+            log = logged ? SyncLog.lines(plan, skipped: skipped, desired: desired.desired) : ([], 0)
+        }
+
+        /// A full sync's, whose operations were counted as they were written.
+        init(written: WrittenOperations, target: MapState, rejected: [PlanRejection], skipped: [SkipReason],
+             desired: FrontendIndex, logged: Bool) {
+            operations = written.count
+            deletesMembers = written.deletesMembers
+            deletes = written.deletes
+            self.rejected = rejected
+            log = logged ? SyncLog.lines(written.changes, target: target, skipped: skipped, desired: desired.desired,
+                                         limit: SyncLog.fullSyncLines) : ([], 0)
+        }
+    }
+
+    /// Operations a full sync writes at a time.
+    private static let writePart = 65_536
+
+    /// What a full sync's operations did, noted as they were made and written.
+    private struct WrittenOperations {
+        var count = 0
+        var deletesMembers = false
+        var deletes = false
+        var changes = SyncLog.Changes()
+        let logged: Bool
+
+        mutating func note(_ op: MapOperation) {
+            count += 1
+            if case .deleteMember = op { deletesMembers = true }
+            if op.isDelete { deletes = true }
+            if logged { changes.note(op) }
         }
     }
 
@@ -301,19 +330,32 @@ public actor Agent {
         let merged = Selector.merge(selections)
         let t1 = clock.now
         let actual = try running?.state ?? maps.readState()
-        var plan = Planner.plan(desired: merged.frontends, actual: actual, capacities: maps.capacities)
+        let plan = Planner.planTarget(desired: merged.frontends, actual: actual, capacities: maps.capacities)
         let t2 = clock.now
         if running != nil { namesIndex = running }
         running = nil
-        try maps.apply(plan.operations)
+        // Written as they are made, in parts of 65,536 (each part's runs still batched and split
+        // across CPUs): the plan's operations are never all held at once.
+        var written = WrittenOperations(logged: logger.logLevel <= .info)
+        var part: [MapOperation] = []
+        part.reserveCapacity(Self.writePart)
+        try plan.forEachOperation { op in
+            written.note(op)
+            part.append(op)
+            if part.count == Self.writePart {
+                try maps.apply(part)
+                part.removeAll(keepingCapacity: true)
+            }
+        }
+        try maps.apply(part)
+        part = []
         let t3 = clock.now
         // One line per full sync (start, node change, recovery): what `make bench` times.
         let timing = "select \(Self.ms(t1 - t0)) ms, read+plan \(Self.ms(t2 - t1)) ms, write \(Self.ms(t3 - t2)) ms"
-        logger.info("full sync: \(merged.frontends.count) frontends of \(keys.count) services, \(plan.operations.count) map operations; \(timing)")
+        logger.info("full sync: \(merged.frontends.count) frontends of \(keys.count) services, \(written.count) map operations; \(timing)")
         index = FrontendIndex(selections: fresh, merged: merged)
-        let outcome = SyncOutcome(plan, skipped: merged.skipped, desired: index, full: true,
-                                  logged: logger.logLevel <= .info)
-        plan.operations = []
+        let outcome = SyncOutcome(written: written, target: plan.target, rejected: plan.rejected, skipped: merged.skipped,
+                                  desired: index, logged: written.logged)
         running = IndexedMapState(plan.target)
         namesIndex = nil
         needsFullSync = false
@@ -359,7 +401,7 @@ public actor Agent {
         }
         for service in Set(changed.compactMap { index.desired($0)?.service.serviceKey }) { rejections[service] = nil }
         for rejection in plan.rejected { rejections[rejection.service] = rejection }
-        return SyncOutcome(plan, skipped: skipped, desired: index, full: false, logged: logger.logLevel <= .info)
+        return SyncOutcome(plan, skipped: skipped, desired: index, logged: logger.logLevel <= .info)
     }
 
     private func scheduleRetry() {

@@ -213,7 +213,8 @@ private struct Validator {
             ingress.append(LoadBalancerIngress(ip: ing.ip.flatMap { $0.isEmpty ? nil : $0 }, hostname: ing.hostname, ipMode: ing.ipMode))
         }
         return Service(meta: meta, type: type, clusterIP: spec.clusterIP, clusterIPs: spec.clusterIPs ?? [],
-                       ipFamilies: spec.ipFamilies ?? [], ipFamilyPolicy: spec.ipFamilyPolicy, ports: ports, externalIPs: spec.externalIPs ?? [],
+                       ipFamilies: SharedArrays.ipFamilies.interned(spec.ipFamilies ?? []), ipFamilyPolicy: spec.ipFamilyPolicy,
+                       ports: SharedArrays.servicePorts.interned(ports), externalIPs: spec.externalIPs ?? [],
                        externalName: spec.externalName, sessionAffinity: affinity, affinityTimeoutSeconds: timeout,
                        internalTrafficPolicy: itp ?? .cluster, externalTrafficPolicy: etp ?? .cluster,
                        trafficDistribution: spec.trafficDistribution,
@@ -259,7 +260,7 @@ private struct Validator {
                 nodeName: e.nodeName, zone: e.zone,
                 zoneHints: e.zoneHints, nodeHints: e.nodeHints, targetRef: e.targetRef))
         }
-        return EndpointSlice(meta: meta, addressType: addressType, endpoints: endpoints, ports: ports)
+        return EndpointSlice(meta: meta, addressType: addressType, endpoints: endpoints, ports: SharedArrays.endpointPorts.interned(ports))
     }
 
     mutating func node(_ w: WireNode, raw: RawObject) -> Node? {

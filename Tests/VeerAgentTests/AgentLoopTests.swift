@@ -128,6 +128,34 @@ struct AgentLoopTests {
         #expect(maps.writes.failed == 0)
     }
 
+    @Test("a start of more operations than one write part (65,536) writes every part, in order, and ends where the full plan does")
+    func startWrittenInParts() async {
+        // 2,000 services × 15 endpoints: about 94,000 operations.
+        var services: [RawObject] = [], slices: [RawObject] = []
+        for i in 0..<2_000 {
+            let ip = "10.96.\(i / 256).\(i % 256)"
+            let svc = #"{"apiVersion":"v1","kind":"Service","metadata":{"name":"svc-\#(i)","namespace":"default"},"spec":{"type":"ClusterIP","clusterIP":"\#(ip)","clusterIPs":["\#(ip)"],"ports":[{"name":"http","port":80,"protocol":"TCP","targetPort":8080}]}}"#
+            let endpoints = (0..<15).map { j in
+                #"{"addresses":["10.\#(128 + i / 256).\#(i % 256).\#(j + 1)"],"conditions":{"ready":true},"nodeName":"node-\#(j % 4)"}"#
+            }
+            let eps = #"{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice","metadata":{"name":"svc-\#(i)-a","namespace":"default","labels":{"kubernetes.io/service-name":"svc-\#(i)"}},"addressType":"IPv4","ports":[{"name":"http","port":8080,"protocol":"TCP"}],"endpoints":[\#(endpoints.joined(separator: ","))]}"#
+            services.append(RawObject(kind: .service, namespace: "default", name: "svc-\(i)", json: Data(svc.utf8)))
+            slices.append(RawObject(kind: .endpointSlice, namespace: "default", name: "svc-\(i)-a", json: Data(eps.utf8)))
+        }
+        let events: [SourceEvent] = [.replaceAll(.node, []), .replaceAll(.service, services), .replaceAll(.endpointSlice, slices), .synced]
+        var store = ServiceStore()
+        for e in events { _ = store.apply(e) }
+        let plan = Planner.plan(desired: Selector.select(store, node: NodeContext(nodeName: node, node: nil)).frontends, actual: MapState(),
+                                capacities: MapCapacities(services: 1 << 17, backends: 1 << 16, revNat: 1 << 12, members: 1 << 16))
+        #expect(plan.operations.count > 65_536 + 20_000, "more than one part")
+        let maps = MemoryMapStore()
+        let agent = agent(maps)
+        for e in events { await agent.ingest(e) }
+        await agent.waitUntilIdle()
+        #expect(maps.readState() == plan.target, "every entry of every part, with the full plan's ids")
+        #expect(maps.writes.failed == 0)
+    }
+
     @Test("incremental syncs keep the names of exactly what the maps hold: a backend gone loses its names")
     func namesFollowTheMaps() async {
         let maps = MemoryMapStore()

@@ -111,6 +111,27 @@ struct CompactObjectTests {
         #expect(outcome.object == nil && outcome.errors.first?.field == "metadata.labels.app")
     }
 
+    @Test func equalPortListsAreStoredOnce() {
+        func ports(_ name: String, _ port: Int) -> [ServicePort] {
+            let object = serviceJSON(name, ports: [SvcPort(port: port)], extraSpec: ["ipFamilies": ["IPv4"]])
+            guard case let .service(s)? = KubeDecoder.decode(raw(object)).object else { Issue.record("not decoded"); return [] }
+            #expect(s.ipFamilies == ["IPv4"])
+            return s.ports
+        }
+        func buffer(_ a: [ServicePort]) -> UnsafeRawPointer? { a.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
+        let a = ports("a", 80), b = ports("b", 80), c = ports("c", 81)
+        #expect(a == b && buffer(a) == buffer(b), "equal ports share one array")
+        #expect(c.map(\.port) == [81] && buffer(c) != buffer(a))
+        // Bounded: past its limit an interner keeps new arrays as they are.
+        func base(_ a: [Int]) -> UnsafeRawPointer? { a.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
+        let small = ArrayInterner<Int>(limit: 1)
+        let one = small.interned([Int](repeating: 1, count: 1)), oneAgain = [Int](repeating: 1, count: 1)
+        #expect(base(small.interned(oneAgain)) == base(one) && base(oneAgain) != base(one))
+        _ = small.interned([Int](repeating: 2, count: 1))
+        let twoAgain = [Int](repeating: 2, count: 1)
+        #expect(base(small.interned(twoAgain)) == base(twoAgain), "past the limit: not shared")
+    }
+
     @Test func sharedNamesAreStoredOnce() {
         let table = NameTable()
         let a = table.id("ip-10-0-12-34.ec2.internal")

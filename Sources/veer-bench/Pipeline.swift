@@ -82,8 +82,9 @@ enum PipelineBench {
         // names), then the in-memory maps (the kernel's share in veerd).
         let heapAfter = veer_heap_in_use()
         // /metrics scrapes with a hit on every (frontend, backend) pair, so every series is
-        // there: rendered off the agent's actor from a snapshot (the kernel's per-CPU counters,
-        // read in batches by veerd, are a dictionary here). The median of several, and what the
+        // there: rendered off the agent's actor from a snapshot, in chunks as the listener sends
+        // them (the kernel's per-CPU counters, read in batches by veerd, are the in-memory maps'
+        // count per member, made when the hits are set). The median of several, and what the
         // process's resident memory grew by across them (a scrape must leave none behind).
         var hits: [FrontendBackend: UInt64] = [:]
         for (frontend, slots) in state.slots {
@@ -100,15 +101,22 @@ enum PipelineBench {
         var scrapeBytes = 0
         for i in 0..<scrapes {
             do {
-                let s0 = now()
-                // The buffer veerd's listener sends as it is.
-                let text = await agent!.metricsBuffer()
-                scrapeTimes.append(now() - s0)
-                scrapeBytes = text.readableBytes
                 // VEER_SCRAPE_OUT=FILE keeps the first scrape's text (to diff, or for promtool).
+                var file: FileHandle?
                 if i == 0, let path = ProcessInfo.processInfo.environment["VEER_SCRAPE_OUT"] {
-                    FileManager.default.createFile(atPath: path, contents: Data(text.readableBytesView))
+                    FileManager.default.createFile(atPath: path, contents: nil)
+                    file = FileHandle(forWritingAtPath: path)
                 }
+                let s0 = now()
+                // The chunks veerd's listener sends as they are rendered (here: dropped).
+                let sink = file
+                let (bytes, _) = await agent!.streamMetrics { chunk in
+                    sink?.write(Data(chunk.readableBytesView))
+                    return true
+                }
+                scrapeTimes.append(now() - s0)
+                scrapeBytes = bytes
+                try? file?.close()
             }
             // What veerd's listener does once a large response is sent (VEER_SCRAPE_TRIM=0: not).
             if trim {

@@ -37,13 +37,12 @@ struct HitLayout: Sendable {
     fileprivate var endpointText = ByteArena()
     fileprivate var rowOfBackend: IDIndex
     fileprivate var backendAddress: [L4Address] = []
-    /// For the rare rows of one endpoint with different pods, nodes or zones: their order.
-    fileprivate let names: ProgrammedNames
+    // Not the names themselves: kept, they would hold the agent's tables as they were at this
+    // generation while the agent's changes copy them shard by shard.
 
     /// Resolves each frontend to its Service port and each backend to its endpoint text;
     /// frontends without names have no port (their members are left out, as before).
     init(_ state: ProgrammedIDs, names: ProgrammedNames, mode: HitMetrics) {
-        self.names = names
         self.mode = mode
         var portIndex: [ServicePort: Int32] = [:]
         portIndex.reserveCapacity(state.frontends)
@@ -378,10 +377,12 @@ struct HitSeries {
                 if j - i == 1 {
                     w.put(prefix); w.put(texts[rows[i].row])
                 } else {
-                    let run = rows[i..<j].map { (names: BackendNames(layout.names.backend(layout.backendAddress[Int($0.row)])), row: $0.row) }
-                        .sorted { $0.names < $1.names }
-                    for k in run.indices where k == 0 || run[k - 1].names != run[k].names {
-                        w.put(prefix); w.put(texts[run[k].row])
+                    // By their records' info labels as written: `",pod="…",node="…",zone="…"`
+                    // orders as (pod, node, zone) for every name Kubernetes allows (DNS names and
+                    // label values: no byte below the closing quote's).
+                    let run = rows[i..<j].map(\.row).sorted { texts.compareTails($0, $1) < 0 }
+                    for k in run.indices where k == 0 || texts.compareTails(run[k - 1], run[k]) != 0 {
+                        w.put(prefix); w.put(texts[run[k]])
                     }
                 }
                 i = j
@@ -431,25 +432,6 @@ private struct Item {
     var key: (UInt64, UInt64, UInt64)
     var row: Int32
     var count: UInt64
-}
-
-/// A backend's pod, node and zone labels ("" where unknown), ordered as the labels are.
-private struct BackendNames: Equatable, Comparable {
-    var pod: String
-    var node: String
-    var zone: String
-
-    init(_ names: ProgrammedNames.Backend?) {
-        pod = names?.pod ?? ""
-        node = names?.node ?? ""
-        zone = names?.zone ?? ""
-    }
-
-    static func < (a: Self, b: Self) -> Bool {
-        if a.pod != b.pod { return a.pod < b.pod }
-        if a.node != b.node { return a.node < b.node }
-        return a.zone < b.zone
-    }
 }
 
 /// Byte strings end to end in one buffer: fragments of label text without an allocation each.
@@ -525,6 +507,14 @@ private struct ByteArena: Sendable {
         @inline(__always)
         func key(_ i: Int32) -> UnsafeBufferPointer<UInt8> {
             UnsafeBufferPointer(rebasing: bytes[Int(starts[Int(i)])..<Int(keyEnds[Int(i)])])
+        }
+
+        /// Orders what follows the keys of strings `i` and `j` as bytes: <0, 0, >0.
+        func compareTails(_ i: Int32, _ j: Int32) -> Int32 {
+            let a = UnsafeBufferPointer(rebasing: self[i][(Int(keyEnds[Int(i)]) - Int(starts[Int(i)]))...])
+            let b = UnsafeBufferPointer(rebasing: self[j][(Int(keyEnds[Int(j)]) - Int(starts[Int(j)]))...])
+            let c = memcmp(a.baseAddress!, b.baseAddress!, min(a.count, b.count))
+            return c != 0 ? c : Int32(a.count) - Int32(b.count)
         }
 
         /// The start of string `i`, up to `end` (an offset into the arena).

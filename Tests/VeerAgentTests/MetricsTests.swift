@@ -51,6 +51,16 @@ private func fixture() -> [SourceEvent] {
             }
         }
     }
+    // One endpoint's TCP and UDP rows (one `ip:port`, two backend entries): one info series each.
+    objects.append(Manifest.service("dual", clusterIP: "10.96.9.53", spec: ["ports": [
+        ["name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 5353] as Manifest.Object,
+        ["name": "dns-udp", "port": 53, "protocol": "UDP", "targetPort": 5353]]]))
+    var dual = Manifest.endpointSlice("dual", service: "dual", endpoints: ["10.244.50.2", "10.244.50.10"].map {
+        Manifest.endpoint($0, node: node, zone: "zone-1", pod: "dual-\($0)")
+    })
+    dual["ports"] = [["name": "dns-tcp", "port": 5353, "protocol": "TCP"] as Manifest.Object,
+                     ["name": "dns-udp", "port": 5353, "protocol": "UDP"]]
+    objects.append(dual)
     objects.append(Manifest.service("v6", clusterIP: "fd00:96::10", spec: ["ipFamilies": ["IPv6"]]))
     objects.append(Manifest.endpointSlice("v6-a", service: "v6", addressType: "IPv6",
                                           endpoints: ["fd00:244::a", "fd00:244::9", "fd00:244::1:0"].map { Manifest.endpoint($0, node: node, pod: "v6-\($0)") }))
@@ -144,6 +154,11 @@ struct MetricsTests {
         let want = reference(state, names, hits, mode)
         #expect(want.split(separator: "\n").count > (mode == .endpoint ? 100 : 15), "the fixture makes series: \(want)")
         #expect(hitFamilies(text) == want)
+        if mode == .endpoint {
+            // The TCP and UDP rows of one endpoint: a hit series each, one info series.
+            #expect(text.components(separatedBy: "veer_endpoint_info{namespace=\"default\",service=\"dual\",endpoint=\"10.244.50.10:5353\"").count == 2)
+            #expect(text.contains("service=\"dual\",port=\"dns-udp\",protocol=\"UDP\",endpoint=\"10.244.50.10:5353\""))
+        }
         // Scraping again gives the same text (nothing of one scrape leaks into the next).
         #expect(await agent.metricsText() == text)
     }

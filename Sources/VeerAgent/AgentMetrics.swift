@@ -253,9 +253,9 @@ extension Agent {
     }
 
     /// /metrics as the listener serves it: streamed, chunk by chunk (chunked transfer encoding).
-    public nonisolated func metricsResponse() -> HTTPListener.Response {
+    public nonisolated func metricsResponse(chunkBytes: Int = MetricsSnapshot.chunkBytes) -> HTTPListener.Response {
         HTTPListener.Response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8") { body in
-            _ = await self.streamMetrics { body.write($0) }
+            _ = await self.streamMetrics(chunkBytes: chunkBytes) { body.write($0) }
         }
     }
 }

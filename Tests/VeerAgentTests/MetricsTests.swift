@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -241,6 +242,31 @@ struct MetricsTests {
             calls.withLockedValue { $0 += 1; return $0 < 2 }
         }
         #expect(!cut.complete && calls.withLockedValue { $0 } == 2 && cut.bytes < bytes)
+    }
+
+    @Test("/metrics over HTTP is streamed in chunks (chunked transfer encoding) and curl reads it whole")
+    func streamedOverHTTP() async throws {
+        let maps = MemoryMapStore()
+        let agent = agent(maps, .endpoint)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(fixture())
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        let whole = await agent.metricsText()
+        let path = "/tmp/veer-metrics-\(getpid())-\(UUID().uuidString.prefix(8)).sock"
+        let headers = path + ".headers"
+        let listener = try await HTTPListener(unixSocket: path, handler: .async { _, _ in agent.metricsResponse(chunkBytes: 512) })
+        defer { unlink(path); unlink(headers) }
+        // curl on a thread of its own (DecisionsSocketTests.blocking says why).
+        let curl = try await DecisionsSocketTests.blocking {
+            KernelSandbox.run(["curl", "-sS", "--max-time", "10", "--unix-socket", path, "-D", headers, "http://localhost/metrics"])
+        }
+        await listener.close()
+        #expect(curl.status == 0, "\(curl.stderr)")
+        #expect(curl.stdout == whole)
+        let head = (try? String(contentsOfFile: headers, encoding: .utf8)) ?? ""
+        #expect(head.lowercased().contains("transfer-encoding: chunked"), "\(head)")
+        #expect(!head.lowercased().contains("content-length"), "\(head)")
     }
 
     @Test("label values are escaped as the exposition format says: backslash, double quote, line feed")

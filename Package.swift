@@ -83,6 +83,8 @@ let package = Package(
         .testTarget(name: "VeerAgentTests", dependencies: [
             "VeerAgent", "VeerDatapath", "VeerKube", "VeerModel", "VeerTestSupport",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         ], exclude: ["golden"]),
         // Layout checks (no privileges) and kernel tests (root, bpffs, cgroup2; skip with a reason otherwise).
         .testTarget(name: "VeerDatapathTests", dependencies: ["VeerDatapath", "VeerModel", "CVeer", "VeerTestSupport"]),

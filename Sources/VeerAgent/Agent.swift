@@ -52,6 +52,8 @@ public actor Agent {
     var writingFiles = false
 
     var counters = AgentCounters()
+    /// The scrapes' hit layout, kept while `counters.programmedGeneration` holds (HitSeries.swift).
+    let hitLayouts = HitLayoutCache()
     /// EndpointSlice last-change-trigger-times waiting for the sync that writes them.
     private var pendingTriggers: [Date] = []
     private var apiStatistics: (@Sendable () -> [ResourceKind: KubeAPISource.Statistics])?
@@ -218,6 +220,10 @@ public actor Agent {
 
     private func syncOnce() {
         guard store.isSynced else { return }
+        // The names and the programmed ids change only here: a scrape's kept layout is stale, and
+        // is dropped now rather than held until the next scrape (under churn, every one).
+        counters.programmedGeneration &+= 1
+        hitLayouts.clear()
         let node = nodeContext
         let started = clock.now
         let full = needsFullSync || running == nil
@@ -432,7 +438,7 @@ public actor Agent {
         writeSourceRangeMetrics(into: &extra)
         return MetricsSnapshot(counters: counters, names: names, programmed: running.map(ProgrammedIDs.init), synced: store.isSynced,
                                rejectedServices: rejections.count, apiStatistics: apiStatistics?(), maps: maps,
-                               hitMetrics: config.hitMetrics, extra: extra.bytes, packetPath: packetPath)
+                               hitMetrics: config.hitMetrics, extra: extra.bytes, packetPath: packetPath, layouts: hitLayouts)
     }
 }
 

@@ -22,6 +22,9 @@ struct AgentCounters: Sendable {
     var socketsTerminated: [L4Protocol: UInt64] = [:]
     var packetPathErrors: UInt64 = 0
     var conntrackFlowsDeleted: UInt64 = 0
+    /// Bumped by every sync (the only place the names and the programmed ids change): a scrape's
+    /// `HitLayout` built at one value holds for every later snapshot taken at the same one.
+    var programmedGeneration: UInt64 = 0
 
     struct RejectionKey: Hashable, Comparable {
         var kind: String
@@ -57,18 +60,51 @@ public struct MetricsSnapshot: Sendable {
     /// Series the agent rendered on its actor (health checks, address and source-range tables).
     let extra: [UInt8]
     let packetPath: PacketPath?
+    /// The agent's kept hit layout (nil: built for this scrape alone).
+    var layouts: HitLayoutCache? = nil
 
-    /// The exposition text, in the buffer the listener sends.
+    /// The size of a streamed scrape's chunks: what a scrape holds of its text at a time (two
+    /// in flight at most, one sent while the next is rendered).
+    public static let chunkBytes = 2 << 20
+
+    /// The exposition text, whole, in one buffer (tests, `veerctl`-style readers of a String).
     public func render() -> ByteBuffer {
-        let ids = programmed ?? ProgrammedIDs((try? maps.readState()) ?? MapState())
-        let hits = HitSeries(ids, names: names, hits: (try? maps.memberHits()) ?? MemberHits(), mode: hitMetrics)
+        let (hits, ids) = hitSeries()
         // A large text gets at least 33 MB of (untouched, so not resident) capacity: past glibc's
         // highest dynamic mmap threshold (32 MB) the buffer is always its own mapping, returned
         // whole when freed, instead of a heap block the next scrapes' smaller ones fragment.
-        // It is the buffer the listener sends: the text is never copied.
-        let estimate = hits.estimatedBytes(hitMetrics) + 16_384 + extra.count
+        let estimate = hits.estimatedBytes + 16_384 + extra.count
         var out = PrometheusText(reservingCapacity: estimate >= 4 << 20 ? max(estimate, 33 << 20) : estimate)
-        hits.write(into: &out, mode: hitMetrics)
+        write(hits, ids, into: &out)
+        return out.buffer
+    }
+
+    /// The exposition text handed to `emit` in chunks of about `chunkBytes` as it is rendered
+    /// (the listener's response body): a scrape holds a chunk or two of its text, not the whole
+    /// (131 MB at 50,000 services). `emit` returns false once the receiver is gone, which ends
+    /// the render early. Returns the bytes emitted and whether the text went out whole.
+    public func render(chunkBytes: Int = chunkBytes, _ emit: @escaping @Sendable (ByteBuffer) -> Bool) -> (bytes: Int, complete: Bool) {
+        let (hits, ids) = hitSeries()
+        var out = PrometheusText(streamingChunksOf: chunkBytes, emit)
+        write(hits, ids, into: &out)
+        out.flush()
+        return (out.bytesEmitted, !out.isAbandoned)
+    }
+
+    /// The hit series over the layout of the agent's names and ids (kept from an earlier scrape
+    /// of the same generation), and the ids.
+    private func hitSeries() -> (HitSeries, ProgrammedIDs) {
+        let ids = programmed ?? ProgrammedIDs((try? maps.readState()) ?? MapState())
+        let build = { HitLayout(ids, names: names, mode: hitMetrics) }
+        // Only the agent's own copy of what it wrote has a generation; maps read back do not.
+        let layout = programmed != nil ? layouts?.layout(generation: counters.programmedGeneration, mode: hitMetrics, build: build) ?? build()
+            : build()
+        return (HitSeries(layout, hits: (try? maps.memberHits()) ?? MemberHits()), ids)
+    }
+
+    private func write(_ hits: HitSeries, _ ids: ProgrammedIDs, into out: inout PrometheusText) {
+        hits.write(into: &out)
+        out.flushIfFull()
 
         out.family("veer_datapath_events_total", .counter, help: "Datapath events counted in the kernel.")
         let stats = (try? maps.stats()) ?? [:]
@@ -154,7 +190,6 @@ public struct MetricsSnapshot: Sendable {
             out.sample("veer_source_problems_total", ["problem": kind], Double(n))
         }
         out.append(extra)
-        return out.buffer
     }
 }
 
@@ -204,5 +239,23 @@ extension Agent {
         let snapshot = await metricsSnapshot()
         // `render` does not throw: `try?` only satisfies the thread runner's signature.
         return (try? await BackgroundThread.run(named: "veer-metrics") { snapshot.render() }) ?? ByteBuffer()
+    }
+
+    /// The metrics handed to `emit` in chunks as they are rendered, on the same thread of their
+    /// own as `metricsBuffer`: `emit` may block that thread until the chunk before is sent (the
+    /// listener's `BodyStream.write`), so a slow scraper holds a chunk or two of the text, and
+    /// nothing waits on the agent's actor or on an event loop. Returns the bytes emitted and
+    /// whether the text went out whole.
+    public nonisolated func streamMetrics(chunkBytes: Int = MetricsSnapshot.chunkBytes,
+                                          _ emit: @escaping @Sendable (ByteBuffer) -> Bool) async -> (bytes: Int, complete: Bool) {
+        let snapshot = await metricsSnapshot()
+        return (try? await BackgroundThread.run(named: "veer-metrics") { snapshot.render(chunkBytes: chunkBytes, emit) }) ?? (0, false)
+    }
+
+    /// /metrics as the listener serves it: streamed, chunk by chunk (chunked transfer encoding).
+    public nonisolated func metricsResponse(chunkBytes: Int = MetricsSnapshot.chunkBytes) -> HTTPListener.Response {
+        HTTPListener.Response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8") { body in
+            _ = await self.streamMetrics(chunkBytes: chunkBytes) { body.write($0) }
+        }
     }
 }

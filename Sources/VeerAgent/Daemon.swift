@@ -262,7 +262,8 @@ private func metricsHandler(_ started: NIOLockedValueBox<Agent?>) -> @Sendable (
         }
         switch path {
         case "/metrics":
-            return HTTPListener.Response(.ok, contentType: "text/plain; version=0.0.4; charset=utf-8", buffer: await agent.metricsBuffer())
+            // Streamed as it is rendered: a scrape holds a chunk or two of its text, not the whole.
+            return agent.metricsResponse()
         case "/healthz":
             // Alive: the programs are still attached through their pinned links.
             let attached = await agent.datapathAttached

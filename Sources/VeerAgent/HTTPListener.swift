@@ -49,6 +49,65 @@ public final class HTTPListener: Sendable {
         public init(_ status: HTTPResponseStatus, contentType: String, buffer: ByteBuffer) {
             self.init(status: status, headers: [("Content-Type", contentType)], buffer: buffer)
         }
+
+        /// A body sent as `produce` writes it, chunk by chunk (HTTP/1.1 chunked transfer
+        /// encoding; to an HTTP/1.0 client, until the connection closes): a scrape of tens of
+        /// megabytes is never held whole. `produce` runs in a task of its own once the head is
+        /// sent; the answer ends when it returns.
+        public init(_ status: HTTPResponseStatus, contentType: String,
+                    stream produce: @escaping @Sendable (BodyStream) async -> Void) {
+            self.init(status: status, headers: [("Content-Type", contentType)], buffer: ByteBuffer())
+            stream = produce
+        }
+
+        /// The streamed body's producer (nil: `buffer` is the body).
+        public var stream: (@Sendable (BodyStream) async -> Void)?
+    }
+
+    /// A streamed response's body, as its producer writes it: one chunk in flight at a time.
+    public final class BodyStream: @unchecked Sendable {
+        private let context: NIOLoopBound<ChannelHandlerContext>
+        private let loop: EventLoop
+        /// The producer's thread only: the write in flight, and whether one failed.
+        private var inFlight: EventLoopFuture<Void>?
+        private var failed = false
+
+        fileprivate init(context: ChannelHandlerContext) {
+            self.context = NIOLoopBound(context, eventLoop: context.eventLoop)
+            loop = context.eventLoop
+        }
+
+        /// Sends `chunk` once the chunk before it is written to the socket, blocking the
+        /// calling thread until then: the backpressure that keeps a slow client from queueing
+        /// the whole text in the channel. Call it from a thread of its own (a scrape's render
+        /// thread), never from an event loop or a task of the shared pool. Returns false once
+        /// the client is gone (the caller stops writing).
+        public func write(_ chunk: ByteBuffer) -> Bool {
+            precondition(!loop.inEventLoop, "BodyStream.write blocks: not on the event loop")
+            guard waitForInFlight() else { return false }
+            inFlight = loop.flatSubmit { [context] in
+                context.value.writeAndFlush(NIOAny(HTTPServerResponsePart.body(.byteBuffer(chunk))))
+            }
+            return true
+        }
+
+        /// Waits for the last chunk (after the producer returned); false if a write failed.
+        fileprivate func finish() async -> Bool {
+            if let inFlight {
+                self.inFlight = nil
+                do { try await inFlight.get() } catch { failed = true }
+            }
+            return !failed
+        }
+
+        private func waitForInFlight() -> Bool {
+            guard !failed else { return false }
+            if let inFlight {
+                self.inFlight = nil
+                do { try inFlight.wait() } catch { failed = true }
+            }
+            return !failed
+        }
     }
 
     public enum Handler: Sendable {
@@ -130,6 +189,7 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
     private var path = "/"
     private var query = ""
     private var keepAlive = false
+    private var version = HTTPVersion.http1_1
 
     init(handler: HTTPListener.Handler) { self.handler = handler }
 
@@ -140,6 +200,7 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             path = String(parts.first ?? "/")
             query = parts.count > 1 ? String(parts[1]) : ""
             keepAlive = head.isKeepAlive
+            version = head.version
         case .body:
             break
         case .end:
@@ -159,7 +220,11 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
         promise.completeWithTask { await respond() }
         let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
         promise.futureResult.whenSuccess { response in
-            self.write(response, keepAlive: false, context: ctx.value)
+            if let produce = response.stream {
+                self.stream(response, produce, context: ctx.value)
+            } else {
+                self.write(response, keepAlive: false, context: ctx.value)
+            }
         }
     }
 
@@ -196,6 +261,36 @@ private final class RequestHandler: ChannelInboundHandler, @unchecked Sendable {
             // Once the body is freed (after this write's callbacks), not before.
             let loop = context.eventLoop
             done.whenComplete { _ in loop.execute { HeapRelease.now() } }
+        }
+    }
+
+    /// A streamed answer: the head now (no Content-Length: NIO's encoder then sends the body
+    /// chunked to an HTTP/1.1 client), the body as `produce` writes it, then its end, and the
+    /// connection closed. A producer cut short (the client gone) closes it without the end.
+    private func stream(_ r: HTTPListener.Response, _ produce: @escaping @Sendable (HTTPListener.BodyStream) async -> Void,
+                        context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        for (name, value) in r.headers { headers.add(name: name, value: value) }
+        headers.add(name: "Connection", value: "close")
+        // An HTTP/1.0 client gets no chunks: the closed connection ends the body.
+        let v = version.major == 1 && version.minor == 0 ? HTTPVersion.http1_0 : .http1_1
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: v, status: r.status, headers: headers))), promise: nil)
+        let body = HTTPListener.BodyStream(context: context)
+        let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let loop = context.eventLoop
+        Task {
+            await produce(body)
+            let whole = await body.finish()
+            loop.execute {
+                let context = ctx.value
+                guard whole else {
+                    context.close(promise: nil)
+                    return
+                }
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in ctx.value.close(promise: nil) }
+                // What the render freed (its per-scrape arrays), handed back to the kernel.
+                HeapRelease.now()
+            }
         }
     }
 

@@ -1,10 +1,159 @@
+import Foundation
 import Glibc
 import VeerDatapath
 import VeerModel
 
+/// What a scrape's hit series take from the names and the programmed ids alone, not from the
+/// counts: each Service port and its escaped labels in label order, each backend row's endpoint
+/// text (its `ip:port` key and its info labels), and the ids' rows. Building it was two fifths
+/// of a scrape at 10,000 services; it changes only when a sync does, so `HitLayoutCache` keeps
+/// it from one scrape to the next (`AgentCounters.programmedGeneration` says when it is stale).
+struct HitLayout: Sendable {
+    /// A Service port: the hit series' identity labels but the endpoint.
+    fileprivate struct ServicePort: Hashable, Sendable {
+        var namespace: String
+        var service: String
+        var port: String
+        var proto: L4Protocol
+    }
+
+    let mode: HitMetrics
+    fileprivate var ports: [ServicePort] = []
+    /// Each Service port's labels, escaped: `namespace="…",service="…"` then `,port="…",protocol="…"`.
+    fileprivate var portLabels = ByteArena()
+    /// Where the `namespace` and `service` part of a port's labels ends (the info series' prefix).
+    fileprivate var serviceLabelsEnd: [Int32] = []
+    /// The Service ports in label order, and each port's place in it.
+    fileprivate var order: [Int] = []
+    fileprivate var rank: [Int32] = []
+    /// By rev_nat id: its Service port (-1: no names) and its frontend's row.
+    fileprivate var portOfRevNat: IDIndex
+    fileprivate var rowOfRevNat: IDIndex
+    fileprivate var frontendAddress: [L4Address] = []
+    /// Per backend row (one per backend id; endpoint series only): its endpoint label,
+    /// `10.0.0.1:8080` or `[fd00::1]:8080` (the record's key), then the rest of its info line:
+    /// `",pod="…",node="…",zone="…"} 1\n`. Two rows of one `ip:port` (two ids, or TCP and UDP)
+    /// are one endpoint: their keys are equal.
+    fileprivate var endpointText = ByteArena()
+    fileprivate var rowOfBackend: IDIndex
+    fileprivate var backendAddress: [L4Address] = []
+    // Not the names themselves: kept, they would hold the agent's tables as they were at this
+    // generation while the agent's changes copy them shard by shard.
+
+    /// Resolves each frontend to its Service port and each backend to its endpoint text;
+    /// frontends without names have no port (their members are left out, as before).
+    init(_ state: ProgrammedIDs, names: ProgrammedNames, mode: HitMetrics) {
+        self.mode = mode
+        var portIndex: [ServicePort: Int32] = [:]
+        portIndex.reserveCapacity(state.frontends)
+        // The frontends by row, walking the table once; their rows by id.
+        let (frontendIDs, frontendAddress) = state.revNat.columns
+        portOfRevNat = IDIndex(ids: frontendIDs)
+        rowOfRevNat = IDIndex(ids: frontendIDs)
+        for (row, id) in frontendIDs.enumerated() {
+            rowOfRevNat[id] = Int32(row)
+            let address = frontendAddress[row]
+            guard let f = names.frontend(address) else { continue }
+            let key = ServicePort(namespace: f.namespace, service: f.service, port: f.port, proto: address.proto)
+            if let index = portIndex[key] {
+                portOfRevNat[id] = index
+            } else {
+                let index = Int32(ports.count)
+                portIndex[key] = index
+                portOfRevNat[id] = index
+                ports.append(key)
+            }
+        }
+        self.frontendAddress = frontendAddress
+        for p in ports {
+            portLabels.begin()
+            portLabels.append("\(HitSeries.hit[0])=\"")
+            portLabels.appendEscaped(p.namespace)
+            portLabels.append("\",\(HitSeries.hit[1])=\"")
+            portLabels.appendEscaped(p.service)
+            serviceLabelsEnd.append(Int32(portLabels.bytes.count))
+            portLabels.append("\",\(HitSeries.hit[2])=\"")
+            portLabels.appendEscaped(p.port)
+            portLabels.append("\",\(HitSeries.hit[3])=\"")
+            portLabels.append(p.proto.kubernetesName)
+            portLabels.append("\"")
+        }
+        // The Service ports in label order.
+        let ports = ports
+        order = ports.indices.sorted { a, b in
+            let x = ports[a], y = ports[b]
+            if x.namespace != y.namespace { return x.namespace < y.namespace }
+            if x.service != y.service { return x.service < y.service }
+            if x.port != y.port { return x.port < y.port }
+            return x.proto.kubernetesName < y.proto.kubernetesName
+        }
+        rank = [Int32](repeating: 0, count: ports.count)
+        for (r, p) in order.enumerated() { rank[p] = Int32(r) }
+
+        // Every backend once, walking the table (not a lookup per member).
+        let (backendIDs, addresses) = state.backends.columns
+        rowOfBackend = IDIndex(ids: backendIDs)
+        if mode == .endpoint { endpointText.reserve(strings: addresses.count, bytes: addresses.count * 96) }
+        for (row, id) in backendIDs.enumerated() {
+            rowOfBackend[id] = Int32(row)
+            if mode == .endpoint {
+                let n = names.backend(id: id, at: addresses[row])
+                endpointText.begin()
+                endpointText.appendHostPort(addresses[row])
+                endpointText.endKey()
+                endpointText.append(HitSeries.infoLabels[1])
+                endpointText.appendEscaped(n?.pod ?? "")
+                endpointText.append(HitSeries.infoLabels[2])
+                endpointText.appendEscaped(n?.node ?? "")
+                endpointText.append(HitSeries.infoLabels[3])
+                endpointText.appendEscaped(n?.zone ?? "")
+                endpointText.append(HitSeries.infoEnd)
+            }
+        }
+        backendAddress = addresses
+        if mode == .endpoint { endpointText.sealKeys() }
+    }
+}
+
+/// The last scrape's `HitLayout`, kept for the next while the agent's names and programmed
+/// ids are unchanged: keyed by `AgentCounters.programmedGeneration`, which every sync bumps.
+/// Owned by the agent, used only off its actor (by the scrapes' render threads).
+final class HitLayoutCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var generation: UInt64 = 0
+    private var layout: HitLayout?
+    private var builds = 0
+    /// Layouts built so far (a test's proof that a change rebuilt it, and that no change did not).
+    var layoutsBuilt: Int { lock.withLock { builds } }
+
+    /// The layout for `generation`: the kept one, or one built now (outside the lock: a
+    /// second scrape meanwhile builds its own) and kept unless a newer one is. A stale layout is
+    /// dropped before its successor is built, so the two are never held at once.
+    func layout(generation: UInt64, mode: HitMetrics, build: () -> HitLayout) -> HitLayout {
+        let kept: HitLayout? = lock.withLock {
+            if let layout, self.generation == generation, layout.mode == mode { return layout }
+            if generation >= self.generation { layout = nil }
+            return nil
+        }
+        if let kept { return kept }
+        let fresh = build()
+        lock.withLock {
+            builds += 1
+            if generation >= self.generation {
+                self.generation = generation
+                layout = fresh
+            }
+        }
+        return fresh
+    }
+
+    /// Forgets the kept layout (its memory) until the next scrape.
+    func clear() { lock.withLock { layout = nil } }
+}
+
 /// The hit series of one scrape (`veer_endpoint_hits_total` and `veer_endpoint_info`, or
 /// `veer_service_hits_total`), built from the kernel's per-member counts and the agent's copy of
-/// what it wrote to the maps.
+/// what it wrote to the maps (`HitLayout`).
 ///
 /// At 100,000 endpoints this is 200,000 samples, so nothing here works per sample with strings:
 /// members are grouped by integer ids (rev_nat id → Service port, backend id → endpoint), each
@@ -24,148 +173,65 @@ struct HitSeries {
         "veer_endpoint_info": ["namespace", "service", "endpoint", "pod", "node", "zone"],
         "veer_service_hits_total": ["namespace", "service", "port", "protocol"],
     ]
-    private static let hit = labels["veer_endpoint_hits_total"]!, info = labels["veer_endpoint_info"]!
+    fileprivate static let hit = labels["veer_endpoint_hits_total"]!, info = labels["veer_endpoint_info"]!
     /// `,endpoint="`, `",endpoint="`, `",pod="`…: what goes between label values.
     private static let endpointHitLabel = Array(",\(hit[4])=\"".utf8)
-    private static let infoLabels = (2..<6).map { Array("\",\(info[$0])=\"".utf8) }
+    fileprivate static let infoLabels = (2..<6).map { Array("\",\(info[$0])=\"".utf8) }
 
-    /// A Service port: the hit series' identity labels but the endpoint.
-    private struct ServicePort: Hashable {
-        var namespace: String
-        var service: String
-        var port: String
-        var proto: L4Protocol
-    }
-
-    /// One counted member: its Service port, its backend's row and its count.
+    /// One counted member: its Service port's rank (label order), its backend's row and its count.
     private struct Entry {
-        var servicePort: Int32
+        var rank: Int32
         var backend: Int32
         var count: UInt64
     }
 
-    private var ports: [ServicePort] = []
-    /// Each Service port's labels, escaped: `namespace="…",service="…"` then `,port="…",protocol="…"`.
-    private var portLabels = ByteArena()
-    /// Where the `namespace` and `service` part of a port's labels ends (the info series' prefix).
-    private var serviceLabelsEnd: [Int32] = []
-    /// Per backend row (one per backend id; endpoint series only): its endpoint label,
-    /// `10.0.0.1:8080` or `[fd00::1]:8080` (the record's key), then the rest of its info line:
-    /// `",pod="…",node="…",zone="…"} 1\n`. Two rows of one `ip:port` (two ids, or TCP and UDP)
-    /// are one endpoint: their keys are equal.
-    private var endpointText = ByteArena()
-    private var backendAddress: [L4Address] = []
-    /// For the rare rows of one endpoint with different pods, nodes or zones: their order.
-    private let names: ProgrammedNames
+    private let layout: HitLayout
     private var entries: [Entry] = []
 
     /// Resolves each member to its Service port and endpoint; members whose frontend has no
     /// names or whose ids the agent did not write are left out, as before.
-    init(_ state: ProgrammedIDs, names: ProgrammedNames, hits: MemberHits, mode: HitMetrics) {
-        self.names = names
-        var portIndex: [ServicePort: Int32] = [:]
-        portIndex.reserveCapacity(state.frontends)
-        // The frontends by row, walking the table once; their rows by id.
-        let (frontendIDs, frontendAddress) = state.revNat.columns
-        var portOfRevNat = IDIndex(ids: frontendIDs), rowOfRevNat = IDIndex(ids: frontendIDs)
-        for (row, id) in frontendIDs.enumerated() {
-            rowOfRevNat[id] = Int32(row)
-            let address = frontendAddress[row]
-            guard let f = names.frontend(address) else { continue }
-            let key = ServicePort(namespace: f.namespace, service: f.service, port: f.port, proto: address.proto)
-            if let index = portIndex[key] {
-                portOfRevNat[id] = index
-            } else {
-                let index = Int32(ports.count)
-                portIndex[key] = index
-                portOfRevNat[id] = index
-                ports.append(key)
-            }
-        }
-        for p in ports {
-            portLabels.begin()
-            portLabels.append("\(Self.hit[0])=\"")
-            portLabels.appendEscaped(p.namespace)
-            portLabels.append("\",\(Self.hit[1])=\"")
-            portLabels.appendEscaped(p.service)
-            serviceLabelsEnd.append(Int32(portLabels.bytes.count))
-            portLabels.append("\",\(Self.hit[2])=\"")
-            portLabels.appendEscaped(p.port)
-            portLabels.append("\",\(Self.hit[3])=\"")
-            portLabels.append(p.proto.kubernetesName)
-            portLabels.append("\"")
-        }
-
-        // Every backend once, walking the table (not a lookup per member).
-        let (backendIDs, addresses) = state.backends.columns
-        var rowOfBackend = IDIndex(ids: backendIDs)
-        if mode == .endpoint { endpointText.reserve(strings: addresses.count, bytes: addresses.count * 96) }
-        for (row, id) in backendIDs.enumerated() {
-            rowOfBackend[id] = Int32(row)
-            if mode == .endpoint {
-                let n = names.backend(id: id, at: addresses[row])
-                endpointText.begin()
-                endpointText.appendHostPort(addresses[row])
-                endpointText.endKey()
-                endpointText.append(Self.infoLabels[1])
-                endpointText.appendEscaped(n?.pod ?? "")
-                endpointText.append(Self.infoLabels[2])
-                endpointText.appendEscaped(n?.node ?? "")
-                endpointText.append(Self.infoLabels[3])
-                endpointText.appendEscaped(n?.zone ?? "")
-                endpointText.append(Self.infoEnd)
-            }
-        }
-        backendAddress = addresses
-        if mode == .endpoint { endpointText.sealKeys() }
-
+    init(_ layout: HitLayout, hits: MemberHits) {
+        self.layout = layout
         // A retired count goes to the first member of its address pair, as before; looked up,
         // not removed from a copy of the whole dictionary.
         let retired = hits.retired
         var retiredUsed: Set<FrontendBackend> = []
         entries.reserveCapacity(hits.members.count)
         for (member, count) in zip(hits.members, hits.counts) {
-            let port = portOfRevNat[member.revNatID], row = rowOfBackend[member.backendID]
+            let port = layout.portOfRevNat[member.revNatID], row = layout.rowOfBackend[member.backendID]
             guard port >= 0, row >= 0 else { continue }
             var total = count
-            if !retired.isEmpty, case let f = rowOfRevNat[member.revNatID], f >= 0,
-               case let pair = FrontendBackend(frontend: frontendAddress[Int(f)], backend: backendAddress[Int(row)]),
+            if !retired.isEmpty, case let f = layout.rowOfRevNat[member.revNatID], f >= 0,
+               case let pair = FrontendBackend(frontend: layout.frontendAddress[Int(f)], backend: layout.backendAddress[Int(row)]),
                let earlier = retired[pair], retiredUsed.insert(pair).inserted {
                 total &+= earlier
             }
-            entries.append(Entry(servicePort: port, backend: row, count: total))
+            entries.append(Entry(rank: layout.rank[Int(port)], backend: row, count: total))
         }
     }
 
     /// Roughly what the series will take, to size the buffer once.
-    func estimatedBytes(_ mode: HitMetrics) -> Int {
-        (mode == .endpoint ? entries.count * 300 : ports.count * 160) + 4096
+    var estimatedBytes: Int {
+        (layout.mode == .endpoint ? entries.count * 300 : layout.ports.count * 160) + 4096
     }
 
-    func write(into out: inout PrometheusText, mode: HitMetrics) {
-        // The Service ports in label order; then the members of each port, a counting sort.
-        let order = ports.indices.sorted { a, b in
-            let x = ports[a], y = ports[b]
-            if x.namespace != y.namespace { return x.namespace < y.namespace }
-            if x.service != y.service { return x.service < y.service }
-            if x.port != y.port { return x.port < y.port }
-            return x.proto.kubernetesName < y.proto.kubernetesName
-        }
-        var rank = [Int32](repeating: 0, count: ports.count)
-        for (r, p) in order.enumerated() { rank[p] = Int32(r) }
-
-        switch mode {
+    /// Writes the series. A streamed `out` hands its text on in chunks (`flushIfFull`) between
+    /// ports, and stops early once its receiver is gone.
+    func write(into out: inout PrometheusText) {
+        let portCount = layout.ports.count
+        switch layout.mode {
         case .endpoint:
-            var start = [Int32](repeating: 0, count: ports.count + 1)
-            for e in entries { start[Int(rank[Int(e.servicePort)]) + 1] += 1 }
-            for r in 0..<ports.count { start[r + 1] += start[r] }
+            // The members of each port, a counting sort by the port's rank in label order.
+            var start = [Int32](repeating: 0, count: portCount + 1)
+            for e in entries { start[Int(e.rank) + 1] += 1 }
+            for r in 0..<portCount { start[r + 1] += start[r] }
             // The members in port order, each with its endpoint's sort key: every later pass
             // reads them in order (the one random read of an entry and of a key is here).
             var next = start
             var items = [Item](unsafeUninitializedCapacity: entries.count) { buf, count in
-                endpointText.withKeys { keys in
+                layout.endpointText.withKeys { keys in
                     for e in entries {
-                        let r = Int(rank[Int(e.servicePort)])
+                        let r = Int(e.rank)
                         buf.baseAddress!.advanced(by: Int(next[r])).initialize(to: Item(key: keys[Int(e.backend)], row: e.backend, count: e.count))
                         next[r] += 1
                     }
@@ -173,35 +239,36 @@ struct HitSeries {
                 count = entries.count
             }
             // Each port's few members in endpoint order (as the info series want too).
-            for r in 0..<ports.count where start[r + 1] - start[r] > 1 {
+            for r in 0..<portCount where start[r + 1] - start[r] > 1 {
                 sortItems(&items, Int(start[r])..<Int(start[r + 1]))
             }
-            writeHits(into: &out, order: order, start: start, items: items)
-            writeInfo(into: &out, order: order, start: start, items: items)
+            writeHits(into: &out, start: start, items: items)
+            writeInfo(into: &out, start: start, items: items)
         case .service:
             // One series per Service port: for clusters where one per endpoint is too many.
-            var totals = [UInt64](repeating: 0, count: ports.count)
-            var counted = [Bool](repeating: false, count: ports.count)
+            var totals = [UInt64](repeating: 0, count: portCount)
+            var counted = [Bool](repeating: false, count: portCount)
             for e in entries {
-                let r = Int(rank[Int(e.servicePort)])
-                totals[r] &+= e.count
-                counted[r] = true
+                totals[Int(e.rank)] &+= e.count
+                counted[Int(e.rank)] = true
             }
             out.family("veer_service_hits_total", .counter,
                        help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each Service port's endpoints.")
-            for r in 0..<ports.count where counted[r] {
+            for r in 0..<portCount where counted[r] {
                 out.append("veer_service_hits_total{")
-                out.append(portLabels[order[r]])
+                out.append(layout.portLabels[layout.order[r]])
                 out.append("} ")
                 out.append(totals[r])
                 out.append(byte: UInt8(ascii: "\n"))
+                out.flushIfFull()
+                if out.isAbandoned { return }
             }
         }
     }
 
     /// `veer_endpoint_hits_total`: one series per Service port and endpoint, summed over the
     /// frontends (ClusterIP, NodePort…) and the backend rows that share it.
-    private func writeHits(into out: inout PrometheusText, order: [Int], start: [Int32], items: [Item]) {
+    private func writeHits(into out: inout PrometheusText, start: [Int32], items: [Item]) {
         out.family("veer_endpoint_hits_total", .counter,
                    help: "Connections (TCP, connected UDP) and datagrams (unconnected UDP) the kernel sent to each endpoint.")
         // Each port's lines written through a raw pointer into room reserved for them: one
@@ -210,10 +277,12 @@ struct HitSeries {
         // Each port's line prefix (`veer_endpoint_hits_total{…,endpoint="`) is put together once.
         var linePrefix: [UInt8] = []
         let fixed = "\"} ".utf8.count + 20 + 1
-        endpointText.withView { texts in
-            portLabels.withView { labels in
+        let order = layout.order
+        layout.endpointText.withView { texts in
+            layout.portLabels.withView { labels in
                 items.withUnsafeBufferPointer { items in
-                    for r in 0..<ports.count where start[r] < start[r + 1] {
+                    for r in 0..<layout.ports.count where start[r] < start[r + 1] {
+                        if out.isAbandoned { return }
                         var i = Int(start[r])
                         let end = Int(start[r + 1])
                         linePrefix.removeAll(keepingCapacity: true)
@@ -238,6 +307,7 @@ struct HitSeries {
                                 }
                             }
                         }
+                        out.flushIfFull()
                     }
                 }
             }
@@ -246,17 +316,18 @@ struct HitSeries {
 
     /// `veer_endpoint_info`: one series per Service and endpoint (with its pod, node and zone),
     /// in the order of its labels. `items` holds each port's members in endpoint order.
-    private func writeInfo(into out: inout PrometheusText, order: [Int], start: [Int32], items: [Item]) {
+    private func writeInfo(into out: inout PrometheusText, start: [Int32], items: [Item]) {
         out.family("veer_endpoint_info", .gauge,
                    help: "1 for each endpoint a service uses on this node, with its pod, node and zone: join it to veer_endpoint_hits_total.")
         var merged: [Item] = []
         // Each Service's line prefix (`veer_endpoint_info{namespace="…",service="…",endpoint="`)
         // is put together once.
         var linePrefix: [UInt8] = []
-        endpointText.withView { texts in
-            portLabels.withView { labels in
+        let ports = layout.ports, order = layout.order
+        layout.endpointText.withView { texts in
+            layout.portLabels.withView { labels in
                 var r = 0
-                while r < ports.count {
+                while r < ports.count, !out.isAbandoned {
                     // The ports of one Service are consecutive in label order.
                     let first = ports[order[r]]
                     var end = r + 1
@@ -265,7 +336,7 @@ struct HitSeries {
                     let from = Int(start[r]), to = Int(start[end])
                     linePrefix.removeAll(keepingCapacity: true)
                     linePrefix.append(contentsOf: "veer_endpoint_info{".utf8)
-                    linePrefix.append(contentsOf: labels.prefix(Int32(order[r]), upTo: Int(serviceLabelsEnd[order[r]])))
+                    linePrefix.append(contentsOf: labels.prefix(Int32(order[r]), upTo: Int(layout.serviceLabelsEnd[order[r]])))
                     linePrefix.append(contentsOf: Self.infoLabels[0])
                     let onePort = end == r + 1
                     r = end
@@ -286,6 +357,7 @@ struct HitSeries {
                             merged.withUnsafeBufferPointer { writeInfoLines(into: &out, $0, prefix: prefix, texts: texts) }
                         }
                     }
+                    out.flushIfFull()
                 }
             }
         }
@@ -305,10 +377,12 @@ struct HitSeries {
                 if j - i == 1 {
                     w.put(prefix); w.put(texts[rows[i].row])
                 } else {
-                    let run = rows[i..<j].map { (names: BackendNames(names.backend(backendAddress[Int($0.row)])), row: $0.row) }
-                        .sorted { $0.names < $1.names }
-                    for k in run.indices where k == 0 || run[k - 1].names != run[k].names {
-                        w.put(prefix); w.put(texts[run[k].row])
+                    // By their records' info labels as written: `",pod="…",node="…",zone="…"`
+                    // orders as (pod, node, zone) for every name Kubernetes allows (DNS names and
+                    // label values: no byte below the closing quote's).
+                    let run = rows[i..<j].map(\.row).sorted { texts.compareTails($0, $1) < 0 }
+                    for k in run.indices where k == 0 || texts.compareTails(run[k - 1], run[k]) != 0 {
+                        w.put(prefix); w.put(texts[run[k]])
                     }
                 }
                 i = j
@@ -326,7 +400,7 @@ struct HitSeries {
             if x.1 != y.1 { return x.1 < y.1 ? -1 : 1 }
             return x.2 == y.2 ? 0 : x.2 < y.2 ? -1 : 1
         }
-        return endpointText.compareKeys(a.row, b.row)
+        return layout.endpointText.compareKeys(a.row, b.row)
     }
 
     /// Sorts a range of members by endpoint: insertion sort for a port's few (the common case),
@@ -350,7 +424,7 @@ struct HitSeries {
     }
 
     /// `",pod="` and what follows the zone: the info labels each backend row's record holds.
-    private static let infoEnd = Array("\"} 1\n".utf8)
+    fileprivate static let infoEnd = Array("\"} 1\n".utf8)
 }
 
 /// A member in output order: its endpoint's sort key (`ByteArena.sealKeys`), row and count.
@@ -360,28 +434,9 @@ private struct Item {
     var count: UInt64
 }
 
-/// A backend's pod, node and zone labels ("" where unknown), ordered as the labels are.
-private struct BackendNames: Equatable, Comparable {
-    var pod: String
-    var node: String
-    var zone: String
-
-    init(_ names: ProgrammedNames.Backend?) {
-        pod = names?.pod ?? ""
-        node = names?.node ?? ""
-        zone = names?.zone ?? ""
-    }
-
-    static func < (a: Self, b: Self) -> Bool {
-        if a.pod != b.pod { return a.pod < b.pod }
-        if a.node != b.node { return a.node < b.node }
-        return a.zone < b.zone
-    }
-}
-
 /// Byte strings end to end in one buffer: fragments of label text without an allocation each.
 /// A string may have a key (`endKey()`): its start, by which strings are ordered.
-private struct ByteArena {
+private struct ByteArena: Sendable {
     private(set) var bytes: [UInt8] = []
     private var starts: [Int32] = []
     /// Where each string's key ends, where `endKey()` was called (else its end).
@@ -454,6 +509,14 @@ private struct ByteArena {
             UnsafeBufferPointer(rebasing: bytes[Int(starts[Int(i)])..<Int(keyEnds[Int(i)])])
         }
 
+        /// Orders what follows the keys of strings `i` and `j` as bytes: <0, 0, >0.
+        func compareTails(_ i: Int32, _ j: Int32) -> Int32 {
+            let a = UnsafeBufferPointer(rebasing: self[i][(Int(keyEnds[Int(i)]) - Int(starts[Int(i)]))...])
+            let b = UnsafeBufferPointer(rebasing: self[j][(Int(keyEnds[Int(j)]) - Int(starts[Int(j)]))...])
+            let c = memcmp(a.baseAddress!, b.baseAddress!, min(a.count, b.count))
+            return c != 0 ? c : Int32(a.count) - Int32(b.count)
+        }
+
         /// The start of string `i`, up to `end` (an offset into the arena).
         func prefix(_ i: Int32, upTo end: Int) -> UnsafeBufferPointer<UInt8> {
             UnsafeBufferPointer(rebasing: bytes[Int(starts[Int(i)])..<end])
@@ -518,7 +581,7 @@ private struct ByteArena {
 
 /// Int32 values (-1: none) by a map's ids: a flat array where the ids are dense, as the
 /// planner hands them out (the lowest free), a dictionary where they are not.
-private struct IDIndex {
+private struct IDIndex: Sendable {
     private var flat: [Int32] = []
     private var sparse: [UInt32: Int32]?
 

@@ -18,6 +18,42 @@ public struct PrometheusText: Sendable {
         buffer = ByteBufferAllocator().buffer(capacity: capacity)
     }
 
+    /// A text handed on in chunks of about `chunkBytes` as it is written (a scrape's response
+    /// body), never held whole: its writers call `flushIfFull()` between series, and `flush()`
+    /// at the end. `emit` gets each chunk and returns false once its receiver is gone; the
+    /// text is then abandoned (`isAbandoned`) and its writers may stop.
+    public init(streamingChunksOf chunkBytes: Int, _ emit: @escaping @Sendable (ByteBuffer) -> Bool) {
+        // Room for a chunk and the one port or family that may take it past its size.
+        buffer = ByteBufferAllocator().buffer(capacity: chunkBytes + chunkBytes / 4)
+        self.chunkBytes = chunkBytes
+        self.emit = emit
+    }
+
+    private var chunkBytes = Int.max
+    private var emit: (@Sendable (ByteBuffer) -> Bool)?
+    /// The receiver of a streamed text is gone: what is written from here on is dropped.
+    public private(set) var isAbandoned = false
+    /// Bytes handed on so far (a streamed text).
+    public private(set) var bytesEmitted = 0
+
+    /// Hands the text so far on if it is a chunk's worth (a streamed text; else nothing).
+    @inline(__always)
+    public mutating func flushIfFull() {
+        if buffer.readableBytes >= chunkBytes { flush() }
+    }
+
+    /// Hands the text so far on (a streamed text; else nothing). The buffer is then reused:
+    /// its storage is still the chunk's until the chunk is sent, so it is a new one of the
+    /// same size (`clear`), and the chunks in flight bound the memory a stream takes.
+    public mutating func flush() {
+        guard let emit, buffer.readableBytes > 0 else { return }
+        if !isAbandoned {
+            bytesEmitted += buffer.readableBytes
+            isAbandoned = !emit(buffer)
+        }
+        buffer.clear()
+    }
+
     /// The text as bytes (a copy: the small tables rendered on the agent's actor, tests).
     public var bytes: [UInt8] { Array(buffer.readableBytesView) }
 

@@ -4,7 +4,7 @@
 // decoded and stored → selected → planned → written into maps in memory (no root). Prints
 //   "veer-pipeline services=N endpoints=E parse_s= store_s= sync_s= total_s= services_per_s=
 //    heap_bytes_per_service= agent_heap_bytes_per_service= store_heap_bytes_per_service= scrape_s= scrape_max_s=
-//    scrape_mb= scrape_rss_growth_mb= trim_ms= list_rss_mb= rss_mb="
+//    scrape_first_s= scrape_counters_ms= scrape_mb= scrape_rss_growth_mb= trim_ms= list_rss_mb= rss_mb="
 // store_heap_bytes_per_service is what the heap holds once the lists are stored (before any
 // sync), less what it held before: the stored objects, per service with its slice.
 // parse_s is the list reader's time: it cuts the items from the bytes and decodes each (as the
@@ -13,7 +13,10 @@
 // heap_bytes_per_service is what the process holds once the maps are written, less what it held
 // before, per service (glibc's mallinfo2); agent_heap_bytes_per_service is the agent's part of it
 // (the rest is the in-memory maps, which are the kernel's in veerd): steady memory, not the peak.
-// scrape_s is the median of 5 /metrics scrapes (scrape_max_s the slowest), scrape_rss_growth_mb
+// scrape_s is the median of 5 /metrics scrapes (scrape_max_s the slowest; scrape_first_s the
+// first, which builds the layout of names and ids the others reuse, as a scrape after a change
+// does; scrape_counters_ms the in-memory maps' stand-in for the kernel's counters read alone,
+// part of each scrape), scrape_rss_growth_mb
 // the resident memory the process gained across them, each followed by the heap trim veerd's
 // listener does after a large response (trim_ms, the slowest; VEER_SCRAPE_TRIM=0: none).
 import CVeer
@@ -82,8 +85,9 @@ enum PipelineBench {
         // names), then the in-memory maps (the kernel's share in veerd).
         let heapAfter = veer_heap_in_use()
         // /metrics scrapes with a hit on every (frontend, backend) pair, so every series is
-        // there: rendered off the agent's actor from a snapshot (the kernel's per-CPU counters,
-        // read in batches by veerd, are a dictionary here). The median of several, and what the
+        // there: rendered off the agent's actor from a snapshot, in chunks as the listener sends
+        // them (the kernel's per-CPU counters, read in batches by veerd, are the in-memory maps'
+        // count per member, made when the hits are set). The median of several, and what the
         // process's resident memory grew by across them (a scrape must leave none behind).
         var hits: [FrontendBackend: UInt64] = [:]
         for (frontend, slots) in state.slots {
@@ -100,15 +104,22 @@ enum PipelineBench {
         var scrapeBytes = 0
         for i in 0..<scrapes {
             do {
-                let s0 = now()
-                // The buffer veerd's listener sends as it is.
-                let text = await agent!.metricsBuffer()
-                scrapeTimes.append(now() - s0)
-                scrapeBytes = text.readableBytes
                 // VEER_SCRAPE_OUT=FILE keeps the first scrape's text (to diff, or for promtool).
+                var file: FileHandle?
                 if i == 0, let path = ProcessInfo.processInfo.environment["VEER_SCRAPE_OUT"] {
-                    FileManager.default.createFile(atPath: path, contents: Data(text.readableBytesView))
+                    FileManager.default.createFile(atPath: path, contents: nil)
+                    file = FileHandle(forWritingAtPath: path)
                 }
+                let s0 = now()
+                // The chunks veerd's listener sends as they are rendered (here: dropped).
+                let sink = file
+                let (bytes, _) = await agent!.streamMetrics { chunk in
+                    sink?.write(Data(chunk.readableBytesView))
+                    return true
+                }
+                scrapeTimes.append(now() - s0)
+                scrapeBytes = bytes
+                try? file?.close()
             }
             // What veerd's listener does once a large response is sent (VEER_SCRAPE_TRIM=0: not).
             if trim {
@@ -118,17 +129,24 @@ enum PipelineBench {
             }
         }
         let scrapeSeconds = scrapeTimes.sorted()[scrapes / 2]
+        // The stand-in for the kernel's batch read alone (its share of scrape_s).
+        var counterTimes: [Double] = []
+        for _ in 0..<scrapes {
+            let c0 = now()
+            _ = maps!.memberHits()
+            counterTimes.append(now() - c0)
+        }
         let scrapeGrowth = currentRSSMB() - rssBefore
         maps!.setHits([:])
         agent = nil
         let heapWithoutAgent = veer_heap_in_use()
         maps = nil
         let perService = { (bytes: Int) in Double(bytes) / Double(n) }
-        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f store_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_max_s=%.3f scrape_mb=%.1f scrape_rss_growth_mb=%.1f trim_ms=%.1f list_rss_mb=%.1f rss_mb=%.1f",
+        print(String(format: "veer-pipeline services=%d endpoints=%d parse_s=%.3f store_s=%.3f sync_s=%.3f total_s=%.3f services_per_s=%.0f heap_bytes_per_service=%.0f agent_heap_bytes_per_service=%.0f store_heap_bytes_per_service=%.0f scrape_s=%.3f scrape_max_s=%.3f scrape_first_s=%.3f scrape_counters_ms=%.1f scrape_mb=%.1f scrape_rss_growth_mb=%.1f trim_ms=%.1f list_rss_mb=%.1f rss_mb=%.1f",
                      n, e, t1 - t0, t2 - t1, t3 - t2, t3 - t0, Double(n) / (t3 - t0),
                      perService(Int(heapAfter) - Int(heapBefore)), perService(Int(heapAfter) - Int(heapWithoutAgent)),
                      perService(Int(heapStored) - Int(heapBefore)),
-                     scrapeSeconds, scrapeTimes.max() ?? 0, Double(scrapeBytes) / 1e6, scrapeGrowth, (trimTimes.max() ?? 0) * 1000, listRSS, rssMB()))
+                     scrapeSeconds, scrapeTimes.max() ?? 0, scrapeTimes[0], counterTimes.sorted()[scrapes / 2] * 1000, Double(scrapeBytes) / 1e6, scrapeGrowth, (trimTimes.max() ?? 0) * 1000, listRSS, rssMB()))
     }
 
     /// Splits the lists into objects (timed as "parse") and stores them (timed as "store").

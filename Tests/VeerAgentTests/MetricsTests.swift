@@ -1,7 +1,10 @@
 import Foundation
+import Glibc
 import Logging
+import NIOConcurrencyHelpers
+import NIOCore
 import Testing
-import VeerAgent
+@testable import VeerAgent
 import VeerDatapath
 import VeerKube
 import VeerModel
@@ -49,6 +52,16 @@ private func fixture() -> [SourceEvent] {
             }
         }
     }
+    // One endpoint's TCP and UDP rows (one `ip:port`, two backend entries): one info series each.
+    objects.append(Manifest.service("dual", clusterIP: "10.96.9.53", spec: ["ports": [
+        ["name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 5353] as Manifest.Object,
+        ["name": "dns-udp", "port": 53, "protocol": "UDP", "targetPort": 5353]]]))
+    var dual = Manifest.endpointSlice("dual", service: "dual", endpoints: ["10.244.50.2", "10.244.50.10"].map {
+        Manifest.endpoint($0, node: node, zone: "zone-1", pod: "dual-\($0)")
+    })
+    dual["ports"] = [["name": "dns-tcp", "port": 5353, "protocol": "TCP"] as Manifest.Object,
+                     ["name": "dns-udp", "port": 5353, "protocol": "UDP"]]
+    objects.append(dual)
     objects.append(Manifest.service("v6", clusterIP: "fd00:96::10", spec: ["ipFamilies": ["IPv6"]]))
     objects.append(Manifest.endpointSlice("v6-a", service: "v6", addressType: "IPv6",
                                           endpoints: ["fd00:244::a", "fd00:244::9", "fd00:244::1:0"].map { Manifest.endpoint($0, node: node, pod: "v6-\($0)") }))
@@ -142,8 +155,118 @@ struct MetricsTests {
         let want = reference(state, names, hits, mode)
         #expect(want.split(separator: "\n").count > (mode == .endpoint ? 100 : 15), "the fixture makes series: \(want)")
         #expect(hitFamilies(text) == want)
+        if mode == .endpoint {
+            // The TCP and UDP rows of one endpoint: a hit series each, one info series.
+            #expect(text.components(separatedBy: "veer_endpoint_info{namespace=\"default\",service=\"dual\",endpoint=\"10.244.50.10:5353\"").count == 2)
+            #expect(text.contains("service=\"dual\",port=\"dns-udp\",protocol=\"UDP\",endpoint=\"10.244.50.10:5353\""))
+        }
         // Scraping again gives the same text (nothing of one scrape leaks into the next).
         #expect(await agent.metricsText() == text)
+    }
+
+    @Test("a scrape after a change shows it: a pod and node renamed, a backend added and one removed; no change keeps the layout",
+          arguments: HitMetrics.allCases)
+    func scrapeAfterAChangeShowsIt(_ mode: HitMetrics) async throws {
+        let maps = MemoryMapStore()
+        let agent = agent(maps, mode)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(fixture())
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        /// Every member counted (by its address pair), then the hit families and the reference.
+        func scrape() async -> (text: String, want: String) {
+            let state = maps.readState()
+            var hits: [FrontendBackend: UInt64] = [:]
+            for member in state.members.sorted() {
+                let pair = FrontendBackend(frontend: state.revNat[member.revNatID]!, backend: state.backends[member.backendID]!.address)
+                hits[pair] = UInt64(member.backendID) * 7 + UInt64(member.revNatID)
+            }
+            maps.setHits(hits)
+            return (hitFamilies(await agent.metricsText()), reference(state, await agent.programmedNames, hits, mode))
+        }
+        let first = await scrape()
+        #expect(first.text == first.want)
+        let layouts = await agent.hitLayouts
+        let built = layouts.layoutsBuilt
+        #expect(built == 1)
+        // Scrapes without a change in between reuse the layout, and say the same.
+        #expect(await scrape().text == first.text)
+        #expect(layouts.layoutsBuilt == built)
+
+        // alpha/web's slices again (its http and dns ports): 10.244.8.12 now another pod on
+        // another node, 10.244.8.9 gone, 10.244.8.77 new.
+        let endpoints = [
+            Manifest.endpoint("10.244.8.12", node: "node-c", zone: "zone-0", pod: "web-pod-renamed", namespace: "alpha"),
+            Manifest.endpoint("10.244.8.77", node: node, zone: "zone-2", pod: "web-pod-new", namespace: "alpha"),
+        ]
+        var udp = Manifest.endpointSlice("web-dns", namespace: "alpha", service: "web", portName: "dns", port: 5353, endpoints: endpoints)
+        udp["ports"] = [["name": "dns", "port": 5353, "protocol": "UDP"] as Manifest.Object]
+        await agent.ingest(events([Manifest.endpointSlice("web-http", namespace: "alpha", service: "web", endpoints: endpoints), udp]))
+        await agent.waitUntilIdle()
+        let second = await scrape()
+        #expect(second.text == second.want)
+        #expect(second.text != first.text)
+        if mode == .endpoint {
+            let info = second.text.split(separator: "\n").filter { $0.hasPrefix("veer_endpoint_info{namespace=\"alpha\",service=\"web\"") }
+            #expect(info.contains { $0.contains("endpoint=\"10.244.8.12:8080\",pod=\"web-pod-renamed\",node=\"node-c\"") }, "\(info)")
+            #expect(info.contains { $0.contains("endpoint=\"10.244.8.77:8080\",pod=\"web-pod-new\"") }, "\(info)")
+            #expect(info.contains { $0.contains("endpoint=\"10.244.8.77:5353\",pod=\"web-pod-new\"") }, "\(info)")
+            #expect(!info.contains { $0.contains("10.244.8.9:") || $0.contains("pod=\"web-pod-0\"") }, "\(info)")
+        }
+        #expect(layouts.layoutsBuilt == built + 1)
+    }
+
+    @Test("a streamed scrape is the whole text in chunks, and stops when its receiver is gone")
+    func streamedScrape() async throws {
+        let maps = MemoryMapStore()
+        let agent = agent(maps, .endpoint)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(fixture())
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        let whole = await agent.metricsText()
+        let chunks = NIOLockedValueBox<[ByteBuffer]>([])
+        let (bytes, complete) = await agent.streamMetrics(chunkBytes: 512) { chunk in
+            chunks.withLockedValue { $0.append(chunk) }
+            return true
+        }
+        let received = chunks.withLockedValue { $0 }
+        #expect(complete && bytes == whole.utf8.count)
+        #expect(received.count > 5, "chunks of about 512 bytes: \(received.map(\.readableBytes))")
+        #expect(received.dropLast().allSatisfy { $0.readableBytes >= 512 && $0.readableBytes < 512 + 8192 })
+        #expect(received.map { String(buffer: $0) }.joined() == whole)
+
+        // The receiver gone after two chunks: the render stops, and says so.
+        let calls = NIOLockedValueBox(0)
+        let cut = await agent.streamMetrics(chunkBytes: 512) { _ in
+            calls.withLockedValue { $0 += 1; return $0 < 2 }
+        }
+        #expect(!cut.complete && calls.withLockedValue { $0 } == 2 && cut.bytes < bytes)
+    }
+
+    @Test("/metrics over HTTP is streamed in chunks (chunked transfer encoding) and curl reads it whole")
+    func streamedOverHTTP() async throws {
+        let maps = MemoryMapStore()
+        let agent = agent(maps, .endpoint)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(fixture())
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        let whole = await agent.metricsText()
+        let path = "/tmp/veer-metrics-\(getpid())-\(UUID().uuidString.prefix(8)).sock"
+        let headers = path + ".headers"
+        let listener = try await HTTPListener(unixSocket: path, handler: .async { _, _ in agent.metricsResponse(chunkBytes: 512) })
+        defer { unlink(path); unlink(headers) }
+        // curl on a thread of its own (DecisionsSocketTests.blocking says why).
+        let curl = try await DecisionsSocketTests.blocking {
+            KernelSandbox.run(["curl", "-sS", "--max-time", "10", "--unix-socket", path, "-D", headers, "http://localhost/metrics"])
+        }
+        await listener.close()
+        #expect(curl.status == 0, "\(curl.stderr)")
+        #expect(curl.stdout == whole)
+        let head = (try? String(contentsOfFile: headers, encoding: .utf8)) ?? ""
+        #expect(head.lowercased().contains("transfer-encoding: chunked"), "\(head)")
+        #expect(!head.lowercased().contains("content-length"), "\(head)")
     }
 
     @Test("label values are escaped as the exposition format says: backslash, double quote, line feed")

@@ -53,6 +53,10 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
                 }
                 guard fits(op) else { throw MapFull(operation: op) }
                 let before = serviceEntries(op)
+                switch op {
+                case .upsertMember, .deleteMember, .upsertBackend, .deleteBackend, .upsertRevNat, .deleteRevNat: memberCounts = nil
+                default: break
+                }
                 state.apply(op)
                 serviceEntries += serviceEntries(op) - before
             }
@@ -90,9 +94,45 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
     }
 
     private var hits: [FrontendBackend: UInt64] = [:]
+    /// The members' counts as the kernel's members map holds them, a count in each member's
+    /// entry: made from `hits` when they are set (the kernel counts at connect time, not when
+    /// a scrape reads), again after a write changed the members. nil: to be made.
+    private var memberCounts: MemberHits?
+
     /// What the kernel would have counted (tests of the metrics).
-    public func setHits(_ hits: [FrontendBackend: UInt64]) { lock.withLock { self.hits = hits } }
+    public func setHits(_ hits: [FrontendBackend: UInt64]) {
+        lock.withLock {
+            self.hits = hits
+            memberCounts = countsByMember()
+        }
+    }
     public func hitsByAddress(_ state: MapState) -> [FrontendBackend: UInt64] { lock.withLock { hits } }
+
+    /// Every member's count, as the kernel's batch read gives them: the columns copied out.
+    public func memberHits() -> MemberHits {
+        lock.withLock {
+            if memberCounts == nil { memberCounts = countsByMember() }
+            let counted = memberCounts!
+            return MemberHits(members: counted.members.withUnsafeBufferPointer { Array($0) },
+                              counts: counted.counts.withUnsafeBufferPointer { Array($0) })
+        }
+    }
+
+    /// Each member's count from the hits by address (0 where uncounted). Under the lock.
+    private func countsByMember() -> MemberHits {
+        var result = MemberHits()
+        result.members.reserveCapacity(state.members.count)
+        result.counts.reserveCapacity(state.members.count)
+        for member in state.members {
+            var count: UInt64 = 0
+            if let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address {
+                count = hits[FrontendBackend(frontend: frontend, backend: backend)] ?? 0
+            }
+            result.members.append(member)
+            result.counts.append(count)
+        }
+        return result
+    }
     public func stats() -> [DatapathStat: UInt64] { [:] }
     public func fill() -> [(map: String, entries: Int, capacity: Int)] {
         let s = readState()

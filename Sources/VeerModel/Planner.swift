@@ -116,8 +116,11 @@ private struct TargetBuilder {
     let capacities: MapCapacities
     var target = MapState()
 
-    // Ids handed out in this plan; the others come from the index.
-    private var backendIDs: [L4Address: UInt32] = [:]
+    // Ids handed out in this plan; the others come from the index. A new backend id's entry is
+    // in the target from the moment it is handed out (`backendID(for:)`), so the new ids are an
+    // index through the target's table: a `[L4Address: UInt32]` of them was 29 MB at 50,000
+    // services × 10, alive through the plan.
+    private var newBackendIDs = AddressIndex()
     private var revNatIDs: [L4Address: UInt32] = [:]
     private var backendAllocator: IDPool.Allocator
     private var revNatAllocator: IDPool.Allocator
@@ -163,7 +166,7 @@ private struct TargetBuilder {
         target.revNat.reserveCapacity(maxID: UInt32(clamping: desired.count))
         target.backends.reserveCapacity(maxID: UInt32(clamping: backends))
         target.members.reserveCapacity(maxRevNatID: UInt32(clamping: desired.count))
-        backendIDs.reserveCapacity(backends)
+        newBackendIDs.reserveCapacity(backends)
         revNatIDs.reserveCapacity(desired.count)
     }
 
@@ -183,7 +186,7 @@ private struct TargetBuilder {
     }
 
     private func existingBackendID(_ address: L4Address) -> UInt32? {
-        backendIDs[address] ?? index.backendID(address)
+        newBackendIDs.lowest(address) { target.backends[$0]?.address } ?? index.backendID(address)
     }
 
     /// Adds one service's frontends, or returns why they do not fit. The fit is checked
@@ -327,7 +330,11 @@ private struct TargetBuilder {
     private mutating func backendID(for address: L4Address) -> UInt32 {
         if let id = existingBackendID(address) { return id }
         let id = backendAllocator.take()
-        backendIDs[address] = id
+        // Placeholder flags, all set: `addFrontend` ANDs every mention's flags into them. A new
+        // id is one the maps do not hold, so it is counted here.
+        target.backends[id] = BackendEntry(address: address, flags: .max)
+        newBackendIDs.insert(id, for: address) { target.backends[$0]?.address }
+        backendsUsed += 1
         return id
     }
 

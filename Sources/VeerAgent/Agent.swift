@@ -221,9 +221,13 @@ public actor Agent {
     private func syncOnce() {
         guard store.isSynced else { return }
         // The names and the programmed ids change only here: a scrape's kept layout is stale, and
-        // is dropped now rather than held until the next scrape (under churn, every one).
+        // is dropped now rather than held until the next scrape (under churn, every one). Its
+        // memory goes back to the system too, off the actor: without that, glibc kept it, and
+        // the largest RSS under churn was 40-55 MB higher at 50,000-100,000 services.
         counters.programmedGeneration &+= 1
-        hitLayouts.clear()
+        if hitLayouts.clear() {
+            Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { HeapRelease.now() } }
+        }
         let node = nodeContext
         let started = clock.now
         let full = needsFullSync || running == nil

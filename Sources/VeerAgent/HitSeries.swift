@@ -147,8 +147,14 @@ final class HitLayoutCache: @unchecked Sendable {
         return fresh
     }
 
-    /// Forgets the kept layout (its memory) until the next scrape.
-    func clear() { lock.withLock { layout = nil } }
+    /// Forgets the kept layout (its memory) until the next scrape; whether there was one.
+    @discardableResult
+    func clear() -> Bool {
+        lock.withLock {
+            defer { layout = nil }
+            return layout != nil
+        }
+    }
 }
 
 /// The hit series of one scrape (`veer_endpoint_hits_total` and `veer_endpoint_info`, or

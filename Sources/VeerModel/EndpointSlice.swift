@@ -211,6 +211,11 @@ public struct Endpoint: Hashable, Sendable {
         set { self = rebuilt(nodeName: .some(newValue)) }
     }
 
+    /// The node and zone names as ids of the shared table, for a selection to copy as they are
+    /// (a name looked up again took the table's lock twice per endpoint, on every selecting thread).
+    var sharedNode: SharedName { node.id != 0 ? node : SharedName(orNone: extras?.nodeName) }
+    var sharedZone: SharedName { zoneName.id != 0 ? zoneName : SharedName(orNone: extras?.zone) }
+
     /// Never read by kube-proxy; kept for names.
     public var zone: String? {
         get { zoneName.id != 0 ? zoneName.string : extras?.zone }

@@ -70,6 +70,18 @@ public struct DesiredBackend: Hashable, Sendable {
         node = SharedName(orNone: nodeName)
         zoneName = SharedName(orNone: zone)
     }
+
+    /// With the names as the shared table's ids already (from the stored endpoint).
+    init(address: L4Address, terminating: Bool, podName: String?, node: SharedName, zone: SharedName) {
+        self.address = address
+        self.terminating = terminating
+        self.podName = podName
+        self.node = node
+        zoneName = zone
+    }
+
+    var sharedNode: SharedName { node }
+    var sharedZone: SharedName { zoneName }
 }
 
 /// One frontend this node serves, with the exact backend set kube-proxy would use for it.

@@ -169,7 +169,7 @@ extension Selector {
     static func backend(_ c: Candidate, _ port: ServicePort, terminating: Bool) -> DesiredBackend {
         let pod = c.endpoint.targetRef.flatMap { ($0.kind == nil || $0.kind == "Pod") ? $0.name : nil }
         return DesiredBackend(address: L4Address(ip: c.ip, port: c.port, proto: port.proto), terminating: terminating,
-                              podName: pod, nodeName: c.endpoint.nodeName, zone: c.endpoint.zone)
+                              podName: pod, node: c.endpoint.sharedNode, zone: c.endpoint.sharedZone)
     }
 
     static func notReadyReason(_ e: Endpoint) -> String {

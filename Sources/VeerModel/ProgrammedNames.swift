@@ -25,6 +25,13 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
             zoneName = SharedName(orNone: zone)
         }
 
+        /// A selected backend's names, its ids as they are.
+        init(_ backend: DesiredBackend) {
+            pod = backend.podName
+            nodeName = backend.sharedNode
+            zoneName = backend.sharedZone
+        }
+
         private enum CodingKeys: String, CodingKey { case pod, node, zone }
 
         public init(from decoder: any Decoder) throws {
@@ -72,7 +79,7 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
     /// Sets the names of the backend entry with this id of the maps (names resolved by the
     /// maps' index: `resolving(by:)`).
     public mutating func setBackend(id: UInt32, _ backend: DesiredBackend) {
-        rows[id] = Backend(pod: backend.podName, node: backend.nodeName, zone: backend.zone)
+        rows[id] = Backend(backend)
     }
 
     /// Room for backend rows by the maps' ids up to `maxID` (a full sync's names, set at once).
@@ -147,7 +154,7 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
         frontends.reserveCapacity(desired.count)
         for f in desired {
             setFrontend(f)
-            for b in f.backends { setBackend(b.address, Backend(pod: b.podName, node: b.nodeName, zone: b.zone)) }
+            for b in f.backends { setBackend(b.address, Backend(b)) }
         }
     }
 

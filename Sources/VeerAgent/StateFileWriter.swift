@@ -8,8 +8,8 @@ import VeerModel
 /// a core busy and delay the map writes that matter. (`veerctl explain`'s decisions are made
 /// when asked: DecisionsServer.swift.)
 ///
-/// The file is written a part at a time (`ProgrammedNames.backendPart`), each part taken on the
-/// agent's actor when it is written, never the whole of the names at once: a writer holding them
+/// The file is written a part at a time (`ProgrammedNames.backendPart`), each part cut from the
+/// names the agent's actor hands out when it is written, never the whole of the names at once: a writer holding them
 /// while the agent changed them made the agent copy what it changed (55-75 MB at 100,000
 /// services under churn). Each part is as the agent held it when taken; a change during a write
 /// marks the file out of date again, so the next write has it.
@@ -19,8 +19,8 @@ struct StateFileWriter: Sendable {
 
     let pins: PinLayout
 
-    /// Writes until nothing is pending. `pending`, `start` and the parts run on the agent's
-    /// actor; encoding and writing run here.
+    /// Writes until nothing is pending. `pending` and `start` run on the agent's actor, which
+    /// also hands out the names each part is cut from; encoding and writing run here.
     func run(pending: @Sendable () async -> Bool, start: @Sendable () async -> Bool,
              backends: @escaping @Sendable (Int) async -> BackendPart?,
              frontends: @escaping @Sendable (Int) async -> FrontendPart?,

@@ -50,6 +50,20 @@ public struct MemberHits: Sendable {
     public var counts: [UInt64] = []
     public var retired: [FrontendBackend: UInt64] = [:]
 
+    /// Every member of `state` with its count from hits by address (0 where uncounted).
+    public init(_ state: MapState, hits: [FrontendBackend: UInt64]) {
+        members.reserveCapacity(state.members.count)
+        counts.reserveCapacity(state.members.count)
+        for member in state.members {
+            var count: UInt64 = 0
+            if let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address {
+                count = hits[FrontendBackend(frontend: frontend, backend: backend)] ?? 0
+            }
+            members.append(member)
+            counts.append(count)
+        }
+    }
+
     public init(members: [MemberKey] = [], counts: [UInt64] = [], retired: [FrontendBackend: UInt64] = [:]) {
         precondition(members.count == counts.count)
         self.members = members
@@ -78,19 +92,7 @@ extension MapStore {
     /// (the in-memory maps of tests and benchmarks). Every member is there, with 0 if uncounted.
     public func memberHits() throws -> MemberHits {
         let state = try readState()
-        let hits = try hitsByAddress(state)
-        var result = MemberHits()
-        result.members.reserveCapacity(state.members.count)
-        result.counts.reserveCapacity(state.members.count)
-        for member in state.members {
-            var count: UInt64 = 0
-            if let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address {
-                count = hits[FrontendBackend(frontend: frontend, backend: backend)] ?? 0
-            }
-            result.members.append(member)
-            result.counts.append(count)
-        }
-        return result
+        return MemberHits(state, hits: try hitsByAddress(state))
     }
 
     public func fill(agentWritten: MapEntryCounts) throws -> [(map: String, entries: Int, capacity: Int)] { try fill() }

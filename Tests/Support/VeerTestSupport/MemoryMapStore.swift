@@ -119,20 +119,7 @@ public final class MemoryMapStore: MapStore, @unchecked Sendable {
     }
 
     /// Each member's count from the hits by address (0 where uncounted). Under the lock.
-    private func countsByMember() -> MemberHits {
-        var result = MemberHits()
-        result.members.reserveCapacity(state.members.count)
-        result.counts.reserveCapacity(state.members.count)
-        for member in state.members {
-            var count: UInt64 = 0
-            if let frontend = state.revNat[member.revNatID], let backend = state.backends[member.backendID]?.address {
-                count = hits[FrontendBackend(frontend: frontend, backend: backend)] ?? 0
-            }
-            result.members.append(member)
-            result.counts.append(count)
-        }
-        return result
-    }
+    private func countsByMember() -> MemberHits { MemberHits(state, hits: hits) }
     public func stats() -> [DatapathStat: UInt64] { [:] }
     public func fill() -> [(map: String, entries: Int, capacity: Int)] {
         let s = readState()

@@ -50,6 +50,10 @@ public actor Agent {
     /// services encoding it costs more than a change's whole sync.
     var filesDirty = false
     var writingFiles = false
+    /// A full sync's transient memory (the plan's parts, the selections' working sets, the
+    /// first names.json's parts) goes back to the system once that file is written: glibc kept
+    /// it, free, and veerd's RSS at 10,000 services stayed 7 MB higher (StateFileWriter.swift).
+    var heapRelease = HeapReleaseAfterFiles.none
 
     var counters = AgentCounters()
     /// The scrapes' hit layout, kept while `counters.programmedGeneration` holds (HitSeries.swift).
@@ -253,7 +257,10 @@ public actor Agent {
             if outcome.log.omitted > 0 {
                 logger.info("… and \(outcome.log.omitted) more lines of this full sync, not logged (`veerctl services` lists what is programmed)")
             }
-            if full { attachPacketPath(node) }
+            if full {
+                attachPacketPath(node)
+                heapRelease = .afterNextWrite
+            }
             if outcome.deletesMembers {
                 terminateStaleSockets()
                 deleteStaleUDPFlows()
@@ -445,4 +452,3 @@ public actor Agent {
                                hitMetrics: config.hitMetrics, extra: extra.bytes, packetPath: packetPath, layouts: hitLayouts)
     }
 }
-

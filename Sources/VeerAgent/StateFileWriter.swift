@@ -46,11 +46,24 @@ struct StateFileWriter: Sendable {
     }
 }
 
+/// Where the heap release that follows a full sync stands (`Agent.heapRelease`).
+enum HeapReleaseAfterFiles {
+    case none
+    /// A full sync ended: release once the next names.json write is done.
+    case afterNextWrite
+    /// That write is under way.
+    case writing
+}
+
 /// The agent's side: it marks the file out of date after a sync, and the writer takes the latest snapshot.
 extension Agent {
     /// Starts the state-file writer if the file is out of date and none runs.
     func startWritingFiles() {
-        guard config.writesStateFiles else { filesDirty = false; return }
+        guard config.writesStateFiles else {
+            filesDirty = false
+            if heapRelease != .none { releaseHeap() }
+            return
+        }
         guard filesDirty, !writingFiles else { return }
         writingFiles = true
         let writer = StateFileWriter(pins: config.pins)
@@ -66,6 +79,7 @@ extension Agent {
 
     /// Whether the file is out of date; if not, the writer is done.
     func filesPending() -> Bool {
+        if heapRelease == .writing { releaseHeap() }
         if filesDirty { return true }
         writingFiles = false
         resumeIdleWaiters()
@@ -80,7 +94,14 @@ extension Agent {
             return false
         }
         filesDirty = false
+        if heapRelease == .afterNextWrite { heapRelease = .writing }
         return true
+    }
+
+    /// After the write that follows a full sync, even if changes keep the writer going (churn).
+    private func releaseHeap() {
+        heapRelease = .none
+        Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { HeapRelease.now() } }
     }
 
     func filesFailed(_ error: any Error) {

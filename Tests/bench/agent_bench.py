@@ -45,11 +45,12 @@ For a closer look at one run (not used by make bench):
                         and its map writes), to join with BENCH_TRACE_OUT on the resourceVersion
   BENCH_HEAPTRACK=DIR   heaptrack attached to veerd after the list (the scrapes and the churn);
                         veerd then ends with SIGTERM so heaptrack finishes its file there
+  BENCH_SMAPS=FILE      a copy of veerd's /proc/PID/smaps after the list (where its RSS is)
 
 Prints one line: "veer-agent key=value ...". Kills what it started, by pid; the caller removes
 the pins and the cgroup (veerd leaves the datapath attached on purpose).
 """
-import datetime, gc, http.client, ipaddress, json, os, random, re, signal, socket, subprocess, sys, tempfile, threading, time
+import datetime, gc, http.client, ipaddress, json, os, random, re, signal, shutil, socket, subprocess, sys, tempfile, threading, time
 import urllib.parse
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -368,6 +369,8 @@ def main():
                       select_ms=nums.get("select"), plan_ms=nums.get("read+plan"), write_ms=nums.get("write"),
                       rss_sync_mb=round(rss_mb(agent.pid), 1))
         time.sleep(2)  # the names and decisions files are written after the sync, off the loop
+        if os.environ.get("BENCH_SMAPS"):  # where the RSS is, mapping by mapping, for a look
+            shutil.copy(f"/proc/{agent.pid}/smaps", os.environ["BENCH_SMAPS"])
         if os.environ.get("BENCH_HEAPTRACK"):
             # A profile of what veerd allocates from here on (the scrapes and the churn): heaptrack
             # attached to the running veerd, its file written into that directory when veerd ends.

@@ -47,6 +47,12 @@ struct HitLayoutChange: Sendable, Equatable {
 /// takes the kept layout and patches the rows those syncs changed (`HitLayout.patch`) instead of
 /// building it again: under churn (a change every 10 ms) every scrape used to rebuild it, most of a
 /// scrape at 50,000 services. A full sync, or more changes than a patch is worth, drops it.
+///
+/// It is kept through syncs only while scrapes recur (two in a row at most `keptInterval`
+/// apart, the last within twice their interval): it is about 160 bytes a backend (80 MB at
+/// 50,000 × 10), which a scrape holds anyway at its peak, but which kept after a lone scrape
+/// (or once the scrapes stop) raised the agent's RSS under churn by as much. Otherwise the first
+/// sync after a scrape drops it and its memory is handed back, as before it was patched.
 /// Owned by the agent: `note` runs on its actor, the rest on the scrapes' render threads.
 final class HitLayoutCache: @unchecked Sendable {
     private let lock = NSLock()
@@ -63,6 +69,19 @@ final class HitLayoutCache: @unchecked Sendable {
     /// Backend ids logged past which the kept layout is dropped (a build costs about as much
     /// as patching this many rows, and the log stays small).
     static let patchLimit = 65_536
+    /// The longest interval between scrapes that keeps a layout through syncs (Prometheus's
+    /// default scrape interval is a minute).
+    static let keptInterval = Duration.seconds(120)
+    private let clock = ContinuousClock()
+    private var lastScrape: ContinuousClock.Instant?
+    private var scrapeInterval: Duration?
+
+    /// Whether the next scrape is due soon: the last two came at most `keptInterval` apart, and
+    /// the last within twice that interval (and a second) of `now`.
+    private func scrapesRecur(_ now: ContinuousClock.Instant) -> Bool {
+        guard let lastScrape, let scrapeInterval, scrapeInterval <= Self.keptInterval else { return false }
+        return now - lastScrape <= scrapeInterval * 2 + .seconds(1)
+    }
 
     /// Layouts built from scratch so far (a test's proof that a change did not rebuild it).
     var layoutsBuilt: Int { lock.withLock { builds } }
@@ -75,7 +94,8 @@ final class HitLayoutCache: @unchecked Sendable {
     func note(generation: UInt64, _ change: HitLayoutChange?) -> Bool {
         lock.withLock {
             let dropped: Bool
-            if let change, layout != nil || !inFlight.isEmpty, loggedIDs + change.backendIDs.count <= Self.patchLimit {
+            if let change, layout != nil || !inFlight.isEmpty, loggedIDs + change.backendIDs.count <= Self.patchLimit,
+               scrapesRecur(clock.now) {
                 if change.ports || !change.backendIDs.isEmpty {
                     log.append((generation, change))
                     loggedIDs += change.backendIDs.count
@@ -104,6 +124,9 @@ final class HitLayoutCache: @unchecked Sendable {
         var base: HitLayout?
         var change = HitLayoutChange()
         let kept: HitLayout? = lock.withLock {
+            let now = clock.now
+            if let lastScrape { scrapeInterval = now - lastScrape }
+            lastScrape = now
             if let layout, self.generation == generation, layout.mode == mode { return layout }
             if layout?.mode == mode, self.generation < generation, self.generation >= floor {
                 base = layout

@@ -174,6 +174,8 @@ struct HitLayoutTests {
         await agent.ingest(.synced)
         await agent.waitUntilIdle()
         countEveryMember(maps)
+        // Two scrapes: the layout is kept through syncs once scrapes recur.
+        _ = await scrapeBothWays(agent)
         let first = await scrapeBothWays(agent)
         #expect(first.patched == first.fresh)
         #expect(first.fresh.contains(mode == .endpoint ? "veer_endpoint_info{" : "veer_service_hits_total{"))
@@ -208,6 +210,37 @@ struct HitLayoutTests {
         #expect(layouts.layoutsBuilt == 1)
         #expect(layouts.layoutsPatched == patchedScrapes)
         #expect(patchedScrapes > 10)
+    }
+
+    @Test("a lone scrape's layout is not kept through a sync (its memory goes back); recurring scrapes' is, and is patched")
+    func keptOnlyWhileScrapesRecur() async throws {
+        let maps = MemoryMapStore()
+        let agent = agent(maps, .endpoint)
+        var world = World(seed: 11)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        for _ in 0..<5 { await agent.ingest(events(world.objects(world.addService()))) }
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        countEveryMember(maps)
+        _ = await scrapeBothWays(agent)
+        let layouts = await agent.hitLayouts
+        world.services[0].endpoints[0].ip = world.freshIP()
+        await agent.ingest(events(world.objects(world.services[0])))
+        await agent.waitUntilIdle()
+        var scrape = await scrapeBothWays(agent)
+        #expect(scrape.patched == scrape.fresh)
+        #expect(layouts.layoutsBuilt == 2)
+        #expect(layouts.layoutsPatched == 0)
+        // A second scrape soon after the first: the next sync keeps the layout for the next scrape.
+        world.services[0].endpoints[0].pod = "renamed"
+        await agent.ingest(events(world.objects(world.services[0])))
+        await agent.waitUntilIdle()
+        countEveryMember(maps)
+        scrape = await scrapeBothWays(agent)
+        #expect(scrape.patched == scrape.fresh)
+        #expect(scrape.fresh.contains("pod=\"renamed\""))
+        #expect(layouts.layoutsBuilt == 2)
+        #expect(layouts.layoutsPatched == 1)
     }
 
     @Test("a full sync drops the kept layout: the next scrape builds it")

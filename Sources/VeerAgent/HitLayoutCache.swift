@@ -75,12 +75,18 @@ final class HitLayoutCache: @unchecked Sendable {
     private let clock = ContinuousClock()
     private var lastScrape: ContinuousClock.Instant?
     private var scrapeInterval: Duration?
+    private var onlyWhileScrapesRecur = true
+
+    /// Keeps the layout through syncs whatever the scrapes' timing (a test's scrapes have none
+    /// that means anything; it counts the patches).
+    func keepThroughSyncs() { lock.withLock { onlyWhileScrapesRecur = false } }
 
     /// Whether the next scrape is due soon: the last two came at most `keptInterval` apart, and
-    /// the last within twice that interval (and a second) of `now`.
+    /// the last within twice that interval (and 5 s, for jitter) of `now`.
     private func scrapesRecur(_ now: ContinuousClock.Instant) -> Bool {
+        guard onlyWhileScrapesRecur else { return true }
         guard let lastScrape, let scrapeInterval, scrapeInterval <= Self.keptInterval else { return false }
-        return now - lastScrape <= scrapeInterval * 2 + .seconds(1)
+        return now - lastScrape <= scrapeInterval * 2 + .seconds(5)
     }
 
     /// Layouts built from scratch so far (a test's proof that a change did not rebuild it).

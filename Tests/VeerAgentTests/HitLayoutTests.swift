@@ -174,12 +174,12 @@ struct HitLayoutTests {
         await agent.ingest(.synced)
         await agent.waitUntilIdle()
         countEveryMember(maps)
-        // Two scrapes: the layout is kept through syncs once scrapes recur.
-        _ = await scrapeBothWays(agent)
+        // Kept whatever the time between scrapes (keptOnlyWhileScrapesRecur tests that rule).
+        let layouts = await agent.hitLayouts
+        layouts.keepThroughSyncs()
         let first = await scrapeBothWays(agent)
         #expect(first.patched == first.fresh)
         #expect(first.fresh.contains(mode == .endpoint ? "veer_endpoint_info{" : "veer_service_hits_total{"))
-        let layouts = await agent.hitLayouts
         #expect(layouts.layoutsBuilt == 1)
 
         var patchedScrapes = 0

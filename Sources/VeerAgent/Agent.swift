@@ -56,7 +56,7 @@ public actor Agent {
     var heapRelease = HeapReleaseAfterFiles.none
 
     var counters = AgentCounters()
-    /// The scrapes' hit layout, kept while `counters.programmedGeneration` holds (HitSeries.swift).
+    /// The scrapes' hit layout, kept and patched across syncs (HitLayoutCache.swift).
     let hitLayouts = HitLayoutCache()
     /// EndpointSlice last-change-trigger-times waiting for the sync that writes them.
     private var pendingTriggers: [Date] = []
@@ -224,13 +224,18 @@ public actor Agent {
 
     private func syncOnce() {
         guard store.isSynced else { return }
-        // The names and the programmed ids change only here: a scrape's kept layout is stale, and
-        // is dropped now rather than held until the next scrape (under churn, every one). Its
-        // memory goes back to the system too, off the actor: without that, glibc kept it, and
-        // the largest RSS under churn was 40-55 MB higher at 50,000-100,000 services.
+        // The names and the programmed ids change only here: a scrape's kept layout is patched
+        // at the next scrape with what this sync notes it changed (an incremental sync's few
+        // rows); anything else (a full sync, a failed one, or any sync while scrapes do not
+        // recur: HitLayoutCache) drops it now rather than holding it until the next scrape. A dropped layout's memory goes back to the system too, off the
+        // actor: without that, glibc kept it, and the largest RSS under churn was 40-55 MB higher
+        // at 50,000-100,000 services.
         counters.programmedGeneration &+= 1
-        if hitLayouts.clear() {
-            Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { HeapRelease.now() } }
+        var layoutChange: HitLayoutChange?
+        defer {
+            if hitLayouts.note(generation: counters.programmedGeneration, layoutChange) {
+                Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { HeapRelease.now() } }
+            }
         }
         let node = nodeContext
         let started = clock.now
@@ -238,6 +243,7 @@ public actor Agent {
         let touched = pendingServices
         do {
             let outcome = full ? try fullSync(node) : try incrementalSync(node)
+            layoutChange = outcome.layoutChange
             let elapsed = clock.now - started
             counters.syncCount += 1
             counters.mapOperations += UInt64(outcome.operations)
@@ -296,6 +302,8 @@ public actor Agent {
         /// `SyncLog.fullSyncLines`: at 50,000 services its lines were 50,000, megabytes of log
         /// at every restart, written while changes waited.
         var log: (lines: [String], omitted: Int)
+        /// What an incremental sync changed of a scrape's kept layout (nil: anything).
+        var layoutChange: HitLayoutChange?
 
         init(_ plan: Plan, skipped: [SkipReason], desired: FrontendIndex, logged: Bool) {
             operations = plan.operations.count
@@ -404,21 +412,31 @@ public actor Agent {
 
         let plan = Planner.plan(changed: changed, desired: changed.compactMap { index.desired($0) }, actual: running!,
                                 capacities: maps.capacities)
+        // What a scrape's kept layout must patch: the entries written and deleted, and below,
+        // the names set again (every id holding those backends' addresses).
+        var layoutAddresses: [L4Address] = []
+        var layoutChange = HitLayoutChange(plan.operations, before: running!, addresses: &layoutAddresses)
         try maps.apply(plan.operations)
         running?.apply(plan.operations)
         // A deleted backend entry's names go with it (ids are reused only by later plans).
         for op in plan.operations { if case let .deleteBackend(id) = op { storedNames.removeBackend(id: id) } }
         trackClusterIPs(changed)
         for address in changed {
+            let named = storedNames.frontend(address)
             if plan.target.masters[address] != nil, let f = index.desired(address) {
                 storedNames.setProgrammed(f, in: running)
+                layoutAddresses.append(contentsOf: f.backends.map(\.address))
             } else if running?.state.masters[address] == nil {
                 storedNames.frontends[address] = nil
             }
+            if storedNames.frontend(address) != named { layoutChange.ports = true }
         }
+        layoutChange.resolve(layoutAddresses, in: running!)
         for service in Set(changed.compactMap { index.desired($0)?.service.serviceKey }) { rejections[service] = nil }
         for rejection in plan.rejected { rejections[rejection.service] = rejection }
-        return SyncOutcome(plan, skipped: skipped, desired: index, logged: logger.logLevel <= .info)
+        var outcome = SyncOutcome(plan, skipped: skipped, desired: index, logged: logger.logLevel <= .info)
+        outcome.layoutChange = layoutChange
+        return outcome
     }
 
     private func scheduleRetry() {

@@ -23,7 +23,8 @@ struct AgentCounters: Sendable {
     var packetPathErrors: UInt64 = 0
     var conntrackFlowsDeleted: UInt64 = 0
     /// Bumped by every sync (the only place the names and the programmed ids change): a scrape's
-    /// `HitLayout` built at one value holds for every later snapshot taken at the same one.
+    /// `HitLayout` built at one value holds for every later snapshot taken at the same one, and
+    /// is patched for a later one with what the syncs between noted (`HitLayoutCache.note`).
     var programmedGeneration: UInt64 = 0
 
     struct RejectionKey: Hashable, Comparable {
@@ -97,7 +98,10 @@ public struct MetricsSnapshot: Sendable {
         let ids = programmed ?? ProgrammedIDs((try? maps.readState()) ?? MapState())
         let build = { HitLayout(ids, names: names, mode: hitMetrics) }
         // Only the agent's own copy of what it wrote has a generation; maps read back do not.
-        let layout = programmed != nil ? layouts?.layout(generation: counters.programmedGeneration, mode: hitMetrics, build: build) ?? build()
+        let layout = programmed != nil
+            ? layouts?.layout(generation: counters.programmedGeneration, mode: hitMetrics, build: build) {
+                $0.patch(ids, names: names, change: $1)
+            } ?? build()
             : build()
         return (HitSeries(layout, hits: (try? maps.memberHits()) ?? MemberHits()), ids)
     }

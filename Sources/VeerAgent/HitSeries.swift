@@ -6,8 +6,9 @@ import VeerModel
 /// What a scrape's hit series take from the names and the programmed ids alone, not from the
 /// counts: each Service port and its escaped labels in label order, each backend row's endpoint
 /// text (its `ip:port` key and its info labels), and the ids' rows. Building it was two fifths
-/// of a scrape at 10,000 services; it changes only when a sync does, so `HitLayoutCache` keeps
-/// it from one scrape to the next (`AgentCounters.programmedGeneration` says when it is stale).
+/// of a scrape at 10,000 services, most of a scrape at 50,000; `HitLayoutCache` keeps it from
+/// one scrape to the next, and a scrape after a sync patches what the sync changed
+/// (`patch(_:names:change:)`) instead of building it again.
 struct HitLayout: Sendable {
     /// A Service port: the hit series' identity labels but the endpoint.
     fileprivate struct ServicePort: Hashable, Sendable {
@@ -27,16 +28,18 @@ struct HitLayout: Sendable {
     fileprivate var order: [Int] = []
     fileprivate var rank: [Int32] = []
     /// By rev_nat id: its Service port (-1: no names) and its frontend's row.
-    fileprivate var portOfRevNat: IDIndex
-    fileprivate var rowOfRevNat: IDIndex
+    fileprivate var portOfRevNat = IDIndex(ids: [])
+    fileprivate var rowOfRevNat = IDIndex(ids: [])
     fileprivate var frontendAddress: [L4Address] = []
     /// Per backend row (one per backend id; endpoint series only): its endpoint label,
     /// `10.0.0.1:8080` or `[fd00::1]:8080` (the record's key), then the rest of its info line:
     /// `",pod="…",node="…",zone="…"} 1\n`. Two rows of one `ip:port` (two ids, or TCP and UDP)
     /// are one endpoint: their keys are equal.
     fileprivate var endpointText = ByteArena()
-    fileprivate var rowOfBackend: IDIndex
+    fileprivate var rowOfBackend = IDIndex(ids: [])
     fileprivate var backendAddress: [L4Address] = []
+    /// Rows of backend ids deleted since the build (their text removed), reused by new ids.
+    private var freeRows: [Int32] = []
     // Not the names themselves: kept, they would hold the agent's tables as they were at this
     // generation while the agent's changes copy them shard by shard.
 
@@ -44,6 +47,58 @@ struct HitLayout: Sendable {
     /// frontends without names have no port (their members are left out, as before).
     init(_ state: ProgrammedIDs, names: ProgrammedNames, mode: HitMetrics) {
         self.mode = mode
+        buildPorts(state, names: names)
+        buildBackends(state, names: names)
+    }
+
+    /// Brings a layout built from earlier ids and names up to these: the Service ports again
+    /// where frontends or their names changed, and the rows of the backend ids `change` names
+    /// (each rewritten from its entry and names now, removed where the entry is gone). The
+    /// result renders as a layout built from `state` and `names` does (HitLayoutTests).
+    mutating func patch(_ state: ProgrammedIDs, names: ProgrammedNames, change: HitLayoutChange) {
+        if change.ports { buildPorts(state, names: names) }
+        guard !change.backendIDs.isEmpty else { return }
+        var ids = change.backendIDs
+        ids.sort()
+        if mode == .endpoint { endpointText.makeRoom(ids.count * 160) }
+        var previous: UInt32?
+        for id in ids where id != previous {
+            previous = id
+            let row = rowOfBackend[id]
+            guard let address = state.backends[id] else {
+                // The entry is gone: its row goes back for a later id.
+                if row >= 0 {
+                    rowOfBackend[id] = -1
+                    freeRows.append(row)
+                    if mode == .endpoint { endpointText.remove(Int(row)) }
+                }
+                continue
+            }
+            if row >= 0 {
+                backendAddress[Int(row)] = address
+                if mode == .endpoint { endpointText.reopen(Int(row)) }
+            } else if let free = freeRows.popLast() {
+                rowOfBackend[id] = free
+                backendAddress[Int(free)] = address
+                if mode == .endpoint { endpointText.reopen(Int(free)) }
+            } else {
+                rowOfBackend[id] = Int32(backendAddress.count)
+                backendAddress.append(address)
+                if mode == .endpoint { endpointText.begin() }
+            }
+            if mode == .endpoint { writeEndpoint(address, names.backend(id: id, at: address)) }
+        }
+    }
+
+    /// The Service-port half: each frontend's port, the ports' labels and their order.
+    private mutating func buildPorts(_ state: ProgrammedIDs, names: ProgrammedNames) {
+        // What an earlier build held goes first: the two are never held at once.
+        ports = []
+        portLabels = ByteArena()
+        serviceLabelsEnd = []
+        order = []
+        rank = []
+        frontendAddress = []
         var portIndex: [ServicePort: Int32] = [:]
         portIndex.reserveCapacity(state.frontends)
         // The frontends by row, walking the table once; their rows by id.
@@ -77,6 +132,7 @@ struct HitLayout: Sendable {
             portLabels.append("\",\(HitSeries.hit[3])=\"")
             portLabels.append(p.proto.kubernetesName)
             portLabels.append("\"")
+            portLabels.end()
         }
         // The Service ports in label order.
         let ports = ports
@@ -89,71 +145,36 @@ struct HitLayout: Sendable {
         }
         rank = [Int32](repeating: 0, count: ports.count)
         for (r, p) in order.enumerated() { rank[p] = Int32(r) }
+    }
 
-        // Every backend once, walking the table (not a lookup per member).
+    /// The backend half: every backend once, walking the table (not a lookup per member).
+    private mutating func buildBackends(_ state: ProgrammedIDs, names: ProgrammedNames) {
         let (backendIDs, addresses) = state.backends.columns
         rowOfBackend = IDIndex(ids: backendIDs)
         if mode == .endpoint { endpointText.reserve(strings: addresses.count, bytes: addresses.count * 96) }
         for (row, id) in backendIDs.enumerated() {
             rowOfBackend[id] = Int32(row)
             if mode == .endpoint {
-                let n = names.backend(id: id, at: addresses[row])
                 endpointText.begin()
-                endpointText.appendHostPort(addresses[row])
-                endpointText.endKey()
-                endpointText.append(HitSeries.infoLabels[1])
-                endpointText.appendEscaped(n?.pod ?? "")
-                endpointText.append(HitSeries.infoLabels[2])
-                endpointText.appendEscaped(n?.node ?? "")
-                endpointText.append(HitSeries.infoLabels[3])
-                endpointText.appendEscaped(n?.zone ?? "")
-                endpointText.append(HitSeries.infoEnd)
+                writeEndpoint(addresses[row], names.backend(id: id, at: addresses[row]))
             }
         }
         backendAddress = addresses
         if mode == .endpoint { endpointText.sealKeys() }
     }
-}
 
-/// The last scrape's `HitLayout`, kept for the next while the agent's names and programmed
-/// ids are unchanged: keyed by `AgentCounters.programmedGeneration`, which every sync bumps.
-/// Owned by the agent, used only off its actor (by the scrapes' render threads).
-final class HitLayoutCache: @unchecked Sendable {
-    private let lock = NSLock()
-    private var generation: UInt64 = 0
-    private var layout: HitLayout?
-    private var builds = 0
-    /// Layouts built so far (a test's proof that a change rebuilt it, and that no change did not).
-    var layoutsBuilt: Int { lock.withLock { builds } }
-
-    /// The layout for `generation`: the kept one, or one built now (outside the lock: a
-    /// second scrape meanwhile builds its own) and kept unless a newer one is. A stale layout is
-    /// dropped before its successor is built, so the two are never held at once.
-    func layout(generation: UInt64, mode: HitMetrics, build: () -> HitLayout) -> HitLayout {
-        let kept: HitLayout? = lock.withLock {
-            if let layout, self.generation == generation, layout.mode == mode { return layout }
-            if generation >= self.generation { layout = nil }
-            return nil
-        }
-        if let kept { return kept }
-        let fresh = build()
-        lock.withLock {
-            builds += 1
-            if generation >= self.generation {
-                self.generation = generation
-                layout = fresh
-            }
-        }
-        return fresh
-    }
-
-    /// Forgets the kept layout (its memory) until the next scrape; whether there was one.
-    @discardableResult
-    func clear() -> Bool {
-        lock.withLock {
-            defer { layout = nil }
-            return layout != nil
-        }
+    /// A backend row's text, after `begin()` or `reopen(_:)`: its key, then its info labels.
+    private mutating func writeEndpoint(_ address: L4Address, _ n: ProgrammedNames.Backend?) {
+        endpointText.appendHostPort(address)
+        endpointText.endKey()
+        endpointText.append(HitSeries.infoLabels[1])
+        endpointText.appendEscaped(n?.pod ?? "")
+        endpointText.append(HitSeries.infoLabels[2])
+        endpointText.appendEscaped(n?.node ?? "")
+        endpointText.append(HitSeries.infoLabels[3])
+        endpointText.appendEscaped(n?.zone ?? "")
+        endpointText.append(HitSeries.infoEnd)
+        endpointText.end()
     }
 }
 
@@ -440,25 +461,95 @@ private struct Item {
     var count: UInt64
 }
 
-/// Byte strings end to end in one buffer: fragments of label text without an allocation each.
+/// Byte strings in one buffer: fragments of label text without an allocation each.
 /// A string may have a key (`endKey()`): its start, by which strings are ordered.
+/// A string can be rewritten (`reopen(_:)`: its new bytes go at the end) or removed; the bytes
+/// no string uses any more are reclaimed in place once they are a sixteenth of the buffer.
 private struct ByteArena: Sendable {
     private(set) var bytes: [UInt8] = []
     private var starts: [Int32] = []
+    private var ends: [Int32] = []
     /// Where each string's key ends, where `endKey()` was called (else its end).
     private var keyEnds: [Int32] = []
+    /// The string `endKey()` and `end()` close: the last one, or the one `reopen(_:)` rewrites.
+    private var open: Int?
+    /// Bytes of rewritten and removed strings: no string's any more.
+    private var unused = 0
 
     mutating func reserve(strings: Int, bytes count: Int) {
         starts.reserveCapacity(strings)
+        ends.reserveCapacity(strings)
         keyEnds.reserveCapacity(strings)
         bytes.reserveCapacity(count)
     }
 
     /// Starts the next string.
-    mutating func begin() { starts.append(Int32(bytes.count)) }
+    mutating func begin() {
+        open = starts.count
+        starts.append(Int32(bytes.count))
+        ends.append(Int32(bytes.count))
+        if sealed { keys.append((0, 0, 0)) }
+    }
+
+    /// Starts string `i` again: what follows until `end()` is its new text.
+    mutating func reopen(_ i: Int) {
+        unused += Int(ends[i] - starts[i])
+        open = i
+        starts[i] = Int32(bytes.count)
+    }
+
+    /// Removes string `i`'s text (it is empty until reopened).
+    mutating func remove(_ i: Int) {
+        unused += Int(ends[i] - starts[i])
+        starts[i] = 0
+        ends[i] = 0
+        if !keyEnds.isEmpty { keyEnds[i] = 0 }
+        if sealed { keys[i] = (0, 0, 0) }
+    }
 
     /// Ends the current string's key.
-    mutating func endKey() { keyEnds.append(Int32(bytes.count)) }
+    mutating func endKey() {
+        let i = open!
+        if i < keyEnds.count { keyEnds[i] = Int32(bytes.count) } else { keyEnds.append(Int32(bytes.count)) }
+    }
+
+    /// Ends the current string.
+    mutating func end() {
+        let i = open!
+        ends[i] = Int32(bytes.count)
+        if sealed { sealKey(i) }
+        open = nil
+    }
+
+    /// Room for `count` more bytes without growing the buffer, reclaiming the unused first where
+    /// they are many: a patch then writes into the buffer it has, not a copy of twice its size.
+    mutating func makeRoom(_ count: Int) {
+        if unused > 0, unused >= bytes.count / 16 || bytes.capacity - bytes.count < count { compact() }
+        if bytes.capacity - bytes.count < count { bytes.reserveCapacity(bytes.count + count + bytes.count / 16) }
+    }
+
+    /// Moves every string down over the unused bytes, in place, in the order of their starts.
+    private mutating func compact() {
+        let live = starts.indices.filter { ends[$0] > starts[$0] }.sorted { starts[$0] < starts[$1] }
+        var to = 0
+        // Taken out while it is moved (the offsets change beside it), not copied.
+        var buffer = bytes
+        bytes = []
+        buffer.withUnsafeMutableBufferPointer { buf in
+            for i in live {
+                let from = Int(starts[i]), length = Int(ends[i] - starts[i])
+                if from != to { memmove(buf.baseAddress! + to, buf.baseAddress! + from, length) }
+                let shift = Int32(to - from)
+                starts[i] += shift
+                ends[i] += shift
+                if !keyEnds.isEmpty { keyEnds[i] += shift }
+                to += length
+            }
+        }
+        buffer.removeLast(buffer.count - to)
+        bytes = buffer
+        unused = 0
+    }
 
     mutating func append(_ s: String) {
         var s = s
@@ -488,25 +579,25 @@ private struct ByteArena: Sendable {
         bytes.append(UInt8(ascii: "0") + UInt8(n % 10))
     }
 
-    private func end(_ i: Int) -> Int { i + 1 < starts.count ? Int(starts[i + 1]) : bytes.count }
-    private func keyEnd(_ i: Int) -> Int { keyEnds.isEmpty ? end(i) : Int(keyEnds[i]) }
+    private func keyEnd(_ i: Int) -> Int { keyEnds.isEmpty ? Int(ends[i]) : Int(keyEnds[i]) }
 
-    subscript(i: Int) -> ArraySlice<UInt8> { bytes[Int(starts[i])..<end(i)] }
+    subscript(i: Int) -> ArraySlice<UInt8> { bytes[Int(starts[i])..<Int(ends[i])] }
 
     /// The strings as buffers, valid inside `body` only.
     struct View {
         let bytes: UnsafeBufferPointer<UInt8>
         let starts: UnsafeBufferPointer<Int32>
+        let ends: UnsafeBufferPointer<Int32>
         let keyEnds: UnsafeBufferPointer<Int32>
-        /// The longest string's and the longest key's length (`sealKeys()`; 0 before).
+        /// The longest string's and the longest key's length (`sealKeys()`; 0 before), or more
+        /// (a string rewritten shorter leaves them as they were).
         let maxLength: Int
         let maxKeyLength: Int
 
         /// String `i`, whole.
         @inline(__always)
         subscript(i: Int32) -> UnsafeBufferPointer<UInt8> {
-            let a = Int(starts[Int(i)]), b = Int(i) + 1 < starts.count ? Int(starts[Int(i) + 1]) : bytes.count
-            return UnsafeBufferPointer(rebasing: bytes[a..<b])
+            UnsafeBufferPointer(rebasing: bytes[Int(starts[Int(i)])..<Int(ends[Int(i)])])
         }
 
         /// String `i`'s key.
@@ -517,8 +608,8 @@ private struct ByteArena: Sendable {
 
         /// Orders what follows the keys of strings `i` and `j` as bytes: <0, 0, >0.
         func compareTails(_ i: Int32, _ j: Int32) -> Int32 {
-            let a = UnsafeBufferPointer(rebasing: self[i][(Int(keyEnds[Int(i)]) - Int(starts[Int(i)]))...])
-            let b = UnsafeBufferPointer(rebasing: self[j][(Int(keyEnds[Int(j)]) - Int(starts[Int(j)]))...])
+            let a = UnsafeBufferPointer(rebasing: bytes[Int(keyEnds[Int(i)])..<Int(ends[Int(i)])])
+            let b = UnsafeBufferPointer(rebasing: bytes[Int(keyEnds[Int(j)])..<Int(ends[Int(j)])])
             let c = memcmp(a.baseAddress!, b.baseAddress!, min(a.count, b.count))
             return c != 0 ? c : Int32(a.count) - Int32(b.count)
         }
@@ -532,8 +623,10 @@ private struct ByteArena: Sendable {
     func withView<R>(_ body: (View) throws -> R) rethrows -> R {
         try bytes.withUnsafeBufferPointer { b in
             try starts.withUnsafeBufferPointer { s in
-                try keyEnds.withUnsafeBufferPointer { k in
-                    try body(View(bytes: b, starts: s, keyEnds: k, maxLength: maxLength, maxKeyLength: maxKeyLength))
+                try ends.withUnsafeBufferPointer { e in
+                    try keyEnds.withUnsafeBufferPointer { k in
+                        try body(View(bytes: b, starts: s, ends: e, keyEnds: k, maxLength: maxLength, maxKeyLength: maxKeyLength))
+                    }
                 }
             }
         }
@@ -546,29 +639,33 @@ private struct ByteArena: Sendable {
     /// length do.
     private var keys: [(UInt64, UInt64, UInt64)] = []
     private var maxLength = 0, maxKeyLength = 0
+    /// `sealKeys()` was called: strings written since get their key as they end.
+    private var sealed = false
 
     /// Computes `keys` once every string is in.
     mutating func sealKeys() {
-        keys = []
-        keys.reserveCapacity(starts.count)
+        keys = [(UInt64, UInt64, UInt64)](repeating: (0, 0, 0), count: starts.count)
+        sealed = true
+        for i in starts.indices { sealKey(i) }
+    }
+
+    private mutating func sealKey(_ i: Int) {
+        let s = Int(starts[i]), e = keyEnd(i)
+        var w: (UInt64, UInt64, UInt64) = (0, 0, 0)
         bytes.withUnsafeBufferPointer { buf in
-            for i in starts.indices {
-                let s = Int(starts[i]), e = keyEnd(i)
-                var w: (UInt64, UInt64, UInt64) = (0, 0, 0)
-                for k in 0..<min(e - s, 23) {
-                    let v = UInt64(buf[s + k]) << UInt64(56 - 8 * (k & 7))
-                    switch k >> 3 {
-                    case 0: w.0 |= v
-                    case 1: w.1 |= v
-                    default: w.2 |= v
-                    }
+            for k in 0..<min(e - s, 23) {
+                let v = UInt64(buf[s + k]) << UInt64(56 - 8 * (k & 7))
+                switch k >> 3 {
+                case 0: w.0 |= v
+                case 1: w.1 |= v
+                default: w.2 |= v
                 }
-                if e - s > 23 { w.2 |= 1 }
-                maxKeyLength = max(maxKeyLength, e - s)
-                maxLength = max(maxLength, end(i) - s)
-                keys.append(w)
             }
         }
+        if e - s > 23 { w.2 |= 1 }
+        maxKeyLength = max(maxKeyLength, e - s)
+        maxLength = max(maxLength, Int(ends[i]) - s)
+        keys[i] = w
     }
 
     func withKeys<R>(_ body: (UnsafeBufferPointer<(UInt64, UInt64, UInt64)>) -> R) -> R {
@@ -586,7 +683,8 @@ private struct ByteArena: Sendable {
 }
 
 /// Int32 values (-1: none) by a map's ids: a flat array where the ids are dense, as the
-/// planner hands them out (the lowest free), a dictionary where they are not.
+/// planner hands them out (the lowest free), a dictionary where they are not. A patch's new
+/// ids past the array grow it while they stay dense.
 private struct IDIndex: Sendable {
     private var flat: [Int32] = []
     private var sparse: [UInt32: Int32]?
@@ -606,7 +704,22 @@ private struct IDIndex: Sendable {
             return Int(id) < flat.count ? flat[Int(id)] : -1
         }
         set {
-            if sparse != nil { sparse![id] = newValue } else if Int(id) < flat.count { flat[Int(id)] = newValue }
+            if sparse != nil {
+                sparse![id] = newValue < 0 ? nil : newValue
+            } else if Int(id) < flat.count {
+                flat[Int(id)] = newValue
+            } else if newValue >= 0 {
+                if Int(id) <= 2 * flat.count + 65_536 {
+                    flat.append(contentsOf: repeatElement(-1, count: Int(id) + 1 - flat.count))
+                    flat[Int(id)] = newValue
+                } else {
+                    var all: [UInt32: Int32] = [:]
+                    for (i, v) in flat.enumerated() where v >= 0 { all[UInt32(i)] = v }
+                    all[id] = newValue
+                    sparse = all
+                    flat = []
+                }
+            }
         }
     }
 }

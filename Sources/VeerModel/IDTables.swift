@@ -173,6 +173,14 @@ public struct AddressesByID: Sendable {
         }
     }
 
+    /// The address entry `id` holds (a scrape's patch of its kept layout reads the few ids a sync changed).
+    public subscript(id: UInt32) -> L4Address? {
+        switch table {
+        case let .frontends(t): t[id]
+        case let .backends(t): t[id]?.address
+        }
+    }
+
     /// Every (id, address) pair, by ascending id.
     public func forEach(_ body: (UInt32, L4Address) throws -> Void) rethrows {
         switch table {

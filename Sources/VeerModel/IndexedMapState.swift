@@ -42,6 +42,9 @@ public struct IndexedMapState: Sendable {
     /// The id a plan reuses for this backend address: the lowest that holds it.
     public func backendID(_ address: L4Address) -> UInt32? { backendIndex.lowest(address) { state.backends[$0]?.address } }
 
+    /// Every backend id holding this address (several while a plan moves it between ids).
+    public func backendIDs(holding address: L4Address) -> [UInt32] { backendIndex.ids(address) { state.backends[$0]?.address } }
+
     /// The lowest rev_nat id holding this frontend address, master or not.
     public func revNatID(_ address: L4Address) -> UInt32? { revNatIndex.lowest(address) { state.revNat[$0] } }
 

@@ -227,9 +227,10 @@ public actor Agent {
         // The names and the programmed ids change only here: a scrape's kept layout is patched
         // at the next scrape with what this sync notes it changed (an incremental sync's few
         // rows); anything else (a full sync, a failed one, or any sync while scrapes do not
-        // recur: HitLayoutCache) drops it now rather than holding it until the next scrape. A dropped layout's memory goes back to the system too, off the
-        // actor: without that, glibc kept it, and the largest RSS under churn was 40-55 MB higher
-        // at 50,000-100,000 services.
+        // recur: HitLayoutCache) drops it now rather than holding it until the next scrape. A
+        // dropped layout's memory goes back to the system too, off the actor: without that,
+        // glibc kept it, and the largest RSS under churn was 40-55 MB higher at 50,000-100,000
+        // services.
         counters.programmedGeneration &+= 1
         var layoutChange: HitLayoutChange?
         defer {

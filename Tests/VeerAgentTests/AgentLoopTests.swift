@@ -112,7 +112,7 @@ struct AgentLoopTests {
     @Test("objects in any order, one change at a time: the incremental syncs end where one full plan does",
           arguments: [1, 2, 3, 4, 5] as [UInt64])
     func anyOrder(seed: UInt64) async {
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let steps = history().shuffled(using: &rng)
         let maps = MemoryMapStore()
         let agent = agent(maps)
@@ -179,7 +179,7 @@ struct AgentLoopTests {
     @Test("10% of writes fail: every sync is retried from what the maps hold, and the maps converge",
           arguments: [11, 12, 13] as [UInt64])
     func faultyWrites(seed: UInt64) async {
-        var rng = SeededGenerator(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let steps = history().shuffled(using: &rng)
         let maps = MemoryMapStore(failureRate: 0.1, seed: seed)
         let agent = agent(maps)
@@ -247,15 +247,3 @@ struct AgentMetricsTests {
     }
 }
 
-/// splitmix64, for repeatable shuffles.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -15,18 +15,6 @@ import VeerTestSupport
 
 private let node = "node-a"
 
-/// A small deterministic generator (SplitMix64): a failure names its seed and replays.
-private struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The cluster the test changes: services with one or two ports and their endpoints.
 private struct World {
     struct Endpoint {
@@ -48,9 +36,9 @@ private struct World {
     var services: [Service] = []
     var nextService = 0
     var nextIP = 0
-    var rng: SeededRandom
+    var rng: SplitMix64
 
-    init(seed: UInt64) { rng = SeededRandom(state: seed) }
+    init(seed: UInt64) { rng = SplitMix64(seed: seed) }
 
     mutating func freshIP() -> String {
         nextIP += 1
@@ -161,6 +149,20 @@ private func scrapeBothWays(_ agent: Agent) async -> (patched: String, fresh: St
     return (String(buffer: snapshot.render()), String(buffer: scratch.render()))
 }
 
+/// An agent serving five services of a seeded world, every member counted, scraped once.
+private func scrapedOnce(seed: UInt64) async -> (MemoryMapStore, Agent, World, HitLayoutCache) {
+    let maps = MemoryMapStore()
+    let agent = agent(maps, .endpoint)
+    var world = World(seed: seed)
+    for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+    for _ in 0..<5 { await agent.ingest(events(world.objects(world.addService()))) }
+    await agent.ingest(.synced)
+    await agent.waitUntilIdle()
+    countEveryMember(maps)
+    _ = await scrapeBothWays(agent)
+    return (maps, agent, world, await agent.hitLayouts)
+}
+
 @Suite("Metrics: the kept hit layout, patched")
 struct HitLayoutTests {
     @Test("after any random changes a patched layout renders as one built from scratch",
@@ -214,16 +216,8 @@ struct HitLayoutTests {
 
     @Test("a lone scrape's layout is not kept through a sync (its memory goes back); recurring scrapes' is, and is patched")
     func keptOnlyWhileScrapesRecur() async throws {
-        let maps = MemoryMapStore()
-        let agent = agent(maps, .endpoint)
-        var world = World(seed: 11)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        for _ in 0..<5 { await agent.ingest(events(world.objects(world.addService()))) }
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
-        countEveryMember(maps)
-        _ = await scrapeBothWays(agent)
-        let layouts = await agent.hitLayouts
+        let (maps, agent, started, layouts) = await scrapedOnce(seed: 11)
+        var world = started
         world.services[0].endpoints[0].ip = world.freshIP()
         await agent.ingest(events(world.objects(world.services[0])))
         await agent.waitUntilIdle()
@@ -245,16 +239,7 @@ struct HitLayoutTests {
 
     @Test("a full sync drops the kept layout: the next scrape builds it")
     func fullSyncRebuilds() async throws {
-        let maps = MemoryMapStore()
-        let agent = agent(maps, .endpoint)
-        var world = World(seed: 9)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        for _ in 0..<5 { await agent.ingest(events(world.objects(world.addService()))) }
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
-        countEveryMember(maps)
-        _ = await scrapeBothWays(agent)
-        let layouts = await agent.hitLayouts
+        let (_, agent, _, layouts) = await scrapedOnce(seed: 9)
         #expect(layouts.layoutsBuilt == 1)
         // The agent's own Node changing (its zone) plans everything again.
         await agent.ingest(events([Manifest.node(node, zone: "zone-9")]))

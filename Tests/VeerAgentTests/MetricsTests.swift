@@ -143,7 +143,7 @@ struct MetricsTests {
         #expect(state.masters.keys.contains { !$0.ip.isIPv4 } && state.masters.keys.contains { $0.proto == .udp })
 
         // Every member counted, some twice over 2^32, one pair not at all.
-        var rng = SeededGenerator(seed: 7)
+        var rng = SplitMix64(seed: 7)
         var hits: [FrontendBackend: UInt64] = [:]
         for member in state.members.sorted() {
             let pair = FrontendBackend(frontend: state.revNat[member.revNatID]!, backend: state.backends[member.backendID]!.address)

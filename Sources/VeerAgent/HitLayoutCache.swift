@@ -168,13 +168,4 @@ final class HitLayoutCache: @unchecked Sendable {
         }
         return fresh
     }
-
-    /// Forgets the kept layout (its memory) until the next scrape; whether there was one.
-    @discardableResult
-    func clear() -> Bool {
-        lock.withLock {
-            defer { layout = nil }
-            return layout != nil
-        }
-    }
 }

@@ -88,13 +88,10 @@ private func expected(after steps: [[SourceEvent]]) -> [String] {
 }
 
 private func agent(_ maps: MemoryMapStore, hitMetrics: HitMetrics = .endpoint) -> Agent {
-    var config = AgentConfiguration(nodeName: node, pins: PinLayout(root: "/nonexistent"))
-    config.hitMetrics = hitMetrics
-    config.writesStateFiles = false
-    config.retryDelay = .milliseconds(5)
-    var logger = Logger(label: "agent-loop-test")
-    logger.logLevel = .critical
-    return Agent(config: config, maps: maps, logger: logger)
+    inMemoryAgent(maps, node: node, label: "agent-loop-test") {
+        $0.hitMetrics = hitMetrics
+        $0.retryDelay = .milliseconds(5)
+    }
 }
 
 /// Waits until the agent is idle and its maps match; failed writes retry on a timer, so

@@ -121,13 +121,10 @@ private func events(_ objects: [Manifest.Object]) -> [SourceEvent] {
 }
 
 private func agent(_ maps: MemoryMapStore, _ hitMetrics: HitMetrics) -> Agent {
-    var config = AgentConfiguration(nodeName: node, pins: PinLayout(root: "/nonexistent"))
-    config.hitMetrics = hitMetrics
-    config.writesStateFiles = false
-    config.addressOverride = [IPAddress("192.0.2.1")!]
-    var logger = Logger(label: "hit-layout-test")
-    logger.logLevel = .critical
-    return Agent(config: config, maps: maps, logger: logger)
+    inMemoryAgent(maps, node: node, label: "hit-layout-test") {
+        $0.hitMetrics = hitMetrics
+        $0.addressOverride = [IPAddress("192.0.2.1")!]
+    }
 }
 
 /// Every member counted, each pair its own count: a row resolved to the wrong endpoint shows.

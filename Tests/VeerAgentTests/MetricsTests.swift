@@ -69,13 +69,10 @@ private func fixture() -> [SourceEvent] {
 }
 
 private func agent(_ maps: MemoryMapStore, _ hitMetrics: HitMetrics) -> Agent {
-    var config = AgentConfiguration(nodeName: node, pins: PinLayout(root: "/nonexistent"))
-    config.hitMetrics = hitMetrics
-    config.writesStateFiles = false
-    config.addressOverride = [IPAddress("192.0.2.1")!]
-    var logger = Logger(label: "metrics-test")
-    logger.logLevel = .critical
-    return Agent(config: config, maps: maps, logger: logger)
+    inMemoryAgent(maps, node: node, label: "metrics-test") {
+        $0.hitMetrics = hitMetrics
+        $0.addressOverride = [IPAddress("192.0.2.1")!]
+    }
 }
 
 /// The hit families as their definition says: label lists, summed, deduplicated, sorted.

@@ -235,7 +235,7 @@ public actor Agent {
         var layoutChange: HitLayoutChange?
         defer {
             if hitLayouts.note(generation: counters.programmedGeneration, layoutChange) {
-                Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { HeapRelease.now() } }
+                HeapRelease.inBackground()
             }
         }
         let node = nodeContext

@@ -11,4 +11,9 @@ public enum HeapRelease {
 
     /// malloc_trim(0): takes each arena's lock in turn, a few milliseconds at a few hundred MB.
     public static func now() { veer_heap_release() }
+
+    /// The same on a thread of its own, for the agent's actor: the walk never delays a sync.
+    static func inBackground() {
+        Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { now() } }
+    }
 }

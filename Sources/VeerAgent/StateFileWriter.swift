@@ -9,9 +9,9 @@ import VeerModel
 /// when asked: DecisionsServer.swift.)
 ///
 /// The file is written a part at a time (`ProgrammedNames.backendPart`), each part cut from the
-/// names the agent's actor hands out when it is written, never the whole of the names at once: a writer holding them
-/// while the agent changed them made the agent copy what it changed (55-75 MB at 100,000
-/// services under churn). Each part is as the agent held it when taken; a change during a write
+/// names the agent's actor hands out when it is written, never the whole of the names at once:
+/// a writer holding them while the agent changed them made the agent copy what it changed
+/// (55-75 MB at 100,000 services under churn). Each part is as the agent held it when taken; a change during a write
 /// marks the file out of date again, so the next write has it.
 struct StateFileWriter: Sendable {
     typealias BackendPart = [(L4Address, ProgrammedNames.Backend)]
@@ -101,7 +101,7 @@ extension Agent {
     /// After the write that follows a full sync, even if changes keep the writer going (churn).
     private func releaseHeap() {
         heapRelease = .none
-        Task.detached { try? await BackgroundThread.run(named: "veer-heap-release") { HeapRelease.now() } }
+        HeapRelease.inBackground()
     }
 
     func filesFailed(_ error: any Error) {

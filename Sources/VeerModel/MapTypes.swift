@@ -64,11 +64,8 @@ public struct DesiredBackend: Hashable, Sendable {
 
     public init(address: L4Address, terminating: Bool = false, podName: String? = nil,
                 nodeName: String? = nil, zone: String? = nil) {
-        self.address = address
-        self.terminating = terminating
-        self.podName = podName
-        node = SharedName(orNone: nodeName)
-        zoneName = SharedName(orNone: zone)
+        self.init(address: address, terminating: terminating, podName: podName,
+                  node: SharedName(orNone: nodeName), zone: SharedName(orNone: zone))
     }
 
     /// With the names as the shared table's ids already (from the stored endpoint).

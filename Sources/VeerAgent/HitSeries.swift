@@ -168,7 +168,7 @@ struct HitLayout: Sendable {
         endpointText.appendHostPort(address)
         endpointText.endKey()
         endpointText.append(HitSeries.infoLabels[1])
-        endpointText.appendEscaped(n?.pod ?? "")
+        if let pod = n?.podName { endpointText.appendEscaped(pod) }
         endpointText.append(HitSeries.infoLabels[2])
         endpointText.appendEscaped(n?.node ?? "")
         endpointText.append(HitSeries.infoLabels[3])
@@ -559,6 +559,13 @@ private struct ByteArena: Sendable {
     mutating func append(_ b: [UInt8]) { bytes.append(contentsOf: b) }
 
     mutating func appendEscaped(_ s: String) { PrometheusText.appendEscaped(s, to: &bytes) }
+    /// A pod's name, escaped, from its two parts (no String made).
+    mutating func appendEscaped(_ name: PodName) {
+        name.withUTF8Parts { head, tail in
+            PrometheusText.escape(head, whole: { bytes.append(contentsOf: $0) }, byte: { bytes.append($0) })
+            PrometheusText.escape(tail, whole: { bytes.append(contentsOf: $0) }, byte: { bytes.append($0) })
+        }
+    }
 
     /// `10.0.0.1:8080`, `[fd00::1]:8080`: `L4Address.hostPort`, digits written directly for IPv4.
     mutating func appendHostPort(_ a: L4Address) {

@@ -139,18 +139,22 @@ public struct PrometheusText: Sendable {
     @inline(__always)
     static func escape(_ s: String, whole: (UnsafeBufferPointer<UInt8>) -> Void, byte: (UInt8) -> Void) {
         var s = s
-        s.withUTF8 { utf8 in
-            guard utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
-                whole(utf8)
-                return
-            }
-            for b in utf8 {
-                switch b {
-                case UInt8(ascii: "\\"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "\\"))
-                case UInt8(ascii: "\""): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "\""))
-                case UInt8(ascii: "\n"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "n"))
-                default: byte(b)
-                }
+        s.withUTF8 { escape($0, whole: whole, byte: byte) }
+    }
+
+    /// The same, of UTF-8 bytes.
+    @inline(__always)
+    static func escape(_ utf8: UnsafeBufferPointer<UInt8>, whole: (UnsafeBufferPointer<UInt8>) -> Void, byte: (UInt8) -> Void) {
+        guard utf8.contains(where: { $0 == UInt8(ascii: "\\") || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\n") }) else {
+            whole(utf8)
+            return
+        }
+        for b in utf8 {
+            switch b {
+            case UInt8(ascii: "\\"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "\\"))
+            case UInt8(ascii: "\""): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "\""))
+            case UInt8(ascii: "\n"): byte(UInt8(ascii: "\\")); byte(UInt8(ascii: "n"))
+            default: byte(b)
             }
         }
     }

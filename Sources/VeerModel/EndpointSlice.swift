@@ -56,7 +56,7 @@ public struct Endpoint: Hashable, Sendable {
     /// The one address when `flags` has `Flag.ip`.
     private var ip = IPAddress(high: 0, low: 0)
     /// `targetRef.name` when the reference is kept inline.
-    private var podName: String?
+    private var podName: PodName?
     private var extras: Extras?
     private var node = SharedName.none
     private var zoneName = SharedName.none
@@ -114,13 +114,17 @@ public struct Endpoint: Hashable, Sendable {
     public init(addresses: [String], conditions: EndpointConditions = .init(), nodeName: String? = nil,
                 zone: String? = nil, zoneHints: [String]? = nil, nodeHints: [String]? = nil,
                 targetRef: ObjectReference? = nil) {
+        var pods = PodName.Sharing()
         self.init(addresses: addresses, parsed: addresses.count == 1 ? IPAddress(addresses[0]) : nil, conditions: conditions,
-                  nodeName: nodeName, zone: zone, zoneHints: zoneHints, nodeHints: nodeHints, targetRef: targetRef)
+                  nodeName: nodeName, zone: zone, zoneHints: zoneHints, nodeHints: nodeHints, targetRef: targetRef,
+                  pods: &pods)
     }
 
     /// `parsed`: `IPAddress(addresses[0])` when there is one address, already parsed by the decoder.
+    /// `pods`: shared by a slice's endpoints, whose pod names share their heads.
     init(addresses: [String], parsed: IPAddress?, conditions: EndpointConditions, nodeName: String?,
-         zone: String?, zoneHints: [String]?, nodeHints: [String]?, targetRef: ObjectReference?) {
+         zone: String?, zoneHints: [String]?, nodeHints: [String]?, targetRef: ObjectReference?,
+         pods: inout PodName.Sharing) {
         var extraAddresses: [String]?
         if addresses.count == 1, let parsed, let ip = Self.canonical(parsed, addresses[0]) {
             self.ip = ip
@@ -131,7 +135,7 @@ public struct Endpoint: Hashable, Sendable {
         var extraRef: ObjectReference?
         if let targetRef {
             if (targetRef.kind == nil || targetRef.kind == "Pod"), let ns = SharedName(targetRef.namespace) {
-                podName = targetRef.name
+                podName = targetRef.name.map { pods.name($0) }
                 podNamespace = ns
                 flags |= Flag.ref | (targetRef.kind == nil ? 0 : Flag.kindPod)
             } else {
@@ -237,11 +241,19 @@ public struct Endpoint: Hashable, Sendable {
     public var targetRef: ObjectReference? {
         get {
             if flags & Flag.ref != 0 {
-                return ObjectReference(kind: flags & Flag.kindPod != 0 ? "Pod" : nil, namespace: podNamespace.string, name: podName)
+                return ObjectReference(kind: flags & Flag.kindPod != 0 ? "Pod" : nil, namespace: podNamespace.string, name: podName?.description)
             }
             return extras?.targetRef
         }
         set { self = rebuilt(targetRef: .some(newValue)) }
+    }
+
+    /// The pod's name when the reference is to a pod (kind "Pod" or none), as stored: what a
+    /// selected backend keeps, sharing the stored name's head.
+    var pod: PodName? {
+        if flags & Flag.ref != 0 { return podName }
+        guard let ref = extras?.targetRef, ref.kind == nil || ref.kind == "Pod" else { return nil }
+        return ref.name.map(PodName.init)
     }
 
     private func rebuilt(addresses: [String]? = nil, nodeName: String?? = nil, zone: String?? = nil,

@@ -238,6 +238,7 @@ private struct Validator {
         }
         var endpoints: [Endpoint] = []
         endpoints.reserveCapacity(w.endpoints?.count ?? 0)  // kept for the slice's life: no growth slack
+        var pods = PodName.Sharing()
         for (i, e) in (w.endpoints ?? []).enumerated() {
             let f = "endpoints[\(i)]"
             let addresses = e.addresses ?? []
@@ -258,7 +259,7 @@ private struct Validator {
                 addresses: addresses, parsed: first,
                 conditions: EndpointConditions(ready: e.ready, serving: e.serving, terminating: e.terminating),
                 nodeName: e.nodeName, zone: e.zone,
-                zoneHints: e.zoneHints, nodeHints: e.nodeHints, targetRef: e.targetRef))
+                zoneHints: e.zoneHints, nodeHints: e.nodeHints, targetRef: e.targetRef, pods: &pods))
         }
         return EndpointSlice(meta: meta, addressType: addressType, endpoints: endpoints, ports: SharedArrays.endpointPorts.interned(ports))
     }

@@ -45,8 +45,8 @@ public struct DesiredBackend: Hashable, Sendable {
     public var address: L4Address
     /// Chosen through the serving+terminating fallback.
     public var terminating: Bool
-    /// For names only; never reaches the kernel.
-    public var podName: String?
+    /// For names only; never reaches the kernel. The stored endpoint's name, its head shared.
+    public private(set) var pod: PodName?
     /// Node and zone names repeat across every endpoint of every selection: held as ids of the
     /// shared name table (4 bytes each where a `String?` took 16), 72 → 48 bytes a backend.
     private var node: SharedName
@@ -62,17 +62,22 @@ public struct DesiredBackend: Hashable, Sendable {
         set { zoneName = SharedName(orNone: newValue) }
     }
 
+    public var podName: String? {
+        get { pod?.description }
+        set { pod = newValue.map(PodName.init) }
+    }
+
     public init(address: L4Address, terminating: Bool = false, podName: String? = nil,
                 nodeName: String? = nil, zone: String? = nil) {
-        self.init(address: address, terminating: terminating, podName: podName,
+        self.init(address: address, terminating: terminating, pod: podName.map(PodName.init),
                   node: SharedName(orNone: nodeName), zone: SharedName(orNone: zone))
     }
 
-    /// With the names as the shared table's ids already (from the stored endpoint).
-    init(address: L4Address, terminating: Bool, podName: String?, node: SharedName, zone: SharedName) {
+    /// With the names as the stored endpoint holds them (the shared table's ids, the pod's name).
+    init(address: L4Address, terminating: Bool, pod: PodName?, node: SharedName, zone: SharedName) {
         self.address = address
         self.terminating = terminating
-        self.podName = podName
+        self.pod = pod
         self.node = node
         zoneName = zone
     }

@@ -167,9 +167,8 @@ extension Selector {
 
     /// §1.5 topologyModeFromHints: only ready endpoints are inspected.
     static func backend(_ c: Candidate, _ port: ServicePort, terminating: Bool) -> DesiredBackend {
-        let pod = c.endpoint.targetRef.flatMap { ($0.kind == nil || $0.kind == "Pod") ? $0.name : nil }
-        return DesiredBackend(address: L4Address(ip: c.ip, port: c.port, proto: port.proto), terminating: terminating,
-                              podName: pod, node: c.endpoint.sharedNode, zone: c.endpoint.sharedZone)
+        DesiredBackend(address: L4Address(ip: c.ip, port: c.port, proto: port.proto), terminating: terminating,
+                       pod: c.endpoint.pod, node: c.endpoint.sharedNode, zone: c.endpoint.sharedZone)
     }
 
     static func notReadyReason(_ e: Endpoint) -> String {

@@ -11,23 +11,25 @@ public struct ProgrammedNames: Decodable, Hashable, Sendable {
     }
 
     public struct Backend: Codable, Hashable, Sendable {
-        public var pod: String?
-        /// Ids of the shared name table, as in `DesiredBackend`: a row is 24 bytes, not 48.
+        /// As in `DesiredBackend`: the pod's name sharing the stored one's head, and ids of the
+        /// shared name table. A row is 24 bytes, not 48.
+        public private(set) var podName: PodName?
         private var nodeName: SharedName
         private var zoneName: SharedName
 
+        public var pod: String? { podName?.description }
         public var node: String? { nodeName.string }
         public var zone: String? { zoneName.string }
 
         public init(pod: String?, node: String?, zone: String?) {
-            self.pod = pod
+            podName = pod.map(PodName.init)
             nodeName = SharedName(orNone: node)
             zoneName = SharedName(orNone: zone)
         }
 
         /// A selected backend's names, its ids as they are.
         init(_ backend: DesiredBackend) {
-            pod = backend.podName
+            podName = backend.pod
             nodeName = backend.sharedNode
             zoneName = backend.sharedZone
         }

@@ -47,10 +47,13 @@ public struct PodName: Hashable, Sendable, CustomStringConvertible {
         return (utf8.distance(from: utf8.startIndex, to: start), tail)
     }
 
-    /// Names made one after another with one of these share their heads when those are equal
-    /// (a slice's endpoints, decoded in order).
+    /// Names made one after another with one of these share their heads when those are equal:
+    /// a slice's endpoints, decoded in order. The last few heads are kept, for a slice that holds
+    /// the pods of two ReplicaSets (a rollout) in any order.
     public struct Sharing {
-        private var last: Head?
+        private var recent: [Head] = []
+        private var next = 0
+        private static let kept = 4
 
         public init() {}
 
@@ -58,9 +61,10 @@ public struct PodName: Hashable, Sendable, CustomStringConvertible {
             let (headCount, tail) = PodName.split(name.utf8)
             guard headCount > 0 else { return PodName(head: nil, tail: tail) }
             let headText = headCount == name.utf8.count ? name : String(decoding: name.utf8.prefix(headCount), as: UTF8.self)
-            if let last, last.text == headText { return PodName(head: last, tail: tail) }
+            if let head = recent.first(where: { $0.text == headText }) { return PodName(head: head, tail: tail) }
             let head = Head(headText)
-            last = head
+            if recent.count < Self.kept { recent.append(head) } else { recent[next] = head }
+            next = (next + 1) % Self.kept
             return PodName(head: head, tail: tail)
         }
     }

@@ -39,18 +39,21 @@ struct PodNameTests {
     }
 
     @Test func aSlicesEndpointsShareTheirHeads() throws {
-        let endpoints = (0..<10).map { #"{"addresses":["10.0.0.\#($0)"],"targetRef":{"kind":"Pod","namespace":"ns","name":"web-7d4b9c8f6d-x2k9\#($0)"}}"# }
+        // Pods of two ReplicaSets, interleaved as a rollout leaves them.
+        func name(_ i: Int) -> String { "web-\(i % 2 == 0 ? "7d4b9c8f6d" : "5f6c7d8e9a")-x2k9\(i)" }
+        let endpoints = (0..<10).map { #"{"addresses":["10.0.0.\#($0)"],"targetRef":{"kind":"Pod","namespace":"ns","name":"\#(name($0))"}}"# }
         let json = #"{"kind":"EndpointSlice","metadata":{"name":"s","namespace":"ns","labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","endpoints":[\#(endpoints.joined(separator: ","))]}"#
         let raw = RawObject(kind: .endpointSlice, namespace: "ns", name: "s", json: Data(json.utf8))
         guard case let .endpointSlice(s)? = KubeDecoder.decode(raw).object else { Issue.record("not decoded"); return }
         let pods = try s.endpoints.map { try #require($0.pod) }
-        #expect(pods.map(\.description) == (0..<10).map { "web-7d4b9c8f6d-x2k9\($0)" })
-        #expect(pods.allSatisfy { $0.sharesHead(with: pods[0]) }, "one head for the slice")
-        #expect(s.endpoints.map { $0.targetRef } == (0..<10).map { ObjectReference(kind: "Pod", namespace: "ns", name: "web-7d4b9c8f6d-x2k9\($0)") })
+        #expect(pods.map(\.description) == (0..<10).map(name))
+        for (i, p) in pods.enumerated() { #expect(p.sharesHead(with: pods[i % 2]), "one head per ReplicaSet") }
+        #expect(!pods[0].sharesHead(with: pods[1]))
+        #expect(s.endpoints.map { $0.targetRef } == (0..<10).map { ObjectReference(kind: "Pod", namespace: "ns", name: name($0)) })
         // What a selection keeps is the stored name, its head shared, not a copy.
         let backend = DesiredBackend(address: L4Address(ip: IPAddress("10.0.0.1")!, port: 80, proto: .tcp), terminating: false,
                                      pod: pods[1], node: .none, zone: .none)
-        #expect(backend.podName == "web-7d4b9c8f6d-x2k91" && backend.pod?.sharesHead(with: pods[0]) == true)
-        #expect(ProgrammedNames.Backend(backend).podName?.sharesHead(with: pods[0]) == true)
+        #expect(backend.podName == name(1) && backend.pod?.sharesHead(with: pods[1]) == true)
+        #expect(ProgrammedNames.Backend(backend).podName?.sharesHead(with: pods[1]) == true)
     }
 }

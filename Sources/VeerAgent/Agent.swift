@@ -156,7 +156,7 @@ public actor Agent {
         if case let .apply(raw) = event, raw.kind == .endpointSlice,
            let slice = store.slices[ObjectKey(namespace: raw.namespace, name: raw.name)],
            let stamp = slice.meta.annotations["endpoints.kubernetes.io/last-change-trigger-time"],
-           let trigger = Self.rfc3339(stamp) {
+           let trigger = RFC3339.date(stamp) {
             pendingTriggers.append(trigger)
         }
         if pendingSince == nil { pendingSince = clock.now }

@@ -268,6 +268,34 @@ struct MetricsTests {
         #expect(!head.lowercased().contains("content-length"), "\(head)")
     }
 
+    @Test("a slice change's trigger-time annotation starts its network programming latency")
+    func networkProgrammingFromTheTriggerTime() async throws {
+        let agent = agent(MemoryMapStore(), .endpoint)
+        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+        await agent.ingest(fixture())
+        await agent.ingest(.synced)
+        await agent.waitUntilIdle()
+        // Stamped 1.5 s ago, with microseconds, as the EndpointSlice controller writes it.
+        let stamp = Date().timeIntervalSince1970 - 1.5
+        let f = ISO8601DateFormatter()
+        var text = f.string(from: Date(timeIntervalSince1970: stamp.rounded(.down)))
+        text.insert(contentsOf: String(format: ".%06d", Int((stamp - stamp.rounded(.down)) * 1e6)), at: text.index(before: text.endIndex))
+        var slice = Manifest.endpointSlice("web-http", namespace: "alpha", service: "web",
+                                           endpoints: [Manifest.endpoint("10.244.8.12", node: node, pod: "web-pod-moved", namespace: "alpha")])
+        var meta = try #require(slice["metadata"] as? Manifest.Object)
+        meta["annotations"] = ["endpoints.kubernetes.io/last-change-trigger-time": text]
+        slice["metadata"] = meta
+        await agent.ingest(events([slice]))
+        await agent.waitUntilIdle()
+        let lines = await agent.metricsText().split(separator: "\n")
+        func value(_ name: String) -> Double? {
+            lines.first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ")[1]) }
+        }
+        #expect(value("veer_network_programming_duration_seconds_count") == 1, "\(text)")
+        let sum = try #require(value("veer_network_programming_duration_seconds_sum"))
+        #expect(sum >= 1.5 && sum < 60, "\(text): \(sum)")
+    }
+
     @Test("label values are escaped as the exposition format says: backslash, double quote, line feed")
     func escaping() {
         var out = PrometheusText()

@@ -407,7 +407,7 @@ if agent:
       "full sync (select; read the maps + plan; write). **RSS**: veerd's peak (VmHWM) after the list, and at the end. **Churn**: one endpoint of one random "
       "EndpointSlice moves to a new address, offered at the rate shown, as watch events; each slice carries "
       "`endpoints.kubernetes.io/last-change-trigger-time` stamped just before it is posted to the fake server (RFC 3339 "
-      "with µs, as the EndpointSlice controller writes it; veerd reads whole ms), so **change → maps** is kube-proxy's network-programming latency: fake API server, watch stream, "
+      "with µs, as the EndpointSlice controller writes it; veerd reads it to the ns), so **change → maps** is kube-proxy's network-programming latency: fake API server, watch stream, "
       "decode, store, select, plan, write. **event → maps** starts when the event reaches the agent; **sync** is the "
       "agent's select+plan+write of one (coalesced) sync. p50/p99 are interpolated within the agent's histogram "
       "buckets (0.25, 0.5, 1, 2, 3, 4, 5, 7.5, 10 ms …), as Prometheus' histogram_quantile does; **≤ 5 ms** is exact, "
@@ -449,16 +449,15 @@ if agent:
           "**harness** = the stamp to the watch event written to veerd's socket; of it, **POST** = stamp → the server's "
           "handler holding the request (the driver's encoding, HTTP, the handler thread), **apply** = decode, store, "
           "encode, queue, **write** = the watch thread's wake-up and write. The rest of change → maps is veerd's: "
-          "the stream read, decode, store, select, plan, write. veerd parses the stamp to whole ms (Foundation's "
-          "ISO8601DateFormatter), which adds the mean **stamp floor** to every change → maps figure. **GC**: the fake "
+          "the stream read, decode, store, select, plan, write. **GC**: the fake "
           "server's full (generation 2) collections during the churn and its longest collection pause.")
         w("")
-        w("| services | harness p50 / p99 | POST p99 | apply p99 | write p99 | harness alone > 5 ms | server GC: full, longest | stamp floor | change → maps p99 |")
-        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        w("| services | harness p50 / p99 | POST p99 | apply p99 | write p99 | harness alone > 5 ms | server GC: full, longest | change → maps p99 |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for s_, d in traced:
             w(f"| {s_} | {d['harness_p50_ms']:.2f} / {d['harness_p99_ms']:.2f} ms | {d['hop_post_p99_ms']:.2f} ms | "
               f"{d['hop_apply_p99_ms']:.2f} ms | {d['hop_write_p99_ms']:.2f} ms | {int(d['harness_over5ms'])} of {int(d['traced'])} | "
-              f"{int(d['server_gc2'])}, {d['server_gc_max_ms']:.1f} ms | {d['stamp_floor_ms']:.2f} ms | {d['np_p99_ms']:.2f} ms |")
+              f"{int(d['server_gc2'])}, {d['server_gc_max_ms']:.1f} ms | {d['np_p99_ms']:.2f} ms |")
         w("")
         w("veerd's memory apart from the `/metrics` scrapes (VmRSS now / VmHWM peak, MB): one scrape before the churn "
           "(for the histograms' baseline), the churn, one scrape after it.")

@@ -32,7 +32,7 @@ public struct PodName: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Where `name` splits: the length of its head and its tail packed. The tail is the last
-    /// bytes up to 8, moved back to a character boundary so both parts are valid UTF-8.
+    /// bytes up to 8, its start moved on to a character boundary so both parts are valid UTF-8.
     private static func split(_ utf8: String.UTF8View) -> (headCount: Int, tail: UInt64) {
         let count = utf8.count
         var start = utf8.index(utf8.endIndex, offsetBy: -min(tailBytes, count))

@@ -68,11 +68,17 @@ private func fixture() -> [SourceEvent] {
     return events(objects)
 }
 
-private func agent(_ maps: MemoryMapStore, _ hitMetrics: HitMetrics) -> Agent {
-    inMemoryAgent(maps, node: node, label: "metrics-test") {
+/// An agent on `maps` that has listed the fixture and written it.
+private func syncedAgent(_ maps: MemoryMapStore, _ hitMetrics: HitMetrics) async -> Agent {
+    let agent = inMemoryAgent(maps, node: node, label: "metrics-test") {
         $0.hitMetrics = hitMetrics
         $0.addressOverride = [IPAddress("192.0.2.1")!]
     }
+    for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
+    await agent.ingest(fixture())
+    await agent.ingest(.synced)
+    await agent.waitUntilIdle()
+    return agent
 }
 
 /// The hit families as their definition says: label lists, summed, deduplicated, sorted.
@@ -127,11 +133,7 @@ struct MetricsTests {
           arguments: HitMetrics.allCases)
     func hitSeriesMatchTheirDefinition(_ mode: HitMetrics) async throws {
         let maps = MemoryMapStore()
-        let agent = agent(maps, mode)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        await agent.ingest(fixture())
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
+        let agent = await syncedAgent(maps, mode)
         let state = maps.readState()
         let names = await agent.programmedNames
         // Frontends sharing a Service port (the NodePorts beside their ClusterIPs), IPv6, UDP.
@@ -165,11 +167,7 @@ struct MetricsTests {
           arguments: HitMetrics.allCases)
     func scrapeAfterAChangeShowsIt(_ mode: HitMetrics) async throws {
         let maps = MemoryMapStore()
-        let agent = agent(maps, mode)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        await agent.ingest(fixture())
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
+        let agent = await syncedAgent(maps, mode)
         /// Every member counted (by its address pair), then the hit families and the reference.
         func scrape() async -> (text: String, want: String) {
             let state = maps.readState()
@@ -218,11 +216,7 @@ struct MetricsTests {
     @Test("a streamed scrape is the whole text in chunks, and stops when its receiver is gone")
     func streamedScrape() async throws {
         let maps = MemoryMapStore()
-        let agent = agent(maps, .endpoint)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        await agent.ingest(fixture())
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
+        let agent = await syncedAgent(maps, .endpoint)
         let whole = await agent.metricsText()
         let chunks = NIOLockedValueBox<[ByteBuffer]>([])
         let (bytes, complete) = await agent.streamMetrics(chunkBytes: 512) { chunk in
@@ -246,11 +240,7 @@ struct MetricsTests {
     @Test("/metrics over HTTP is streamed in chunks (chunked transfer encoding) and curl reads it whole")
     func streamedOverHTTP() async throws {
         let maps = MemoryMapStore()
-        let agent = agent(maps, .endpoint)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        await agent.ingest(fixture())
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
+        let agent = await syncedAgent(maps, .endpoint)
         let whole = await agent.metricsText()
         let path = "/tmp/veer-metrics-\(getpid())-\(UUID().uuidString.prefix(8)).sock"
         let headers = path + ".headers"
@@ -270,11 +260,7 @@ struct MetricsTests {
 
     @Test("a slice change's trigger-time annotation starts its network programming latency")
     func networkProgrammingFromTheTriggerTime() async throws {
-        let agent = agent(MemoryMapStore(), .endpoint)
-        for kind in ResourceKind.allCases { await agent.ingest(.replaceAll(kind, [])) }
-        await agent.ingest(fixture())
-        await agent.ingest(.synced)
-        await agent.waitUntilIdle()
+        let agent = await syncedAgent(MemoryMapStore(), .endpoint)
         // Stamped 1.5 s ago, with microseconds, as the EndpointSlice controller writes it.
         let stamp = Date().timeIntervalSince1970 - 1.5
         let f = ISO8601DateFormatter()

@@ -11,8 +11,8 @@ import VeerModel
 /// The file is written a part at a time (`ProgrammedNames.backendPart`), each part cut from the
 /// names the agent's actor hands out when it is written, never the whole of the names at once:
 /// a writer holding them while the agent changed them made the agent copy what it changed
-/// (55-75 MB at 100,000 services under churn). Each part is as the agent held it when taken; a change during a write
-/// marks the file out of date again, so the next write has it.
+/// (55-75 MB at 100,000 services under churn). Each part is as the agent held it when taken; a
+/// change during a write marks the file out of date again, so the next write has it.
 struct StateFileWriter: Sendable {
     typealias BackendPart = [(L4Address, ProgrammedNames.Backend)]
     typealias FrontendPart = [(L4Address, ProgrammedNames.Frontend)]
